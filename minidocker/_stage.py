@@ -1,0 +1,119 @@
+"""The command line every stage shares: ``python -m minidocker.STAGE [OPTIONS] ROOTFS -- CMD...``.
+
+Each chapter's module is also a runnable engine: the engine *as of that chapter*, with the options of
+every earlier chapter. A chapter contributes a :class:`Stage`: the options it adds and how they
+configure the container. A later chapter's entry point is the earlier list plus its own stage, so
+the engine grows by adding code, never by copying or rewriting the previous stage.
+
+This module also keeps the promise users see most: a user error is one line on stderr and exit
+status 125, never a traceback.
+
+Example (``cgroups.py`` building on ``namespaces.py``)::
+
+    STAGES = (*namespaces.STAGES, Stage("cgroups", add_arguments, configure))
+
+    def main(argv=None):
+        return _stage.main(argv, prog="python -m minidocker.cgroups", doc=__doc__,
+                           stages=STAGES, new_spec=namespaces.ContainerSpec, run=namespaces.run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from minidocker._process import EXIT_ENGINE, EngineError
+
+__all__ = ["Stage", "guarded", "main", "parse_command_line", "run_stage"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One chapter's contribution to the engine's command line and to the container it runs.
+
+    ``configure(args, spec, cleanup)`` reads the parsed options, changes the container spec (adds
+    hooks, replaces the rootfs, ...) and registers on ``cleanup`` (an ``ExitStack``) whatever must
+    be undone when the container is gone, even if starting it fails.
+    """
+
+    name: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    configure: Callable[[argparse.Namespace, Any, contextlib.ExitStack], None]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is an :class:`EngineError` (one line, exit 125) as in Docker."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise EngineError(f"{message} (see '{self.prog} --help')")
+
+
+def parse_command_line(argv: Sequence[str] | None, prog: str, doc: str | None,
+                       stages: Sequence[Stage] = (), rootfs_required: bool = True) -> argparse.Namespace:
+    """Parse ``[OPTIONS] ROOTFS -- CMD...``; the command is everything after the first ``--``.
+
+    Without ``--`` the first word that is not an option is ROOTFS and the rest is the command,
+    so ``python -m minidocker.chroot ROOTFS sh`` works too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    summary = (doc or "").strip().splitlines()[0] if doc else None
+    parser = _Parser(prog=prog, description=summary,
+                     usage=f"{prog} [OPTIONS] {'ROOTFS' if rootfs_required else '[ROOTFS]'} -- CMD [ARG...]")
+    for stage in stages:
+        stage.add_arguments(parser)
+    parser.add_argument("rootfs", nargs=None if rootfs_required else "?", metavar="ROOTFS",
+                        help="directory holding the container's root filesystem")
+    if "--" in argv:
+        cut = argv.index("--")
+        args = parser.parse_args(argv[:cut])
+        args.command = argv[cut + 1:]
+    else:
+        parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+        args = parser.parse_args(argv)
+    if not args.command:
+        raise EngineError(f"no command given: {prog} [OPTIONS] ROOTFS -- CMD [ARG...]")
+    return args
+
+
+def guarded(body: Callable[[], int]) -> int:
+    """Run ``body``; turn user errors into one line on stderr and the right exit status."""
+    try:
+        return body()
+    except EngineError as e:
+        print(f"minidocker: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"minidocker: {e}", file=sys.stderr)
+        return EXIT_ENGINE
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None, *, prog: str, doc: str | None, stages: Sequence[Stage],
+         new_spec: Callable[[], Any], run: Callable[[Any], int], rootfs_required: bool = True) -> int:
+    """Parse the options of all ``stages``, let each configure a fresh spec, run it, clean up."""
+
+    def body() -> int:
+        args = parse_command_line(argv, prog, doc, stages, rootfs_required)
+        with contextlib.ExitStack() as cleanup:
+            spec = new_spec()
+            for stage in stages:
+                stage.configure(args, spec, cleanup)
+            return run(spec)
+
+    return guarded(body)
+
+
+def run_stage(module: str, *args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run ``python -m minidocker.MODULE ARGS...`` in a new process and capture its output as text.
+
+    The way tests and notebooks start a stage: exactly what a reader would type, and the stage's
+    signal handling and exits stay out of the caller's process (a notebook kernel, pytest).
+    """
+    return subprocess.run([sys.executable, "-m", f"minidocker.{module}", *args], capture_output=True,
+                          text=True, timeout=timeout, **kwargs)

@@ -1,0 +1,139 @@
+"""``minidocker doctor``: what this host can do for containers, and how to fix what is missing.
+
+Containers are made of kernel features, and hosts differ: a kernel without user namespaces, a
+cgroup v1 host, no overlayfs, no nftables. Rather than fail halfway through a container start,
+the doctor probes each feature the engine uses (by really trying it, in a throwaway child where
+that is cheap) and prints one table row each: what, ok or not, what was seen, and the fix.
+
+Run it::
+
+    python -m minidocker.doctor        # exit status 1 if something the engine needs is missing
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Check", "cgroup_mode", "checks", "main"]
+
+
+@dataclass
+class Check:
+    """One probe's answer. ``required`` checks failing make the doctor exit non-zero."""
+
+    name: str
+    ok: bool
+    seen: str
+    fix: str = ""
+    required: bool = True
+
+
+def _try_in_child(action: Callable[[], None]) -> bool:
+    """Run ``action`` in a forked child (so it can't change us); True if it did not raise."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            action()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def cgroup_mode(mountinfo: str = "/proc/self/mountinfo") -> str:
+    """``"v2"`` (one unified tree), ``"v1"`` (one tree per controller) or ``"hybrid"`` (both).
+
+    Read from the mount table, not guessed from paths: a cgroup2 mount that is the only cgroup
+    mount means v2; v1 mounts plus a cgroup2 mount (usually at /sys/fs/cgroup/unified) is hybrid.
+    """
+    types = set()
+    with open(mountinfo) as f:
+        for line in f:
+            fstype = line.split(" - ", 1)[1].split()[0]
+            if fstype in ("cgroup", "cgroup2"):
+                types.add(fstype)
+    if types == {"cgroup2"}:
+        return "v2"
+    if types == {"cgroup"}:
+        return "v1"
+    return "hybrid" if types else "none"
+
+
+def _root_propagation() -> str:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/":
+                optional = fields[6:fields.index("-")]
+                return "shared" if any(o.startswith("shared:") for o in optional) else "private"
+    return "unknown"
+
+
+def checks() -> list[Check]:
+    """Probe the host; one :class:`Check` per feature, in the order the chapters need them."""
+    from minidocker import _syscalls as sc
+
+    found: list[Check] = []
+    root = os.geteuid() == 0
+    found.append(Check("root", root, f"uid {os.geteuid()}", "run as root: containers need CAP_SYS_ADMIN"))
+    release = platform.release()
+    major, minor = (int(x) for x in release.split(".")[:2])
+    found.append(Check("kernel", (major, minor) >= (5, 4), release, "a Linux kernel 5.4 or newer"))
+    found.append(Check("python", sys.version_info >= (3, 11), platform.python_version(),
+                       "Python 3.11 or newer"))
+    for name, flag in (("mount", sc.CLONE_NEWNS), ("uts", sc.CLONE_NEWUTS), ("ipc", sc.CLONE_NEWIPC),
+                       ("pid", sc.CLONE_NEWPID), ("net", sc.CLONE_NEWNET), ("cgroup", sc.CLONE_NEWCGROUP),
+                       ("user", sc.CLONE_NEWUSER)):
+        ok = root and _try_in_child(lambda flag=flag: sc.unshare(flag))
+        found.append(Check(f"{name} namespace", ok, "unshare works" if ok else "unshare failed",
+                           f"a kernel built with CONFIG_{name.upper()}_NS" if name != "mount" else "",
+                           required=name != "user"))
+    mode = cgroup_mode()
+    found.append(Check("cgroups", mode != "none", mode, "mount cgroup2 at /sys/fs/cgroup"))
+    with open("/proc/filesystems") as f:
+        overlay = "overlay" in f.read()
+    found.append(Check("overlayfs", overlay, "available" if overlay else "missing",
+                       "a kernel with CONFIG_OVERLAY_FS"))
+    found.append(Check("propagation of /", True, _root_propagation(),
+                       "none needed: each container makes its mounts private", required=False))
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        forwarding = f.read().strip() == "1"
+    found.append(Check("ip forwarding", True, "on" if forwarding else "off",
+                       "" if forwarding else "turned on by the engine when a bridge network exists",
+                       required=False))
+    firewall = shutil.which("nft") or shutil.which("iptables")
+    found.append(Check("nft / iptables", bool(firewall), firewall or "missing",
+                       "apt-get install nftables", required=False))
+    with open("/proc/self/status") as f:
+        seccomp = "Seccomp:" in f.read()
+    found.append(Check("seccomp", seccomp, "available" if seccomp else "missing",
+                       "a kernel with CONFIG_SECCOMP_FILTER", required=False))
+    from minidocker import rootfs
+
+    cached = (rootfs.cache_dir() / "busybox-static" / "bin" / "busybox").exists()
+    found.append(Check("busybox", cached or bool(shutil.which("apt-get")),
+                       "downloaded" if cached else "not yet downloaded",
+                       "" if cached else "python -m minidocker.rootfs", required=False))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table; exit 1 if a required check failed."""
+    rows = checks()
+    width = max(len(c.name) for c in rows)
+    seen_width = max(len(c.seen) for c in rows)
+    print(f"{'CHECK':<{width}}  {'':4}  {'SEEN':<{seen_width}}  FIX")
+    for c in rows:
+        status = "ok" if c.ok else ("FAIL" if c.required else "warn")
+        print(f"{c.name:<{width}}  {status:4}  {c.seen:<{seen_width}}  {c.fix if not c.ok else ''}".rstrip())
+    return 0 if all(c.ok or not c.required for c in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Chapter 02: a tiny init for PID 1 (``--init``), the job ``docker run --init`` gives to tini.
+
+PID 1 is special in a PID namespace. The kernel hands it every orphaned process, so it must reap
+them or zombies pile up; and signals whose action is "default" never reach it, so a plain program
+as PID 1 ignores the SIGTERM of ``docker stop``. Most programs were not written to be PID 1.
+
+By default minidocker, like Docker, execs the command itself as PID 1 (so ``echo $$`` prints ``1``).
+With ``--init`` this function stays PID 1 instead: it starts the command as PID 2, forwards signals
+to it, reaps every orphan, and exits with the command's status when the command ends (the kernel
+then kills whatever is left in the namespace).
+
+Example (inside a fresh PID namespace, after pivot_root)::
+
+    run_as_init(["/bin/sh", "-c", "sleep 1 & exit 3"], {"PATH": "/bin"}, report_fd)  # exits 3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+from minidocker._process import exec_command, exit_code
+
+__all__ = ["FORWARDED", "run_as_init"]
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH)
+
+
+# --8<-- [start:run_as_init]
+def run_as_init(argv: Sequence[str], env: Mapping[str, str], report_fd: int) -> NoReturn:
+    """Be a well-behaved PID 1: start ``argv``, forward signals to it, reap orphans, exit with its status."""
+    child = os.fork()
+    if child == 0:
+        exec_command(argv, env, report_fd)
+    os.close(report_fd)  # the engine sees EOF once the command has exec'd (or failed to)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)  # any child: orphans are ours to reap too
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os._exit(exit_code(status))
+# --8<-- [end:run_as_init]

@@ -1,0 +1,64 @@
+#!/bin/sh
+# Set up everything minidocker needs on a Debian or Ubuntu machine (as root), then run something.
+#
+#   ./setup.sh demo    set up, then run a real container
+#   ./setup.sh test    set up, then run the whole suite: tests, notebooks, the strict site build
+#   ./setup.sh         set up only
+#
+# Safe to run again: it installs only what is missing, and is quick the second time.
+set -eu
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: containers need root: run it as root (sudo ./setup.sh $*)" >&2
+    exit 1
+fi
+
+# Debian packages: the Python to build the virtual environment with, the tools the engine and
+# its tests talk to. Installed only when missing.
+PACKAGES="python3 python3-venv iproute2 ca-certificates"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup.sh: installing Debian packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The virtual environment, from Debian's Python; reinstalled only when pyproject.toml changes.
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+stamp=$(sha256sum pyproject.toml | cut -c1-64)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
+    echo "setup.sh: installing minidocker and its Python dependencies into .venv"
+    if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+           .venv/bin/python -m pip install -q -e '.[dev]'; } >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "setup.sh: pip install failed (log above, also in .venv/pip.log)" >&2
+        exit 1
+    fi
+    echo "$stamp" > .venv/.installed
+fi
+
+# The busybox root filesystem every container starts from (built once, in /var/cache/minidocker).
+ROOTFS=$(.venv/bin/python -m minidocker.rootfs)
+
+case "${1:-}" in
+    demo)
+        exec .venv/bin/python -m minidocker.namespaces --hostname minidocker-demo "$ROOTFS" -- \
+            /bin/sh -c 'echo "hello from PID $$ on host $(hostname); the processes it can see:"; ps -o pid,args; exit 0'
+        ;;
+    test)
+        exec .venv/bin/python -m pytest
+        ;;
+    "")
+        echo "setup.sh: ready. Try: .venv/bin/python -m minidocker.namespaces $ROOTFS -- /bin/sh"
+        ;;
+    *)
+        echo "usage: ./setup.sh [demo|test]" >&2
+        exit 2
+        ;;
+esac

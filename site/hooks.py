@@ -1,0 +1,32 @@
+"""mkdocs hook: serve the book from where it really lives instead of copying it into docs/.
+
+* ``README.md`` becomes the home page;
+* ``chapters/*.md`` and ``notebooks/*.ipynb`` keep their paths, so the README's and chapters'
+  relative links work both on the site and in the repository;
+* a notebook executed by the test suite (``.build/notebooks/NAME.ipynb``, with its outputs) is
+  rendered instead of the committed one, which is kept without outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parent.parent
+EXECUTED = ROOT / ".build" / "notebooks"
+
+
+@event_priority(100)  # before mkdocs-jupyter, which must see the notebooks to render them
+def on_files(files: Files, config) -> Files:
+    def add(uri: str, src_dir: Path) -> None:
+        files.append(File(uri, str(src_dir), config["site_dir"], config["use_directory_urls"]))
+
+    add("README.md", ROOT)
+    for chapter in sorted((ROOT / "chapters").glob("*.md")):
+        add(f"chapters/{chapter.name}", ROOT)
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        executed = (EXECUTED / notebook.name).exists()
+        add(f"notebooks/{notebook.name}", EXECUTED.parent if executed else ROOT)
+    return files

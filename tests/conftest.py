@@ -1,0 +1,91 @@
+"""Shared fixtures: the busybox rootfs, stage runners, chapter selection, and the leak check.
+
+Tests run as root against the real kernel. Every test gets the ``no_leaks`` check for free: after
+the test, no new mount, process, cgroup, link or network namespace may remain (see ``leaks.py``).
+
+``pytest --chapter N`` runs the tests of chapters 0..N only (the cumulative suite of chapter N): a
+test's chapter is the number in its file name, ``tests/test_02_namespaces.py`` -> 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from minidocker._stage import run_stage
+from tests import leaks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--chapter", type=int, default=None,
+                     help="run only the tests of chapters 0..N (the cumulative suite of chapter N)")
+
+
+def chapter_of(item: pytest.Item) -> int:
+    """A test's chapter: the ``NN`` in ``test_NN_*.py`` (notebook tests set their own)."""
+    marker = item.get_closest_marker("chapter")
+    if marker:
+        return int(marker.args[0])
+    match = re.match(r"test_(\d\d)_", Path(str(item.fspath)).name)
+    return int(match.group(1)) if match else 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    limit = config.getoption("--chapter")
+    if limit is not None:
+        keep = [i for i in items if chapter_of(i) <= limit]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+    # The site renders the executed notebooks: build it last.
+    items.sort(key=lambda i: "test_site" in str(i.fspath))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("minidocker's tests run containers on the real kernel: run them as root")
+    # Orphans (a container whose engine died) come to us instead of the host's init, so the leak
+    # check sees them as our descendants.
+    from minidocker import _syscalls
+
+    _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leak_scope(tmp_path_factory: pytest.TempPathFactory) -> None:
+    leaks.SCOPE["tmp"] = str(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> object:
+    """Fail the test if it left a mount, process, cgroup, link or netns behind (and clean it up)."""
+    before = leaks.snapshot()
+    yield
+    deadline = time.monotonic() + 5
+    left = leaks.new_since(before)
+    while left and time.monotonic() < deadline:  # exits and lazy unmounts take a moment
+        time.sleep(0.05)
+        left = leaks.new_since(before)
+    if left:
+        leaks.remove(left)
+        pytest.fail(f"the test left resources behind: {left}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def rootfs() -> str:
+    """The shared busybox root filesystem (built once into minidocker's cache)."""
+    from minidocker import rootfs as base
+
+    return str(base.busybox_rootfs())
+
+
+@pytest.fixture
+def stage() -> object:
+    """Run a stage: ``stage("namespaces", ROOTFS, "--", "true")`` (see ``_stage.run_stage``)."""
+    return run_stage
+

@@ -1,0 +1,139 @@
+"""What a container can leave behind on the host, as sets we can compare before and after a test.
+
+Each probe returns a set of strings naming live resources of one kind. The ``no_leaks`` fixture in
+``conftest.py`` takes every probe before and after each test and fails the test if something new
+is still there, then tries to remove it so one leak does not fail the tests after it. A chapter
+that creates a new kind of resource adds its probe (and its remover) here.
+
+Probes only look at what *this* test run could have made (mounts under its temporary directory,
+its own descendant processes, cgroups and links named by minidocker) so that they stay right when
+several test runs share a machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from minidocker import _syscalls
+
+SCOPE: dict[str, str] = {}  # filled by conftest: "tmp" -> this run's base temp dir
+
+
+def mounts() -> set[str]:
+    """Mount points under this run's temp dir, or the engine's state and cache dirs."""
+    roots = tuple(p for p in (SCOPE.get("tmp"), "/var/lib/minidocker", "/var/cache/minidocker",
+                              "/run/minidocker") if p)
+    found = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(roots):
+                found.add(point)
+    return found
+
+
+def processes() -> set[str]:
+    """Live descendants of this pytest process (containers, engines, servers started by a test)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat") as f:
+                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+                if state != "Z":  # exited: only its exit status is left
+                    children.setdefault(int(ppid), []).append(int(entry))
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{child}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                found.add(f"{child} {cmd[:100]}")
+            todo.append(child)
+    return found
+
+
+def cgroups() -> set[str]:
+    """Cgroup directories named after minidocker, in every hierarchy."""
+    found = set()
+    base = Path("/sys/fs/cgroup")
+    if base.is_dir():
+        for hierarchy in base.iterdir():
+            with contextlib.suppress(OSError):
+                for path in hierarchy.glob("**/*minidocker*"):
+                    if path.is_dir():
+                        found.add(str(path))
+    return found
+
+
+def links() -> set[str]:
+    """Network devices of the host (bridges and veths a container may leave)."""
+    return set(os.listdir("/sys/class/net"))
+
+
+def netns() -> set[str]:
+    """Named network namespaces."""
+    return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+
+
+def _unmount(point: str) -> None:
+    with contextlib.suppress(OSError):
+        _syscalls.umount2(point, _syscalls.MNT_DETACH)
+
+
+def _kill(entry: str) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(int(entry.split()[0]), signal.SIGKILL)
+
+
+def _rmdir(path: str) -> None:
+    with contextlib.suppress(OSError):
+        for pid in Path(path, "cgroup.procs").read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        for sub in sorted(Path(path).glob("**/"), key=lambda p: -len(p.parts)):
+            sub.rmdir()
+
+
+def _del_link(name: str) -> None:
+    subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+
+
+def _del_netns(name: str) -> None:
+    _unmount(f"/run/netns/{name}")
+    with contextlib.suppress(OSError):
+        os.unlink(f"/run/netns/{name}")
+
+
+# name -> (probe, remover). Removers run in this order, processes first.
+PROBES: dict[str, tuple[Callable[[], set[str]], Callable[[str], None]]] = {
+    "processes": (processes, _kill),
+    "mounts": (mounts, _unmount),
+    "cgroups": (cgroups, _rmdir),
+    "links": (links, _del_link),
+    "netns": (netns, _del_netns),
+}
+
+
+def snapshot() -> dict[str, set[str]]:
+    """Every probe's current answer."""
+    return {name: probe() for name, (probe, _) in PROBES.items()}
+
+
+def new_since(before: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What exists now that did not before, per probe (empty kinds left out)."""
+    now = snapshot()
+    return {name: now[name] - before.get(name, set()) for name in now if now[name] - before.get(name, set())}
+
+
+def remove(leaks: dict[str, set[str]]) -> None:
+    """Best-effort removal of leaked resources, deepest mounts first."""
+    for name, items in leaks.items():
+        remover = PROBES[name][1]
+        for item in sorted(items, key=len, reverse=True):
+            remover(item)

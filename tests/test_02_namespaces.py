@@ -1,0 +1,209 @@
+"""Chapter 02: namespaces, pivot_root, a minimal /dev, PID 1, and the breakout blocked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minidocker import chroot, namespaces
+from minidocker._process import EngineError
+
+
+def test_done_when_example(stage, rootfs):
+    """The issue's check: PID 1 inside, our hostname inside, the host's unchanged."""
+    before = socket.gethostname()
+    result = stage("namespaces", "--hostname", "box", rootfs, "--", "/bin/sh", "-c", "echo $$; hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\nbox\n"
+    assert socket.gethostname() == before
+
+
+def test_default_hostname_is_short_container_id(stage, rootfs):
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", 'hostname; echo "$HOSTNAME"')
+    name, env_name = result.stdout.split()
+    assert len(name) == 12 and int(name, 16) >= 0 and env_name == name
+
+
+def test_host_processes_are_invisible(stage, rootfs):
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", "ls /proc | grep -E '^[0-9]+$'")
+    pids = {int(p) for p in result.stdout.split()}
+    assert 1 in pids and max(pids) < 10, pids  # sh, ls and grep: nothing from the host
+
+
+def test_only_loopback_and_it_is_up(stage, rootfs):
+    script = "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo up"
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", script)
+    assert result.stdout.split() == ["lo", "up"], result.stderr
+
+
+def test_container_mounts_are_invisible_on_the_host(rootfs, tmp_path):
+    cmd = [sys.executable, "-m", "minidocker.namespaces", rootfs, "--", "/bin/sh", "-c",
+           "mkdir -p /tmp/m && mount -t tmpfs inside /tmp/m && echo mounted && sleep 30"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline() == "mounted\n"
+            with open("/proc/self/mountinfo") as f:
+                table = f.read()
+            assert rootfs not in table and " inside " not in table
+        finally:
+            proc.kill()  # the engine dies: PR_SET_PDEATHSIG takes the container with it
+            proc.wait()
+
+
+def test_minimal_dev(stage, rootfs):
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c",
+                   "ls /dev; echo x > /dev/null; head -c4 /dev/zero | wc -c; ls -l /dev/ptmx")
+    lines = result.stdout.split("\n")
+    names = set(result.stdout.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue",
+            "fd", "stdin", "stdout", "stderr"} <= names
+    assert "sda" not in names and "vda" not in names and "mem" not in names
+    assert "4" in lines and "pts/ptmx" in result.stdout
+
+
+def test_sys_is_read_only(stage, rootfs):
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", "echo 1 > /sys/kernel/profiling")
+    assert result.returncode != 0 and "Read-only file system" in result.stderr
+
+
+def test_cgroup_namespace_is_new(stage, rootfs):
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", "readlink /proc/self/ns/cgroup")
+    assert result.stdout.strip() != os.readlink("/proc/self/ns/cgroup")
+
+
+def test_every_namespace_differs_from_the_hosts(stage, rootfs):
+    kinds = ["mnt", "uts", "ipc", "pid", "net", "cgroup"]
+    script = "; ".join(f"readlink /proc/self/ns/{k}" for k in kinds)
+    inside = stage("namespaces", rootfs, "--", "/bin/sh", "-c", script).stdout.split()
+    outside = [os.readlink(f"/proc/self/ns/{k}") for k in kinds]
+    assert len(inside) == len(kinds)
+    assert all(i != o for i, o in zip(inside, outside, strict=True))
+
+
+def test_exit_code_contract(stage, rootfs):
+    assert stage("namespaces", rootfs, "--", "/bin/sh", "-c", "exit 42").returncode == 42
+    missing = stage("namespaces", rootfs, "--", "nope")
+    assert missing.returncode == 127
+    assert missing.stderr == 'minidocker: exec: "nope": executable file not found in $PATH\n'
+    assert stage("namespaces", rootfs, "--", "/etc/passwd").returncode == 126
+    assert stage("namespaces", "/nonexistent", "--", "/bin/true").returncode == 125
+    assert stage("namespaces", "--bogus", rootfs, "--", "true").returncode == 125
+
+
+def test_signal_death_is_128_plus_n(stage, rootfs):
+    # PID 1 ignores signals it has no handler for, even SIGTERM: the shell kills a child instead.
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", "sh -c 'kill -KILL $$'; exit $?")
+    assert result.returncode == 137
+
+
+def test_env_and_workdir(stage, rootfs):
+    result = stage("namespaces", "-e", "GREETING=hi", "-w", "/tmp", rootfs, "--", "/bin/sh", "-c",
+                   'echo "$GREETING $(pwd) $PATH"')
+    assert result.stdout == "hi /tmp /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+
+
+def test_zombies_are_reaped_with_init(stage, rootfs):
+    """Orphans of a double fork end up with PID 1; --init reaps them, nothing stays a zombie."""
+    script = ("for i in 1 2 3 4 5; do sh -c 'sleep 0.1 &'; done; sleep 1; "
+              "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l")
+    with_init = stage("namespaces", "--init", rootfs, "--", "/bin/sh", "-c", script)
+    assert with_init.stdout.strip() == "0", with_init.stderr
+
+
+def test_init_passes_exit_status(stage, rootfs):
+    assert stage("namespaces", "--init", rootfs, "--", "/bin/sh", "-c", "exit 9").returncode == 9
+    assert stage("namespaces", "--init", rootfs, "--", "nope").returncode == 127
+
+
+def test_init_forwards_sigterm(rootfs):
+    """SIGTERM to the engine reaches the command through the engine and the init (exit 143)."""
+    cmd = [sys.executable, "-m", "minidocker.namespaces", "--init", rootfs, "--", "/bin/sh", "-c",
+           "echo ready; exec sleep 30"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline() == "ready\n"
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+        assert time.monotonic() - start < 5
+
+
+def test_without_init_pid1_ignores_sigterm(rootfs):
+    """Why --init exists: a program as PID 1 with no SIGTERM handler never sees SIGTERM."""
+    cmd = [sys.executable, "-m", "minidocker.namespaces", rootfs, "--", "/bin/sh", "-c",
+           "echo ready; exec sleep 2"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0  # sleep ran to its end
+
+
+def test_engine_killed_takes_the_container_with_it(rootfs):
+    cmd = [sys.executable, "-m", "minidocker.namespaces", rootfs, "--", "/bin/sh", "-c",
+           "echo $$ ready; exec sleep 30"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout.readline() == "1 ready\n"
+        proc.kill()
+        proc.wait()
+    # the no_leaks fixture fails this test if the container's sleep survived
+
+
+def test_chroot_breakout_is_blocked(stage, rootfs, tmp_path):
+    """The chapter 01 attack: /proc/1/root is now the container's own root, not the host's."""
+    marker = tmp_path / "secret"
+    marker.write_text("host secret\n")
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", chroot.breakout_script(str(marker)))
+    assert "host secret" not in result.stdout
+    assert result.returncode != 0
+
+
+def test_dotdot_at_root_stays_at_root(stage, rootfs):
+    result = stage("namespaces", rootfs, "--", "/bin/sh", "-c", "cd /../../..; ls")
+    assert set(result.stdout.split()) == set(os.listdir(rootfs))
+
+
+def test_user_namespace_maps_root_to_unprivileged(stage, rootfs):
+    script = "id -u; cat /proc/self/uid_map; cat /proc/self/status | grep CapEff"
+    result = stage("namespaces", "--userns", rootfs, "--", "/bin/sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "100000", "65536"]
+    # root inside cannot write the host-owned rootfs: it is uid 100000 out here
+    denied = stage("namespaces", "--userns", rootfs, "--", "/bin/sh", "-c", "touch /etc/x")
+    assert denied.returncode == 1 and "Permission denied" in denied.stderr
+    assert not os.path.exists(os.path.join(rootfs, "etc/x"))
+
+
+def test_start_api_hooks_run_in_order(rootfs, tmp_path):
+    seen = []
+    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/sh", "-c", "cat /marker"],
+                                    env={"PATH": "/bin"})
+    spec.on_created.append(lambda pid: seen.append(("created", pid > 1)))
+    spec.before_pivot.append(lambda root: open(os.path.join(root, "dev", "marker"), "w").close())
+    spec.on_exit.append(lambda status: seen.append(("exit", os.waitstatus_to_exitcode(status))))
+    assert namespaces.run(spec) == 1  # /marker is not there: /dev/marker was, in the tmpfs
+    assert seen == [("created", True), ("exit", 1)]
+
+
+def test_failing_hook_leaves_nothing_running(rootfs):
+    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/sleep", "30"], env={"PATH": "/bin"})
+
+    def boom(pid: int) -> None:
+        raise RuntimeError("hook failed")
+
+    spec.on_created.append(boom)
+    with pytest.raises(RuntimeError):
+        namespaces.start(spec)
+
+
+def test_setup_error_is_one_line_125(rootfs):
+    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/true"], cwd="/does/not/exist")
+    with pytest.raises(EngineError) as err:
+        namespaces.run(spec)
+    assert err.value.exit_code == 125 and "/does/not/exist" in str(err.value)
