@@ -114,9 +114,9 @@ def checks() -> list[Check]:
         seccomp = "Seccomp:" in f.read()
     found.append(Check("seccomp", seccomp, "available" if seccomp else "missing",
                        "a kernel with CONFIG_SECCOMP_FILTER", required=False))
-    from minidocker import rootfs
+    from minidocker._paths import cache_dir
 
-    cached = (rootfs.cache_dir() / "busybox-static" / "bin" / "busybox").exists()
+    cached = (cache_dir() / "busybox-static" / "bin" / "busybox").exists()
     found.append(Check("busybox", cached or bool(shutil.which("apt-get")),
                        "downloaded" if cached else "not yet downloaded",
                        "" if cached else "python -m minidocker.rootfs", required=False))

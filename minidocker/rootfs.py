@@ -28,27 +28,16 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from minidocker._paths import cache_dir
 from minidocker._process import EngineError
 
-__all__ = ["busybox_binary", "busybox_rootfs", "busybox_tar", "cache_dir"]
+__all__ = ["busybox_binary", "busybox_rootfs", "busybox_tar"]
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"
 DIRECTORIES = {"bin": 0o755, "sbin": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "etc": 0o755,
                "root": 0o700, "tmp": 0o1777, "home": 0o755, "var": 0o755, "var/tmp": 0o1777,
                "proc": 0o555, "sys": 0o555, "dev": 0o755}
-
-
-def cache_dir() -> Path:
-    """Where built artefacts live: ``$MINIDOCKER_CACHE``, else ``/var/cache/minidocker``.
-
-    The directory must be searchable by everyone: with ``--userns`` the container's root is an
-    unprivileged host user, and it has to walk down to its rootfs.
-    """
-    path = Path(os.environ.get("MINIDOCKER_CACHE", "/var/cache/minidocker"))
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o755)
-    return path
 
 
 def busybox_binary() -> Path:

@@ -57,8 +57,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _leak_scope(tmp_path_factory: pytest.TempPathFactory) -> None:
-    leaks.SCOPE["tmp"] = str(tmp_path_factory.getbasetemp())
+def _private_engine_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point the engine's state, run dir and cgroup parent at this run's own places (see ``_paths``).
+
+    Test runs then never see each other's containers, even when several share a machine; the
+    busybox cache stays shared. The base temp dir is made searchable for ``--userns`` containers.
+    """
+    base = tmp_path_factory.getbasetemp()
+    for path in (base, *base.parents):
+        if str(path).startswith("/tmp/"):
+            path.chmod(path.stat().st_mode | 0o011)
+    os.environ["MINIDOCKER_STATE"] = str(base / "state")
+    os.environ["MINIDOCKER_RUN"] = str(base / "run")
+    os.environ["MINIDOCKER_CGROUP_PARENT"] = f"minidocker-test-{os.getpid()}"
+    leaks.SCOPE["tmp"] = str(base)
+    leaks.SCOPE["cgroup"] = os.environ["MINIDOCKER_CGROUP_PARENT"]
 
 
 @pytest.fixture(autouse=True)

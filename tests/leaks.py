@@ -25,9 +25,8 @@ SCOPE: dict[str, str] = {}  # filled by conftest: "tmp" -> this run's base temp 
 
 
 def mounts() -> set[str]:
-    """Mount points under this run's temp dir, or the engine's state and cache dirs."""
-    roots = tuple(p for p in (SCOPE.get("tmp"), "/var/lib/minidocker", "/var/cache/minidocker",
-                              "/run/minidocker") if p)
+    """Mount points under this run's temp dir (where its state and run dirs are) or the cache."""
+    roots = tuple(p for p in (SCOPE.get("tmp"), "/var/cache/minidocker") if p)
     found = set()
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -59,13 +58,13 @@ def processes() -> set[str]:
 
 
 def cgroups() -> set[str]:
-    """Cgroup directories named after minidocker, in every hierarchy."""
+    """Cgroup directories under this run's cgroup parent, in every hierarchy."""
     found = set()
     base = Path("/sys/fs/cgroup")
     if base.is_dir():
         for hierarchy in base.iterdir():
             with contextlib.suppress(OSError):
-                for path in hierarchy.glob("**/*minidocker*"):
+                for path in hierarchy.glob(f"**/*{SCOPE.get('cgroup', 'minidocker')}*"):
                     if path.is_dir():
                         found.add(str(path))
     return found
