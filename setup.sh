@@ -35,7 +35,8 @@ stamp=$(sha256sum pyproject.toml | cut -c1-64)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
     echo "setup.sh: installing minidocker and its Python dependencies into .venv"
     if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-           .venv/bin/python -m pip install -q -e '.[dev]'; } >.venv/pip.log 2>&1; then
+           .venv/bin/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+         } >.venv/pip.log 2>&1; then
         cat .venv/pip.log >&2
         echo "setup.sh: pip install failed (log above, also in .venv/pip.log)" >&2
         exit 1

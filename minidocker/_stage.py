@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -109,11 +108,13 @@ def main(argv: Sequence[str] | None, *, prog: str, doc: str | None, stages: Sequ
     return guarded(body)
 
 
-def run_stage(module: str, *args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess:
+def run_stage(module: str, *args: str, timeout: float = 120, **kwargs: Any) -> Any:
     """Run ``python -m minidocker.MODULE ARGS...`` in a new process and capture its output as text.
 
     The way tests and notebooks start a stage: exactly what a reader would type, and the stage's
     signal handling and exits stay out of the caller's process (a notebook kernel, pytest).
     """
+    import subprocess  # only tests and notebooks use this: keep it off the stages' import path
+
     return subprocess.run([sys.executable, "-m", f"minidocker.{module}", *args], capture_output=True,
                           text=True, timeout=timeout, **kwargs)
