@@ -1,0 +1,108 @@
+"""The client's config file, shaped like Docker's ``~/.docker/config.json``: credentials and registries.
+
+It lives in ``$MINIDOCKER_CONFIG/config.json``, or ``~/.minidocker/config.json``: per user, like
+Docker's, because credentials belong to a person, not to the engine. It holds
+
+* ``auths``: ``{"127.0.0.1:5000": {"auth": base64("user:password")}}`` written by ``login``
+  (Docker Hub's key is ``https://index.docker.io/v1/``, as in Docker, so the file is interchangeable);
+* ``registry-mirrors``: ``["http://127.0.0.1:5000"]``, tried first for images of Docker Hub (in
+  Docker this setting is the daemon's; the environment variable ``MINIDOCKER_REGISTRY_MIRRORS``,
+  comma-separated, overrides it);
+* ``insecure-registries``: hosts spoken to without TLS verification (loopback needs no entry).
+
+The file is written atomically with mode 0600: it holds secrets in base64, which is not encryption.
+
+Example::
+
+    >>> store_credentials("127.0.0.1:5000", "alice", "s3cret")
+    >>> credentials_for("127.0.0.1:5000")
+    ('alice', 's3cret')
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["config_path", "credentials_for", "erase_credentials", "insecure_registries", "load",
+           "mirrors", "store_credentials"]
+
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+
+
+def config_path() -> Path:
+    """``$MINIDOCKER_CONFIG/config.json``, else ``~/.minidocker/config.json``."""
+    directory = os.environ.get("MINIDOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".minidocker")
+    return Path(directory) / "config.json"
+
+
+def load() -> dict[str, Any]:
+    """The config file's contents ({} when there is none); a broken file is a one-line error."""
+    path = config_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, OSError) as e:
+        raise ValueError(f"cannot read {path}: {e}: fix or remove it") from e
+    return data if isinstance(data, dict) else {}
+
+
+def _save(data: dict[str, Any]) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent="\t")
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _key(registry: str) -> str:
+    return DOCKER_HUB_AUTH_KEY if registry in ("docker.io", "index.docker.io") else registry
+
+
+def credentials_for(registry: str) -> tuple[str, str] | None:
+    """The ``(username, password)`` stored for ``registry`` by ``login``, if any."""
+    entry = load().get("auths", {}).get(_key(registry)) or {}
+    if entry.get("username") and entry.get("password"):
+        return entry["username"], entry["password"]
+    with contextlib.suppress(ValueError):
+        user, sep, secret = base64.b64decode(entry.get("auth", "")).decode().partition(":")
+        if sep:
+            return user, secret
+    return None
+
+
+def store_credentials(registry: str, username: str, password: str) -> None:
+    """Remember credentials for ``registry`` (what ``docker login`` does without a helper)."""
+    data = load()
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    data.setdefault("auths", {})[_key(registry)] = {"auth": token}
+    _save(data)
+
+
+def erase_credentials(registry: str) -> bool:
+    """Forget the credentials of ``registry``; False if there were none."""
+    data = load()
+    if data.get("auths", {}).pop(_key(registry), None) is None:
+        return False
+    _save(data)
+    return True
+
+
+def mirrors() -> list[str]:
+    """Mirror URLs for Docker Hub, from ``$MINIDOCKER_REGISTRY_MIRRORS`` or the config file."""
+    configured = os.environ.get("MINIDOCKER_REGISTRY_MIRRORS")
+    found = configured.split(",") if configured is not None else load().get("registry-mirrors", [])
+    return [m.strip().rstrip("/") for m in found if m.strip()]
+
+
+def insecure_registries() -> set[str]:
+    """Registries (``host[:port]``) that may be reached over plain HTTP or with unverified TLS."""
+    return set(load().get("insecure-registries", []))
