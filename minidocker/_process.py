@@ -52,6 +52,10 @@ def exit_code(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+# exercise 01.3: Exec the command, or report why not
+# hint: reset SIGPIPE and SIGXFSZ to SIG_DFL and unblock every signal (signal.pthread_sigmask), then
+#   os.execvpe(argv[0], argv, env); on OSError, _describe_exec_error(name, e) gives the exit code
+#   (127 or 126) and the one-line reason: write it to report_fd, then os._exit(code). Never return.
 # --8<-- [start:exec_command]
 def exec_command(argv: Sequence[str], env: Mapping[str, str], report_fd: int) -> NoReturn:
     """Replace this (child) process by ``argv``, searching ``PATH`` from ``env`` as a shell would.

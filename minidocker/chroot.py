@@ -32,6 +32,9 @@ from minidocker._process import (
 __all__ = ["breakout_script", "jail", "main", "run"]
 
 
+# exercise 01.1: Jail a process in the root filesystem
+# hint: os.chroot(rootfs) changes what "/" means but not the working directory, which may stay
+#   outside the jail: step inside with os.chdir("/").
 # --8<-- [start:jail]
 def jail(rootfs: str) -> None:
     """Make ``rootfs`` this process's ``/``: chroot(2), then step inside it.
@@ -44,6 +47,11 @@ def jail(rootfs: str) -> None:
 # --8<-- [end:jail]
 
 
+# exercise 01.2: Run a command in the jail: fork, jail, exec, wait
+# hint: refuse a rootfs that is not a directory (EngineError); fork: the child jail()s and
+#   exec_command()s, and reports any failure through an os.pipe2(os.O_CLOEXEC) pipe before
+#   os._exit(125); the parent read_report()s and waitpid()s inside forwarding_signals(pid), then
+#   returns exit_code(status), or raises EngineError(report, exit_code(status)) if there was one.
 # --8<-- [start:run]
 def run(rootfs: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """Run ``argv`` inside ``rootfs`` and return its exit status (shell-style, 128+N for signals).
@@ -75,6 +83,9 @@ def run(rootfs: str, argv: Sequence[str], env: Mapping[str, str] | None = None) 
 # --8<-- [end:run]
 
 
+# exercise 01.4: Break out of the jail through /proc
+# hint: mount a procfs at /proc, then try cat /proc/PID/root<marker> for every PID until one works;
+#   exit 0 on success and 1 otherwise, after unmounting /proc.
 # --8<-- [start:breakout]
 def breakout_script(marker: str) -> str:
     """A shell script that, run as root inside a chroot, prints the host's file ``marker``.

@@ -30,6 +30,10 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
              signal.SIGUSR2, signal.SIGWINCH)
 
 
+# exercise 02.12: A PID 1 that forwards signals and reaps orphans
+# hint: fork the command (the child exec_command()s); close report_fd; install a handler for every
+#   FORWARDED signal that os.kill()s the child; then os.waitpid(-1, 0) in a loop: exit with
+#   exit_code(status) when the command ends, with 0 when no child is left. Never return.
 # --8<-- [start:run_as_init]
 def run_as_init(argv: Sequence[str], env: Mapping[str, str], report_fd: int) -> NoReturn:
     """Be a well-behaved PID 1: start ``argv``, forward signals to it, reap orphans, exit with its status."""

@@ -45,6 +45,8 @@ DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "ur
            "tty": (5, 0)}
 
 
+# exercise 02.4: Stop mount propagation between the container and the host
+# hint: one mount() call: no source, target "/", no type, flags MS_REC | MS_PRIVATE.
 # --8<-- [start:make_mounts_private]
 def make_mounts_private() -> None:
     """Stop mount events from propagating between this mount namespace and the host's.
@@ -56,6 +58,8 @@ def make_mounts_private() -> None:
 # --8<-- [end:make_mounts_private]
 
 
+# exercise 02.6: Mount a /proc that shows only this PID namespace
+# hint: create root/proc if needed and mount a "proc" filesystem on it, MS_NOSUID | MS_NOEXEC | MS_NODEV.
 # --8<-- [start:mount_proc]
 def mount_proc(root: str) -> None:
     """Mount a procfs showing only this PID namespace's processes at ``root/proc``."""
@@ -65,6 +69,11 @@ def mount_proc(root: str) -> None:
 # --8<-- [end:mount_proc]
 
 
+# exercise 02.7: Give the container a minimal /dev
+# hint: a tmpfs on root/dev (MS_NOSUID, "mode=755,size=65536k"); mknod the DEVICES (0o666, and chmod:
+#   the umask applies) or, where mknod is refused (user namespace), bind-mount the host's node
+#   over an empty file; a devpts with newinstance on dev/pts and a ptmx symlink to pts/ptmx; tmpfs
+#   dev/shm; mqueue dev/mqueue; fd, stdin, stdout, stderr: symlinks into /proc/self/fd.
 # --8<-- [start:mount_dev]
 def mount_dev(root: str) -> None:
     """Give the container a minimal ``/dev``: a few harmless devices, its own ptys, shm and mqueue.
@@ -98,6 +107,10 @@ def mount_dev(root: str) -> None:
 # --8<-- [end:mount_dev]
 
 
+# exercise 02.8: Mount /sys read-only
+# hint: mount sysfs on root/sys with MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC; on PermissionError
+#   (a user namespace without its own network) bind the host's /sys recursively, then remount
+#   the bind with the same flags plus MS_REMOUNT | MS_BIND.
 # --8<-- [start:mount_sys]
 def mount_sys(root: str) -> None:
     """Mount ``/sys`` read-only: a container may look at the kernel's objects, never change them.
@@ -117,6 +130,9 @@ def mount_sys(root: str) -> None:
 # --8<-- [end:mount_sys]
 
 
+# exercise 02.5: Turn the rootfs into a mount point holding /proc, /dev and /sys
+# hint: bind-mount root onto itself (MS_BIND | MS_REC: pivot_root wants a mount point), then
+#   mount_proc, mount_dev and mount_sys under it.
 # --8<-- [start:prepare_root]
 def prepare_root(root: str) -> None:
     """Turn the directory ``root`` into a mount point holding /proc, /dev and /sys.
@@ -131,6 +147,9 @@ def prepare_root(root: str) -> None:
 # --8<-- [end:prepare_root]
 
 
+# exercise 02.9: Pivot into the new root and detach the old one
+# hint: chdir into root; pivot_root(".", ".") stacks the old root over the new one at "/";
+#   umount2(".", MNT_DETACH) detaches it; then chdir("/").
 # --8<-- [start:pivot_into]
 def pivot_into(root: str) -> None:
     """Make ``root`` the root of this mount namespace and detach the old one completely.

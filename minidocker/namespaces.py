@@ -113,6 +113,8 @@ class Container:
         return exit_code(self.status)
 
 
+# exercise 02.11: Map root inside to an unprivileged range outside
+# hint: write one line "inside outside count\n" to /proc/PID/uid_map and to /proc/PID/gid_map.
 # --8<-- [start:write_id_maps]
 def write_id_maps(pid: int, id_map: IdMap) -> None:
     """Map container uid/gid ``inside..`` to host ids ``outside..`` for the user namespace of ``pid``.
@@ -127,6 +129,9 @@ def write_id_maps(pid: int, id_map: IdMap) -> None:
 # --8<-- [end:write_id_maps]
 
 
+# exercise 02.10: Bring up the loopback device
+# hint: ioctl(2) on any AF_INET socket: SIOCGIFFLAGS (0x8913) reads the flags of b"lo" (struct
+#   "16sH", padded to 40 bytes), SIOCSIFFLAGS (0x8914) writes them back with IFF_UP (0x1) set.
 # --8<-- [start:loopback_up]
 def loopback_up() -> None:
     """Bring up ``lo`` in this (new) network namespace: it starts down, with no other device.
@@ -142,6 +147,11 @@ def loopback_up() -> None:
 # --8<-- [end:loopback_up]
 
 
+# exercise 02.2: Start a container from the engine's side
+# hint: check the rootfs; become a subreaper (prctl PR_SET_CHILD_SUBREAPER) so that PID 1 is handed
+#   to you; three os.pipe2(os.O_CLOEXEC) pipes (pid, go, report); fork _setup_child(); read PID 1's
+#   pid, write the id maps, run the on_created hooks, then write b"go" (kill PID 1 if any of that
+#   fails); a report on the report pipe means EngineError(report, container.wait()).
 # --8<-- [start:start]
 def start(spec: ContainerSpec) -> Container:
     """Create the namespaces and the container's PID 1, run the hooks, and return once CMD is exec'd.
@@ -188,6 +198,11 @@ def start(spec: ContainerSpec) -> Container:
 # --8<-- [end:start]
 
 
+# exercise 02.1: Unshare the namespaces and fork PID 1
+# hint: OR together the CLONE_NEW* flags of spec.namespaces (all but cgroup, which PID 1 unshares
+#   later; add CLONE_NEWUSER when spec.id_map is set) for one _syscalls.unshare(); fork: the child
+#   closes pid_w and becomes _container_process(); the parent writes the child's pid to pid_w and
+#   os._exit(0)s. On any exception write it to report_w and os._exit(125). Never return.
 # --8<-- [start:setup_child]
 def _setup_child(spec: ContainerSpec, pid_w: int, go_r: int, report_w: int) -> None:
     """In the first child: unshare the namespaces, fork PID 1, report its pid, exit. Never returns."""
@@ -212,6 +227,11 @@ def _setup_child(spec: ContainerSpec, pid_w: int, go_r: int, report_w: int) -> N
 # --8<-- [end:setup_child]
 
 
+# exercise 02.3: Be PID 1: build the container's world, then exec
+# hint: wait for b"go"; PR_SET_PDEATHSIG; with spec.id_map become root of the user namespace; then the
+#   cgroup namespace, loopback_up(), the hostname and, with a mount namespace, make_mounts_private,
+#   prepare_root, the before_pivot hooks and pivot_into; the before_exec hooks; chdir(spec.cwd).
+#   Report any failure on report_w and os._exit(125); then run_as_init() or exec_command().
 # --8<-- [start:container_process]
 def _container_process(spec: ContainerSpec, go_r: int, report_w: int) -> None:
     """In PID 1 of the new namespaces: wait for "go", build the container's view, exec. Never returns."""
