@@ -21,12 +21,14 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import struct
 
 __all__ = [
     "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
     "CLONE_NEWUSER", "CLONE_NEWUTS", "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC",
     "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "MS_SLAVE",
-    "mount", "pivot_root", "prctl", "sethostname", "setns", "umount2", "unshare",
+    "capget", "capset", "mount", "mount_setattr", "move_mount", "open_tree", "pivot_root", "prctl",
+    "seccomp", "sethostname", "setns", "umount2", "unshare",
 ]
 
 # <linux/sched.h>: one flag per namespace type, shared by clone(2), unshare(2) and setns(2).
@@ -55,9 +57,35 @@ MNT_DETACH = 2  # umount2(2): detach now, free when no longer busy
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_KEEPCAPS = 8  # keep the permitted capabilities across setuid() away from root
+PR_SET_SECCOMP = 22
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24  # remove a capability from the bounding set, for good
+PR_SET_NO_NEW_PRIVS = 38  # execve() can never grant privileges again (setuid bits, file caps)
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_CLEAR_ALL = 1, 2, 3, 4
+
+# <linux/capability.h>: capget(2)/capset(2) use two 32-bit words per set since version 3.
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# <linux/seccomp.h>
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC, SECCOMP_FILTER_FLAG_LOG, SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1, 2, 4
+
+# <linux/mount.h>: the new mount API (open_tree, move_mount, mount_setattr), Linux 5.2+ / 5.12+.
+OPEN_TREE_CLONE = 1  # a detached copy of the tree, not attached anywhere yet
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x00100000  # show the files' owners through a user namespace's id map
 
 # Syscalls glibc has no wrapper for, by machine.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # the same on every machine
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -66,6 +94,9 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.capget.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_libc.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_libc.syscall.restype = ctypes.c_long
 
 
 def _check(result: int, *paths: str | None) -> int:
@@ -121,3 +152,57 @@ def sethostname(name: str) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2): per-process settings such as ``PR_SET_CHILD_SUBREAPER`` and ``PR_SET_PDEATHSIG``."""
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5))
+
+
+def _syscall_number(table: dict[str, int], name: str) -> int:
+    number = table.get(platform.machine())
+    if number is None:
+        raise OSError(38, f"{name}: unknown syscall number on {platform.machine()}")
+    return number
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """capget(2): the ``(effective, permitted, inheritable)`` sets of ``pid`` (0: us), as bitmasks."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (ctypes.c_uint32 * 6)()  # two struct __user_cap_data_struct {effective, permitted, inheritable}
+    _check(_libc.capget(header, data))
+    return tuple(data[i] | data[i + 3] << 32 for i in range(3))  # type: ignore[return-value]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2): set this thread's effective, permitted and inheritable capability sets (bitmasks)."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    low, high = 0xFFFFFFFF, 32
+    data = (ctypes.c_uint32 * 6)(effective & low, permitted & low, inheritable & low,
+                                 effective >> high, permitted >> high, inheritable >> high)
+    _check(_libc.capset(header, data))
+
+
+def seccomp(operation: int, flags: int, program: bytes) -> None:
+    """seccomp(2) with ``SECCOMP_SET_MODE_FILTER``: install ``program``, classic BPF, 8 bytes an instruction.
+
+    The wrapper builds the ``struct sock_fprog`` (length + pointer) the kernel expects from the bytes.
+    """
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HxxxxxxP", len(program) // 8, ctypes.addressof(code))
+    _check(_libc.syscall(_syscall_number(_SYS_SECCOMP, "seccomp"), operation, flags,
+                         ctypes.create_string_buffer(fprog, len(fprog))))
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2): a file descriptor for the mount at ``path``, or (``OPEN_TREE_CLONE``) a detached copy."""
+    return _check(_libc.syscall(_SYS_OPEN_TREE, dirfd, _b(path), flags), path)
+
+
+def move_mount(from_dirfd: int, from_path: str, to_dirfd: int, to_path: str, flags: int) -> None:
+    """move_mount(2): attach a mount (e.g. a detached one from :func:`open_tree`) at ``to_path``."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, from_dirfd, _b(from_path), to_dirfd, _b(to_path), flags),
+           to_path)
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
+                  propagation: int = 0, userns_fd: int = 0) -> None:
+    """mount_setattr(2): change a mount's attributes, e.g. ``MOUNT_ATTR_IDMAP`` with a user namespace."""
+    attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, userns_fd)  # struct mount_attr
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, dirfd, _b(path), flags,
+                         ctypes.create_string_buffer(attr, len(attr)), len(attr)), path)
