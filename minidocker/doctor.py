@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from minidocker.cgroups import cgroup_mode  # chapter 03 owns the probe; re-exported here
+
 __all__ = ["Check", "cgroup_mode", "checks", "main"]
 
 
@@ -44,25 +46,6 @@ def _try_in_child(action: Callable[[], None]) -> bool:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
-
-
-def cgroup_mode(mountinfo: str = "/proc/self/mountinfo") -> str:
-    """``"v2"`` (one unified tree), ``"v1"`` (one tree per controller) or ``"hybrid"`` (both).
-
-    Read from the mount table, not guessed from paths: a cgroup2 mount that is the only cgroup
-    mount means v2; v1 mounts plus a cgroup2 mount (usually at /sys/fs/cgroup/unified) is hybrid.
-    """
-    types = set()
-    with open(mountinfo) as f:
-        for line in f:
-            fstype = line.split(" - ", 1)[1].split()[0]
-            if fstype in ("cgroup", "cgroup2"):
-                types.add(fstype)
-    if types == {"cgroup2"}:
-        return "v2"
-    if types == {"cgroup"}:
-        return "v1"
-    return "hybrid" if types else "none"
 
 
 def _root_propagation() -> str:
@@ -95,7 +78,8 @@ def checks() -> list[Check]:
                            f"a kernel built with CONFIG_{name.upper()}_NS" if name != "mount" else "",
                            required=name != "user"))
     mode = cgroup_mode()
-    found.append(Check("cgroups", mode != "none", mode, "mount cgroup2 at /sys/fs/cgroup"))
+    backend = "" if mode == "none" else f" (minidocker uses its v{2 if mode == 'v2' else 1} backend)"
+    found.append(Check("cgroups", mode != "none", mode + backend, "mount cgroup2 at /sys/fs/cgroup"))
     with open("/proc/filesystems") as f:
         overlay = "overlay" in f.read()
     found.append(Check("overlayfs", overlay, "available" if overlay else "missing",
