@@ -1,0 +1,342 @@
+"""Chapter 10: the registry server's API, its storage, and two servers sharing one directory."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minidocker.registry_gc import collect_garbage
+from minidocker.registry_server import running
+from tests.helpers_10_registry import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    call,
+    manifest_for,
+    push_blob,
+    push_image,
+    raw_upload,
+    sha256,
+    stored_files,
+)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    with running(tmp_path / "storage") as server:
+        yield server
+
+
+def test_api_version_check(registry):
+    reply = call(registry.url, "GET", "/v2/")
+    assert reply.status == 200 and reply.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+def test_blob_get_head_and_range(registry):
+    data = os.urandom(100_000)
+    digest = push_blob(registry.url, "r/blobs", data)
+    head = call(registry.url, "HEAD", f"/v2/r/blobs/blobs/{digest}")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["Content-Length"] == "100000" and head.headers["Docker-Content-Digest"] == digest
+    assert call(registry.url, "GET", f"/v2/r/blobs/blobs/{digest}").body == data
+    part = call(registry.url, "GET", f"/v2/r/blobs/blobs/{digest}", headers={"Range": "bytes=10-19"})
+    assert part.status == 206 and part.body == data[10:20]
+    assert part.headers["Content-Range"] == "bytes 10-19/100000"
+    beyond = call(registry.url, "GET", f"/v2/r/blobs/blobs/{digest}", headers={"Range": "bytes=200000-"})
+    assert beyond.status == 416
+    missing = call(registry.url, "GET", f"/v2/r/blobs/blobs/{sha256(b'nope')}")
+    assert missing.status == 404 and missing.codes == ["BLOB_UNKNOWN"]
+
+
+def test_chunked_upload(registry):
+    data = os.urandom(3 * 65536 + 17)
+    chunks = [data[:65536], data[65536:2 * 65536], data[2 * 65536:]]
+    location = call(registry.url, "POST", "/v2/r/chunked/blobs/uploads/").headers["Location"]
+    reply = call(registry.url, "PATCH", location, chunks[0], {"Content-Range": "0-65535"})
+    assert reply.status == 202 and reply.headers["Range"] == "0-65535"
+    status = call(registry.url, "GET", reply.headers["Location"])
+    assert status.status == 204 and status.headers["Range"] == "0-65535"
+    wrong = call(registry.url, "PATCH", location, chunks[1], {"Content-Range": "70000-135535"})
+    assert wrong.status == 416 and wrong.headers["Range"] == "0-65535"  # chunks come in order
+    reply = call(registry.url, "PATCH", location, chunks[1], {"Content-Range": "65536-131071"})
+    assert reply.status == 202 and reply.headers["Range"] == "0-131071"
+    last = f"{2 * 65536}-{len(data) - 1}"  # the last chunk rides on the closing PUT
+    done = call(registry.url, "PUT", f"{location}?digest={sha256(data)}", chunks[2], {"Content-Range": last})
+    assert done.status == 201 and done.headers["Location"] == f"/v2/r/chunked/blobs/{sha256(data)}"
+    assert call(registry.url, "GET", done.headers["Location"]).body == data
+    assert call(registry.url, "GET", location).codes == ["BLOB_UPLOAD_UNKNOWN"]  # the session is over
+
+
+def test_monolithic_uploads_and_cancel(registry):
+    data = b"one request"
+    single = call(registry.url, "POST", f"/v2/r/mono/blobs/uploads/?digest={sha256(data)}", data)
+    assert single.status == 201 and single.headers["Docker-Content-Digest"] == sha256(data)
+    assert push_blob(registry.url, "r/mono", b"post then put") == sha256(b"post then put")
+    location = call(registry.url, "POST", "/v2/r/mono/blobs/uploads/").headers["Location"]
+    assert call(registry.url, "DELETE", location).status == 204
+    assert call(registry.url, "PATCH", location, b"x").codes == ["BLOB_UPLOAD_UNKNOWN"]
+    other_repo = location.replace("/r/mono/", "/r/other/")  # a session belongs to its repository
+    assert call(registry.url, "GET", other_repo).status == 404
+
+
+def test_cross_repository_mount(registry):
+    digest = push_blob(registry.url, "team/a", b"shared layer")
+    mounted = call(registry.url, "POST", f"/v2/team/b/blobs/uploads/?mount={digest}&from=team/a")
+    assert mounted.status == 201 and mounted.headers["Location"] == f"/v2/team/b/blobs/{digest}"
+    assert call(registry.url, "GET", f"/v2/team/b/blobs/{digest}").body == b"shared layer"
+    # Not in the source repository: the registry opens an ordinary upload session instead.
+    fallback = call(registry.url, "POST", f"/v2/team/c/blobs/uploads/?mount={sha256(b'x')}&from=team/a")
+    assert fallback.status == 202 and "/blobs/uploads/" in fallback.headers["Location"]
+    # A blob stored once is not in every repository: a repository only serves what it was given.
+    assert call(registry.url, "HEAD", f"/v2/team/c/blobs/{digest}").status == 404
+
+
+def test_manifests_by_tag_and_digest_keep_their_media_type(registry):
+    digest, manifest = push_image(registry.url, "r/img", "v1", [b"layer one"])
+    for reference in ("v1", digest):
+        got = call(registry.url, "GET", f"/v2/r/img/manifests/{reference}")
+        assert got.status == 200 and got.body == manifest and sha256(got.body) == digest
+        assert got.headers["Content-Type"] == OCI_MANIFEST and got.headers["Docker-Content-Digest"] == digest
+    head = call(registry.url, "HEAD", "/v2/r/img/manifests/v1")
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(manifest))
+    docker_type = "application/vnd.docker.distribution.manifest.v2+json"
+    docker_manifest = json.loads(manifest) | {"mediaType": docker_type}
+    body = json.dumps(docker_manifest, indent=3).encode()  # any bytes: stored exactly as pushed
+    put = call(registry.url, "PUT", "/v2/r/img/manifests/docker", body, {"Content-Type": docker_type})
+    assert put.status == 201
+    got = call(registry.url, "GET", "/v2/r/img/manifests/docker")
+    assert got.headers["Content-Type"] == docker_type and got.body == body
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    put = call(registry.url, "PUT", "/v2/r/img/manifests/multi", index, {"Content-Type": OCI_INDEX})
+    assert put.status == 201
+    assert call(registry.url, "GET", "/v2/r/img/manifests/multi").headers["Content-Type"] == OCI_INDEX
+
+
+def test_tag_and_catalog_pagination(registry):
+    _, manifest = push_image(registry.url, "r/tags", "a", [b"l"])
+    for tag in ("e", "c", "B", "d", "b"):
+        call(registry.url, "PUT", f"/v2/r/tags/manifests/{tag}", manifest, {"Content-Type": OCI_MANIFEST})
+    assert call(registry.url, "GET", "/v2/r/tags/tags/list").json() == {
+        "name": "r/tags", "tags": ["B", "a", "b", "c", "d", "e"]}
+    page = call(registry.url, "GET", "/v2/r/tags/tags/list?n=4")
+    assert page.json()["tags"] == ["B", "a", "b", "c"]
+    assert page.headers["Link"] == '</v2/r/tags/tags/list?n=4&last=c>; rel="next"'
+    rest = call(registry.url, "GET", "/v2/r/tags/tags/list?n=4&last=c")
+    assert rest.json()["tags"] == ["d", "e"] and "Link" not in rest.headers
+    empty = call(registry.url, "GET", "/v2/r/tags/tags/list?n=0")
+    assert empty.json()["tags"] == [] and "Link" not in empty.headers
+    push_blob(registry.url, "r/zz", b"x")
+    assert call(registry.url, "GET", "/v2/_catalog").json() == {"repositories": ["r/tags", "r/zz"]}
+    first = call(registry.url, "GET", "/v2/_catalog?n=1")
+    assert first.json() == {"repositories": ["r/tags"]} and "last=r/tags" in first.headers["Link"]
+    assert call(registry.url, "GET", "/v2/nothere/tags/list").codes == ["NAME_UNKNOWN"]
+
+
+def test_deletes(registry, tmp_path):
+    digest, _ = push_image(registry.url, "r/del", "v1", [b"only here"])
+    call(registry.url, "PUT", "/v2/r/del/manifests/v2",
+         call(registry.url, "GET", "/v2/r/del/manifests/v1").body, {"Content-Type": OCI_MANIFEST})
+    assert call(registry.url, "DELETE", "/v2/r/del/manifests/v1").status == 202  # a tag
+    assert call(registry.url, "GET", "/v2/r/del/manifests/v1").codes == ["MANIFEST_UNKNOWN"]
+    assert call(registry.url, "GET", f"/v2/r/del/manifests/{digest}").status == 200
+    assert call(registry.url, "DELETE", f"/v2/r/del/manifests/{digest}").status == 202  # and its tags
+    assert call(registry.url, "GET", "/v2/r/del/manifests/v2").codes == ["MANIFEST_UNKNOWN"]
+    assert call(registry.url, "GET", "/v2/r/del/tags/list").json()["tags"] == []
+    layer = sha256(b"only here")
+    assert call(registry.url, "DELETE", f"/v2/r/del/blobs/{layer}").status == 202
+    assert call(registry.url, "HEAD", f"/v2/r/del/blobs/{layer}").status == 404
+    assert call(registry.url, "DELETE", f"/v2/r/del/blobs/{layer}").codes == ["BLOB_UNKNOWN"]
+    assert (tmp_path / "storage" / "blobs" / "sha256" / layer[7:9] / layer[7:]).exists()  # until gc
+
+
+def test_bad_input_is_refused_and_nothing_is_stored(registry, tmp_path):
+    storage = tmp_path / "storage"
+    push_blob(registry.url, "r/bad", b"config")
+    before = stored_files(storage)
+    location = call(registry.url, "POST", "/v2/r/bad/blobs/uploads/").headers["Location"]
+    wrong = call(registry.url, "PUT", f"{location}?digest={sha256(b'something else')}", b"content")
+    assert wrong.status == 400 and wrong.codes == ["DIGEST_INVALID"]
+    assert not list((storage / "uploads").iterdir())  # the rejected bytes are gone too
+    missing = manifest_for(b"config", [b"never pushed"])
+    reply = call(registry.url, "PUT", "/v2/r/bad/manifests/v1", missing, {"Content-Type": OCI_MANIFEST})
+    assert reply.status == 400 and reply.codes == ["MANIFEST_BLOB_UNKNOWN"]
+    assert reply.json()["errors"][0]["detail"] == {"digest": sha256(b"never pushed")}
+    for body, content_type in ((b"{not json", OCI_MANIFEST), (b'{"schemaVersion": 1}', OCI_MANIFEST),
+                               (manifest_for(b"config", []), OCI_INDEX),
+                               (b'{"schemaVersion": 2, "config": 3, "layers": []}', OCI_MANIFEST),
+                               (b'{"schemaVersion": 2, "manifests": [{"digest": "x"}]}', OCI_INDEX),
+                               (manifest_for(b"config", []), "application/vnd.example+json")):
+        reply = call(registry.url, "PUT", "/v2/r/bad/manifests/v1", body, {"Content-Type": content_type})
+        assert reply.status == 400 and reply.codes == ["MANIFEST_INVALID"], body
+    orphan_index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha256(b"no such manifest"), "size": 16}]}).encode()
+    reply = call(registry.url, "PUT", "/v2/r/bad/manifests/v1", orphan_index, {"Content-Type": OCI_INDEX})
+    assert reply.codes == ["MANIFEST_BLOB_UNKNOWN"]
+    big = manifest_for(b"config", []).replace(b'"layers"', b'"x": "' + b"x" * (4 << 20) + b'", "layers"')
+    reply = call(registry.url, "PUT", "/v2/r/bad/manifests/v1", big, {"Content-Type": OCI_MANIFEST})
+    assert reply.status == 413
+    body = manifest_for(b"config", [])
+    reply = call(registry.url, "PUT", f"/v2/r/bad/manifests/{sha256(b'other')}", body,
+                 {"Content-Type": OCI_MANIFEST})
+    assert reply.codes == ["DIGEST_INVALID"]
+    assert call(registry.url, "GET", "/v2/Bad_Name/tags/list").codes == ["NAME_INVALID"]
+    assert call(registry.url, "GET", "/v2/r/bad/blobs/sha256:1234").codes == ["DIGEST_INVALID"]
+    assert call(registry.url, "GET", "/v2/r/bad/blobs/../../../etc/passwd").status in (400, 404)
+    assert call(registry.url, "GET", "/v2/r/bad/manifests/v1").codes == ["MANIFEST_UNKNOWN"]
+    assert call(registry.url, "GET", "/v2/r/none/manifests/v1").codes == ["NAME_UNKNOWN"]
+    assert call(registry.url, "PUT", "/v2/r/bad/tags/list").status == 405
+    assert stored_files(storage) == before  # nothing of the above was stored
+
+
+def test_referrers(registry):
+    digest, manifest = push_image(registry.url, "r/ref", "v1", [b"image layer"])
+    subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest)}
+    empty = b"{}"
+    push_blob(registry.url, "r/ref", empty)
+    signature = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2},
+        "layers": [], "subject": subject, "annotations": {"signed-by": "alice"}}).encode()
+    put = call(registry.url, "PUT", f"/v2/r/ref/manifests/{sha256(signature)}", signature,
+               {"Content-Type": OCI_MANIFEST})
+    assert put.status == 201 and put.headers["OCI-Subject"] == digest
+    found = call(registry.url, "GET", f"/v2/r/ref/referrers/{digest}")
+    assert found.status == 200 and found.headers["Content-Type"] == OCI_INDEX
+    assert found.json()["manifests"] == [{
+        "mediaType": OCI_MANIFEST, "digest": sha256(signature), "size": len(signature),
+        "artifactType": "application/vnd.example.sig", "annotations": {"signed-by": "alice"}}]
+    filtered = call(registry.url, "GET", f"/v2/r/ref/referrers/{digest}?artifactType=application/x-sbom")
+    assert filtered.json()["manifests"] == [] and filtered.headers["OCI-Filters-Applied"] == "artifactType"
+    assert call(registry.url, "GET", f"/v2/r/ref/referrers/{sha256(b'z')}").json()["manifests"] == []
+    assert call(registry.url, "DELETE", f"/v2/r/ref/manifests/{sha256(signature)}").status == 202
+    assert call(registry.url, "GET", f"/v2/r/ref/referrers/{digest}").json()["manifests"] == []
+
+
+def test_read_only_mode(tmp_path):
+    with running(tmp_path / "s") as writable:
+        push_image(writable.url, "r/ro", "v1", [b"layer"])
+    with running(tmp_path / "s", "--read-only") as server:
+        assert call(server.url, "GET", "/v2/r/ro/manifests/v1").status == 200
+        refused = call(server.url, "POST", "/v2/r/ro/blobs/uploads/")
+        assert refused.status == 405 and refused.codes == ["UNSUPPORTED"]
+        assert call(server.url, "DELETE", "/v2/r/ro/manifests/v1").status == 405
+
+
+def test_garbage_collection(registry, tmp_path):
+    storage = tmp_path / "storage"
+    keep, _ = push_image(registry.url, "r/gc", "keep", [b"shared", b"kept only"])
+    drop, dropped = push_image(registry.url, "r/gc", "drop", [b"shared", b"dropped only"])
+    push_blob(registry.url, "r/gc", b"uploaded, never referenced")
+    assert collect_garbage(storage).deleted == []  # everything is younger than the grace period
+    call(registry.url, "DELETE", f"/v2/r/gc/manifests/{drop}")
+    result = collect_garbage(storage, grace=0)
+    config = json.loads(dropped)["config"]["digest"]
+    unreferenced = sha256(b"uploaded, never referenced")
+    assert set(result.deleted) == {sha256(b"dropped only"), unreferenced, drop, config}
+    for layer in (b"shared", b"kept only"):
+        assert call(registry.url, "GET", f"/v2/r/gc/blobs/{sha256(layer)}").body == layer
+    assert call(registry.url, "HEAD", f"/v2/r/gc/blobs/{sha256(b'dropped only')}").status == 404
+    # Moving a tag leaves the old manifest untagged: --delete-untagged collects it and its layers.
+    call(registry.url, "PUT", "/v2/r/gc/manifests/keep",
+         call(registry.url, "GET", f"/v2/r/gc/manifests/{keep}").body.replace(b'"layers"', b'"x":1,"layers"'),
+         {"Content-Type": OCI_MANIFEST})
+    assert collect_garbage(storage, grace=0).deleted == []
+    untagged = collect_garbage(storage, grace=0, delete_untagged=True)
+    assert untagged.untagged == [f"r/gc@{keep}"] and untagged.deleted == [keep]
+    assert call(registry.url, "GET", "/v2/r/gc/manifests/keep").status == 200
+    cli = subprocess.run([sys.executable, "-m", "minidocker.registry_server", "gc", "--storage", str(storage),
+                          "--grace", "0"], capture_output=True, text=True)
+    assert cli.returncode == 0 and cli.stdout.startswith("kept 4 blobs, deleted 0")
+
+
+def test_server_killed_during_an_upload(tmp_path):
+    """No partial blob becomes visible; another server process resumes the session, or a new one redoes it."""
+    storage = tmp_path / "storage"
+    data = os.urandom(1 << 20)
+    digest = sha256(data)
+    with running(storage) as first:
+        location = call(first.url, "POST", "/v2/r/kill/blobs/uploads/").headers["Location"]
+        with raw_upload(first.url, location, len(data), data[:300_000]):
+            deadline = time.monotonic() + 10
+            upload = storage / "uploads" / location.rsplit("/", 1)[1] / "data"
+            while upload.stat().st_size < 300_000 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait()
+    assert not (storage / "blobs" / "sha256" / digest[7:9] / digest[7:]).exists()
+    with running(storage) as second:
+        assert call(second.url, "HEAD", f"/v2/r/kill/blobs/{digest}").status == 404
+        status = call(second.url, "GET", location)
+        assert status.status == 204 and status.headers["Range"] == "0-299999"
+        done = call(second.url, "PUT", f"{location}?digest={digest}", data[300_000:],
+                    {"Content-Range": f"300000-{len(data) - 1}"})
+        assert done.status == 201, done.body
+        assert push_blob(second.url, "r/kill2", data) == digest  # or simply upload it again
+        assert call(second.url, "GET", f"/v2/r/kill/blobs/{digest}").body == data
+
+
+async def _push_and_pull(urls: list[str], rounds: int) -> list[str]:
+    """Concurrent pushes through both servers (shared layers, one tag), then pulls of every blob."""
+    import aiohttp
+
+    shared = os.urandom(2 << 20)
+    async with aiohttp.ClientSession() as session:
+
+        async def upload(url: str, repo: str, data: bytes) -> None:
+            async with session.post(f"{url}/v2/{repo}/blobs/uploads/") as started:
+                location = started.headers["Location"]
+            async with session.patch(url + location, data=data) as patched:
+                assert patched.status == 202
+            async with session.put(f"{url}{location}?digest={sha256(data)}") as done:
+                assert done.status == 201, await done.text()
+
+        async def push(i: int) -> tuple[str, list[bytes]]:
+            url, layers = urls[i % 2], [shared, os.urandom(300_000 + i)]
+            config = json.dumps({"n": i}).encode()
+            await asyncio.gather(*(upload(url, "r/busy", blob) for blob in (*layers, config)))
+            body = manifest_for(config, layers)
+            async with session.put(f"{url}/v2/r/busy/manifests/latest", data=body,
+                                   headers={"Content-Type": OCI_MANIFEST}) as put:
+                assert put.status == 201, await put.text()
+            return sha256(body), [*layers, config]
+
+        pushed = await asyncio.gather(*(push(i) for i in range(rounds)))
+
+        async def pull(url: str, digest: str, expected: bytes) -> None:
+            async with session.get(f"{url}/v2/r/busy/blobs/{digest}") as got:
+                assert hashlib.sha256(await got.read()).hexdigest() == digest[7:] == sha256(expected)[7:]
+
+        await asyncio.gather(*(pull(urls[(i + 1) % 2], sha256(blob), blob)
+                               for i, (_, blobs) in enumerate(pushed) for blob in blobs))
+        async with session.get(f"{urls[1]}/v2/r/busy/manifests/latest") as latest:
+            digest = latest.headers["Docker-Content-Digest"]
+            assert hashlib.sha256(await latest.read()).hexdigest() == digest[7:]
+            return [pushed_digest for pushed_digest, _ in pushed] + [digest]
+
+
+def test_two_servers_share_one_storage_directory(tmp_path):
+    storage = tmp_path / "storage"
+    with running(storage) as one, running(storage) as two:
+        *pushed, latest = asyncio.run(_push_and_pull([one.url, two.url], rounds=12))
+        assert latest in pushed  # concurrent tag updates: one of them won, whole
+        for digest in pushed:  # every manifest is there, whichever server took it
+            assert call(one.url, "GET", f"/v2/r/busy/manifests/{digest}").status == 200
+    assert not list((storage / "uploads").iterdir())
+    assert not [p for p in storage.rglob(".tmp-*")]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    run = [sys.executable, "-m", "minidocker.registry_server", "serve", "--storage", str(tmp_path)]
+    for args, message in ((["--addr", "nonsense"], "--addr 'nonsense': expected HOST:PORT"),
+                          (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together")):
+        result = subprocess.run([*run, *args], capture_output=True, text=True)
+        assert result.returncode == 125 and result.stderr.startswith(f"minidocker: {message}"), result.stderr
