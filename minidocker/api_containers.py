@@ -1,0 +1,321 @@
+"""Chapter 07: the containers half of the Docker Engine API: create, start, stop, wait, logs, list, remove.
+
+Each handler is small because the work is elsewhere: :mod:`minidocker.supervisor` runs the life
+cycle, :mod:`minidocker.containers` gives the JSON shapes, the monitor holds the streams. What is
+here is the contract real clients rely on: status codes (201, 204, 304, 404, 409), query flags
+that may be ``1``, ``true`` or ``True``, the image config merged into the container's, and the
+``/wait`` answer whose headers go out at once while the body waits for the exit.
+
+Example (what ``docker run -d busybox sleep 9`` sends)::
+
+    POST /v1.50/containers/create        {"Image": "busybox", "Cmd": ["sleep", "9"], ...}  -> 201
+    POST /v1.50/containers/ID/wait?condition=next-exit                                     -> 200 ...
+    POST /v1.50/containers/ID/start                                                        -> 204
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from minidocker import volumes
+from minidocker._atomic import rfc3339, write_json
+from minidocker._process import EngineError
+from minidocker._streams import STDERR, STDOUT, frame
+from minidocker.containers import NAME, Container, random_name
+from minidocker.logfile import parse_lines, tail_entries
+from minidocker.supervisor import ApiError, Supervisor, parse_signal
+
+__all__ = ["flag", "json_body", "routes"]
+
+routes = web.RouteTableDef()
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter as Docker reads it (``1``, ``true``, ``True`` ...)."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("", "0", "no", "false", "none")
+
+
+async def json_body(request: web.Request, default: Any = None) -> Any:
+    """The request's JSON body (``default`` if empty); 400 if it is not JSON."""
+    text = await request.text()
+    if not text.strip():
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ApiError(400, f"invalid JSON in request body: {e}") from None
+
+
+def sup(request: web.Request) -> Supervisor:
+    return request.app["supervisor"]
+
+
+def container(request: web.Request) -> Container:
+    return sup(request).find(request.match_info["id"])
+
+
+# --8<-- [start:merge_config]
+def merge_config(image_config: dict, body: dict) -> dict:
+    """The container's ``Config``: what the request says, the image's defaults for the rest."""
+    cfg = {key: body.get(key) for key in (
+        "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+        "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
+        "Labels", "StopSignal", "StopTimeout", "ExposedPorts")}
+    if cfg["Entrypoint"] is None:
+        cfg["Entrypoint"] = image_config.get("Entrypoint")
+        if not cfg["Cmd"]:
+            cfg["Cmd"] = image_config.get("Cmd")
+    env = {item.partition("=")[0]: item for item in image_config.get("Env") or []}
+    env.update({item.partition("=")[0]: item for item in cfg["Env"] or []})
+    cfg["Env"] = list(env.values())
+    for key in ("WorkingDir", "User", "StopSignal"):
+        cfg[key] = cfg[key] or image_config.get(key) or ""
+    cfg["Labels"] = {**(image_config.get("Labels") or {}), **(cfg["Labels"] or {})}
+    for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
+        cfg[key] = bool(cfg[key])
+    return {k: v for k, v in cfg.items() if v is not None or k in ("Cmd", "Entrypoint")}
+# --8<-- [end:merge_config]
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request, {})
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid container config: expected a JSON object")
+    supervisor, name = sup(request), request.query.get("name", "").lstrip("/")
+    if name and not NAME.match(name):
+        raise ApiError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if name in supervisor.names():
+        other = supervisor.find(name).id
+        raise ApiError(409, f'Conflict. The container name "/{name}" is already in use by container '
+                            f'"{other}". You have to remove (or rename) that container to be able to '
+                            'reuse that name.')
+    ref = body.get("Image")
+    if not isinstance(ref, str) or not ref:
+        raise ApiError(400, "no image given: Config.Image must be set")
+    store = request.app["images"]
+    image = await asyncio.get_running_loop().run_in_executor(None, store.find, ref)
+    if image is None:
+        raise ApiError(404, f"No such image: {ref if ':' in ref or '@' in ref else ref + ':latest'}")
+    try:
+        cfg = merge_config(image.get("Config") or {}, body)
+        command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
+        host = dict(body.get("HostConfig") or {})
+        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
+        host.setdefault("NetworkMode", "default")
+        mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
+        for key in ("Memory", "NanoCpus", "PidsLimit"):
+            if host.get(key) is not None and not isinstance(host[key], int):
+                raise ApiError(400, f"invalid HostConfig.{key}: expected an integer")
+    except (TypeError, AttributeError, ValueError, EngineError) as e:
+        raise ApiError(400, f"invalid container config: {e}") from None
+    if not command:
+        raise ApiError(400, "No command specified")
+    cid = os.urandom(32).hex()
+    name = name or random_name(supervisor.names())
+    directory = supervisor.root / cid
+    directory.mkdir()
+    try:
+        rootfs = await asyncio.get_running_loop().run_in_executor(None, store.create_rootfs, image, directory)
+        driver = store.driver
+        config = {"Id": cid, "Name": f"/{name}", "Created": rfc3339(), "Path": command[0],
+                  "Args": command[1:], "Config": {**cfg, "Image": ref}, "HostConfig": host,
+                  "Image": image["Id"], "ImageName": ref, "RootfsPath": rootfs, "Driver": driver,
+                  "Mounts": mounts}
+        write_json(directory / "config.json", config)
+    except BaseException:
+        await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
+        raise
+    supervisor.add(Container(directory, config))
+    return web.json_response({"Id": cid, "Warnings": []}, status=201)
+
+
+def _rmtree(path: Any) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@routes.post("/containers/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    c = container(request)
+    try:
+        await sup(request).start(c)
+    except ApiError as e:
+        if e.status == 304:
+            return web.Response(status=304)
+        raise
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    c = container(request)
+    timeout = _int(request, "t")
+    signum = _signal(request.query["signal"]) if request.query.get("signal") else None
+    stopped = await sup(request).stop(c, timeout, signum)
+    return web.Response(status=204 if stopped else 304)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    c = container(request)
+    await sup(request).stop(c, _int(request, "t"))
+    await sup(request).start(c)
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    c = container(request)
+    sup(request).signal(c, _signal(request.query.get("signal") or "SIGKILL"))
+    return web.Response(status=204)
+
+
+def _signal(value: str) -> int:
+    try:
+        return parse_signal(value)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"invalid value for {name}: {value!r}") from None
+
+
+@routes.post("/containers/{id}/wait")
+async def wait(request: web.Request) -> web.StreamResponse:
+    c = container(request)
+    condition = request.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise ApiError(400, f"invalid condition: {condition!r}")
+    # Headers now, body at the exit: `docker run` starts the container only after it got them.
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    code = await sup(request).wait(c, condition)
+    await response.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+@routes.get("/containers/json")
+async def list_containers(request: web.Request) -> web.Response:
+    show_all = flag(request, "all")
+    try:
+        filters = json.loads(request.query.get("filters") or "{}")
+        filters = {k: list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]
+                   for k, v in filters.items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ApiError(400, "invalid filters") from None
+    found = [c for c in sup(request).containers.values()
+             if (show_all or c.running or filters.get("status")) and c.matches(filters)]
+    found.sort(key=lambda c: c.config["Created"], reverse=True)
+    limit = _int(request, "limit")
+    if limit is not None and limit > 0:
+        found = found[:limit]
+    return web.json_response([c.summary() for c in found])
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    return web.json_response(container(request).inspect())
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    c = container(request)
+    await sup(request).remove(c, force=flag(request, "force"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    deleted = []
+    for c in list(sup(request).containers.values()):
+        if not c.running and c.state.get("Status") != "starting":
+            await sup(request).remove(c)
+            deleted.append(c.id)
+    return web.json_response({"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+
+
+@routes.post("/containers/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    c = container(request)
+    h, w = _int(request, "h") or 0, _int(request, "w") or 0
+    if c.running:
+        with contextlib.suppress(ApiError, OSError):
+            await sup(request).ask(c, {"op": "resize", "h": h, "w": w})
+    return web.Response(status=200)
+
+
+# --8<-- [start:logs]
+@routes.get("/containers/{id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    """The json-file log, framed like attach output; with ``follow`` until the container stops."""
+    c = container(request)
+    streams = {"stdout": flag(request, "stdout"), "stderr": flag(request, "stderr")}
+    if not any(streams.values()):
+        raise ApiError(400, "You must choose at least one stream")
+    tail = request.query.get("tail", "all")
+    count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
+    since = float(request.query.get("since") or 0)
+    stamps = flag(request, "timestamps")
+
+    def render(entries: list[dict]) -> bytes:
+        out = []
+        for e in entries:
+            if not streams.get(e.get("stream"), False) or (since and _epoch(e["time"]) < since):
+                continue
+            data = (f"{e['time']} " if stamps else "").encode() + e["log"].encode()
+            out.append(data if c.tty else frame(STDOUT if e["stream"] == "stdout" else STDERR, data))
+        return b"".join(out)
+
+    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if c.tty
+                                           else "application/vnd.docker.multiplexed-stream"})
+    await response.prepare(request)
+    path = c.dir / "json.log"
+    entries, offset = tail_entries(path, count)
+    await response.write(render(entries))
+    while flag(request, "follow") and not c.removed.is_set():
+        live = c.running or c.state.get("Status") == "starting"
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < offset:
+                    offset = 0  # rotated
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            break
+        whole = data.rfind(b"\n") + 1
+        if whole:
+            offset += whole
+            await response.write(render(parse_lines(data[:whole])))
+        elif not live:
+            break
+        else:
+            await asyncio.sleep(0.05)
+    await response.write_eof()
+    return response
+# --8<-- [end:logs]
+
+
+def _epoch(stamp: str) -> float:
+    from minidocker.containers import _seconds
+
+    return _seconds(stamp)
