@@ -13,6 +13,7 @@ several test runs share a machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -70,9 +71,50 @@ def cgroups() -> set[str]:
     return found
 
 
+def _network_names() -> tuple[str, str]:
+    """This run's bridge and nftables table (``network.NetworkConfig``'s variables and defaults)."""
+    return (os.environ.get("MINIDOCKER_BRIDGE") or "minidocker0",
+            os.environ.get("MINIDOCKER_NFT_TABLE") or "minidocker")
+
+
 def links() -> set[str]:
-    """Network devices of the host (bridges and veths a container may leave)."""
-    return set(os.listdir("/sys/class/net"))
+    """Network devices of this run: its bridge, veths whose alias names it, test links named after it.
+
+    Not every device of the host: other test runs on the machine make theirs at the same time.
+    """
+    bridge, _ = _network_names()
+    found = set()
+    for name in os.listdir("/sys/class/net"):
+        try:
+            alias = Path(f"/sys/class/net/{name}/ifalias").read_text().strip()
+        except OSError:
+            alias = ""
+        if name.startswith(bridge) or alias.startswith(f"minidocker:{bridge}:"):
+            found.add(name)
+    return found
+
+
+def nftables() -> set[str]:
+    """This run's nftables table, if it exists (minidocker keeps all its rules in one)."""
+    _, table = _network_names()
+    try:
+        listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return set()
+    return {line.strip() for line in listing.splitlines() if line.split()[-1:] == [table]}
+
+
+def leases() -> set[str]:
+    """IP addresses leased in this run's bridge network (its IPAM file in this run's state dir)."""
+    state = os.environ.get("MINIDOCKER_STATE")
+    if not state:
+        return set()
+    bridge, _ = _network_names()
+    path = Path(state, "networks", bridge, "ipam.json")
+    try:
+        return {f"{lease['ip']} {cid}" for cid, lease in json.loads(path.read_text())["leases"].items()}
+    except (OSError, ValueError, KeyError):
+        return set()
 
 
 def netns() -> set[str]:
@@ -103,6 +145,17 @@ def _del_link(name: str) -> None:
     subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
 
 
+def _del_table(line: str) -> None:
+    subprocess.run(["nft", "delete", *line.split()], capture_output=True, check=False)
+
+
+def _release(entry: str) -> None:
+    from minidocker.network import Network
+
+    with contextlib.suppress(Exception):
+        Network().detach(entry.split()[1])
+
+
 def _del_netns(name: str) -> None:
     _unmount(f"/run/netns/{name}")
     with contextlib.suppress(OSError):
@@ -114,7 +167,9 @@ PROBES: dict[str, tuple[Callable[[], set[str]], Callable[[str], None]]] = {
     "processes": (processes, _kill),
     "mounts": (mounts, _unmount),
     "cgroups": (cgroups, _rmdir),
+    "leases": (leases, _release),
     "links": (links, _del_link),
+    "nftables": (nftables, _del_table),
     "netns": (netns, _del_netns),
 }
 
