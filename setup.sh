@@ -16,7 +16,7 @@ fi
 
 # Debian packages: the Python to build the virtual environment with, the tools the engine and
 # its tests talk to. Installed only when missing.
-PACKAGES="python3 python3-venv iproute2 ca-certificates docker-registry skopeo docker.io"
+PACKAGES="python3 python3-venv iproute2 ca-certificates docker-registry skopeo docker.io nftables"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

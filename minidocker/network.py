@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from minidocker import _stage, namespaces, netfiles, ports
+from minidocker import _stage, namespaces, netfiles, overlay, ports
 from minidocker._paths import state_dir
 from minidocker._process import EngineError
 from minidocker.ipam import Ipam
@@ -309,13 +309,13 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
 # --8<-- [end:configure]
 
 
-STAGES = (*namespaces.STAGES, _stage.Stage("network", add_arguments, configure))
+STAGES = (*overlay.STAGES, _stage.Stage("network", add_arguments, configure))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m minidocker.network [OPTIONS] ROOTFS -- CMD [ARG...]``."""
     return _stage.main(argv, prog="python -m minidocker.network", doc=__doc__, stages=STAGES,
-                       new_spec=namespaces.ContainerSpec, run=namespaces.run)
+                       new_spec=namespaces.ContainerSpec, run=namespaces.run, rootfs_required=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -97,6 +96,14 @@ def container(rootfs: str, script: str, *options: str) -> Iterator[tuple[subproc
         if proc.poll() is None:
             proc.terminate()
         proc.communicate(timeout=15)
+
+
+def remove_filesystem(container_id: str) -> None:
+    """What chapter 04 leaves when its engine is killed: the container's overlay (not ours to test)."""
+    from minidocker.layers import LayerStore
+    from minidocker.overlay import ContainerFS
+
+    ContainerFS.open(LayerStore(), container_id).remove()
 
 
 def nothing_left(config: NetworkConfig) -> None:
@@ -362,6 +369,7 @@ def test_engine_killed_then_the_next_start_cleans_up(rootfs, stage, run_network)
         f"list chain ip {run_network.table} publish\n")
     (lease,) = leases = leaks.leases()
     assert netfiles.files_dir(lease.split()[1]).exists()
+    remove_filesystem(lease.split()[1])
     assert stage("network", rootfs, "--", "true").returncode == 0
     nothing_left(run_network)
     assert not netfiles.files_dir(lease.split()[1]).exists(), leases
@@ -385,6 +393,7 @@ def test_reconcile_api_after_a_crash(rootfs, run_network):
             break
         time.sleep(0.05)
     assert stale == [lease.split()[1]], leases
+    remove_filesystem(lease.split()[1])
     nothing_left(run_network)
 
 
@@ -414,37 +423,32 @@ def test_bad_options_are_one_line_errors(stage, rootfs):
         assert result.returncode == 125 and words in result.stderr and result.stderr.count("\n") == 1
 
 
-@pytest.fixture
-def private_rootfs(rootfs, tmp_path) -> str:
-    """A copy of the busybox rootfs whose /etc has (empty) hosts, hostname and resolv.conf."""
-    root = tmp_path / "root"
-    shutil.copytree(rootfs, root, symlinks=True)
-    for name in ("hosts", "hostname", "resolv.conf"):
-        (root / "etc" / name).touch()
-    return str(root)
-
-
-def test_dns_files(stage, private_rootfs, run_network):
+def test_dns_files(stage, rootfs, run_network):
     script = "cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf"
     before = set(Path(_paths.state_dir(), "containers").glob("*"))
-    result = stage("network", "--hostname", "web", private_rootfs, "--", "/bin/sh", "-c", script)
+    result = stage("network", "--hostname", "web", rootfs, "--", "/bin/sh", "-c", script)
     assert result.returncode == 0, result.stderr
     ip = str(ipaddress.IPv4Network(run_network.subnet).network_address + 2)
     assert result.stdout.startswith("web\n127.0.0.1\tlocalhost\n") and f"\n{ip}\tweb\n" in result.stdout
     expected, _ = netfiles.resolv_conf(netfiles.host_resolv_conf())
     assert result.stdout.endswith(expected) and "nameserver 127." not in result.stdout
-    assert Path(private_rootfs, "etc/hosts").read_text() == ""  # covered, never written
-    none = stage("network", "--network", "none", private_rootfs, "--", "/bin/cat", "/etc/hosts")
+    none = stage("network", "--network", "none", rootfs, "--", "/bin/cat", "/etc/hosts")
     assert none.stdout == netfiles.LOCALHOST
-    host = stage("network", "--network", "host", private_rootfs, "--", "/bin/cat", "/etc/hosts")
+    host = stage("network", "--network", "host", rootfs, "--", "/bin/cat", "/etc/hosts")
     assert host.stdout == Path("/etc/hosts").read_text()
+    assert not Path(rootfs, "etc/hosts").exists()  # covered in the container's own root only
     assert set(Path(_paths.state_dir(), "containers").glob("*")) == before  # the files went with them
 
 
-def test_dns_files_not_created_in_a_shared_directory_but_in_an_overlay(stage, rootfs, tmp_path):
-    shared = stage("network", "--network", "none", rootfs, "--", "/bin/ls", "/etc")
-    assert "hosts" not in shared.stdout
-    assert "/etc/hosts /etc/hostname /etc/resolv.conf missing" in shared.stderr
+def test_dns_files_are_not_created_in_a_shared_directory_but_in_an_overlay(rootfs, tmp_path, capfd):
+    """Chapter 02's engine on a plain directory: nothing is created in it (a note says so); on an
+    overlay root of its own, the missing mount points are created in its upper layer."""
+    files = netfiles.write_files(tmp_path / "files", "box", None, "none")
+    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/ls", "/etc"], env={"PATH": "/bin"})
+    spec.before_pivot.append(lambda root: netfiles.bind_files(root, files))
+    assert namespaces.run(spec) == 0
+    out, err = capfd.readouterr()
+    assert "hosts" not in out and "/etc/hosts /etc/hostname /etc/resolv.conf missing" in err
     assert not Path(rootfs, "etc/hosts").exists()
     for d in ("upper", "work", "merged"):
         (tmp_path / d).mkdir()
@@ -452,9 +456,11 @@ def test_dns_files_not_created_in_a_shared_directory_but_in_an_overlay(stage, ro
     _syscalls.mount("overlay", merged, "overlay", 0,
                     f"lowerdir={rootfs},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}")
     try:
-        result = stage("network", "--network", "none", "--hostname", "box", merged, "--", "/bin/cat",
-                       "/etc/hostname")
-        assert result.stdout == "box\n" and result.stderr == ""
+        spec = namespaces.ContainerSpec(rootfs=merged, argv=["/bin/cat", "/etc/hostname"],
+                                        env={"PATH": "/bin"})
+        spec.before_pivot.append(lambda root: netfiles.bind_files(root, files))
+        assert namespaces.run(spec) == 0
+        assert capfd.readouterr() == ("box\n", "")
         assert (tmp_path / "upper/etc/hostname").exists() and not Path(rootfs, "etc/hostname").exists()
     finally:
         _syscalls.umount2(merged)
