@@ -233,6 +233,7 @@ class ContainerFS:
                     (self.init / path).mkdir(mode=0o755)
                 else:
                     (self.init / path).touch(mode=0o644)
+                os.utime(self.init / path, ns=(0, 0))  # fixed: every container of an image alike
         for target, st in mirrored:  # last: creating their children changed their times
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
