@@ -37,6 +37,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "minidocker/0.1 (python http.client)"
+ATTEMPTS = 4  # tries per request: the first and three retries...
+BACKOFF = 0.5  # ...after 0.5, 1 and 2 seconds (tests make it shorter)
 
 
 class HTTPFailure(OSError):
@@ -84,7 +86,10 @@ class Response:
     def close(self) -> None:
         """Give the connection back (reusable only when the body was read to the end)."""
         if self._release:
-            self._release(self._raw.isclosed() or self._raw.length == 0)
+            reusable = self._raw.isclosed() or self._raw.length == 0
+            if reusable:
+                self._raw.close()  # done with this answer: the connection may carry the next one
+            self._release(reusable)
             self._release = None
 
     def __enter__(self) -> Response:
@@ -115,12 +120,12 @@ class Client:
     certificate (Docker's "insecure registries").
     """
 
-    def __init__(self, *, verify: bool = True, timeout: float = 30, attempts: int = 4,
-                 backoff: float = 0.5, max_wait: float = 30) -> None:
+    def __init__(self, *, verify: bool = True, timeout: float = 30, attempts: int | None = None,
+                 backoff: float | None = None, max_wait: float = 30) -> None:
         self.verify = verify
         self.timeout = timeout
-        self.attempts = attempts
-        self.backoff = backoff
+        self.attempts = ATTEMPTS if attempts is None else attempts
+        self.backoff = BACKOFF if backoff is None else backoff
         self.max_wait = max_wait
         self._local = threading.local()
         self._ssl: ssl.SSLContext | None = None

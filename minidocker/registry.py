@@ -128,12 +128,15 @@ class Registry:
     # --8<-- [start:request]
     def request(self, method: str, path: str, scope: str = "", headers: dict[str, str] | None = None,
                 body: bytes | BinaryIO | None = None, retry: bool | None = None) -> Response:
-        """Send a request with the right ``Authorization``; on a 401, authenticate and try once more."""
+        """Send a request with the right ``Authorization``; after a first 401, authenticate and retry.
+
+        A 401 although we sent credentials or a token means "not allowed": it goes back to the caller.
+        """
         url = urljoin(self.url + "/", path.lstrip("/")) if "://" not in path else path
         try:
-            response = self.client.request(method, url, {**(headers or {}), **self.auth.header(scope)},
-                                           body, retry=retry)
-            if response.status == 401:
+            sent = self.auth.header(scope)
+            response = self.client.request(method, url, {**(headers or {}), **sent}, body, retry=retry)
+            if response.status == 401 and not sent:
                 challenge = response.header("WWW-Authenticate")
                 response.close()
                 retry_headers = self.auth.answer(challenge, scope)
@@ -267,16 +270,22 @@ class Registry:
                     progress: Callable[[int], None] | None = None) -> None:
         """Upload a blob in one piece: ``POST`` opens an upload, ``PUT …?digest=`` sends and seals it."""
         scope, what = f"repository:{repository}:pull,push", f"pushing blob {digest[:19]} to {self.host}"
-        with self.request("POST", f"/v2/{repository}/blobs/uploads/", scope, retry=True) as response:
-            if response.status != 202 or not response.header("Location"):
-                raise error(response, what)
-            location = urljoin(self.url + "/", response.header("Location") or "")
-        location += ("&" if "?" in location else "?") + urlencode({"digest": digest})
-        body = _Counting(source, progress)
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        with self.request("PUT", location, scope, headers, body, retry=True) as response:
-            if response.status != 201:
-                raise error(response, what)
+        for attempt in range(1, self.client.attempts + 1):
+            with self.request("POST", f"/v2/{repository}/blobs/uploads/", scope, retry=True) as response:
+                if response.status != 202 or not response.header("Location"):
+                    raise error(response, what)
+                location = urljoin(self.url + "/", response.header("Location") or "")
+            location += ("&" if "?" in location else "?") + urlencode({"digest": digest})
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            try:  # an upload URL is good for one PUT: if that fails, start a new upload
+                with self.request("PUT", location, scope, headers, _Counting(source, progress),
+                                  retry=False) as response:
+                    if response.status != 201:
+                        raise error(response, what)
+                return
+            except RegistryError as e:
+                if e.status or attempt == self.client.attempts:
+                    raise
     # --8<-- [end:upload_blob]
 
     def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
