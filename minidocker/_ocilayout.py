@@ -41,15 +41,15 @@ def write_blob(layout: Path, data: bytes, media_type: str) -> dict[str, Any]:
 
 
 def _tag(layout: Path, tag: str | None, descriptor: dict[str, Any]) -> None:
-    """Add ``descriptor`` to ``index.json`` (under ``tag``, replacing an older entry of that tag)."""
+    """Name ``descriptor`` ``tag`` in ``index.json`` (None: only the blobs, e.g. an index's children)."""
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     index_path = layout / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {
         "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-    if tag is not None:
-        descriptor = {**descriptor, "annotations": {REF_NAME: tag}}
-        index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != tag]
-    index["manifests"].append(descriptor)
+    if tag is None:
+        return
+    index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != tag]
+    index["manifests"].append({**descriptor, "annotations": {REF_NAME: tag}})
     index_path.write_text(json.dumps(index, indent=2))
 
 

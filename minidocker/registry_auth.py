@@ -220,7 +220,7 @@ class TokenAuthority:
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
-    """``Basic dXNlcjpwdw==`` -> ``("user", "pw")``; None if the header is not Basic."""
+    """``Basic dXNlcjpwdw==`` -> ``("user", "pw")``; None if the header is not Basic (or names nobody)."""
     kind, _, value = header.partition(" ")
     if kind.lower() != "basic":
         return None
@@ -228,4 +228,4 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return (user, password) if sep else None
+    return (user, password) if sep and user else None  # some clients send empty ones: anonymous
