@@ -44,6 +44,7 @@ class Lease:
     ip: str
     owner: list[str] = field(default_factory=list)  # [pid, start time, boot id]
     veth: str = ""
+    mtu: int = 0
     ports: list[dict] = field(default_factory=list)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 from minidocker import _stage, namespaces, netfiles, overlay, ports
 from minidocker._paths import state_dir
 from minidocker._process import EngineError
-from minidocker.ipam import Ipam
+from minidocker.ipam import Ipam, Lease
 from minidocker.ports import PortMapping
 
 __all__ = ["MODES", "STAGES", "Endpoint", "Network", "NetworkConfig", "main"]
@@ -144,19 +144,18 @@ class Network:
                     bridge_index = self._ensure_bridge(ipr)
                     lease = self.ipam.allocate(container_id, pid)
                     lease.veth = f"veth{secrets.token_hex(4)[:7]}"
+                    lease.mtu = bridge.host_mtu(ipr)
                     lease.ports = [vars(m) for m in published]
                     self.ipam.update(lease)
                     firewall.publish(self.config.table, container_id, lease.ip, published)
-                mtu = bridge.host_mtu(ipr)
                 veth.plug(ipr, pid, bridge_index, lease.veth, f"{lease.ip}/{self.prefixlen}",
-                          self.ipam.gateway, mtu, f"minidocker:{self.config.bridge}:{container_id}")
+                          self.ipam.gateway, lease.mtu, f"minidocker:{self.config.bridge}:{container_id}")
         except BaseException as e:
             self.detach(container_id)
             if isinstance(e, Exception) and not isinstance(e, EngineError):
                 raise EngineError(f"connecting the container to {self.config.bridge}: {e}") from e
             raise
-        return Endpoint(container_id, lease.ip, self.prefixlen, self.ipam.gateway, bridge.mac_for(lease.ip),
-                        self.config.bridge, lease.veth, mtu, published)
+        return self._endpoint(lease)
     # --8<-- [end:attach]
 
     # --8<-- [start:detach]
@@ -184,12 +183,19 @@ class Network:
     # --8<-- [end:detach]
 
     def endpoints(self) -> list[Endpoint]:
-        """The containers attached now, from the IPAM's records."""
+        """The containers attached now (from any process), from the IPAM's records."""
+        return [self._endpoint(lease) for lease in self.ipam.leases()]
+
+    def endpoint(self, container_id: str) -> Endpoint | None:
+        """The endpoint of one container, if it is attached: what ``docker inspect`` shows."""
+        lease = self.ipam.lease(container_id)
+        return self._endpoint(lease) if lease else None
+
+    def _endpoint(self, lease: Lease) -> Endpoint:
         from minidocker.bridge import mac_for
 
-        return [Endpoint(lease.container_id, lease.ip, self.prefixlen, self.ipam.gateway, mac_for(lease.ip),
-                         self.config.bridge, lease.veth, 0, [PortMapping(**p) for p in lease.ports])
-                for lease in self.ipam.leases()]
+        return Endpoint(lease.container_id, lease.ip, self.prefixlen, self.ipam.gateway, mac_for(lease.ip),
+                        self.config.bridge, lease.veth, lease.mtu, [PortMapping(**p) for p in lease.ports])
 
     def ensure_bridge(self) -> None:
         """Create the bridge and its firewall table now (:meth:`attach` does it when needed)."""
@@ -225,9 +231,10 @@ class Network:
         """Under the lock: the bridge, its table (with the published ports of live containers), forwarding."""
         from minidocker import bridge, firewall
 
+        new = not self._bridge_exists()
         index = bridge.ensure_bridge(ipr, self.config.bridge, f"{self.ipam.gateway}/{self.prefixlen}",
                                      self.alias)
-        if not firewall.table_exists(self.config.table):
+        if new or not firewall.table_exists(self.config.table):  # a new bridge gets a new table
             firewall.create_table(self.config.table, self.config.bridge, self.config.subnet)
             for lease in self.ipam.leases():
                 firewall.publish(self.config.table, lease.container_id, lease.ip,

@@ -486,7 +486,7 @@ def test_attach_and_detach_api(rootfs, run_network):
         assert endpoint.bridge == run_network.bridge and endpoint.ports == [ports.PortMapping(80, port)]
         master = os.path.basename(os.readlink(f"/sys/class/net/{endpoint.veth}/master"))
         assert master == run_network.bridge
-        assert [e.ip for e in net.endpoints()] == [endpoint.ip]
+        assert net.endpoints() == [endpoint] and net.endpoint(spec.id) == endpoint and endpoint.mtu >= 576
         with pytest.raises(EngineError, match="already in use"):
             ports.reserve([ports.PortMapping(80, port)])  # held while attached
     finally:
@@ -494,6 +494,7 @@ def test_attach_and_detach_api(rootfs, run_network):
         started.wait()
         net.detach(spec.id)
         net.detach(spec.id)  # twice is fine
+    assert net.endpoint(spec.id) is None
     ports.reserve([ports.PortMapping(80, port)])[0][1].close()  # and given back
     nothing_left(run_network)
 
