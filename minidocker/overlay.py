@@ -18,7 +18,7 @@ Run it (the engine as of this chapter; each ``--layer`` is a tar, a directory or
     python -m minidocker.overlay --layer "$(python -m minidocker.rootfs --tar)" -- \\
         /bin/sh -c 'echo hi > /hello; cat /hello'
 
-Every option of the earlier stages works too (``--hostname``, ``--userns``, ...). ``--keep``
+Every option of the earlier stages works too (``--hostname``, ``--userns``, ``--memory``...). ``--keep``
 keeps the container's filesystem afterwards, for ``python -m minidocker.changes diff ID``.
 
 Example (the API)::
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import re
@@ -42,7 +43,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from minidocker import _stage, namespaces
+from minidocker import _stage, cgroups, namespaces
 from minidocker._process import EngineError
 from minidocker._syscalls import MNT_DETACH, mount, umount2
 from minidocker._tar import OVERLAY_OPAQUE
@@ -261,7 +262,28 @@ class ContainerFS:
     def unmount(self) -> None:
         """Detach the overlay from ``merged`` (it lives on in a container still using it)."""
         if self.mounted():
-            umount2(str(self.merged), MNT_DETACH)
+            try:
+                umount2(str(self.merged), MNT_DETACH)
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # EINVAL: someone else unmounted it first
+                    raise
+
+    def claim(self) -> None:
+        """Mark the filesystem as this process's to remove: if it dies first, :meth:`remove_abandoned`
+        (run by the next stage) removes it. Kept filesystems (``--keep``) are never claimed."""
+        (self.dir / "engine").write_text(_identity(os.getpid()) + "\n")
+
+    @classmethod
+    def remove_abandoned(cls, store: LayerStore) -> list[str]:
+        """Remove the claimed filesystems whose engine is dead (killed before it could clean up)."""
+        removed = []
+        for engine in sorted((store.root / "containers").glob("*/engine")):
+            with contextlib.suppress(OSError, ValueError):
+                if _identity(int(engine.read_text().split()[0])) != engine.read_text().strip():
+                    with contextlib.suppress(EngineError):
+                        cls.open(store, engine.parent.name).remove()
+                        removed.append(engine.parent.name)
+        return removed
 
     def remove(self) -> None:
         """Unmount, delete the container's own directories, and release its layers."""
@@ -271,6 +293,15 @@ class ContainerFS:
         for diff_id in set(self.diff_ids):
             with contextlib.suppress(LayerError, FileNotFoundError):
                 self.store.unref(diff_id, self.holder)
+
+
+def _identity(pid: int) -> str:
+    """``"PID STARTTIME"``: a process, told apart from a later one that reuses its pid (proc(5))."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+    except OSError:
+        return f"{pid} gone"
 
 
 def _check_id(container_id: str) -> str:
@@ -306,6 +337,7 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
     if not sources:
         raise EngineError("no image: give a ROOTFS or at least one --layer PATH")
     store = LayerStore()
+    ContainerFS.remove_abandoned(store)  # what engines killed before their clean-up left behind
     holder = f"container:{spec.id}"
     diff_ids: list[str] = []
     try:
@@ -325,11 +357,12 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
         cleanup.callback(fs.unmount)
     else:
         cleanup.callback(fs.remove)
+        fs.claim()
     spec.rootfs = str(fs.mount())
 # --8<-- [end:configure]
 
 
-STAGES = (*namespaces.STAGES, _stage.Stage("overlay", add_arguments, configure))
+STAGES = (*cgroups.STAGES, _stage.Stage("overlay", add_arguments, configure))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -459,3 +460,17 @@ def test_import_of_a_directory_and_its_tar(store, rootfs, busybox_tar):
     from_tar = import_rootfs(store, busybox_tar)
     assert snapshot(store.path(from_dir)).keys() == snapshot(store.path(from_tar)).keys()
     assert _paths.state_dir() != store.root.parent  # the test's own store, not the run's
+
+
+def test_a_killed_engines_filesystem_is_removed_by_the_next_run(stage, busybox_tar):
+    """SIGKILL leaves no time to clean up: the next run of the stage finds the orphan and removes it."""
+    containers = LayerStore().root / "containers"
+    command = [sys.executable, "-m", "minidocker.overlay", "--layer", str(busybox_tar), "--", "/bin/sh", "-c",
+               "echo ready; exec sleep 30"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as engine:
+        assert engine.stdout.readline() == "ready\n"
+        (orphan,) = containers.iterdir()
+        engine.kill()
+    assert os.path.ismount(orphan / "merged")
+    assert stage("overlay", "--layer", str(busybox_tar), "--", "/bin/true").returncode == 0
+    assert not orphan.exists() and list(containers.iterdir()) == []
