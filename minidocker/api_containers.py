@@ -126,18 +126,27 @@ async def create(request: web.Request) -> web.Response:
     directory = supervisor.root / cid
     directory.mkdir()
     try:
-        rootfs = await asyncio.get_running_loop().run_in_executor(None, store.create_rootfs, image, directory)
-        driver = store.driver
         config = {"Id": cid, "Name": f"/{name}", "Created": rfc3339(), "Path": command[0],
                   "Args": command[1:], "Config": {**cfg, "Image": ref}, "HostConfig": host,
-                  "Image": image["Id"], "ImageName": ref, "RootfsPath": rootfs, "Driver": driver,
-                  "Mounts": mounts}
+                  "Image": image["Id"], "ImageName": ref, "Driver": store.driver, "Mounts": mounts,
+                  "PortList": _port_list(host)}
         write_json(directory / "config.json", config)
     except BaseException:
         await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
         raise
     supervisor.add(Container(directory, config))
     return web.json_response({"Id": cid, "Warnings": []}, status=201)
+
+
+def _port_list(host: dict) -> list[dict]:
+    """``docker ps``' PORTS: one entry per published port."""
+    found = []
+    for port, bindings in (host.get("PortBindings") or {}).items():
+        number, _, proto = port.partition("/")
+        for b in bindings or []:
+            found.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(number),
+                          "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return found
 
 
 def _rmtree(path: Any) -> None:
@@ -202,13 +211,14 @@ def _int(request: web.Request, name: str) -> int | None:
 @routes.post("/containers/{id}/wait")
 async def wait(request: web.Request) -> web.StreamResponse:
     c = container(request)
+    seen = c.exit_count
     condition = request.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise ApiError(400, f"invalid condition: {condition!r}")
     # Headers now, body at the exit: `docker run` starts the container only after it got them.
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
-    code = await sup(request).wait(c, condition)
+    code = await sup(request).wait(c, condition, seen)
     await response.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
     await response.write_eof()
     return response

@@ -1,4 +1,4 @@
-"""Chapter 07: the images half of the API: pull (with progress), import, list, inspect, tag, remove.
+"""Chapter 07: the images half of the API: pull and push (with progress), list, inspect, tag, remove, commit.
 
 The daemon holds the image store (``request.app["images"]``, from :func:`minidocker.engine.images`)
 and answers in Docker's shapes. Two details matter to clients: image names travel *inside* the
@@ -9,24 +9,24 @@ An error after the stream has started can no longer be an HTTP status: it is a l
 
 Example::
 
-    POST /images/create?fromSrc=-&repo=busybox&tag=latest   (body: a root filesystem tarball)
-    {"status": "sha256:5d1..."}
+    POST /images/create?fromImage=busybox&tag=latest
+    {"status": "Pulling from library/busybox", "id": "latest"}
+    {"status": "Pulling fs layer", "progressDetail": {}, "id": "a6551a2e0037"}
+    ...
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from typing import Any
 
 from aiohttp import web
 
-from minidocker._atomic import rfc3339
-from minidocker.api_containers import flag, sup
+from minidocker.api_containers import container, flag, json_body, sup
 from minidocker.supervisor import ApiError
 
-__all__ = ["image_inspect_shape", "image_summary_shape", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
@@ -45,112 +45,100 @@ async def send(response: web.StreamResponse, message: dict) -> None:
     await response.write(json.dumps(message).encode() + b"\r\n")
 
 
+async def _blocking(function: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
 @routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
-    images = store(request)
-    loop = asyncio.get_running_loop()
-    if request.query.get("fromSrc") == "-":
-        repo, tag = request.query.get("repo", ""), request.query.get("tag", "")
-        name = f"{repo}:{tag or 'latest'}" if repo else None
-        spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 (closed below)
-        try:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                spool.write(chunk)
-            spool.seek(0)
-            response = await progress_stream(request)
-            try:
-                image_id = await loop.run_in_executor(None, images.import_tar, spool, name)
-            except Exception as e:
-                await send(response, {"errorDetail": {"message": f"import: {e}"}, "error": f"import: {e}"})
-            else:
-                await send(response, {"status": image_id})
-        finally:
-            spool.close()
-        await response.write_eof()
-        return response
     ref = request.query.get("fromImage", "")
     if not ref:
-        raise ApiError(400, "fromImage or fromSrc must be given")
+        raise ApiError(400, "fromImage must be given (importing with fromSrc is not supported)")
     tag = request.query.get("tag", "")
-    if tag and "@" not in ref:
+    if tag and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}@{tag}" if tag.startswith("sha256:") else f"{ref}:{tag}"
-    pull = getattr(images, "pull", None)
-    if pull is None:  # no registry client yet (chapter 06): only what is already here
-        if await loop.run_in_executor(None, images.find, ref) is None:
-            raise ApiError(404, f"pull access denied for {ref}: no registry client in this engine yet "
-                                "(chapter 06); use 'minidocker import'")
-        response = await progress_stream(request)
-        await send(response, {"status": f"Status: Image is up to date for {images.normalize(ref)}"})
-        await response.write_eof()
-        return response
-    return await pull(request, ref, progress_stream, send)
+    try:
+        return await store(request).pull(request, ref, progress_stream, send)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
 
 
-def image_summary_shape(image: dict) -> dict[str, Any]:
-    """An entry of ``GET /images/json`` (``docker images``)."""
-    return {"Id": image["Id"], "ParentId": "", "RepoTags": image.get("RepoTags") or [],
-            "RepoDigests": image.get("RepoDigests") or [], "Created": int(image.get("Created") or 0),
-            "Size": int(image.get("Size") or 0), "SharedSize": -1, "VirtualSize": int(image.get("Size") or 0),
-            "Labels": (image.get("Config") or {}).get("Labels") or {}, "Containers": -1}
-
-
-def image_inspect_shape(image: dict) -> dict[str, Any]:
-    """``GET /images/NAME/json`` (``docker image inspect``)."""
-    return {"Id": image["Id"], "RepoTags": image.get("RepoTags") or [],
-            "RepoDigests": image.get("RepoDigests") or [], "Parent": "", "Comment": "",
-            "Created": image.get("CreatedAt") or rfc3339(image.get("Created") or 0), "DockerVersion": "",
-            "Author": "", "Config": image.get("Config") or {},
-            "Architecture": image.get("Architecture", "amd64"),
-            "Os": "linux", "Size": int(image.get("Size") or 0), "VirtualSize": int(image.get("Size") or 0),
-            "GraphDriver": {"Name": store_driver(image), "Data": {}},
-            "RootFS": {"Type": "layers", "Layers": image.get("Layers") or []},
-            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}}
-
-
-def store_driver(image: dict) -> str:
-    return image.get("Driver", "dir")
+@routes.post("/images/{name:.+}/push")
+async def push(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    tag = request.query.get("tag", "")
+    ref = f"{name}:{tag}" if tag and ":" not in name.rsplit("/", 1)[-1] else name
+    if await _blocking(store(request).find, ref) is None:
+        raise ApiError(404, f"No such image: {ref}")
+    return await store(request).push(request, ref, progress_stream, send)
 
 
 @routes.get("/images/json")
 async def list_images(request: web.Request) -> web.Response:
-    images = await asyncio.get_running_loop().run_in_executor(None, store(request).list_images)
-    show_all = flag(request, "all")
-    return web.json_response([image_summary_shape(i) for i in images if show_all or i.get("RepoTags")
-                              or not i.get("Dangling")])
-
-
-def _find(request: web.Request, ref: str) -> dict:
-    image = store(request).find(ref)
-    if image is None:
-        raise ApiError(404, f"No such image: {ref}")
-    return image
+    return web.json_response(await _blocking(store(request).list_images))
 
 
 @routes.get("/images/{name:.+}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(image_inspect_shape(_find(request, request.match_info["name"])))
+    found = await _blocking(store(request).inspect, request.match_info["name"])
+    if found is None:
+        raise ApiError(404, f"No such image: {request.match_info['name']}")
+    return web.json_response(found)
 
 
 @routes.post("/images/{name:.+}/tag")
 async def tag(request: web.Request) -> web.Response:
-    image = _find(request, request.match_info["name"])
+    name = request.match_info["name"]
     repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
     if not repo:
         raise ApiError(400, "repository name must be given (repo=)")
-    store(request).tag(image["Id"], f"{repo}:{tag_}")
+    if await _blocking(store(request).find, name) is None:
+        raise ApiError(404, f"No such image: {name}")
+    await _blocking(store(request).tag, name, f"{repo}:{tag_}")
     return web.Response(status=201)
 
 
 @routes.delete("/images/{name:.+}")
 async def remove(request: web.Request) -> web.Response:
     ref = request.match_info["name"]
-    image = _find(request, ref)
-    users = [c for c in sup(request).containers.values() if c.config["Image"] == image["Id"]]
-    if users and not flag(request, "force"):
-        raise ApiError(409, f"conflict: unable to remove repository reference \"{ref}\" (must force) - "
-                            f"container {users[0].id[:12]} is using its referenced image {image['Id'][7:19]}")
+    if await _blocking(store(request).find, ref) is None:
+        raise ApiError(404, f"No such image: {ref}")
     try:
-        done = await asyncio.get_running_loop().run_in_executor(None, store(request).remove, ref)
-    except KeyError:
-        raise ApiError(404, f"No such image: {ref}") from None
+        done = await _blocking(lambda: store(request).remove(ref, flag(request, "force")))
+    except Exception as e:  # chapter 06's one-line reason: in use, several repositories ...
+        raise ApiError(409, str(e)) from None
     return web.json_response(done)
+
+
+@routes.post("/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    return web.json_response({"ImagesDeleted": [], "SpaceReclaimed": 0})
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    """``docker commit``: the container's read-write layer becomes a layer of a new image."""
+    c = sup(request).find(request.query.get("container", ""))
+    body = await json_body(request, {}) or {}
+    repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
+    changes = {k: v for k, v in (body if isinstance(body, dict) else {}).items()
+               if k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts")}
+    try:
+        image_id = await _blocking(store(request).commit, c.id, f"{repo}:{tag_}" if repo else None, changes)
+    except Exception as e:
+        raise ApiError(500, f"commit: {e}") from None
+    return web.json_response({"Id": image_id}, status=201)
+
+
+@routes.get("/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    """``docker diff``: what the container added (1), changed (0) or deleted (2)."""
+    from minidocker import changes as chapter04
+
+    c = container(request)
+    try:
+        found = await _blocking(lambda: chapter04.diff(store(request).container_fs(c.id)))
+    except Exception:
+        found = []  # never started: no changes yet
+    kinds = {"C": 0, "A": 1, "D": 2}
+    return web.json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in found])

@@ -97,7 +97,7 @@ class Client:
     def url(path: str, query: dict[str, Any] | None = None) -> str:
         params = {k: (("1" if v else "0") if isinstance(v, bool) else v) for k, v in (query or {}).items()
                   if v is not None}
-        return f"/v{API_VERSION}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        return f"/v{API_VERSION}{path}" + (f"?{urllib.parse.urlencode(params, doseq=True)}" if params else "")
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                 headers: dict[str, str] | None = None,

@@ -164,7 +164,7 @@ class Container:
             "LogPath": str(self.dir / "json.log"), "Name": cfg["Name"], "RestartCount": 0,
             "Driver": cfg.get("Driver", "dir"), "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": self.exec_ids or None, "HostConfig": cfg["HostConfig"],
-            "GraphDriver": {"Name": cfg.get("Driver", "dir"), "Data": {"MergedDir": cfg["RootfsPath"]}},
+            "GraphDriver": {"Name": cfg.get("Driver", "overlay2"), "Data": {}},
             "Mounts": cfg.get("Mounts", []), "Config": cfg["Config"],
             "NetworkSettings": cfg.get("NetworkSettings") or {
                 "Bridge": "", "SandboxID": "", "Ports": {}, "IPAddress": "", "Gateway": "",

@@ -97,7 +97,8 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app = web.Application(middlewares=[docker_errors], client_max_size=16 << 20)
     app["config"] = config or {}
     app["supervisor"] = Supervisor()
-    app["images"] = engine.images()
+    app["images"] = engine.images(in_use=lambda image_id: [
+        c.id[:12] for c in app["supervisor"].containers.values() if c.config["Image"] == image_id])
     app["execs"] = {}
     app["daemon_id"] = _daemon_id()
     app.on_response_prepare.append(_headers)

@@ -12,7 +12,8 @@ Docker API can set, one line in :func:`stage_argv`.
 
 Example::
 
-    argv = stage_argv({"Id": cid, "Config": {"Cmd": ["true"]}, "HostConfig": {}}, "/path/rootfs")
+    argv = stage_argv({"Id": cid, "Image": "busybox", "Path": "true", "Args": [], "Config": {},
+                       "HostConfig": {}})
     with contextlib.ExitStack() as cleanup:
         spec = container_spec(cid, argv, cleanup)
         namespaces.run(spec)
@@ -25,17 +26,36 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from minidocker import _stage, namespaces
+from minidocker import _stage, imagerun, namespaces, overlay
 from minidocker._process import EngineError
 
-__all__ = ["PROG", "STAGES", "container_spec", "exec_hooks", "stage_argv", "start"]
+__all__ = ["PROG", "STAGES", "container_spec", "exec_hooks", "images", "stage_argv", "start"]
 
-# The latest stage of every chapter that has landed, in order; and the module whose entry point
-# they form.
-STAGES: tuple[_stage.Stage, ...] = namespaces.STAGES
-PROG = "python -m minidocker.namespaces"
+
+# --8<-- [start:persistent_overlay]
+def persistent_overlay(args: argparse.Namespace, spec: Any, cleanup: contextlib.ExitStack) -> None:
+    """Chapter 04's overlay stage, for a daemon: a container keeps its files from one start to the
+    next (``docker stop``, ``docker start``) until ``docker rm`` deletes them."""
+    try:
+        fs = overlay.ContainerFS.open(overlay.LayerStore(), spec.id)
+    except EngineError:  # the first start: chapter 04 makes it, and keeps it when the container exits
+        args.keep = True
+        overlay.configure(args, spec, cleanup)
+        return
+    spec.rootfs = str(fs.mount())
+    cleanup.callback(fs.unmount)
+# --8<-- [end:persistent_overlay]
+
+
+# The latest stage of every chapter that has landed, in order (chapter 06's image stages wrap
+# them all); and the command line they form.
+STAGES: tuple[_stage.Stage, ...] = tuple(
+    _stage.Stage(s.name, s.add_arguments, persistent_overlay) if s.name == "overlay" else s
+    for s in imagerun.STAGES)
+PROG = imagerun.PROG
 new_spec: Callable[[], Any] = namespaces.ContainerSpec
 start = namespaces.start
+parse = imagerun.parse
 
 # Hooks that a later chapter (hardening) wants in every ``docker exec``'d process too, given the
 # container's config: e.g. the same capabilities and seccomp filter as PID 1.
@@ -51,22 +71,29 @@ def known_options() -> set[str]:
 
 
 # --8<-- [start:stage_argv]
-def stage_argv(config: dict, rootfs: str) -> list[str]:
-    """Docker's container config (``Config`` + ``HostConfig``) as the latest stage's command line."""
+def stage_argv(config: dict) -> list[str]:
+    """Docker's container config as the latest stage's command line: ``[OPTIONS] IMAGE CMD...``.
+
+    The daemon has already merged the image's config into the container's (``docker inspect``
+    shows the result), so the command goes with ``--entrypoint ""``: the image's is not added twice.
+    """
     cfg, host = config["Config"], config["HostConfig"]
     known = known_options()
-    argv = ["--hostname", cfg.get("Hostname") or config["Id"][:12]]
+    argv = ["--hostname", cfg.get("Hostname") or config["Id"][:12], "--pull", "never", "--entrypoint", ""]
     if host.get("Init"):
         argv.append("--init")
     for item in cfg.get("Env") or []:
         if "=" in item:
             argv += ["-e", item]
-    if cfg.get("WorkingDir"):
-        argv += ["-w", cfg["WorkingDir"]]
+    for option, value in (("-w", cfg.get("WorkingDir")), ("-u", cfg.get("User"))):
+        if value:
+            argv += [option, value]
+    mode = host.get("NetworkMode") or "default"
     wanted = {  # option -> value, for the options of later chapters
         "--memory": host.get("Memory") or None,
         "--cpus": host.get("NanoCpus") and f"{host['NanoCpus'] / 1e9:g}",
         "--pids-limit": host.get("PidsLimit") if (host.get("PidsLimit") or 0) > 0 else None,
+        "--network": None if mode == "default" else mode,
     }
     for option, value in wanted.items():
         if value is None or value == 0:
@@ -74,14 +101,18 @@ def stage_argv(config: dict, rootfs: str) -> list[str]:
         if option not in known:
             raise EngineError(f"{option} is not supported by this engine: its chapter's stage is missing")
         argv += [option, str(value)]
-    return [*argv, rootfs, "--", config["Path"], *config["Args"]]
+    for port, bindings in (host.get("PortBindings") or {}).items():
+        for b in bindings or [{}]:
+            where = ":".join(x for x in (b.get("HostIp"), b.get("HostPort") or "") if x is not None)
+            argv += ["-p", f"{where}:{port}" if b.get("HostIp") or b.get("HostPort") else port]
+    return [*argv, config["Image"], config["Path"], *config["Args"]]
 # --8<-- [end:stage_argv]
 
 
 # --8<-- [start:container_spec]
 def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitStack) -> Any:
     """Parse ``argv`` with the stages' own parser and let each stage configure a fresh spec."""
-    args = _stage.parse_command_line(argv, PROG, None, STAGES)
+    args = parse(argv)
     spec = new_spec()
     spec.id = container_id
     for stage in STAGES:
@@ -90,16 +121,10 @@ def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitS
 # --8<-- [end:container_spec]
 
 
-# ---- images and container filesystems -------------------------------------------------------
 # --8<-- [start:images]
-def images() -> Any:
-    """The image store the daemon uses (``find``, ``list_images``, ``import_tar``, ``tag``, ``remove``,
-    ``create_rootfs``, ``release_rootfs``, ``driver``).
+def images(in_use: Callable[[str], list[str]] | None = None) -> Any:
+    """The daemon's image store: chapter 06's, served by :class:`minidocker.image_service.ImageService`."""
+    from minidocker.image_service import ImageService
 
-    Until chapter 06's image store and chapter 04's overlayfs land, images are plain directories
-    (``docker import``) and a container gets a copy of its image's directory.
-    """
-    from minidocker import _dirimages
-
-    return _dirimages.DirImages()
+    return ImageService(in_use)
 # --8<-- [end:images]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from minidocker import engine, nsenter, stdio, users
+from minidocker import engine, nsenter, stdio
 from minidocker._atomic import read_json, rfc3339, write_json
 from minidocker._paths import run_dir, state_dir
 from minidocker._process import EngineError
@@ -267,14 +267,12 @@ class Monitor:
             for conn in self.conns.values():  # attached before start, with stdin
                 if conn.target == "pending-stdin":
                     conn.target = self.io
-            argv = engine.stage_argv(self.config, self.config["RootfsPath"])
+            argv = engine.stage_argv(self.config)
             with self.io.as_standard_fds():
                 self.spec = engine.container_spec(self.id, argv, self.cleanup)
                 if cfg.get("Tty"):
                     self.spec.env.setdefault("TERM", "xterm")
                     self.spec.before_exec.insert(0, stdio.take_terminal)
-                if cfg.get("User"):
-                    self.spec.before_exec.append(lambda: users.switch_user(cfg["User"]))
                 if self.config.get("Mounts"):
                     self.spec.before_pivot.append(volume_mounts(self.config["Mounts"]))
                 self.container = engine.start(self.spec)

@@ -177,15 +177,19 @@ class Supervisor:
 
     # ---- wait, stop, kill -------------------------------------------------------------------
     # --8<-- [start:wait]
-    async def wait(self, c: Container, condition: str = "not-running") -> int:
-        """Block until ``condition`` holds: ``not-running``, ``next-exit`` or ``removed``."""
+    async def wait(self, c: Container, condition: str = "not-running", seen: int | None = None) -> int:
+        """Block until ``condition`` holds: ``not-running``, ``next-exit`` or ``removed``.
+
+        ``seen`` is the exit count when the request arrived: an exit after that is the "next" one,
+        even if it happens before we get here.
+        """
+        seen = c.exit_count if seen is None else seen
         if condition == "removed":
             await c.removed.wait()
             return int(c.state.get("ExitCode") or 0)
         async with c.exited:
             if condition == "not-running" and not c.running and c.state.get("Status") != "starting":
                 return int(c.state.get("ExitCode") or 0)
-            seen = c.exit_count
             await c.exited.wait_for(lambda: c.exit_count > seen)
         return int(c.state.get("ExitCode") or 0)
     # --8<-- [end:wait]

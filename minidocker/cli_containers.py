@@ -1,0 +1,162 @@
+"""Chapter 07: the other container commands of the ``minidocker`` client: ps, logs, stop, rm, inspect ...
+
+Each is one or two API calls and a printout in the shape ``docker`` prints. Commands that take
+several containers act on each, print each name done, and report each failure (exit status 1).
+
+Example::
+
+    $ minidocker ps -a
+    CONTAINER ID   IMAGE     COMMAND       CREATED          STATUS                      PORTS     NAMES
+    4bf2315b4ab9   busybox   "sleep 100"   4 seconds ago    Up 4 seconds                          web
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+from minidocker._cliformat import ago, parser, render_template, table
+from minidocker.cli_run import COMMANDS as RUN_COMMANDS
+from minidocker.cli_run import _each
+from minidocker.client import APIError, Client
+
+__all__ = ["COMMANDS"]
+
+
+def stop(client: Client, argv: list[str], path: str = "stop") -> int:
+    p = parser(path, "[-t SECONDS] [-s SIGNAL] CONTAINER...")
+    p.add_argument("-t", "--time", "--timeout", type=int)
+    p.add_argument("-s", "--signal")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    query = {"t": opts.time, "signal": opts.signal}
+    return _each(opts.containers,
+                 lambda ref: client.request("POST", f"/containers/{ref}/{path}", query).read())
+
+
+def kill(client: Client, argv: list[str]) -> int:
+    p = parser("kill", "[-s SIGNAL] CONTAINER...")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    return _each(opts.containers, lambda ref: client.request(
+        "POST", f"/containers/{ref}/kill", {"signal": opts.signal}).read())
+
+
+def rm(client: Client, argv: list[str]) -> int:
+    p = parser("rm", "[-f] [-v] CONTAINER...")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    return _each(opts.containers, lambda ref: client.request(
+        "DELETE", f"/containers/{ref}", {"force": opts.force, "v": opts.volumes}).read())
+
+
+def ps(client: Client, argv: list[str]) -> int:
+    p = parser("ps", "[-a] [-q] [--no-trunc] [-f FILTER] [--format TEMPLATE]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    opts = p.parse_args(argv)
+    filters: dict[str, list[str]] = {}
+    for item in opts.filter:
+        key, _, value = item.partition("=")
+        filters.setdefault(key, []).append(value)
+    found = client.json("GET", "/containers/json", {"all": opts.all, "filters": json.dumps(filters)
+                                                     if filters else None})
+    if opts.quiet:
+        print("\n".join(c["Id"] if opts.no_trunc else c["Id"][:12] for c in found) if found else "", end="\n"
+              if found else "")
+        return 0
+    if opts.format:
+        for c in found:
+            print(render_template(opts.format, {**c, "ID": c["Id"][:12], "Names": c["Names"][0][1:]}))
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    for c in found:
+        command = c["Command"] if opts.no_trunc or len(c["Command"]) <= 20 else c["Command"][:19] + "…"
+        ports = ", ".join(f"{p.get('IP', '0.0.0.0')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
+                          if p.get("PublicPort") else f"{p['PrivatePort']}/{p['Type']}" for p in c["Ports"])
+        rows.append([c["Id"] if opts.no_trunc else c["Id"][:12], c["Image"], f'"{command}"',
+                     ago(c["Created"]),
+                     c["Status"], ports, ",".join(n.lstrip("/") for n in c["Names"])])
+    print(table(rows))
+    return 0
+
+
+def logs(client: Client, argv: list[str]) -> int:
+    p = parser("logs", "[-f] [-t] [-n N] CONTAINER")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("container")
+    opts = p.parse_args(argv)
+    info = client.json("GET", f"/containers/{opts.container}/json")
+    response = client.request("GET", f"/containers/{info['Id']}/logs", {
+        "stdout": True, "stderr": True, "follow": opts.follow, "timestamps": opts.timestamps,
+        "tail": opts.tail})
+    from minidocker._streams import STDERR, Demux
+
+    demux = Demux()
+    while chunk := response.read1(65536):
+        if info["Config"]["Tty"]:
+            sys.stdout.buffer.write(chunk)
+        else:
+            for stream, payload in demux.feed(chunk):
+                (sys.stderr if stream == STDERR else sys.stdout).buffer.write(payload)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+def inspect(client: Client, argv: list[str]) -> int:
+    p = parser("inspect", "[-f TEMPLATE] NAME...")
+    p.add_argument("-f", "--format")
+    p.add_argument("--type", choices=["container", "image", "volume"])
+    p.add_argument("names", nargs="+")
+    opts = p.parse_args(argv)
+    found, status = [], 0
+    for name in opts.names:
+        paths = {"container": f"/containers/{name}/json", "image": f"/images/{name}/json",
+                 "volume": f"/volumes/{name}"}
+        for kind in [opts.type] if opts.type else ["container", "image", "volume"]:
+            try:
+                found.append(client.json("GET", paths[kind]))
+                break
+            except APIError as e:
+                if e.status != 404:
+                    raise
+        else:
+            print(f"Error: No such object: {name}", file=sys.stderr)
+            status = 1
+    if opts.format:
+        for item in found:
+            print(render_template(opts.format, item))
+    else:
+        print(json.dumps(found, indent=4))
+    return status
+
+
+
+
+def wait(client: Client, argv: list[str]) -> int:
+    p = parser("wait", "CONTAINER...")
+    p.add_argument("containers", nargs="+")
+    status = 0
+    for ref in p.parse_args(argv).containers:
+        try:
+            print(client.json("POST", f"/containers/{ref}/wait")["StatusCode"])
+        except APIError as e:
+            print(f"Error response from daemon: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
+    **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
+    "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"),
+}

@@ -1,0 +1,246 @@
+"""Chapter 07: the image, volume and system commands of the ``minidocker`` client.
+
+``pull`` shows the daemon's progress stream (one JSON object a line) as ``docker pull`` does when
+its output is not a terminal: one line per layer event, then the digest and the status.
+
+Example::
+
+    $ minidocker images
+    REPOSITORY   TAG       IMAGE ID       CREATED         SIZE
+    busybox      latest    a6551a2e0037   2 minutes ago   2.14MB
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import IO
+
+from minidocker._cliformat import ago, human_size, parser, render_template, table
+from minidocker.client import APIError, Client
+
+__all__ = ["COMMANDS", "pull_image"]
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+    return name, tag
+
+
+# --8<-- [start:pull_image]
+def pull_image(client: Client, ref: str, out: IO[str]) -> None:
+    """``POST /images/create?fromImage=...``: print the progress stream's events as they come."""
+    name, tag = _split_ref(ref)
+    for event in client.stream_json("POST", "/images/create", {"fromImage": name, "tag": tag},
+                                    headers={"X-Registry-Auth": _auth_header(name)}):
+        if event.get("status") in ("Downloading", "Extracting", "Waiting"):
+            continue  # progress bars need a terminal; the milestones are enough here
+        prefix = f"{event['id']}: " if event.get("id") else ""
+        print(f"{prefix}{event.get('status', '')}", file=out, flush=True)
+# --8<-- [end:pull_image]
+
+
+def _auth_header(name: str) -> str:
+    """Credentials saved by ``minidocker login`` for the image's registry, as ``X-Registry-Auth``."""
+    import base64
+    import os
+
+    registry = name.split("/", 1)[0] if "/" in name and ("." in name.split("/")[0] or ":" in name.split(
+        "/")[0]) else "docker.io"
+    try:
+        with open(os.path.expanduser("~/.minidocker/config.json")) as f:
+            auth = json.load(f).get("auths", {}).get(registry, {})
+    except (OSError, ValueError):
+        auth = {}
+    return base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+
+
+def pull(client: Client, argv: list[str]) -> int:
+    p = parser("pull", "IMAGE[:TAG]")
+    p.add_argument("image")
+    opts = p.parse_args(argv)
+    pull_image(client, opts.image, sys.stdout)
+    return 0
+
+
+def push(client: Client, argv: list[str]) -> int:
+    p = parser("push", "IMAGE[:TAG]")
+    p.add_argument("image")
+    name, tag = _split_ref(p.parse_args(argv).image)
+    for event in client.stream_json("POST", f"/images/{name}/push", {"tag": tag},
+                                    headers={"X-Registry-Auth": _auth_header(name)}):
+        prefix = f"{event['id']}: " if event.get("id") else ""
+        if event.get("status") not in ("Pushing",):
+            print(f"{prefix}{event.get('status', '')}", flush=True)
+    return 0
+
+
+def images(client: Client, argv: list[str]) -> int:
+    p = parser("images", "[-q] [-a] [--format TEMPLATE]")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    opts = p.parse_args(argv)
+    found = sorted(client.json("GET", "/images/json", {"all": opts.all}), key=lambda i: -i["Created"])
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    for image in found:
+        short = image["Id"] if opts.no_trunc else image["Id"].removeprefix("sha256:")[:12]
+        for ref in image["RepoTags"] or ["<none>:<none>"]:
+            repo, _, tag = ref.rpartition(":")
+            rows.append([repo, tag, short, ago(image["Created"]), human_size(image["Size"])])
+    if opts.quiet:
+        print("\n".join(dict.fromkeys(r[2] for r in rows[1:])))
+    elif opts.format:
+        for row in rows[1:]:
+            print(render_template(opts.format, {"Repository": row[0], "Tag": row[1], "ID": row[2],
+                                                "CreatedSince": row[3], "Size": row[4]}))
+    else:
+        print(table(rows))
+    return 0
+
+
+def rmi(client: Client, argv: list[str]) -> int:
+    p = parser("rmi", "[-f] IMAGE...")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+")
+    opts = p.parse_args(argv)
+    status = 0
+    for ref in opts.images:
+        try:
+            for event in client.json("DELETE", f"/images/{ref}", {"force": opts.force}):
+                for key, value in event.items():
+                    print(f"{key}: {value}")
+        except APIError as e:
+            print(f"Error response from daemon: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def tag(client: Client, argv: list[str]) -> int:
+    p = parser("tag", "SOURCE TARGET")
+    p.add_argument("source")
+    p.add_argument("target")
+    opts = p.parse_args(argv)
+    repo, tag_ = _split_ref(opts.target)
+    client.request("POST", f"/images/{opts.source}/tag", {"repo": repo, "tag": tag_}).read()
+    return 0
+
+
+def import_(client: Client, argv: list[str]) -> int:
+    p = parser("import", "FILE|- [REPOSITORY[:TAG]]")
+    p.add_argument("file")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(argv)
+    repo, tag_ = _split_ref(opts.reference) if opts.reference else ("", "")
+    source = sys.stdin.buffer if opts.file == "-" else open(opts.file, "rb")  # noqa: SIM115
+    with source:
+        data = source.read()
+    for event in client.stream_json("POST", "/images/create", {"fromSrc": "-", "repo": repo or None,
+                                                               "tag": tag_ or None}, data):
+        print(event.get("status", ""))
+    return 0
+
+
+def save(client: Client, argv: list[str]) -> int:
+    p = parser("save", "-o FILE IMAGE...")
+    p.add_argument("-o", "--output")
+    p.add_argument("images", nargs="+")
+    opts = p.parse_args(argv)
+    response = client.request("GET", "/images/get", {"names": opts.images})
+    out = open(opts.output, "wb") if opts.output else sys.stdout.buffer  # noqa: SIM115
+    with out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+    return 0
+
+
+def load(client: Client, argv: list[str]) -> int:
+    p = parser("load", "-i FILE")
+    p.add_argument("-i", "--input")
+    opts = p.parse_args(argv)
+    source = open(opts.input, "rb") if opts.input else sys.stdin.buffer  # noqa: SIM115
+    with source:
+        for event in client.stream_json("POST", "/images/load", {"quiet": True}, source.read()):
+            print(event.get("stream", event.get("status", "")).rstrip())
+    return 0
+
+
+def volume(client: Client, argv: list[str]) -> int:
+    p = parser("volume", "create|ls|inspect|rm [NAME...]")
+    p.add_argument("action", choices=["create", "ls", "list", "inspect", "rm", "remove", "prune"])
+    p.add_argument("names", nargs="*")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    opts = p.parse_args(argv)
+    if opts.action == "create":
+        name = opts.names[0] if opts.names else None
+        print(client.json("POST", "/volumes/create", None, {"Name": name})["Name"])
+    elif opts.action in ("ls", "list"):
+        found = client.json("GET", "/volumes")["Volumes"]
+        if opts.quiet:
+            print("\n".join(v["Name"] for v in found))
+        else:
+            print(table([["DRIVER", "VOLUME NAME"], *([v["Driver"], v["Name"]] for v in found)]))
+    elif opts.action == "inspect":
+        print(json.dumps([client.json("GET", f"/volumes/{n}") for n in opts.names], indent=4))
+    elif opts.action == "prune":
+        for name in client.json("POST", "/volumes/prune")["VolumesDeleted"]:
+            print(name)
+    else:
+        for name in opts.names:
+            client.request("DELETE", f"/volumes/{name}", {"force": opts.force}).read()
+            print(name)
+    return 0
+
+
+def version(client: Client, argv: list[str]) -> int:
+    from minidocker import __version__
+    from minidocker.client import API_VERSION
+
+    print(f"Client:\n Version:           {__version__}\n API version:       {API_VERSION}\n")
+    info = client.json("GET", "/version")
+    print(f"Server: minidocker\n Engine:\n  Version:          {info['Version']}\n"
+          f"  API version:      {info['ApiVersion']} (minimum version {info['MinAPIVersion']})\n"
+          f"  OS/Arch:          {info['Os']}/{info['Arch']}\n  Kernel:           {info['KernelVersion']}")
+    return 0
+
+
+def info(client: Client, argv: list[str]) -> int:
+    i = client.json("GET", "/info")
+    print(f"Server:\n Containers: {i['Containers']}\n  Running: {i['ContainersRunning']}\n"
+          f"  Stopped: {i['ContainersStopped']}\n Images: {i['Images']}\n"
+          f" Server Version: {i['ServerVersion']}\n"
+          f" Storage Driver: {i['Driver']}\n Logging Driver: {i['LoggingDriver']}\n"
+          f" Cgroup Driver: {i['CgroupDriver']}\n Cgroup Version: {i['CgroupVersion']}\n"
+          f" Kernel Version: {i['KernelVersion']}\n Operating System: {i['OperatingSystem']}\n"
+          f" CPUs: {i['NCPU']}\n Total Memory: {human_size(i['MemTotal'])}\n Name: {i['Name']}\n"
+          f" Docker Root Dir: {i['DockerRootDir']}")
+    return 0
+
+
+def system(client: Client, argv: list[str]) -> int:
+    p = parser("system", "prune [-f] [--volumes]")
+    p.add_argument("action", choices=["prune", "info"])
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--volumes", action="store_true")
+    opts = p.parse_args(argv)
+    if opts.action == "info":
+        return info(client, [])
+    deleted = client.json("POST", "/containers/prune")["ContainersDeleted"] or []
+    if deleted:
+        print("Deleted Containers:\n" + "\n".join(deleted) + "\n")
+    if opts.volumes:
+        volumes = client.json("POST", "/volumes/prune")["VolumesDeleted"] or []
+        if volumes:
+            print("Deleted Volumes:\n" + "\n".join(volumes) + "\n")
+    print("Total reclaimed space: 0B")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
+    "pull": pull, "push": push, "images": images, "rmi": rmi, "tag": tag, "import": import_, "save": save,
+    "load": load, "volume": volume, "version": version, "info": info, "system": system,
+}
