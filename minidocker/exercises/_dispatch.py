@@ -1,0 +1,101 @@
+"""In the grader's copy of a workspace only: each exercise switches between student code and reference.
+
+The grader appends one line to every module that holds exercises (in its private copy, never in the
+workspace): ``install(globals(), "minidocker.mounts")``. That replaces each exercise function of the
+module by a switch which, at every call,
+
+* records "test X called exercise E" in the trace file (``$MINIDOCKER_EXERCISE_TRACE``), opened at
+  import, so the record works after chroot, pivot_root or setuid in the container too;
+* runs the student's function if E is listed in ``$MINIDOCKER_EXERCISE_STUDENT``, else the reference
+  (compiled from the source in ``$MINIDOCKER_EXERCISE_RUN`` into the module's own globals, so it
+  calls the other exercises through their switches).
+
+The grader's pytest plugin sets both variables per test; stages started by a test inherit them.
+An exception escaping a student's function in a *forked child* ends that child (exit 125): it must
+never unwind into the code of the process that forked it (pytest, say). Standard library only: this
+module is imported by ``_process.py``, at the bottom of the package.
+"""
+
+from __future__ import annotations
+import __future__
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["install"]
+
+_MAIN_PID = os.getpid()
+_SEEN: set[tuple[str, str]] = set()
+_TRACE: int | None = None
+_CONFIG: dict[str, Any] | None = None
+
+
+def _config() -> dict[str, Any] | None:
+    global _CONFIG, _TRACE
+    if _CONFIG is None and os.environ.get("MINIDOCKER_EXERCISE_RUN"):
+        with open(os.environ["MINIDOCKER_EXERCISE_RUN"]) as f:
+            _CONFIG = json.load(f)
+        if os.environ.get("MINIDOCKER_EXERCISE_TRACE"):
+            _TRACE = os.open(os.environ["MINIDOCKER_EXERCISE_TRACE"],
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return _CONFIG
+
+
+def _origin() -> str:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec else os.path.basename(sys.argv[0] if sys.argv else "?")
+
+
+def _record(exercise: str) -> None:
+    test = os.environ.get("MINIDOCKER_EXERCISE_TEST", "")
+    if _TRACE is None or (test, exercise) in _SEEN:
+        return
+    _SEEN.add((test, exercise))
+    try:
+        os.write(_TRACE, f"{test}\t{exercise}\t{_origin()}\n".encode())
+    except OSError:
+        pass
+
+
+def _switch(exercise: str, name: str, student: Callable | None, reference: Callable) -> Callable:
+    @functools.wraps(reference)
+    def switch(*args: Any, **kwargs: Any) -> Any:
+        _record(exercise)
+        if exercise not in os.environ.get("MINIDOCKER_EXERCISE_STUDENT", "").split(","):
+            return reference(*args, **kwargs)
+        if student is None:
+            raise NotImplementedError(f"exercise {exercise}: {name}() is missing from the workspace")
+        try:
+            return student(*args, **kwargs)
+        except BaseException as e:
+            if os.getpid() == _MAIN_PID:
+                raise
+            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 125
+            try:
+                os.write(2, f"minidocker: exercise {exercise} ({name}): {type(e).__name__}: {e}\n".encode())
+            finally:
+                os._exit(code)
+
+    return switch
+
+
+def install(namespace: dict[str, Any], module: str) -> None:
+    """Replace the exercise functions of ``module`` (whose globals are ``namespace``) by switches."""
+    config = _config()
+    if not config:
+        return
+    for exercise, where in config["exercises"].items():
+        if where["module"] != module:
+            continue
+        name = where["function"]
+        student = namespace.get(name)
+        source = "\n" * (where["lineno"] - 1) + where["source"]
+        code = compile(source, f"<reference {where['path']}>", "exec",
+                       flags=__future__.annotations.compiler_flag, dont_inherit=True)
+        exec(code, namespace)
+        reference = namespace[name]
+        namespace[name] = _switch(exercise, name, student, reference)

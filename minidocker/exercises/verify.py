@@ -1,0 +1,108 @@
+"""``verify``: prove that a chapter's exercises are gradable: the reference passes, every stub fails.
+
+For authors marking a chapter's functions, and for teachers before handing exercises out:
+
+1. a fresh workspace is made, and the chapter's cumulative tests run with the reference code for
+   every exercise: they must all pass (and the trace tells which tests call which exercise);
+2. then each exercise, alone, runs its stub from the fresh workspace (everything else the
+   reference) in one of the tests that call it: that test must fail. One failing test is enough,
+   so each exercise costs about one test; the runs are packed so that a few pytest runs cover all.
+
+An exercise that no test calls, or whose removal no test notices, is reported: it cannot be graded.
+
+Example::
+
+    result = verify(2)
+    assert result.ok, format_verify(result)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minidocker.exercises.checker import _failing, _pack, plain_words
+from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises
+from minidocker.exercises.runtree import RunTree
+from minidocker.exercises.workspace import new_workspace
+
+__all__ = ["Verification", "format_verify", "verify"]
+
+
+@dataclass
+class Verification:
+    """What ``verify`` found: the reference's failures, and for each exercise the test that caught it."""
+
+    chapter: int
+    exercises: list[Exercise]
+    reference_failures: list[str] = field(default_factory=list)
+    caught: dict[str, str] = field(default_factory=dict)  # exercise id -> "test: what it said"
+    uncaught: dict[str, str] = field(default_factory=dict)  # exercise id -> why not
+    tests: int = 0
+    reference_seconds: float = 0.0
+    seconds: float = 0.0
+    runs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.reference_failures and not self.uncaught
+
+
+def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: int = 3,
+           own: bool = False) -> Verification:
+    """Check that the reference passes and that each exercise's stub makes a test fail.
+
+    With ``own``, only the chapter's own exercises and tests: quicker, for the chapter's author.
+    """
+    started = time.monotonic()
+    exercises = [e for e in find_exercises(package, chapter) if not own or e.chapter == chapter]
+    result = Verification(chapter, exercises)
+    with tempfile.TemporaryDirectory(prefix="minidocker-verify-") as tmp:
+        workspace = new_workspace(chapter, Path(tmp) / "fresh", package)
+        chapters = [chapter] if own else range(1, chapter + 1)
+        with RunTree(workspace, chapter, exercises, package, timeout=timeout, test_chapters=chapters) as tree:
+            reference = tree.run(plan={"student": []})
+            result.tests, result.reference_seconds = len(reference.results), reference.seconds
+            result.reference_failures = [f"{t}: {plain_words(t, reference.results[t])}"
+                                         for t in _failing(reference)]
+            own = {e.id: f"test_{e.chapter:02}_" for e in exercises}
+            candidates = {}
+            for e in exercises:
+                calls = [t for t in reference.results if e.id in reference.trace.get(t, ())]
+                # the exercise's own chapter first, then the quickest
+                calls.sort(key=lambda t: (own[e.id] not in t, reference.results[t]["duration"]))
+                candidates[e.id] = calls
+                if not calls:
+                    result.uncaught[e.id] = "no test calls it"
+            for _ in range(rounds):
+                jobs = {x: [tests.pop(0)] for x, tests in candidates.items()
+                        if tests and x not in result.caught and x not in result.uncaught}
+                if not jobs:
+                    break
+                for plan in _pack(jobs):
+                    run = tree.run(list(plan), plan={"tests": {t: [x] for t, x in plan.items()}})
+                    for test in _failing(run):
+                        said = plain_words(test, run.results[test])
+                        result.caught.setdefault(plan[test], f"{test}: {said}")
+            for e in exercises:
+                if e.id not in result.caught and e.id not in result.uncaught:
+                    result.uncaught[e.id] = "its stub passed every test tried"
+            result.runs = tree.runs
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def format_verify(result: Verification) -> str:
+    """One line per exercise: which test catches its removal."""
+    lines = [f"verify chapter {result.chapter:02}: the reference ran {result.tests} tests in "
+             f"{result.reference_seconds:.1f} s; {result.runs} runs, {result.seconds:.1f} s in all"]
+    lines += [f"  the REFERENCE fails: {f}" for f in result.reference_failures]
+    for e in result.exercises:
+        if e.id in result.caught:
+            lines.append(f"  {e.id:<6} {e.function}: caught by {result.caught[e.id]}")
+        else:
+            lines.append(f"  {e.id:<6} {e.function}: NOT CAUGHT: {result.uncaught[e.id]}")
+    lines.append("ok: every exercise can be graded." if result.ok else "NOT OK: fix the marks or the tests.")
+    return "\n".join(lines)
