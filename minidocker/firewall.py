@@ -20,7 +20,7 @@ what you read here is what ``nft list table ip minidocker`` prints.
 Example::
 
     >>> print(dnat_rules("minidocker", "c0ffee", "172.29.0.2", [PortMapping(80, 8080)]))
-    add rule ip minidocker publish tcp dport 8080 dnat to 172.29.0.2:80 comment "c0ffee"
+    add rule ip minidocker publish tcp dport 8080 counter dnat to 172.29.0.2:80 comment "c0ffee"
 """
 
 from __future__ import annotations
@@ -61,34 +61,35 @@ def ruleset(table: str, bridge: str, subnet: str) -> str:
 
     ``fib daddr type local`` means "addressed to any address of this host", like iptables'
     ``-m addrtype --dst-type LOCAL``: published ports answer on all of them, 127.0.0.1 included.
+    Counters show which rules packets went through (NAT chains see only a connection's first one).
     """
     return f"""\
 table ip {table} {{
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
-        fib daddr type local jump publish comment "from other hosts and namespaces"
+        fib daddr type local counter jump publish comment "from other hosts and namespaces"
     }}
     chain output {{
         type nat hook output priority -100; policy accept;
-        fib daddr type local jump publish comment "from the host itself"
+        fib daddr type local counter jump publish comment "from the host itself"
     }}
     chain publish {{
     }}
     chain postrouting {{
         type nat hook postrouting priority srcnat; policy accept;
-        ip saddr {subnet} oifname != "{bridge}" masquerade comment "containers to the world"
-        oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade comment "host 127.0.0.1 to a published port"
-        oifname "{bridge}" ip saddr {subnet} ct status dnat masquerade comment "hairpin"
+        ip saddr {subnet} oifname != "{bridge}" counter masquerade comment "containers to the world"
+        oifname "{bridge}" ip saddr 127.0.0.0/8 counter masquerade comment "localhost to published ports"
+        oifname "{bridge}" ip saddr {subnet} ct status dnat counter masquerade comment "hairpin"
     }}
     chain forward {{
         type filter hook forward priority filter; policy accept;
-        oifname "{bridge}" ct state established,related accept
-        oifname "{bridge}" ct status dnat accept comment "published ports"
-        oifname "{bridge}" iifname != "{bridge}" drop comment "nothing else comes in"
+        oifname "{bridge}" ct state established,related counter accept
+        oifname "{bridge}" ct status dnat counter accept comment "published ports"
+        oifname "{bridge}" iifname != "{bridge}" counter drop comment "nothing else comes in"
     }}
     chain guard {{
         type filter hook prerouting priority raw; policy accept;
-        iifname "{bridge}" ip daddr 127.0.0.0/8 drop comment "keep the host's loopback closed"
+        iifname "{bridge}" ip daddr 127.0.0.0/8 counter drop comment "keep the host's loopback closed"
     }}
 }}
 """
@@ -117,7 +118,7 @@ def dnat_rules(table: str, container_id: str, ip: str, mappings: Sequence[PortMa
     for m in mappings:
         match = f"ip daddr {m.host_ip} " if m.host_ip else ""
         lines.append(f"add rule ip {table} publish {match}{m.protocol} dport {m.host_port} "
-                     f'dnat to {ip}:{m.container_port} comment "{container_id}"')
+                     f'counter dnat to {ip}:{m.container_port} comment "{container_id}"')
     return "\n".join(lines)
 # --8<-- [end:dnat_rules]
 

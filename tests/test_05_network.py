@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -195,8 +196,9 @@ def test_dnat_rules_text():
     rules = firewall.dnat_rules("t", "abc", "10.0.0.2", [ports.PortMapping(80, 8080),
                                                           ports.PortMapping(53, 5353, "127.0.0.1", "udp")])
     assert rules.splitlines() == [
-        'add rule ip t publish tcp dport 8080 dnat to 10.0.0.2:80 comment "abc"',
-        'add rule ip t publish ip daddr 127.0.0.1 udp dport 5353 dnat to 10.0.0.2:53 comment "abc"']
+        'add rule ip t publish tcp dport 8080 counter dnat to 10.0.0.2:80 comment "abc"',
+        'add rule ip t publish ip daddr 127.0.0.1 udp dport 5353 counter dnat to 10.0.0.2:53 '
+        'comment "abc"']
 
 
 # -- containers on the bridge ----------------------------------------------------------------------
@@ -241,7 +243,8 @@ def test_published_port_from_the_host_and_hairpin(rootfs, stage, run_network):
         assert hairpin.stdout == passwd, hairpin.stderr
         rules = subprocess.run(["nft", "list", "chain", "ip", run_network.table, "publish"],
                                capture_output=True, text=True).stdout
-        assert f"tcp dport {port} dnat to" in rules
+        connections = re.search(rf"tcp dport {port} counter packets (\d+) ", rules)
+        assert connections and int(connections.group(1)) >= 3  # NAT sees each connection's first packet
     nothing_left(run_network)
 
 
