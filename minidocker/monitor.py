@@ -28,6 +28,7 @@ import selectors
 import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -107,7 +108,12 @@ class Monitor:
                     interest[fd] = selectors.EVENT_READ
             self._watch(interest)
             for key, events in self.selector.select(timeout=None if not self.finished else 1):
-                self._dispatch(key.fd, events)
+                try:
+                    self._dispatch(key.fd, events)
+                except Exception:  # a bug must not take the container down: drop that connection
+                    traceback.print_exc()
+                    if key.fd in self.conns:
+                        self._drop(self.conns[key.fd])
             if self.finished and not self.conns:
                 break
             if self.finished:  # give slow clients a moment, not forever
@@ -229,10 +235,8 @@ class Monitor:
                 self._reply(conn, {"ok": True, "exited": True}, close=True)
                 return
             conn.kind, conn.streams = "attach", set(request.get("streams", [STDOUT, STDERR]))
-            conn.target = self.io if request.get("stdin") else None
+            conn.target = self._stdio() if request.get("stdin") else None  # input may come before start
             self._reply(conn, {"ok": True})
-            if conn.target is None and self.io is None and request.get("stdin"):
-                conn.target = "pending-stdin"
         elif op == "start":  # after the daemon has attached the clients that were waiting
             self._reply(conn, self._start(), close=True)
         elif op == "resize":
@@ -257,16 +261,9 @@ class Monitor:
         """Create the container through the engine's stages, as its parent; report pid or error."""
         if self.container is not None or self.finished:
             return {"error": "already started"}
-        cfg, host = self.config["Config"], self.config["HostConfig"]
+        cfg = self.config["Config"]
         try:
-            if cfg.get("Tty"):
-                rows, columns = (host.get("ConsoleSize") or [24, 80])[:2]
-                self.io = stdio.Stdio.terminal(rows or 24, columns or 80)
-            else:
-                self.io = stdio.Stdio.pipes(bool(cfg.get("OpenStdin")))
-            for conn in self.conns.values():  # attached before start, with stdin
-                if conn.target == "pending-stdin":
-                    conn.target = self.io
+            self._stdio()
             argv = engine.stage_argv(self.config)
             with self.io.as_standard_fds():
                 self.spec = engine.container_spec(self.id, argv, self.cleanup)
@@ -284,11 +281,22 @@ class Monitor:
             self._record_exit(125, f"starting the container: {e}")
             return {"error": f"starting the container: {e}", "code": 125}
         self.pidfd = os.pidfd_open(self.container.pid)
-        self.cgroups = _oom_files(self.container.pid)
+        self.cgroups = nsenter.oom_files(self.container.pid)
         write_json(self.dir / "state.json", {
             "Status": "running", "Pid": self.container.pid, "MonitorPid": os.getpid(),
             "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""})
         return {"pid": self.container.pid}
+
+    def _stdio(self) -> stdio.Stdio:
+        """The container's stdio, made on first need (an attach with stdin may come before start)."""
+        if self.io is None:
+            cfg, host = self.config["Config"], self.config["HostConfig"]
+            if cfg.get("Tty"):
+                rows, columns = (host.get("ConsoleSize") or [24, 80])[:2]
+                self.io = stdio.Stdio.terminal(rows or 24, columns or 80)
+            else:
+                self.io = stdio.Stdio.pipes(bool(cfg.get("OpenStdin")))
+        return self.io
 
     def _output(self, fd: int) -> None:
         if self.io and fd in self.io.outputs:
@@ -323,7 +331,7 @@ class Monitor:
     def _container_exited(self) -> None:
         status = self.container.wait()  # waitpid, then the stages' on_exit hooks
         self._drain()
-        self._record_exit(status, "", _oom_killed(getattr(self, "cgroups", [])))
+        self._record_exit(status, "", nsenter.oom_killed(getattr(self, "cgroups", [])))
 
     def _record_exit(self, code: int, error: str, oom: bool = False) -> None:
         """The exit status goes to disk first: whatever happens next, it is known."""
@@ -375,22 +383,6 @@ class Monitor:
             conn.send(frame(STDERR, f"{problem}\n".encode()))
         conn.send(frame(CONTROL, json.dumps({"exit": code}).encode()))
         self._finish(conn)
-
-
-def _oom_files(pid: int) -> list[str]:
-    """The files that count OOM kills in ``pid``'s memory cgroup (v1 or v2)."""
-    dirs = nsenter.cgroup_dirs(pid)
-    return [f"{dirs['memory']}/memory.oom_control"] if "memory" in dirs else [
-        f"{dirs['']}/memory.events"] if "" in dirs else []
-
-
-def _oom_killed(paths: list[str]) -> bool:
-    """Did the kernel's OOM killer kill something in the container's memory cgroup?"""
-    for path in paths:
-        with contextlib.suppress(OSError, ValueError), open(path) as f:
-            if any(line.startswith("oom_kill ") and int(line.split()[1]) for line in f):
-                return True
-    return False
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

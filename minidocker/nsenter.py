@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from minidocker import _syscalls
 from minidocker._process import exec_command, exit_code
 
-__all__ = ["ORDER", "cgroup_dirs", "join_cgroups", "join_namespaces", "spawn_in"]
+__all__ = ["ORDER", "cgroup_dirs", "join_cgroups", "join_namespaces", "oom_files", "oom_killed",
+           "spawn_in"]
 
 # The user namespace first: it grants the rights to join the others; mnt last of the ones that
 # change what paths mean (we still read /proc paths of the host until then).
@@ -42,6 +43,22 @@ def cgroup_dirs(pid: int) -> dict[str, str]:
                     mount = controllers.replace("name=", "")
                     found[name.replace("name=", "")] = f"/sys/fs/cgroup/{mount}{path}"
     return found
+
+
+def oom_files(pid: int) -> list[str]:
+    """The files that count OOM kills in ``pid``'s memory cgroup (v1 or v2)."""
+    dirs = cgroup_dirs(pid)
+    return [f"{dirs['memory']}/memory.oom_control"] if "memory" in dirs else [
+        f"{dirs['']}/memory.events"] if "" in dirs else []
+
+
+def oom_killed(paths: list[str]) -> bool:
+    """Did the kernel's OOM killer kill something in the container's memory cgroup?"""
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            if any(line.startswith("oom_kill ") and int(line.split()[1]) for line in f):
+                return True
+    return False
 
 
 # --8<-- [start:join_cgroups]

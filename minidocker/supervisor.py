@@ -172,6 +172,8 @@ class Supervisor:
             writer.write(json.dumps(request).encode() + b"\n")
             line = await reader.readline()
             return json.loads(line) if line else {"error": "the monitor closed the connection"}
+        except (OSError, ValueError) as e:
+            return {"error": f"the container's monitor failed: {e}"}
         finally:
             writer.close()
 
