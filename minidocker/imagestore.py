@@ -336,6 +336,23 @@ class ImageStore:
                 path.unlink(missing_ok=True)
         return [{"Deleted": diff_id} for diff_id in self.layers.remove_unused()]
 
+    def release(self, holder: str, diff_ids: list[str]) -> None:
+        """Drop a temporary hold (a pull, a load in progress) on some layers."""
+        for diff_id in diff_ids:
+            with contextlib.suppress(EngineError, OSError):
+                if self.layers.has(diff_id):
+                    self.layers.unref(diff_id, holder)
+
+    def roll_back(self, added: list[str], holder: str, diff_ids: list[str]) -> None:
+        """Undo a failed pull or load: its blobs and its layers go, unless an image now uses them."""
+        self.release(holder, diff_ids)
+        with self.locked():
+            used, _ = self.references()
+            for digest in added:
+                if digest not in used:
+                    self.blob_path(digest).unlink(missing_ok=True)
+            self.layers.remove_unused()  # the layers it unpacked, held by nobody now
+
     def prune(self) -> list[dict[str, str]]:
         """``docker image prune``: delete dangling images (no tag, no container), then unused layers."""
         events = []

@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -68,7 +67,7 @@ def pull(name: str, *, store: ImageStore | None = None, platform: str | None = N
     for url in registry.endpoints(ref.registry):
         try:
             reg = registry.connect(url)
-            top = _top_manifest(reg, ref, store)
+            top = _top_manifest(reg, ref, store, want)
         except RegistryError as e:
             failures.append(e)
             continue  # a mirror that fails or lacks the image: try the next endpoint
@@ -89,30 +88,28 @@ def _explain(ref: reference.Reference, failures: list[RegistryError]) -> EngineE
     return last
 
 
-def _top_manifest(reg: Registry, ref: reference.Reference, store: ImageStore) -> registry.Manifest | str:
-    """The manifest or index ``ref`` names, or just its digest when the store already has that image."""
-    if not ref.digest:
-        digest = reg.resolve(ref.repository, ref.reference)
-        if digest:
-            try:
-                store.resolve(str(ref.with_digest(digest)))
-                return digest
-            except EngineError:
-                pass
-            return reg.get_manifest(ref.repository, digest)
-    return reg.get_manifest(ref.repository, ref.reference)
+def _top_manifest(reg: Registry, ref: reference.Reference, store: ImageStore,
+                  want: manifest.Platform) -> registry.Manifest | Image:
+    """The manifest or index ``ref`` names, or the local image when the store already has it."""
+    digest = ref.digest or reg.resolve(ref.repository, ref.reference)  # HEAD: cheap, no body
+    if digest:
+        pinned = str(ref.with_digest(digest))
+        for image in store.list():
+            if pinned in image.repo_digests and (image.config.get("os"), image.config.get("architecture")) \
+                    == (want.os, want.architecture):
+                return image
+    return reg.get_manifest(ref.repository, digest or ref.reference)
 
 
 # --8<-- [start:pull_image]
-def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest | str, store: ImageStore,
+def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest | Image, store: ImageStore,
                 want: manifest.Platform, emit: Progress) -> Image:
     """Fetch what is missing of the image ``top`` names, then record and tag it."""
     tags = [str(ref)] if ref.tag and not ref.digest else []
-    if isinstance(top, str):  # the store has this very image: just (re)tag it
-        known = store.get(str(ref.with_digest(top)))
-        image = store.add_image(known.id, known.manifest_digest, tags=tags,
-                                repo_digest=str(ref.with_digest(top)))
-        emit({"status": f"Digest: {top}"})
+    if isinstance(top, Image):  # the store has this very image: just (re)tag it
+        digest = next(d for d in top.repo_digests if d.startswith(f"{ref.name}@")).rpartition("@")[2]
+        image = store.add_image(top.id, top.manifest_digest, tags=tags)
+        emit({"status": f"Digest: {digest}"})
         emit({"status": f"Status: Image is up to date for {ref.familiar}"})
         return image
     added: list[str] = []  # blobs this pull stored: removed again if it fails
@@ -143,9 +140,9 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
         image = store.add_image(config_descriptor["digest"], chosen.digest, tags=tags,
                                 repo_digest=str(ref.with_digest(top.digest)), sizes=sizes)
     except BaseException:
-        _roll_back(store, added, holder, diff_ids)
+        store.roll_back(added, holder, diff_ids)
         raise
-    _release(store, holder, diff_ids)
+    store.release(holder, diff_ids)
     emit({"status": f"Digest: {top.digest}"})
     emit({"status": f"Status: Downloaded newer image for {ref.familiar}"})
     return image
@@ -156,24 +153,6 @@ def _keep(store: ImageStore, raw: bytes, digest: str, added: list[str]) -> None:
     if not store.has_blob(digest):
         store.put_blob(raw, digest)
         added.append(digest)
-
-
-def _roll_back(store: ImageStore, added: list[str], holder: str, diff_ids: list[str]) -> None:
-    """Remove what a failed pull added, unless an image (pulled meanwhile) uses it."""
-    _release(store, holder, diff_ids)
-    with store.locked():
-        used_blobs, _ = store.references()
-        for digest in added:
-            if digest not in used_blobs:
-                store.blob_path(digest).unlink(missing_ok=True)
-        store.layers.remove_unused()  # the layers we unpacked, now held by nobody
-
-
-def _release(store: ImageStore, holder: str, diff_ids: list[str]) -> None:
-    for diff_id in diff_ids:
-        with contextlib.suppress(EngineError, OSError):
-            if store.layers.has(diff_id):
-                store.layers.unref(diff_id, holder)
 
 
 class _Reading:

@@ -214,7 +214,7 @@ class Registry:
         digest, size = descriptor["digest"], descriptor.get("size", -1)
         what = f"blob {digest[:19]} of {self.host}/{repository}"
         hasher, done = hashlib.new(digest.partition(":")[0]), 0
-        for attempt in range(self.client.attempts):
+        for attempt in range(1, self.client.attempts + 1):
             headers = {"Range": f"bytes={done}-"} if done else {}
             response = self.request("GET", f"/v2/{repository}/blobs/{digest}",
                                     f"repository:{repository}:pull", headers)
@@ -233,12 +233,13 @@ class Registry:
                         dest.write(chunk)
                         if progress:
                             progress(done)
+                    cut = "the connection was closed early" if 0 <= done < size else ""
                 except (OSError, ValueError, http.client.HTTPException) as e:  # cut mid-stream
-                    if attempt + 1 == self.client.attempts:
-                        raise RegistryError(f"{what}: download failed after {attempt + 1} attempts: "
-                                            f"{e or type(e).__name__}") from None
-                    continue
-            break
+                    cut = str(e) or type(e).__name__
+            if not cut:
+                break
+            if attempt == self.client.attempts:
+                raise RegistryError(f"{what}: download failed after {attempt} attempts: {cut}")
         if 0 <= size != done:
             raise manifest.DigestError(f"{what}: got {done} bytes, the manifest says {size}")
         actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"

@@ -154,8 +154,12 @@ def skopeo_copy(source: str, dest: str, *extra: str) -> None:
 
 def push(layout: Path, tag: str, registry: str, name: str, fmt: str = "oci",
          creds: str | None = None) -> None:
-    """Copy ``layout:tag`` to ``registry/name`` with skopeo, as an OCI or Docker v2 (``v2s2``) image."""
+    """Copy ``layout:tag`` to ``registry/name`` with skopeo, as an OCI or Docker v2 (``v2s2``) image.
+
+    OCI copies keep every byte (``--preserve-digests``: no recompression of plain layers).
+    """
     extra = ["--format", fmt] + (["--dest-creds", creds] if creds else [])
+    extra += ["--preserve-digests"] if fmt == "oci" else []
     skopeo_copy(f"oci:{layout}:{tag}", f"docker://{registry}/{name}", *extra)
 
 
@@ -270,25 +274,33 @@ def htpasswd(path: Path, users: dict[str, str]) -> dict[str, Any]:
 
 
 class RecordingServer:
-    """A plain file server on another port (a "CDN"), recording each request's headers."""
+    """A plain file server on another port (a "CDN"), recording each request's headers.
 
-    def __init__(self, root: Path) -> None:
+    ``delay`` slows each answer down, so that concurrent downloads overlap and can be counted.
+    """
+
+    def __init__(self, root: Path, delay: float = 0.0) -> None:
         self.requests: list[dict[str, str]] = []
-        recorder = self
+        self.in_flight = self.max_in_flight = 0
+        recorder, lock = self, threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                recorder.requests.append({"path": self.path, **dict(self.headers)})
-                path = root / urllib.parse.urlsplit(self.path).path.lstrip("/")
-                if not path.is_file():
-                    self.send_response(404)
+                with lock:
+                    recorder.requests.append({"path": self.path, **dict(self.headers)})
+                    recorder.in_flight += 1
+                    recorder.max_in_flight = max(recorder.max_in_flight, recorder.in_flight)
+                try:
+                    time.sleep(delay)
+                    path = root / urllib.parse.urlsplit(self.path).path.lstrip("/")
+                    data = path.read_bytes() if path.is_file() else None
+                    self.send_response(200 if data is not None else 404)
+                    self.send_header("Content-Length", str(len(data or b"")))
                     self.end_headers()
-                    return
-                data = path.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    self.wfile.write(data or b"")
+                finally:
+                    with lock:
+                        recorder.in_flight -= 1
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -300,3 +312,106 @@ class RecordingServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ---- what a stack of layers should look like, computed independently of minidocker --------------
+
+def expected_tree(layers: list[Layer]) -> dict[str, str]:
+    """Apply layers the way the image spec describes, on a dict ``path -> description``."""
+    tree: dict[str, str] = {}
+    for layer in layers:
+        names = [info.name.strip("/") for info, _ in layer.entries]
+        for name in names:  # opaque directories first: they hide the layers below, not this one
+            if name.endswith("/.wh..wh..opq"):
+                directory = name.rsplit("/", 1)[0]
+                for path in [p for p in tree if p.startswith(directory + "/")]:
+                    del tree[path]
+        for info, data in layer.entries:
+            name = info.name.strip("/")
+            parent, _, base = name.rpartition("/")
+            if base == ".wh..wh..opq":
+                continue
+            if base.startswith(".wh."):
+                gone = f"{parent}/{base[4:]}" if parent else base[4:]
+                for path in [p for p in tree if p == gone or p.startswith(gone + "/")]:
+                    del tree[path]
+                continue
+            tree[name] = describe_member(info, data, tree)
+    return tree
+
+
+def describe_member(info: tarfile.TarInfo, data: bytes | None, tree: dict[str, str]) -> str:
+    owner = f"{info.uid}:{info.gid}"
+    if info.isdir():
+        return f"dir {info.mode & 0o7777:o} {owner}"
+    if info.issym():
+        return f"-> {info.linkname}"
+    if info.islnk():
+        return tree[info.linkname.strip("/")]
+    return f"file {info.mode & 0o7777:o} {owner} {hashlib.sha256(data or b'').hexdigest()[:16]}"
+
+
+def tree_of(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The same description of a real directory tree (e.g. a mounted container root)."""
+    import os
+
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory) / name
+            rel = str(path.relative_to(root))
+            if rel in skip or rel.startswith(tuple(f"{s}/" for s in skip)):
+                continue
+            st = os.lstat(path)
+            owner = f"{st.st_uid}:{st.st_gid}"
+            if path.is_symlink():
+                found[rel] = f"-> {os.readlink(path)}"
+            elif path.is_dir():
+                found[rel] = f"dir {st.st_mode & 0o7777:o} {owner}"
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+                found[rel] = f"file {st.st_mode & 0o7777:o} {owner} {digest}"
+    return found
+
+
+# ---- raw registry requests, for what skopeo cannot push (an index with an attestation) -----------
+
+def raw_request(host: str, method: str, path: str, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection(host, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        connection.close()
+
+
+def raw_push_blob(host: str, repository: str, data: bytes) -> str:
+    digest = sha256(data)
+    status, headers, _ = raw_request(host, "POST", f"/v2/{repository}/blobs/uploads/")
+    assert status == 202, status
+    location = urllib.parse.urlsplit(headers["Location"])
+    status, _, body = raw_request(host, "PUT", f"{location.path}?{location.query}&digest={digest}", data,
+                                  {"Content-Type": "application/octet-stream"})
+    assert status == 201, body
+    return digest
+
+
+def raw_put_manifest(host: str, repository: str, reference: str, document: dict[str, Any]) -> dict[str, Any]:
+    raw = json.dumps(document).encode()
+    status, _, body = raw_request(host, "PUT", f"/v2/{repository}/manifests/{reference}", raw,
+                                  {"Content-Type": document["mediaType"]})
+    assert status == 201, body
+    return {"mediaType": document["mediaType"], "digest": sha256(raw), "size": len(raw)}
+
+
+def manifest_descriptor(host: str, repository: str, tag: str) -> dict[str, Any]:
+    """The descriptor of what ``repository:tag`` points at, as the registry has it."""
+    accept = f"{OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json, {OCI_INDEX}"
+    status, headers, body = raw_request(host, "GET", f"/v2/{repository}/manifests/{tag}", headers={
+        "Accept": accept})
+    assert status == 200, body
+    return {"mediaType": headers["Content-Type"], "digest": sha256(body), "size": len(body)}

@@ -1,0 +1,503 @@
+"""Chapter 06: images and registries, against Debian's real registry server and images pushed by skopeo.
+
+Images are built here (tests/registry_fixtures.py), pushed by skopeo in OCI and Docker v2 formats,
+pulled by minidocker into a store of its own, and compared with what was pushed. Faults are real:
+a corrupted blob in the registry's storage, the registry killed mid-pull, a redirect to another
+port. Pure logic (reference parsing, challenges, platform choice, the config merge) is tested
+directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from minidocker import _http, imageconfig, manifest, pull, push, reference
+from minidocker._localregistry import LocalRegistry
+from minidocker._process import EngineError
+from minidocker.imagestore import ImageStore
+from minidocker.layers import LayerStore
+from minidocker.overlay import INIT_DIRS, INIT_FILES, ContainerFS
+from tests.registry_fixtures import (
+    OCI_INDEX,
+    ImageBuilder,
+    Layer,
+    entry,
+    expected_tree,
+    manifest_descriptor,
+    opaque,
+    raw_push_blob,
+    raw_put_manifest,
+    tree_of,
+    whiteout,
+)
+from tests.registry_fixtures import push as skopeo_push
+
+pytestmark = pytest.mark.skipif(not (shutil.which("docker-registry") and shutil.which("skopeo")),
+                                reason="needs Debian's docker-registry and skopeo (./setup.sh installs them)")
+
+BASE = [entry("etc", kind="dir"), entry("etc/keep", "kept\n"), entry("etc/remove-me", "bye\n"),
+        entry("etc/keep-hard", kind="link", target="etc/keep"), entry("data", kind="dir"),
+        entry("data/old", kind="dir", mode=0o750), entry("data/old/a", "a"), entry("data/old/b", "b"),
+        entry("bin", kind="dir"), entry("bin/tool", "#!/bin/sh\necho tool\n", mode=0o755),
+        entry("link", kind="symlink", target="etc/keep")]
+TOP = [whiteout("etc/remove-me"), entry("data", kind="dir"), entry("data/old", kind="dir", mode=0o700),
+       opaque("data/old"), entry("data/old/c", "c"), entry("etc", kind="dir"),
+       entry("etc/added", "new\n", uid=1000, gid=1000)]
+MULTI = [Layer(BASE), Layer(TOP), Layer([entry("srv", kind="dir"), entry("srv/readme", "hi")], None)]
+ONE = [Layer([entry("etc", kind="dir"), entry("etc/hello", "hello\n"), entry("hello.txt", "world\n")])]
+MIXED = [Layer([entry("etc", kind="dir"), entry("etc/gz", "g")], "gzip"),
+         Layer([entry("etc", kind="dir"), entry("etc/zst", "z")], "zstd"),
+         Layer([entry("etc", kind="dir"), entry("etc/plain", "p")], None)]
+SKIP = (*INIT_DIRS, *INIT_FILES)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private client config (credentials, mirrors) per test, and quick retries."""
+    monkeypatch.setenv("MINIDOCKER_CONFIG", str(tmp_path / "client"))
+    monkeypatch.setenv("MINIDOCKER_REGISTRY_MIRRORS", "")
+    monkeypatch.setattr(_http, "BACKOFF", 0.02)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    """An empty image store of the test's own, on its own layer store."""
+    return ImageStore(tmp_path / "images", layer_store=LayerStore(tmp_path / "layers"))
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> LocalRegistry:
+    """Debian's registry with the test images, pushed by skopeo in both formats."""
+    reg = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    layout = ImageBuilder(tmp_path_factory.mktemp("layout"))
+    layout.image("one", ONE, {"Cmd": ["/bin/sh"]})
+    layout.image("multi", MULTI, {"Env": ["A=1"]})
+    layout.image("mixed", MIXED)
+    for name, fmt in [("one", "oci"), ("one", "v2s2"), ("multi", "oci"), ("multi", "v2s2"), ("mixed", "oci")]:
+        skopeo_push(layout.root, name, reg.host, f"test/{name}:{fmt}", fmt)
+    # A multi-platform index with a build attestation, PUT by hand (skopeo would not push that).
+    arm = layout.image("arm", [Layer([entry("etc", kind="dir"), entry("etc/arch", "arm64")])],
+                       architecture="arm64", variant="v8")
+    amd = layout.image("amd", [Layer([entry("etc", kind="dir"), entry("etc/arch", "amd64")])])
+    del arm, amd
+    for tag in ("arm", "amd"):
+        skopeo_push(layout.root, tag, reg.host, f"test/multiarch:{tag}", "oci")
+    statement = raw_push_blob(reg.host, "test/multiarch", b'{"_type": "https://in-toto.io/Statement/v0.1"}')
+    empty = raw_push_blob(reg.host, "test/multiarch", b"{}")
+    attestation = raw_put_manifest(reg.host, "test/multiarch", "attestation", {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": statement, "size": 46}]})
+    amd64 = manifest_descriptor(reg.host, "test/multiarch", "amd")
+    raw_put_manifest(reg.host, "test/multiarch", "latest", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {**attestation, "platform": {"os": "unknown", "architecture": "unknown"},
+         "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                         "vnd.docker.reference.digest": amd64["digest"]}},
+        {**manifest_descriptor(reg.host, "test/multiarch", "arm"),
+         "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        {**amd64, "platform": {"os": "linux", "architecture": "amd64"}}]})
+    yield reg
+    reg.close()
+
+
+def mounted_tree(store: ImageStore, image_id: str) -> dict[str, str]:
+    """The image's layers stacked by overlayfs (chapter 04), as a comparable description."""
+    fs = ContainerFS.create(store.layers, f"t{uuid.uuid4().hex[:12]}", store.get(image_id).diff_ids)
+    try:
+        return tree_of(fs.mount(), skip=SKIP)
+    finally:
+        fs.remove()
+
+
+def store_is_empty(store: ImageStore) -> bool:
+    """No image, tag, blob, layer or temporary file: what a failed pull must leave."""
+    return not (list((store.root / "records").iterdir()) or store.tags()
+                or list((store.root / "blobs" / "sha256").iterdir()) or list((store.root / "tmp").iterdir())
+                or store.layers.layers() or list((store.layers.root / ".tmp").iterdir()))
+
+
+# ---- references, challenges, platforms, the config merge: pure logic ----------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("busybox", "docker.io/library/busybox:latest"),
+    ("library/busybox:1.36", "docker.io/library/busybox:1.36"),
+    ("bitnami/redis", "docker.io/bitnami/redis:latest"),
+    ("index.docker.io/busybox", "docker.io/library/busybox:latest"),
+    ("localhost/app", "localhost/app:latest"),
+    ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app:v1"),
+    ("ghcr.io/org/app@sha256:" + "a" * 64, "ghcr.io/org/app@sha256:" + "a" * 64),
+    ("foo:5000", "docker.io/library/foo:5000"),
+])
+def test_references_parse_like_docker(text: str, expected: str) -> None:
+    assert str(reference.parse(text)) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Busybox", "must be lowercase"), ("a/B", "must be lowercase"), ("busybox:", "invalid reference format"),
+    ("a" * 64, "64-byte hexadecimal"), ("app@sha256:abc", "invalid reference format"),
+    ("-x", "invalid reference format"),
+])
+def test_bad_references_are_one_line_errors(text: str, message: str) -> None:
+    with pytest.raises(EngineError, match=message) as error:
+        reference.parse(text)
+    assert "\n" not in str(error.value)
+
+
+def test_familiar_names() -> None:
+    assert reference.parse("docker.io/library/busybox").familiar == "busybox:latest"
+    assert reference.parse("docker.io/bitnami/redis:7").familiar == "bitnami/redis:7"
+    assert reference.parse("127.0.0.1:5000/x").familiar == "127.0.0.1:5000/x:latest"
+
+
+def test_challenges_with_commas_and_quotes() -> None:
+    from minidocker._auth import parse_challenge
+
+    header = 'Bearer realm="https://auth.example/token",service="registry.example",' \
+             'scope="repository:a/b:pull,push repository:c:pull",error="insufficient_scope",x="q\\"uote"'
+    scheme, params = parse_challenge(header)
+    assert scheme == "bearer"
+    assert params == {"realm": "https://auth.example/token", "service": "registry.example",
+                      "scope": "repository:a/b:pull,push repository:c:pull", "error": "insufficient_scope",
+                      "x": 'q"uote'}
+    assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
+
+
+def test_platform_selection() -> None:
+    entries = [{"digest": "att", "platform": {"os": "unknown", "architecture": "unknown"}},
+               {"digest": "amd", "platform": {"os": "linux", "architecture": "amd64"}},
+               {"digest": "arm7", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+               {"digest": "arm6", "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
+               {"digest": "arm64", "platform": {"os": "linux", "architecture": "arm64"}}]
+    pick = manifest.select_manifest
+    assert pick({"manifests": entries}, manifest.Platform.parse("linux/amd64"))["digest"] == "amd"
+    assert pick({"manifests": entries}, manifest.Platform.parse("linux/arm64/v8"))["digest"] == "arm64"
+    assert pick({"manifests": entries}, manifest.Platform.parse("linux/arm/v7"))["digest"] == "arm7"
+    assert pick({"manifests": entries[3:4]}, manifest.Platform.parse("linux/arm/v7"))["digest"] == "arm6"
+    with pytest.raises(EngineError, match="no matching manifest for linux/s390x in the manifest list entries"):
+        pick({"manifests": entries}, manifest.Platform.parse("linux/s390x"))
+    with pytest.raises(EngineError, match="no matching manifest"):
+        pick({"manifests": entries[:1]}, manifest.Platform.parse("linux/amd64"))
+
+
+def test_schema1_is_refused() -> None:
+    with pytest.raises(EngineError, match="schema 1"):
+        manifest.parse_manifest(b'{"schemaVersion": 1, "fsLayers": []}', None, "old")
+
+
+IMAGE = {"config": {"Entrypoint": ["/entry"], "Cmd": ["--default"], "Env": ["PATH=/img/bin", "A=image", "B=b"],
+                    "WorkingDir": "/srv", "User": "app", "StopSignal": "SIGQUIT",
+                    "ExposedPorts": {"80/tcp": {}}}}
+
+
+@pytest.mark.parametrize(("options", "argv"), [
+    (imageconfig.RunOptions(), ["/entry", "--default"]),
+    (imageconfig.RunOptions(cmd=["x"]), ["/entry", "x"]),
+    (imageconfig.RunOptions(entrypoint=["/other"]), ["/other"]),  # a user entrypoint drops the image Cmd
+    (imageconfig.RunOptions(entrypoint=["/other"], cmd=["y"]), ["/other", "y"]),
+    (imageconfig.RunOptions(entrypoint=[""], cmd=["sh"]), ["sh"]),
+    (imageconfig.RunOptions(entrypoint=[""]), []),
+])
+def test_merge_command_like_docker(options: imageconfig.RunOptions, argv: list[str]) -> None:
+    assert imageconfig.merge(IMAGE, options).argv == argv
+
+
+def test_merge_environment_directory_user_signal() -> None:
+    run = imageconfig.merge(IMAGE, imageconfig.RunOptions(env={"A": "user"}, hostname="h"))
+    assert run.env == {"PATH": "/img/bin", "HOSTNAME": "h", "A": "user", "B": "b"}
+    assert (run.workdir, run.user, run.stop_signal, run.exposed_ports) == ("/srv", "app", 3, ["80/tcp"])
+    run = imageconfig.merge(IMAGE, imageconfig.RunOptions(workdir="/tmp", user="0", stop_signal="9"))
+    assert (run.workdir, run.user, run.stop_signal) == ("/tmp", "0", 9)
+    assert imageconfig.merge({}, imageconfig.RunOptions()).workdir == "/"
+
+
+def test_resolve_user(tmp_path: Path) -> None:
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bin/sh\n")
+    (tmp_path / "group").write_text("root:x:0:\napp:x:1001:\nstaff:x:50:app,bob\nother:x:60:bob\n")
+    resolve = imageconfig.resolve_user
+    etc = str(tmp_path)
+    assert resolve("app", etc) == (1000, 1001, [50], "/home/app")
+    assert resolve("1000", etc) == (1000, 1001, [50], "/home/app")
+    assert resolve("app:staff", etc) == (1000, 50, [], "/home/app")
+    assert resolve("4242", etc) == (4242, 0, [], "/")
+    assert resolve("4242:7", etc) == (4242, 7, [], "/")
+    assert resolve("", etc) == (0, 0, [], "/root")
+    with pytest.raises(EngineError, match="unable to find user nobody2: no matching entries in passwd file"):
+        resolve("nobody2", etc)
+    with pytest.raises(EngineError, match="unable to find group nogroup2"):
+        resolve("app:nogroup2", etc)
+
+
+# ---- pulls from a real registry -----------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
+def test_pull_one_layer(registry: LocalRegistry, store: ImageStore, fmt: str) -> None:
+    events = []
+    image = pull.pull(f"{registry.host}/test/one:{fmt}", store=store, progress=events.append)
+    assert mounted_tree(store, image.id) == expected_tree(ONE)
+    wanted = manifest.MANIFEST_TYPES[0 if fmt == "oci" else 1]
+    assert image.manifest["mediaType"] == wanted
+    top = manifest_descriptor(registry.host, "test/one", fmt)
+    assert image.repo_digests == [f"{registry.host}/test/one@{top['digest']}"]
+    assert image.repo_tags == [f"{registry.host}/test/one:{fmt}"]
+    assert image.id == image.manifest["config"]["digest"]
+    statuses = [e["status"] for e in events]
+    assert statuses[0] == "Pulling from test/one" and events[0]["id"] == fmt
+    assert {"Pulling fs layer", "Download complete", "Pull complete"} <= set(statuses)
+    assert statuses[-2:] == [f"Digest: {top['digest']}",
+                             f"Status: Downloaded newer image for {registry.host}/test/one:{fmt}"]
+    layer_events = [e for e in events if "id" in e and e["status"] != "Pulling from test/one"]
+    assert all(len(e["id"]) == 12 and "progressDetail" in e for e in layer_events)
+
+
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
+def test_pull_whiteouts_and_opaque_directories(registry: LocalRegistry, store: ImageStore, fmt: str) -> None:
+    image = pull.pull(f"{registry.host}/test/multi:{fmt}", store=store)
+    tree = mounted_tree(store, image.id)
+    assert tree == expected_tree(MULTI)
+    assert "etc/remove-me" not in tree and "data/old/a" not in tree and tree["data/old/c"].startswith("file")
+    assert len(image.diff_ids) == 3 and image.size > 0
+
+
+def test_pull_gzip_zstd_and_plain_layers(registry: LocalRegistry, store: ImageStore) -> None:
+    image = pull.pull(f"{registry.host}/test/mixed:oci", store=store)
+    types = [layer["mediaType"] for layer in image.manifest["layers"]]
+    assert types == [f"{manifest.OCI_LAYER}+gzip", f"{manifest.OCI_LAYER}+zstd", manifest.OCI_LAYER]
+    assert mounted_tree(store, image.id) == expected_tree(MIXED)
+
+
+def test_multi_platform_index(registry: LocalRegistry, store: ImageStore) -> None:
+    name = f"{registry.host}/test/multiarch"
+    amd64 = pull.pull(name, store=store, platform="linux/amd64")
+    assert amd64.config["architecture"] == "amd64"
+    index = manifest_descriptor(registry.host, "test/multiarch", "latest")
+    assert amd64.repo_digests == [f"{name}@{index['digest']}"]  # the digest of the index, as Docker
+    arm64 = pull.pull(name, store=store, platform="linux/arm64")
+    assert arm64.config["architecture"] == "arm64" and arm64.id != amd64.id
+    # The attestation was never fetched: its in-toto layer is nowhere in the store.
+    statement = json.loads(store.read_blob(index["digest"]))["manifests"][0]
+    assert statement["platform"]["os"] == "unknown" and not store.has_blob(statement["digest"])
+    with pytest.raises(EngineError, match="no matching manifest for linux/s390x in the manifest list entries"):
+        pull.pull(name, store=store, platform="linux/s390x")
+
+
+def test_already_exists_and_up_to_date(registry: LocalRegistry, store: ImageStore) -> None:
+    pull.pull(f"{registry.host}/test/multi:oci", store=store)
+    events = []
+    pull.pull(f"{registry.host}/test/multi:oci", store=store, progress=events.append)
+    assert events[-1]["status"] == f"Status: Image is up to date for {registry.host}/test/multi:oci"
+    events.clear()
+    pull.pull(f"{registry.host}/test/one:oci", store=store)
+    pull.pull(f"{registry.host}/test/one:v2s2", store=store, progress=events.append)  # same gzip layer
+    assert [e["status"] for e in events if e.get("id", "").isalnum() and len(e["id"]) == 12] == [
+        "Pulling fs layer", "Already exists"]
+
+
+def test_pull_by_digest_and_through_the_cli(registry: LocalRegistry, tmp_path: Path) -> None:
+    digest = manifest_descriptor(registry.host, "test/one", "oci")["digest"]
+    env = {**os.environ, "MINIDOCKER_STATE": str(tmp_path / "state")}
+    run = [sys.executable, "-m", "minidocker.images"]
+    result = subprocess.run([*run, "pull", f"{registry.host}/test/one@{digest}"], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"{registry.host}/test/one@{digest}"
+    listing = subprocess.run([*run, "images", "--digests"], capture_output=True, text=True, env=env).stdout
+    assert listing.split("\n")[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert f"{registry.host}/test/one" not in listing and "<none>" in listing  # a digest pull has no tag
+    inspect = json.loads(subprocess.run([*run, "image", "inspect", f"{registry.host}/test/one@{digest}"],
+                                        capture_output=True, text=True, env=env).stdout)
+    assert inspect[0]["RepoDigests"] == [f"{registry.host}/test/one@{digest}"]
+    assert inspect[0]["RootFS"]["Type"] == "layers" and inspect[0]["Config"] == {"Cmd": ["/bin/sh"]}
+
+
+@pytest.mark.parametrize("name", ["test/nothing:oci", "test/one:nope"])
+def test_unknown_repository_or_tag(registry: LocalRegistry, store: ImageStore, name: str) -> None:
+    with pytest.raises(EngineError, match="not found") as error:
+        pull.pull(f"{registry.host}/{name}", store=store)
+    assert "\n" not in str(error.value)
+    assert store_is_empty(store)
+
+
+def test_unreachable_registry(store: ImageStore) -> None:
+    from minidocker._localregistry import free_port
+
+    with pytest.raises(EngineError, match="connection refused"):
+        pull.pull(f"127.0.0.1:{free_port()}/x", store=store)
+    assert store_is_empty(store)
+
+
+# ---- faults: corrupted blobs, a registry that dies ----------------------------------------------
+
+def test_corrupted_blob_is_refused_and_nothing_is_stored(registry: LocalRegistry, store: ImageStore,
+                                                         tmp_path: Path) -> None:
+    layout = ImageBuilder(tmp_path / "layout")
+    descriptor = layout.image("x", [Layer([entry("etc", kind="dir"), entry("etc/data", os.urandom(100_000))])])
+    skopeo_push(layout.root, "x", registry.host, "test/corrupt:v1")
+    layer = json.loads((layout.root / "blobs" / "sha256" / descriptor["digest"][7:]).read_bytes())["layers"][0]
+    path = registry.blob_path(layer["digest"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte different: only the digest can tell
+    path.write_bytes(bytes(data))
+    with pytest.raises(manifest.DigestError, match="digest mismatch") as error:
+        pull.pull(f"{registry.host}/test/corrupt:v1", store=store)
+    assert layer["digest"][:19] in str(error.value)
+    assert store_is_empty(store)
+
+
+@pytest.fixture
+def private_registry(tmp_path: Path) -> LocalRegistry:
+    reg = LocalRegistry(tmp_path / "private-registry").start()
+    yield reg
+    reg.close()
+
+
+def test_registry_killed_mid_pull(private_registry: LocalRegistry, store: ImageStore, tmp_path: Path) -> None:
+    layout = ImageBuilder(tmp_path / "layout")
+    big = [Layer([entry("etc", kind="dir"), entry(f"etc/blob{i}", os.urandom(12 << 20))]) for i in range(3)]
+    layout.image("big", big)
+    skopeo_push(layout.root, "big", private_registry.host, "test/big:v1")
+    killed = []
+
+    def kill_on_first_bytes(event: dict) -> None:
+        if event["status"] == "Downloading" and not killed:
+            killed.append(event["id"])
+            private_registry.kill()
+
+    with pytest.raises(EngineError, match="cannot reach .*connection refused"):
+        pull.pull(f"{private_registry.host}/test/big:v1", store=store, progress=kill_on_first_bytes)
+    assert killed and store_is_empty(store)
+    private_registry.start()  # same port, same storage
+    image = pull.pull(f"{private_registry.host}/test/big:v1", store=store)
+    assert mounted_tree(store, image.id) == expected_tree(big)
+
+
+def test_http_retries_honour_retry_after(tmp_path: Path) -> None:
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = [(503, {"Retry-After": "1"}), (429, {"Retry-After": "0"}), "drop", (200, {})]
+    seen = []
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(time.monotonic())
+            answer = answers.pop(0)
+            if answer == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)  # no answer at all: a dropped connection
+                return
+            self.send_response(answer[0])
+            for key, value in answer[1].items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = _http.Client(backoff=0.01)
+        with client.request("GET", f"http://127.0.0.1:{server.server_address[1]}/v2/") as response:
+            assert (response.status, response.json()) == (200, {})
+        assert len(seen) == 4 and seen[1] - seen[0] >= 0.95  # waited what Retry-After said
+        answers[:] = [(503, {})] * 4
+        with _http.Client(backoff=0.01).request("GET", f"http://127.0.0.1:{server.server_address[1]}/") as r:
+            assert r.status == 503  # after the last attempt the answer goes to the caller
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# ---- authentication: htpasswd (Basic) and token servers (Bearer), a redirect to a "CDN" ----------
+
+def _login(host: str, user: str, password: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minidocker.images", "login", "-u", user, "--password-stdin",
+                           host], input=f"{password}\n", capture_output=True, text=True)
+
+
+def test_basic_auth_and_login(tmp_path: Path, store: ImageStore) -> None:
+    from tests.registry_fixtures import htpasswd
+
+    config = htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    with LocalRegistry(tmp_path / "reg", config=config) as reg:
+        layout = ImageBuilder(tmp_path / "layout")
+        layout.image("one", ONE)
+        skopeo_push(layout.root, "one", reg.host, "alice/one:v1", creds="alice:wonderland")
+        with pytest.raises(EngineError, match=f"pull access denied for {reg.host}/alice/one.*login"):
+            pull.pull(f"{reg.host}/alice/one:v1", store=store)
+        wrong = _login(reg.host, "alice", "queen")
+        assert wrong.returncode == 125 and "unauthorized" in wrong.stderr and "\n" == wrong.stderr[-1:]
+        right = _login(reg.host, "alice", "wonderland")
+        assert right.returncode == 0 and right.stdout == "Login Succeeded\n", right.stderr
+        config_file = json.loads((tmp_path / "client" / "config.json").read_text())
+        assert reg.host in config_file["auths"]
+        assert oct((tmp_path / "client" / "config.json").stat().st_mode & 0o777) == "0o600"
+        image = pull.pull(f"{reg.host}/alice/one:v1", store=store)
+        assert mounted_tree(store, image.id) == expected_tree(ONE)
+        logout = subprocess.run([sys.executable, "-m", "minidocker.images", "logout", reg.host],
+                                capture_output=True, text=True)
+        assert logout.stdout == f"Removing login credentials for {reg.host}\n"
+        assert reg.host not in json.loads((tmp_path / "client" / "config.json").read_text())["auths"]
+
+
+def test_token_auth_scoped_per_repository(tmp_path: Path, store: ImageStore) -> None:
+    from tests.registry_fixtures import TokenServer
+
+    tokens = TokenServer(tmp_path, {"alice": "wonderland"},
+                         {"alice": {"alice/": ["pull", "push"], "public/": ["pull", "push"]},
+                          "": {"public/": ["pull"]}})
+    try:
+        with LocalRegistry(tmp_path / "reg", config=tokens.registry_config()) as reg:
+            layout = ImageBuilder(tmp_path / "layout")
+            layout.image("one", ONE)
+            for name in ("alice/one:v1", "public/one:v1", "bob/one:v1"):
+                if not name.startswith("bob"):
+                    skopeo_push(layout.root, "one", reg.host, name, creds="alice:wonderland")
+            pull.pull(f"{reg.host}/public/one:v1", store=store)  # anonymous, and allowed
+            with pytest.raises(EngineError, match=f"pull access denied for {reg.host}/alice/one"):
+                pull.pull(f"{reg.host}/alice/one:v1", store=store)
+            assert _login(reg.host, "alice", "queen").returncode == 125
+            assert _login(reg.host, "alice", "wonderland").returncode == 0
+            tokens.requests.clear()
+            pull.pull(f"{reg.host}/alice/one:v1", store=store)
+            # One token for the whole pull (reused for the manifest, config and layer requests),
+            # asked for this repository only, with alice's credentials.
+            assert [(r["scope"], r.get("account")) for r in tokens.requests] == [
+                (["repository:alice/one:pull"], ["alice"])]
+            with pytest.raises(EngineError, match="pull access denied"):
+                pull.pull(f"{reg.host}/bob/one:v1", store=store)
+    finally:
+        tokens.close()
+
+
+def test_redirects_drop_authorization_and_downloads_overlap(tmp_path: Path, store: ImageStore) -> None:
+    from tests.registry_fixtures import RecordingServer, htpasswd
+
+    config = htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    cdn = RecordingServer(tmp_path / "reg" / "data", delay=0.3)
+    config["middleware"] = {"storage": [{"name": "redirect", "options": {"baseurl": cdn.url}}]}
+    try:
+        with LocalRegistry(tmp_path / "reg", config=config) as reg:
+            layout = ImageBuilder(tmp_path / "layout")
+            layers = [Layer([entry("etc", kind="dir"), entry(f"etc/{i}", str(i))]) for i in range(5)]
+            layout.image("five", layers)
+            skopeo_push(layout.root, "five", reg.host, "alice/five:v1", creds="alice:wonderland")
+            assert _login(reg.host, "alice", "wonderland").returncode == 0
+            image = pull.pull(f"{reg.host}/alice/five:v1", store=store)
+            assert mounted_tree(store, image.id) == expected_tree(layers)
+    finally:
+        cdn.close()
+    assert len(cdn.requests) == 6  # the config and five layers came from the "CDN"
+    assert not any("Authorization" in r for r in cdn.requests)
+    assert cdn.max_in_flight == pull.MAX_CONCURRENT_DOWNLOADS  # a few at a time, like Docker
