@@ -27,7 +27,7 @@ __all__ = [
     "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
     "CLONE_NEWUSER", "CLONE_NEWUTS", "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC",
     "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "MS_SLAVE",
-    "capget", "capset", "mount", "mount_setattr", "move_mount", "open_tree", "pivot_root", "prctl",
+    "bpf", "capget", "capset", "mount", "mount_setattr", "move_mount", "open_tree", "pivot_root", "prctl",
     "seccomp", "sethostname", "setns", "umount2", "unshare",
 ]
 
@@ -85,6 +85,7 @@ MOUNT_ATTR_IDMAP = 0x00100000  # show the files' owners through a user namespace
 # Syscalls glibc has no wrapper for, by machine.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 _SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # the same on every machine
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -187,6 +188,12 @@ def seccomp(operation: int, flags: int, program: bytes) -> None:
     fprog = struct.pack("HxxxxxxP", len(program) // 8, ctypes.addressof(code))
     _check(_libc.syscall(_syscall_number(_SYS_SECCOMP, "seccomp"), operation, flags,
                          ctypes.create_string_buffer(fprog, len(fprog))))
+
+
+def bpf(cmd: int, attr: bytes) -> int:
+    """bpf(2): run ``cmd`` (``BPF_PROG_LOAD``, ``BPF_PROG_ATTACH``...) on ``attr``, a packed ``bpf_attr``."""
+    buffer = ctypes.create_string_buffer(attr, len(attr))
+    return _check(_libc.syscall(_syscall_number(_SYS_BPF, "bpf"), cmd, buffer, len(attr)))
 
 
 def open_tree(dirfd: int, path: str, flags: int) -> int:
