@@ -62,6 +62,9 @@ class UploadError(Exception):
         self.kind, self.size = kind, size
 
 
+# exercise 10.1: Validate a digest before it names a file
+# hint: match ^(sha256|sha512):([a-f0-9]+)$ and check the hex length (64 or 128); anything else
+#   raises DigestError, so "../../etc/passwd" never reaches the filesystem.
 # --8<-- [start:check_digest]
 def check_digest(digest: str) -> tuple[str, str]:
     """Split ``sha256:HEX`` into ``("sha256", HEX)``; raise DigestError if it is not a valid digest.
@@ -81,6 +84,9 @@ def digest_of(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
+# exercise 10.2: Replace a file so that readers never see half of it
+# hint: write to a unique temporary name in the same directory, flush and os.fsync, then
+#   os.rename over the target; remove the temporary file if anything fails.
 # --8<-- [start:atomic_write]
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` by a file holding ``data``: readers see the old file or the new one, never half.

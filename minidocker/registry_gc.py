@@ -80,6 +80,10 @@ def _reachable(repos: Repositories, name: str, young: set[str]) -> set[str]:
     return keep
 
 
+# exercise 10.4: Collect the blobs no manifest references
+# hint: under store.lock("gc", shared=False): mark every manifest of every repository (only the
+#   reachable ones with delete_untagged) and what it references; then delete each unmarked blob
+#   older than `grace` seconds; finally forget deleted links and abandoned uploads.
 # --8<-- [start:collect_garbage]
 def collect_garbage(storage: Path | str, *, grace: float = 3600, delete_untagged: bool = False,
                     dry_run: bool = False, upload_age: float = 86400) -> Collected:

@@ -232,6 +232,10 @@ class _AccessLog(AbstractAccessLogger):
                          f"{time * 1000:.1f} ms)".replace("  ", " "))
 
 
+# exercise 10.5: Serve the application until SIGTERM
+# hint: web.AppRunner(app, ...), setup(), web.TCPSite(runner, host, port, ssl_context=...).start();
+#   print "listening on http://HOST:PORT" (runner.addresses[0][1]) and flush; wait on an
+#   asyncio.Event set by SIGTERM/SIGINT handlers; runner.cleanup().
 # --8<-- [start:serve]
 async def serve(app: web.Application, host: str, port: int, ssl_context: Any = None,
                 access_log: logging.Logger | None = None) -> None:
@@ -270,7 +274,10 @@ def running(storage: str | Path, *options: str, addr: str = "127.0.0.1:0") -> It
     """Run ``python -m minidocker.registry_server serve`` until the block ends: tests, notebooks, demos."""
     command = [sys.executable, "-m", "minidocker.registry_server", "serve", "--addr", addr,
                "--storage", str(storage), *options]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    from minidocker import _syscalls
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,  # never outlives its caller
+                               preexec_fn=lambda: _syscalls.prctl(_syscalls.PR_SET_PDEATHSIG, signal.SIGTERM))
     try:
         line = process.stdout.readline() if process.stdout else ""
         if not line.startswith("listening on "):
@@ -288,9 +295,10 @@ def running(storage: str | Path, *options: str, addr: str = "127.0.0.1:0") -> It
             process.stdout.close()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minidocker.registry_server",
-                                     description=__doc__.splitlines()[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    from minidocker._stage import _Parser  # usage errors: one line, exit 125
+
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0].removeprefix("Chapter 10: "))
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="serve the registry API")
     run.add_argument("--addr", default="127.0.0.1:5000", help="HOST:PORT (port 0: any free port)")
@@ -358,12 +366,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m minidocker.registry_server serve|gc|htpasswd …`` (and ``minidocker registry …``)."""
+def main(argv: list[str] | None = None, prog: str = "python -m minidocker.registry_server") -> int:
+    """``python -m minidocker.registry_server serve|gc|htpasswd …``; ``minidocker registry …`` calls
+    ``main(rest, prog="minidocker registry")``."""
     from minidocker import _stage
 
     def body() -> int:
-        args = _parser().parse_args(argv)
+        args = _parser(prog).parse_args(argv)
         if args.command == "serve":
             return _serve(args)
         if args.command == "gc":

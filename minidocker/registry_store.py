@@ -104,6 +104,10 @@ def _descriptor(value: Any, where: str) -> tuple[str, int]:
     return value["digest"], size
 
 
+# exercise 10.3: Check a pushed manifest and list what it references
+# hint: json.loads, schemaVersion 2; the media type is the Content-Type unless that is generic;
+#   a manifest references config + layers (not those with "urls"), an index its "manifests";
+#   every problem is ApiError(400, "MANIFEST_INVALID", ...).
 # --8<-- [start:parse_manifest]
 def parse_manifest(body: bytes, content_type: str) -> Manifest:
     """Check that ``body`` is an image manifest or index we can serve; say what it references.
