@@ -239,6 +239,8 @@ class BlobStore:
                 f.flush()
                 if writer.hasher is not None and f.tell() == writer.offset:
                     self._hashers[upload] = (writer.offset, writer.hasher)
+                    while len(self._hashers) > 1000:  # abandoned uploads: forget the oldest
+                        del self._hashers[next(iter(self._hashers))]
     # --8<-- [end:append]
 
     # --8<-- [start:finish_upload]

@@ -98,8 +98,7 @@ def collect_garbage(storage: Path | str, *, grace: float = 3600, delete_untagged
             manifests = set(repos.manifests(name))
             if delete_untagged:
                 revisions = repos.root / name / "_manifests" / "revisions"
-                young = {d for d in manifests
-                         if (revisions / d.replace(":", "/")).stat().st_mtime > now - grace}
+                young = {d for d in manifests if _mtime(revisions / d.replace(":", "/")) > now - grace}
                 keep = _reachable(repos, name, young)
                 for digest in sorted(manifests - keep):
                     result.untagged.append(f"{name}@{digest}")
@@ -126,6 +125,13 @@ def collect_garbage(storage: Path | str, *, grace: float = 3600, delete_untagged
             result.stale_uploads += 1
     return result
 # --8<-- [end:collect_garbage]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _forget_deleted(repos: Repositories, deleted: set[str]) -> None:

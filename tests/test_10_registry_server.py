@@ -258,6 +258,33 @@ def test_garbage_collection(registry, tmp_path):
     assert cli.returncode == 0 and cli.stdout.startswith("kept 4 blobs, deleted 0")
 
 
+def test_collection_spares_what_a_push_in_flight_needs(registry, tmp_path):
+    """A blob a pusher found with HEAD is spared; a manifest push waits for a running collection."""
+    import threading
+
+    from minidocker.blobstore import BlobStore
+
+    storage = tmp_path / "storage"
+    store = BlobStore(storage)
+    config, layer = b'{"config": true}', b"an old layer"
+    for blob in (config, layer, b"old and forgotten"):
+        push_blob(registry.url, "r/flight", blob)
+        os.utime(store.path(sha256(blob)), (time.time() - 7200,) * 2)  # two hours old
+    for blob in (config, layer):  # the client checks: "do you have these?" (then skips them)
+        assert call(registry.url, "HEAD", f"/v2/r/flight/blobs/{sha256(blob)}").status == 200
+    assert collect_garbage(storage).deleted == [sha256(b"old and forgotten")]
+    replies = []
+    with store.lock("gc", shared=False):  # as if a collection were running now
+        pusher = threading.Thread(target=lambda: replies.append(call(
+            registry.url, "PUT", "/v2/r/flight/manifests/v1", manifest_for(config, [layer]),
+            {"Content-Type": OCI_MANIFEST})))
+        pusher.start()
+        pusher.join(0.5)
+        assert pusher.is_alive() and not replies  # waits until the collection is over
+    pusher.join(10)
+    assert replies[0].status == 201
+
+
 def test_server_killed_during_an_upload(tmp_path):
     """No partial blob becomes visible; another server process resumes the session, or a new one redoes it."""
     storage = tmp_path / "storage"
