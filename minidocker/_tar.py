@@ -85,7 +85,8 @@ def open_layer(source: str | os.PathLike | BinaryIO, compression: str | None = N
         elif compression == "zstd":
             import zstandard  # only when needed: it is not free to import
 
-            yield zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
+            yield io.BufferedReader(reader, CHUNK)
         elif compression in ("none", "", "tar"):
             yield raw
         else:
@@ -93,7 +94,12 @@ def open_layer(source: str | os.PathLike | BinaryIO, compression: str | None = N
 
 
 class HashingReader:
-    """Wrap a stream: everything read through it goes into a sha256, so the diff ID costs one pass."""
+    """Wrap a stream: everything read through it goes into a sha256, so the diff ID costs one pass.
+
+    It also counts its position and can seek *forward* (by reading), which is all ``tarfile``'s
+    random-access mode needs from a stream read in order; its stream mode (``r|``) would copy its
+    whole buffer at every 512-byte header.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream, self._sha, self.size = stream, hashlib.sha256(), 0
@@ -110,6 +116,18 @@ class HashingReader:
         self._sha.update(data)
         self.size += len(data)
         return data
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self.size
+        if whence == io.SEEK_END or offset < self.size:
+            raise io.UnsupportedOperation("a layer stream only moves forward")
+        while self.size < offset and self.read(min(CHUNK, offset - self.size)):
+            pass
+        return self.size
 
     def drain(self) -> None:
         """Read (and hash) the rest: the tar's end-of-archive padding counts in its digest."""

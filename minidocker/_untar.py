@@ -30,7 +30,7 @@ import stat
 import tarfile
 from typing import BinaryIO
 
-from minidocker._tar import CHUNK, OPAQUE, OVERLAY_OPAQUE, WHITEOUT_PREFIX, LayerError
+from minidocker._tar import CHUNK, OPAQUE, OVERLAY_OPAQUE, WHITEOUT_PREFIX, HashingReader, LayerError
 
 __all__ = ["open_dir", "set_metadata", "split_name", "unpack", "unpack_member"]
 
@@ -270,15 +270,16 @@ def _create_leaf(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int, pa
 def unpack(stream: BinaryIO, dest: str | os.PathLike) -> int:
     """Unpack an uncompressed layer tar from ``stream`` into the directory ``dest``, safely.
 
-    The tar is read strictly in order, as a stream (``r|``): nothing is held in memory but the
-    current member. Raises :class:`LayerError` at the first unsafe or broken member; the caller
-    throws ``dest`` away then. Returns the number of bytes of file content.
+    The tar is read strictly in order, once: nothing is held in memory but the current member.
+    Raises :class:`LayerError` at the first unsafe or broken member; the caller throws ``dest``
+    away then. Returns the number of bytes of file content.
     """
+    reader = stream if isinstance(stream, HashingReader) else HashingReader(stream)
     root_fd = os.open(dest, _DIR_FLAGS)
     size = 0
     dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
+        with tarfile.open(fileobj=reader, mode="r:") as tar:  # in order: forward "seeks" only
             while (member := tar.next()) is not None:
                 size += unpack_member(tar, member, root_fd, dir_times)
                 tar.members.clear()  # a stream has no index to keep: constant memory
