@@ -59,8 +59,8 @@ class TerminalProgress:
             self._show(event)
 
     def _show(self, event: dict[str, Any]) -> None:
-        if "error" in event:
-            return  # the caller raises: errors are printed once, by the command
+        if "error" in event or "status" not in event:
+            return  # errors are printed once, by the command; "aux" data is for programs
         text = event.get("status", "")
         if event.get("progress"):
             if not self.tty:

@@ -136,6 +136,7 @@ class _Loader:
         self.holder = f"load:{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.added: list[str] = []
         self.diff_ids: list[str] = []
+        self.pending: list[tuple[str, str, list[str], dict[str, int]]] = []  # recorded when all is in
 
     def blob(self, path: Path, digest: str | None = None) -> str:
         """Check a file against ``digest`` (or name it by its own) and move it to the content store."""
@@ -150,7 +151,7 @@ class _Loader:
         return actual
 
     def image(self, manifest_raw: bytes, manifest_digest: str, tags: list[str]) -> str:
-        """Store one image: its manifest, config and layers (unpacked by chapter 04, diff IDs checked)."""
+        """Store one image's manifest, config and layers (unpacked by chapter 04, diff IDs checked)."""
         document = json.loads(manifest_raw)
         config_digest = document["config"]["digest"]
         self.blob(self.root / "blobs" / "sha256" / config_digest[7:], config_digest)
@@ -164,9 +165,14 @@ class _Loader:
         if not self.store.has_blob(manifest_digest):
             self.store.put_blob(manifest_raw, manifest_digest)
             self.added.append(manifest_digest)
-        self.store.add_image(config_digest, manifest_digest, tags=tags,
-                             sizes={d: self.store.layers.size(d) for d in diff_ids})
+        self.pending.append((config_digest, manifest_digest, tags,
+                             {d: self.store.layers.size(d) for d in diff_ids}))
         return config_digest
+
+    def record(self) -> None:
+        """Record the images, once every one of them is complete: a bad archive loads nothing."""
+        for config_digest, manifest_digest, tags, sizes in self.pending:
+            self.store.add_image(config_digest, manifest_digest, tags=tags, sizes=sizes)
 
 
 # --8<-- [start:load]
@@ -197,6 +203,7 @@ def load(source: str, *, store: ImageStore | None = None) -> list[str]:
                 lines = _load_docker(root, loader)
             else:
                 raise EngineError(f"{source}: not an image archive (no index.json, no manifest.json)")
+            loader.record()
         except BaseException:
             store.roll_back(loader.added, loader.holder, loader.diff_ids)
             raise

@@ -151,8 +151,8 @@ class Registry:
 
     def ping(self) -> None:
         """``GET /v2/``: is this a registry, and how does it want us to authenticate?"""
-        try:
-            with self.client.request("GET", f"{self.url}/v2/") as response:
+        try:  # one attempt: an endpoint that is down now is skipped (mirrors) or reported at once
+            with self.client.request("GET", f"{self.url}/v2/", retry=False) as response:
                 if response.status == 401:
                     self.auth.learn(response.header("WWW-Authenticate"))
                 elif response.status != 200:

@@ -89,6 +89,7 @@ class Layer:
 
     entries: list[tuple[tarfile.TarInfo, bytes | None]]
     compression: str | None = "gzip"
+    raw: bytes | None = None  # a ready-made tar instead of entries (e.g. the busybox rootfs)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class ImageBuilder:
         """Build one image; tag it in the layout if ``tag``; return its manifest's descriptor."""
         layer_descriptors, diff_ids = [], []
         for layer in layers:
-            raw = make_tar(layer.entries)
+            raw = layer.raw if layer.raw is not None else make_tar(layer.entries)
             diff_ids.append(sha256(raw))
             media_type = OCI_LAYER + (f"+{layer.compression}" if layer.compression else "")
             layer_descriptors.append(self.descriptor(media_type, compress(raw, layer.compression)))

@@ -81,7 +81,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> LocalRegistry:
     layout.image("one", ONE, {"Cmd": ["/bin/sh"]})
     layout.image("multi", MULTI, {"Env": ["A=1"]})
     layout.image("mixed", MIXED)
-    for name, fmt in [("one", "oci"), ("one", "v2s2"), ("multi", "oci"), ("multi", "v2s2"), ("mixed", "oci")]:
+    layout.image("two", [*ONE, Layer([entry("etc", kind="dir"), entry("etc/two", "2")])])  # shares ONE's
+    for name, fmt in [("one", "oci"), ("one", "v2s2"), ("multi", "oci"), ("multi", "v2s2"), ("mixed", "oci"),
+                      ("two", "oci")]:
         skopeo_push(layout.root, name, reg.host, f"test/{name}:{fmt}", fmt)
     # A multi-platform index with a build attestation, PUT by hand (skopeo would not push that).
     arm = layout.image("arm", [Layer([entry("etc", kind="dir"), entry("etc/arch", "arm64")])],
@@ -97,13 +99,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> LocalRegistry:
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": empty, "size": 2},
         "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": statement, "size": 46}]})
     amd64 = manifest_descriptor(reg.host, "test/multiarch", "amd")
-    raw_put_manifest(reg.host, "test/multiarch", "latest", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {**attestation, "platform": {"os": "unknown", "architecture": "unknown"},
          "annotations": {"vnd.docker.reference.type": "attestation-manifest",
                          "vnd.docker.reference.digest": amd64["digest"]}},
         {**manifest_descriptor(reg.host, "test/multiarch", "arm"),
          "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-        {**amd64, "platform": {"os": "linux", "architecture": "amd64"}}]})
+        {**amd64, "platform": {"os": "linux", "architecture": "amd64"}}]}
+    raw_put_manifest(reg.host, "test/multiarch", "latest", index)
     yield reg
     reg.close()
 
@@ -181,7 +184,8 @@ def test_platform_selection() -> None:
     assert pick({"manifests": entries}, manifest.Platform.parse("linux/arm64/v8"))["digest"] == "arm64"
     assert pick({"manifests": entries}, manifest.Platform.parse("linux/arm/v7"))["digest"] == "arm7"
     assert pick({"manifests": entries[3:4]}, manifest.Platform.parse("linux/arm/v7"))["digest"] == "arm6"
-    with pytest.raises(EngineError, match="no matching manifest for linux/s390x in the manifest list entries"):
+    no_match = "no matching manifest for linux/s390x in the manifest list entries"
+    with pytest.raises(EngineError, match=no_match):
         pick({"manifests": entries}, manifest.Platform.parse("linux/s390x"))
     with pytest.raises(EngineError, match="no matching manifest"):
         pick({"manifests": entries[:1]}, manifest.Platform.parse("linux/amd64"))
@@ -192,9 +196,9 @@ def test_schema1_is_refused() -> None:
         manifest.parse_manifest(b'{"schemaVersion": 1, "fsLayers": []}', None, "old")
 
 
-IMAGE = {"config": {"Entrypoint": ["/entry"], "Cmd": ["--default"], "Env": ["PATH=/img/bin", "A=image", "B=b"],
-                    "WorkingDir": "/srv", "User": "app", "StopSignal": "SIGQUIT",
-                    "ExposedPorts": {"80/tcp": {}}}}
+IMAGE = {"config": {"Entrypoint": ["/entry"], "Cmd": ["--default"],
+                    "Env": ["PATH=/img/bin", "A=image", "B=b"], "WorkingDir": "/srv", "User": "app",
+                    "StopSignal": "SIGQUIT", "ExposedPorts": {"80/tcp": {}}}}
 
 
 @pytest.mark.parametrize(("options", "argv"), [
@@ -248,7 +252,7 @@ def test_pull_one_layer(registry: LocalRegistry, store: ImageStore, fmt: str) ->
     assert image.repo_digests == [f"{registry.host}/test/one@{top['digest']}"]
     assert image.repo_tags == [f"{registry.host}/test/one:{fmt}"]
     assert image.id == image.manifest["config"]["digest"]
-    statuses = [e["status"] for e in events]
+    statuses = [e.get("status") for e in events]
     assert statuses[0] == "Pulling from test/one" and events[0]["id"] == fmt
     assert {"Pulling fs layer", "Download complete", "Pull complete"} <= set(statuses)
     assert statuses[-2:] == [f"Digest: {top['digest']}",
@@ -284,7 +288,7 @@ def test_multi_platform_index(registry: LocalRegistry, store: ImageStore) -> Non
     # The attestation was never fetched: its in-toto layer is nowhere in the store.
     statement = json.loads(store.read_blob(index["digest"]))["manifests"][0]
     assert statement["platform"]["os"] == "unknown" and not store.has_blob(statement["digest"])
-    with pytest.raises(EngineError, match="no matching manifest for linux/s390x in the manifest list entries"):
+    with pytest.raises(EngineError, match="no matching manifest for linux/s390x in the manifest list"):
         pull.pull(name, store=store, platform="linux/s390x")
 
 
@@ -338,9 +342,11 @@ def test_unreachable_registry(store: ImageStore) -> None:
 def test_corrupted_blob_is_refused_and_nothing_is_stored(registry: LocalRegistry, store: ImageStore,
                                                          tmp_path: Path) -> None:
     layout = ImageBuilder(tmp_path / "layout")
-    descriptor = layout.image("x", [Layer([entry("etc", kind="dir"), entry("etc/data", os.urandom(100_000))])])
+    data = os.urandom(100_000)  # content no other test has: the registry shares blobs between repositories
+    descriptor = layout.image("x", [Layer([entry("etc", kind="dir"), entry("etc/data", data)])])
     skopeo_push(layout.root, "x", registry.host, "test/corrupt:v1")
-    layer = json.loads((layout.root / "blobs" / "sha256" / descriptor["digest"][7:]).read_bytes())["layers"][0]
+    document = json.loads((layout.root / "blobs" / "sha256" / descriptor["digest"][7:]).read_bytes())
+    layer = document["layers"][0]
     path = registry.blob_path(layer["digest"])
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte different: only the digest can tell
@@ -370,7 +376,7 @@ def test_registry_killed_mid_pull(private_registry: LocalRegistry, store: ImageS
             killed.append(event["id"])
             private_registry.kill()
 
-    with pytest.raises(EngineError, match="cannot reach .*connection refused"):
+    with pytest.raises(EngineError, match=r"cannot reach .*connection refused"):
         pull.pull(f"{private_registry.host}/test/big:v1", store=store, progress=kill_on_first_bytes)
     assert killed and store_is_empty(store)
     private_registry.start()  # same port, same storage
@@ -437,7 +443,7 @@ def test_basic_auth_and_login(tmp_path: Path, store: ImageStore) -> None:
         with pytest.raises(EngineError, match=f"pull access denied for {reg.host}/alice/one.*login"):
             pull.pull(f"{reg.host}/alice/one:v1", store=store)
         wrong = _login(reg.host, "alice", "queen")
-        assert wrong.returncode == 125 and "unauthorized" in wrong.stderr and "\n" == wrong.stderr[-1:]
+        assert wrong.returncode == 125 and "unauthorized" in wrong.stderr and wrong.stderr[-1:] == "\n"
         right = _login(reg.host, "alice", "wonderland")
         assert right.returncode == 0 and right.stdout == "Login Succeeded\n", right.stderr
         config_file = json.loads((tmp_path / "client" / "config.json").read_text())
@@ -501,3 +507,248 @@ def test_redirects_drop_authorization_and_downloads_overlap(tmp_path: Path, stor
     assert len(cdn.requests) == 6  # the config and five layers came from the "CDN"
     assert not any("Authorization" in r for r in cdn.requests)
     assert cdn.max_in_flight == pull.MAX_CONCURRENT_DOWNLOADS  # a few at a time, like Docker
+
+
+# ---- push, save and load: round trips -----------------------------------------------------------
+
+def test_push_round_trip_between_registries(registry: LocalRegistry, private_registry: LocalRegistry,
+                                            store: ImageStore, tmp_path: Path) -> None:
+    original = pull.pull(f"{registry.host}/test/multi:oci", store=store)
+    target = f"{private_registry.host}/copy/multi:v1"
+    store.tag(f"{registry.host}/test/multi:oci", target)
+    events = []
+    digest = push.push(target, store=store, progress=events.append)
+    assert digest == original.manifest_digest  # the same bytes: the same name everywhere
+    assert events[0] == {"status": f"The push refers to repository [{private_registry.host}/copy/multi]"}
+    assert [e.get("status") for e in events].count("Pushed") == 3
+    assert events[-1]["aux"] == {"Tag": "v1", "Digest": digest, "Size": len(store.read_blob(digest))}
+    events.clear()
+    push.push(target, store=store, progress=events.append)
+    assert [e.get("status") for e in events].count("Layer already exists") == 3
+    store.tag(target, f"{private_registry.host}/other/multi:v1")
+    events.clear()
+    push.push(f"{private_registry.host}/other/multi:v1", store=store, progress=events.append)
+    assert [e.get("status") for e in events].count("Mounted from copy/multi") == 3  # no bytes sent
+    fresh = ImageStore(tmp_path / "fresh", layer_store=LayerStore(tmp_path / "fresh-layers"))
+    copy = pull.pull(f"{private_registry.host}/other/multi:v1", store=fresh)
+    assert copy.id == original.id and copy.manifest_digest == original.manifest_digest
+    assert mounted_tree(fresh, copy.id) == expected_tree(MULTI)
+
+
+def test_save_and_load_round_trip(registry: LocalRegistry, store: ImageStore, tmp_path: Path) -> None:
+    one = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    multi = pull.pull(f"{registry.host}/test/multi:v2s2", store=store)
+    archive = tmp_path / "images.tar"
+    from minidocker import ocilayout
+
+    ocilayout.save([f"{registry.host}/test/one:oci", f"{registry.host}/test/multi:v2s2"], str(archive),
+                   store=store)
+    # A client we did not write reads it as an OCI layout (skopeo looks at OCI manifests only).
+    inspect = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}:oci"],
+                             capture_output=True, text=True)
+    assert inspect.returncode == 0, inspect.stderr
+    assert manifest.digest_of(inspect.stdout.encode()) == one.manifest_digest
+    fresh = ImageStore(tmp_path / "fresh", layer_store=LayerStore(tmp_path / "fresh-layers"))
+    lines = ocilayout.load(str(archive), store=fresh)
+    assert lines == [f"Loaded image: {registry.host}/test/one:oci",
+                     f"Loaded image: {registry.host}/test/multi:v2s2"]
+    assert fresh.get(f"{registry.host}/test/one:oci").id == one.id
+    assert mounted_tree(fresh, multi.id) == expected_tree(MULTI)
+    # Loading twice changes nothing; a damaged archive is refused and leaves nothing.
+    assert ocilayout.load(str(archive), store=fresh) == lines
+    empty = ImageStore(tmp_path / "empty", layer_store=LayerStore(tmp_path / "empty-layers"))
+    broken = tmp_path / "broken.tar"
+    import tarfile
+
+    with tarfile.open(archive) as tar:  # flip one byte in the middle of a layer blob
+        member = tar.getmember(f"blobs/sha256/{multi.manifest['layers'][0]['digest'][7:]}")
+    data = bytearray(archive.read_bytes())
+    data[member.offset_data + member.size // 2] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    with pytest.raises(EngineError, match="digest mismatch"):
+        ocilayout.load(str(broken), store=empty)
+    assert store_is_empty(empty)
+
+
+def test_load_docker_save_format(tmp_path: Path, store: ImageStore) -> None:
+    """The format ``docker save`` wrote for years: <id>/layer.tar, <config>.json, manifest.json."""
+    import hashlib
+    import tarfile
+
+    from minidocker import ocilayout
+    from tests.registry_fixtures import make_tar
+
+    layers = [make_tar(ONE[0].entries), make_tar(MULTI[2].entries)]
+    diff_ids = [f"sha256:{hashlib.sha256(t).hexdigest()}" for t in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config_name = f"{hashlib.sha256(config).hexdigest()}.json"
+    archive = tmp_path / "docker-save.tar"
+    with tarfile.open(archive, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, __import__("io").BytesIO(data))
+
+        add(config_name, config)
+        add("aaaa/layer.tar", layers[0])
+        add("bbbb/layer.tar", layers[1])
+        link = tarfile.TarInfo("cccc/layer.tar")  # a layer shared with another image: a symlink
+        link.type, link.linkname = tarfile.SYMTYPE, "../aaaa/layer.tar"
+        tar.addfile(link)
+        add("manifest.json", json.dumps([
+            {"Config": config_name, "RepoTags": ["legacy/app:v1"],
+             "Layers": ["aaaa/layer.tar", "bbbb/layer.tar"]},
+        ]).encode())
+    assert ocilayout.load(str(archive), store=store) == ["Loaded image: legacy/app:v1"]
+    image = store.get("legacy/app:v1")
+    assert image.id == manifest.digest_of(config) and image.diff_ids == diff_ids
+    assert mounted_tree(store, image.id) == expected_tree([ONE[0], MULTI[2]])
+
+
+# ---- the store: tags, removal, prune ------------------------------------------------------------
+
+def test_rmi_untags_then_deletes_and_refuses_images_in_use(registry: LocalRegistry, tmp_path: Path) -> None:
+    users: dict[str, list[str]] = {}
+    store = ImageStore(tmp_path / "images", layer_store=LayerStore(tmp_path / "layers"),
+                       in_use=lambda image_id: users.get(image_id, []))
+    one = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    two = pull.pull(f"{registry.host}/test/two:oci", store=store)
+    shared = one.diff_ids[0]
+    assert two.diff_ids[0] == shared and two.id != one.id  # two images, one layer in common
+    store.tag(one.id, "mine/one:copy")
+    assert store.remove("mine/one:copy") == [{"Untagged": "mine/one:copy"}]
+    users[one.id] = ["c0ffee"]
+    with pytest.raises(EngineError, match="image is being used by container c0ffee"):
+        store.remove(f"{registry.host}/test/one:oci")
+    assert store.remove(f"{registry.host}/test/one:oci", force=True) == [
+        {"Untagged": f"{registry.host}/test/one:oci"}]  # forced: untagged, kept for its container
+    assert store.get(one.id).repo_tags == []
+    users.clear()
+    events = store.remove(one.id)
+    assert {"Deleted": one.id} in events and store.layers.has(shared)  # still used by the other image
+    events = store.remove(f"{registry.host}/test/two:oci")
+    assert {"Deleted": two.id} in events and {"Deleted": shared} in events
+    assert store_is_empty(store)
+    with pytest.raises(EngineError, match="No such image: nothing:here"):
+        store.get("nothing:here")
+
+
+def test_prune_removes_dangling_images_and_unused_layers(registry: LocalRegistry, store: ImageStore) -> None:
+    image = pull.pull(f"{registry.host}/test/multi:oci", store=store)
+    kept = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    with store.locked():
+        tags = store.tags()
+        del tags[f"{registry.host}/test/multi:oci"]
+        store._set_tags(tags)  # now dangling: <none>:<none>
+    events = store.prune()
+    assert {"Deleted": image.id} in events and all(not store.layers.has(d) for d in image.diff_ids)
+    assert store.get(kept.id).repo_tags == [f"{registry.host}/test/one:oci"]
+
+
+# ---- the engine on an image: run, mirrors, progress ---------------------------------------------
+
+def _run(*args: str, **kwargs: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minidocker.images", "run", "--network", "none", *args],
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_run_honours_the_image_config(registry: LocalRegistry, tmp_path: Path) -> None:
+    from minidocker import rootfs
+
+    users = Layer([entry("etc", kind="dir"),
+                   entry("etc/passwd", rootfs.PASSWD + "app:x:1000:1000:App:/home/app:/bin/sh\n"),
+                   entry("etc/group", rootfs.GROUP + "app:x:1000:\nstaff:x:50:app\n"),
+                   entry("home", kind="dir"), entry("home/app", kind="dir", uid=1000, gid=1000)])
+    script = 'echo "$GREETING from $(pwd) as $(id -u):$(id -g) groups $(id -G) home $HOME path $PATH"'
+    config = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": [script], "WorkingDir": "/srv/app", "User": "app",
+              "Env": ["GREETING=hello", "PATH=/bin:/usr/bin"]}
+    layout = ImageBuilder(tmp_path / "layout")
+    layout.image("app", [Layer([], raw=rootfs.busybox_tar().read_bytes()), users], config)
+    skopeo_push(layout.root, "app", registry.host, "test/app:v1")
+    name = f"{registry.host}/test/app:v1"
+    first = _run(name)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == ("hello from /srv/app as 1000:1000 groups 1000 50 home /home/app "
+                            "path /bin:/usr/bin\n")
+    assert "Unable to find image" in first.stderr and "Pull complete" in first.stderr
+    root = _run("-e", "GREETING=bye", "-u", "0", "-w", "/tmp", name)
+    assert root.stdout == "bye from /tmp as 0:0 groups 0 home /root path /bin:/usr/bin\n", root.stderr
+    assert _run(name, "echo override; id -un").stdout == "override\napp\n"  # Cmd replaced, Entrypoint kept
+    assert _run("--entrypoint", "/bin/echo", name, "plain").stdout == "plain\n"  # the image's Cmd dropped
+    assert _run("--entrypoint", "/bin/pwd", name).stdout == "/srv/app\n"
+    missing = _run("-u", "nosuchuser", name)
+    assert missing.returncode == 125 and "unable to find user nosuchuser" in missing.stderr
+    assert _run(name, "exit 7").returncode == 7
+    assert _run("--pull", "never", f"{registry.host}/test/absent:v1").returncode == 125
+
+
+def test_docker_hub_names_through_a_mirror(registry: LocalRegistry, store: ImageStore, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's demo: no Docker Hub here, so a local registry seeded with busybox mirrors it."""
+    from minidocker._localregistry import free_port
+
+    digest = push.seed_busybox(registry.host)
+    assert push.seed_busybox(registry.host) == digest  # reproducible
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MINIDOCKER_REGISTRY_MIRRORS", f"{dead},{registry.url}")  # the first one is down
+    image = pull.pull("busybox", store=store)
+    assert image.repo_tags == ["docker.io/library/busybox:latest"]
+    assert image.repo_digests == [f"docker.io/library/busybox@{digest}"]
+    env = {**os.environ, "MINIDOCKER_STATE": str(tmp_path / "state")}
+    hello = _run("busybox", "echo", "hello", env=env)
+    assert (hello.returncode, hello.stdout) == (0, "hello\n"), hello.stderr
+    listing = subprocess.run([sys.executable, "-m", "minidocker.images", "images"], capture_output=True,
+                             text=True, env=env).stdout.splitlines()
+    assert listing[1].split()[:2] == ["busybox", "latest"]
+
+
+def test_pull_streams_instead_of_holding_blobs_in_memory(private_registry: LocalRegistry,
+                                                           tmp_path: Path) -> None:
+    layout = ImageBuilder(tmp_path / "layout")
+    layout.image("big", [Layer([entry("etc", kind="dir"), entry("etc/big", os.urandom(48 << 20))], None)])
+    skopeo_push(layout.root, "big", private_registry.host, "test/big:v1")
+    script = f"""
+from minidocker import pull
+from minidocker.imagestore import ImageStore
+
+def peak():  # VmHWM: this process's own high-water mark (ru_maxrss would include the parent's)
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+
+before = peak()
+pull.pull("{private_registry.host}/test/big:v1", store=ImageStore())
+print(before, peak())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "MINIDOCKER_STATE": str(tmp_path / "state")})
+    before, after = map(int, result.stdout.split())
+    print(f"peak memory of a 48 MiB pull: +{(after - before) >> 10} MiB over {before >> 10} MiB")
+    assert after - before < 24 << 10, (before, after)  # KiB: far less than the 48 MiB blob
+
+
+def test_progress_on_a_terminal_and_in_a_log() -> None:
+    import io
+
+    from minidocker._progress import TerminalProgress, bar, human_size
+
+    assert human_size(1_048_576) == "1.049MB" and human_size(512) == "512B"
+    assert bar(5, 10, width=10) == "[=====>    ] 5B/10B"
+    events = [{"status": "Pulling from library/busybox", "id": "latest"},
+              {"status": "Pulling fs layer", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+              {"status": "Pulling fs layer", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
+              {"status": "Downloading", "progressDetail": {"current": 5, "total": 10}, "progress": bar(5, 10),
+               "id": "aaaaaaaaaaaa"},
+              {"status": "Pull complete", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
+              {"status": "Digest: sha256:00"}, {"progressDetail": {}, "aux": {"Tag": "x"}}]
+    log = io.StringIO()
+    show = TerminalProgress(log, tty=False)
+    for event in events:
+        show(event)
+    assert log.getvalue().splitlines() == [
+        "latest: Pulling from library/busybox", "aaaaaaaaaaaa: Pulling fs layer",
+        "bbbbbbbbbbbb: Pulling fs layer", "aaaaaaaaaaaa: Pull complete", "Digest: sha256:00"]
+    screen = io.StringIO()
+    show = TerminalProgress(screen, tty=True)
+    for event in events:
+        show(event)
+    assert "\x1b[2A\r\x1b[2Kaaaaaaaaaaaa: Downloading [" in screen.getvalue()  # redrawn two lines up
