@@ -124,7 +124,7 @@ def check(workspace: Path, chapter: int, package: Path = PACKAGE, timeout: float
     extra: dict[str, str] = {}
     if lab:
         chapter = max(chapter, lab.chapter)
-        exercises = [e for e in find_exercises(package) if e.id == lab.exercise]
+        exercises = [e for e in find_exercises(package, lab.chapter) if e.id == lab.exercise]
         extra = {lab.test_file: lab.test_source()}
     state = statuses(workspace, exercises)
     if lab:

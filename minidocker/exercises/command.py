@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, nargs="?", metavar="DIR")
     p = sub.add_parser("verify", help="for authors: the reference passes, every removal is caught")
     p.add_argument("chapter", type=_chapter, metavar="CHAPTER")
+    p.add_argument("--own", action="store_true", help="only the chapter's own exercises and tests")
     return parser
 
 
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _lab(args)
             from minidocker.exercises.verify import format_verify, verify
 
-            result = verify(args.chapter)
+            result = verify(args.chapter, own=args.own)
             print(format_verify(result))
             return 0 if result.ok else 1
         except MarkError as e:

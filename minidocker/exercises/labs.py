@@ -153,7 +153,7 @@ def new_lab(name: str, dest: str | Path) -> Path:
     lab = LABS.get(name)
     if lab is None:
         raise EngineError(f"no lab named {name!r}: the labs are {', '.join(sorted(LABS))}")
-    exercise = next((e for e in find_exercises(PACKAGE) if e.id == lab.exercise), None)
+    exercise = next((e for e in find_exercises(PACKAGE, lab.chapter) if e.id == lab.exercise), None)
     if exercise is None:
         raise EngineError(f"lab {name}: exercise {lab.exercise} is not marked in the package")
     source = (PACKAGE.parent / exercise.path).read_text()

@@ -72,20 +72,20 @@ def function_node(tree: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFun
     return None
 
 
-def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[str]]:
+def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[tuple[int, str]]]:
     text = path.read_text()
     if "# exercise " not in text:
         return [], []
     lines = text.splitlines()
     rel = path.relative_to(root).as_posix()
     found: list[Exercise] = []
-    errors: list[str] = []
+    errors: list[tuple[int, str]] = []
     tree = None
     for i, line in enumerate(lines):
         mark = MARK.match(line)
         if not mark:
             continue
-        where = f"{rel}:{i + 1}"
+        where, chapter = f"{rel}:{i + 1}", int(mark.group(1))
         hint: list[str] = []
         j = i + 1
         if j < len(lines) and HINT.match(lines[j]):
@@ -96,7 +96,8 @@ def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[str]]:
                 j += 1
         start = START.match(lines[j]) if j < len(lines) else None
         if not start:
-            errors.append(f"{where}: an exercise mark must stand right above a '# --8<-- [start:NAME]' line")
+            errors.append((chapter, f"{where}: an exercise mark must stand right above a "
+                                    "'# --8<-- [start:NAME]' line"))
             continue
         if tree is None:
             tree = ast.parse(text)
@@ -104,22 +105,22 @@ def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[str]]:
                      and min([n.lineno, *(d.lineno for d in n.decorator_list)]) == j + 2), None)
         snippet = start.group(1)
         if node is None:
-            errors.append(f"{where}: snippet {snippet!r} must start with a top-level function")
+            errors.append((chapter, f"{where}: snippet {snippet!r} must start with a top-level function"))
             continue
         if node.end_lineno is None or node.end_lineno >= len(lines) or \
                 lines[node.end_lineno].strip() != END.format(snippet):
-            errors.append(f"{where}: snippet {snippet!r} must hold only the function {node.name}()")
+            errors.append((chapter, f"{where}: snippet {snippet!r} must hold only {node.name}()"))
             continue
-        chapter, number = int(mark.group(1)), int(mark.group(2))
+        number = int(mark.group(2))
         module = "minidocker." + rel[:-3].replace("/", ".")
         found.append(Exercise(f"{chapter:02}.{number}", chapter, number, mark.group(3).strip(),
                               " ".join(hint), module, f"minidocker/{rel}", node.name, snippet))
     return found, errors
 
 
-def _scan(package: Path) -> tuple[list[Exercise], list[str]]:
+def _scan(package: Path) -> tuple[list[Exercise], list[tuple[int, str]]]:
     exercises: list[Exercise] = []
-    errors: list[str] = []
+    errors: list[tuple[int, str]] = []
     for path in sorted(package.rglob("*.py")):
         if "exercises" in path.relative_to(package).parts or "__pycache__" in path.parts:
             continue
@@ -129,24 +130,28 @@ def _scan(package: Path) -> tuple[list[Exercise], list[str]]:
     seen: dict[str, Exercise] = {}
     for exercise in exercises:
         if exercise.id in seen:
-            errors.append(f"exercise {exercise.id} is marked twice: {seen[exercise.id].path} "
-                          f"and {exercise.path}")
+            errors.append((exercise.chapter, f"exercise {exercise.id} is marked twice: "
+                                             f"{seen[exercise.id].path} and {exercise.path}"))
         seen[exercise.id] = exercise
     exercises.sort(key=lambda e: (e.chapter, e.number))
     return exercises, errors
 
 
-def problems(package: Path = PACKAGE) -> list[str]:
-    """Every malformed mark in ``package``, one line each (empty when all is well)."""
-    return _scan(package)[1]
+def problems(package: Path = PACKAGE, chapter: int | None = None) -> list[str]:
+    """Every malformed mark in ``package`` (of chapters up to ``chapter``), one line each."""
+    return [text for number, text in _scan(package)[1] if chapter is None or number <= chapter]
 
 
-def find_exercises(package: Path = PACKAGE, chapter: int | None = None) -> list[Exercise]:
+def find_exercises(package: Path = PACKAGE, chapter: int | None = None,
+                   strict: bool = True) -> list[Exercise]:
     """The exercises marked in ``package``, by chapter then number; with ``chapter``, those up to it.
 
-    Raises :class:`MarkError` when a mark is malformed, so a broken mark never goes unnoticed.
+    Raises :class:`MarkError` when a mark of those chapters is malformed, so that a broken mark
+    never goes unnoticed (``strict=False``: skip the broken ones, e.g. to list the others).
     """
     exercises, errors = _scan(package)
-    if errors:
+    errors = [text for number, text in errors if chapter is None or number <= chapter]
+    if errors and strict:
         raise MarkError("; ".join(errors))
-    return [e for e in exercises if chapter is None or e.chapter <= chapter]
+    broken = {e.id for e in exercises if any(f"exercise {e.id} " in t for t in errors)}
+    return [e for e in exercises if (chapter is None or e.chapter <= chapter) and e.id not in broken]

@@ -6,7 +6,8 @@ For authors marking a chapter's functions, and for teachers before handing exerc
    every exercise: they must all pass (and the trace tells which tests call which exercise);
 2. then each exercise, alone, runs its stub from the fresh workspace (everything else the
    reference) in one of the tests that call it: that test must fail. One failing test is enough,
-   so each exercise costs about one test; the runs are packed so that a few pytest runs cover all.
+   so each exercise costs about one test, and each pytest run gives every exercise a different
+   test: one or two runs cover a chapter.
 
 An exercise that no test calls, or whose removal no test notices, is reported: it cannot be graded.
 
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minidocker.exercises.checker import _failing, _pack, plain_words
+from minidocker.exercises.checker import _failing, plain_words
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises
 from minidocker.exercises.runtree import RunTree
 from minidocker.exercises.workspace import new_workspace
@@ -50,7 +51,7 @@ class Verification:
         return not self.reference_failures and not self.uncaught
 
 
-def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: int = 3,
+def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: int = 6,
            own: bool = False) -> Verification:
     """Check that the reference passes and that each exercise's stub makes a test fail.
 
@@ -76,16 +77,20 @@ def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: 
                 candidates[e.id] = calls
                 if not calls:
                     result.uncaught[e.id] = "no test calls it"
-            for _ in range(rounds):
-                jobs = {x: [tests.pop(0)] for x, tests in candidates.items()
-                        if tests and x not in result.caught and x not in result.uncaught}
-                if not jobs:
+            for _ in range(rounds):  # one pytest run per round, each test once, for one exercise
+                plan: dict[str, str] = {}
+                for x in sorted(candidates, key=lambda x: len(candidates[x])):
+                    if x in result.caught or x in result.uncaught:
+                        continue
+                    test = next((t for t in candidates[x] if t not in plan), None)
+                    if test is not None:
+                        plan[test] = x
+                        candidates[x].remove(test)
+                if not plan:
                     break
-                for plan in _pack(jobs):
-                    run = tree.run(list(plan), plan={"tests": {t: [x] for t, x in plan.items()}})
-                    for test in _failing(run):
-                        said = plain_words(test, run.results[test])
-                        result.caught.setdefault(plan[test], f"{test}: {said}")
+                run = tree.run(list(plan), plan={"tests": {t: [x] for t, x in plan.items()}})
+                for test in _failing(run):
+                    result.caught.setdefault(plan[test], f"{test}: {plain_words(test, run.results[test])}")
             for e in exercises:
                 if e.id not in result.caught and e.id not in result.uncaught:
                     result.uncaught[e.id] = "its stub passed every test tried"

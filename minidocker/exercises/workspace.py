@@ -30,7 +30,7 @@ from minidocker.exercises import texts
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises, function_node
 
 __all__ = ["METADATA", "body_lines", "chapter_test_files", "copy_tests", "new_workspace",
-           "read_metadata", "reference_tests", "replace_body", "statuses", "stub_body"]
+           "read_metadata", "reference_tests", "replace_body", "restore", "statuses", "stub_body"]
 
 METADATA = ".exercises.json"
 NOT_ATTEMPTED, ATTEMPTED = "not attempted", "attempted"
@@ -204,3 +204,16 @@ def new_workspace(chapter: int, dest: str | Path, package: Path = PACKAGE) -> Pa
     metadata = {"kind": "workspace", "chapter": chapter, "exercises": [e.id for e in exercises]}
     readme = texts.workspace_readme(chapter, exercises, Path(dest).resolve(), sys.executable)
     return build(Path(dest), chapter, metadata, readme, change, package)
+
+
+def restore(workspace: Path, exercise: Exercise, body: str | None = None, package: Path = PACKAGE) -> None:
+    """Put the reference body of ``exercise`` back into ``workspace`` (or ``body``, e.g. a wrong one).
+
+    For answer keys and for tests of the grader: a workspace with some exercises solved.
+    """
+    if body is None:
+        source = (package.parent / exercise.path).read_text()
+        first, last = body_lines(function_node(ast.parse(source), exercise.function))
+        body = textwrap.dedent("".join(source.splitlines(keepends=True)[first - 1:last]))
+    path = Path(workspace) / exercise.path
+    path.write_text(replace_body(path.read_text(), exercise.function, body))

@@ -1,0 +1,197 @@
+"""Classroom exercises (issue 10): workspaces generated from the package, graded by the chapters' own tests.
+
+These test the tooling, for every chapter that has marked exercises; each test belongs to the
+chapter it exercises (the ``chapter`` marker), so ``pytest --chapter N`` runs those of chapters
+1..N. From chapter 03 on they use the chapter's own tests only (``own=True``), to stay quick.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minidocker.exercises import labs
+from minidocker.exercises.checker import FAILED, NOT_ATTEMPTED, PASSED, _pack, check, plain_words
+from minidocker.exercises.marks import PACKAGE, MarkError, find_exercises, function_node, problems
+from minidocker.exercises.runtree import RunTree
+from minidocker.exercises.verify import format_verify, verify
+from minidocker.exercises.workspace import ATTEMPTED, new_workspace, restore, statuses
+
+ROOT = Path(__file__).resolve().parent.parent
+EXERCISES = find_exercises(strict=False)  # a broken mark fails only its own chapter's tests
+CHAPTERS = sorted({e.chapter for e in EXERCISES})
+
+
+def per_chapter() -> list:
+    return [pytest.param(c, id=f"chapter{c:02}", marks=pytest.mark.chapter(c)) for c in CHAPTERS]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minidocker.exercises", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=900)
+
+
+@pytest.mark.parametrize("chapter", per_chapter())
+def test_marks_are_well_formed(chapter: int) -> None:
+    """Every mark parses, ids are unique, and a chapter module's exercises carry its chapter."""
+    assert problems(chapter=chapter) == []
+    assert CHAPTERS[:2] == [1, 2]
+    assert [e.id for e in EXERCISES if e.chapter == 1] == ["01.1", "01.2", "01.3", "01.4"]
+    for e in find_exercises(chapter=chapter):
+        doc = ast.get_docstring(ast.parse((ROOT / e.path).read_text())) or ""
+        module_chapter = re.match(r"Chapter (\d\d):", doc)
+        if module_chapter:
+            assert int(module_chapter.group(1)) == e.chapter, f"{e.id} is marked in {e.path}"
+        assert statuses(ROOT, [e]) == {e.id: ATTEMPTED}  # the reference is never a stub
+
+
+def test_a_malformed_mark_is_reported(tmp_path: Path) -> None:
+    package = tmp_path / "minidocker"
+    package.mkdir()
+    (package / "x.py").write_text("# exercise 03.1: Title\n# hint: a\n#   b\n\ndef f():\n    pass\n")
+    (package / "y.py").write_text("# exercise 03.2: T\n# --8<-- [start:g]\ndef g():\n    pass\n"
+                                  "# --8<-- [end:g]\n")
+    assert len(problems(package)) == 1 and "must stand right above" in problems(package)[0]
+    with pytest.raises(MarkError):
+        find_exercises(package)
+    (package / "x.py").unlink()
+    [exercise] = find_exercises(package)
+    assert (exercise.id, exercise.function, exercise.module) == ("03.2", "g", "minidocker.y")
+
+
+def test_chapters_list_their_generated_exercises() -> None:
+    """A chapter whose Exercises section has the generated list names exactly its marked exercises."""
+    for chapter in CHAPTERS:
+        path = next(iter(sorted((ROOT / "chapters").glob(f"{chapter:02}-*.md"))), None)
+        text = path.read_text().split("## Exercises", 1)[-1] if path else ""
+        if chapter <= 2 or "minidocker.exercises" in text:
+            listed = set(re.findall(rf"\b({chapter:02}\.\d+)\b", text))
+            assert listed == {e.id for e in EXERCISES if e.chapter == chapter}, f"chapter {chapter:02}"
+
+
+@pytest.mark.parametrize("chapter", per_chapter())
+def test_fresh_workspace_fails_its_check(chapter: int, tmp_path: Path) -> None:
+    """Every exercise up to the chapter is a stub; the workspace imports itself; the raw tests fail."""
+    ws = new_workspace(chapter, tmp_path / "ws")
+    mine = find_exercises(chapter=chapter)
+    assert set(statuses(ws, mine).values()) == {NOT_ATTEMPTED}
+    for e in mine:  # still parses; signature and docstring kept
+        stub = function_node(ast.parse((ws / e.path).read_text()), e.function)
+        reference = function_node(ast.parse((ROOT / e.path).read_text()), e.function)
+        assert ast.dump(stub.args) == ast.dump(reference.args)
+        assert ast.get_docstring(stub) == ast.get_docstring(reference)
+    modules = sorted({e.module for e in mine})
+    imported = subprocess.run([sys.executable, "-c", f"import {', '.join(modules)}, minidocker; "
+                               "print(minidocker.__file__)"], cwd=ws, capture_output=True, text=True)
+    assert imported.stdout.strip() == str(ws / "minidocker" / "__init__.py"), imported.stderr
+    result = cli("check", str(chapter), str(ws))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.count("not attempted") == len(mine) + 1  # + the summary line
+    own = sorted((ws / "tests").glob(f"test_{chapter:02}_*.py"))[0].name
+    raw = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                          f"--basetemp={tmp_path / 'raw'}", f"tests/{own}"], cwd=ws, capture_output=True,
+                         text=True, timeout=600)
+    assert raw.returncode == 1, raw.stdout[-2000:]  # failed tests (4 would be the import guard)
+    assert "NotImplementedError" in raw.stdout or "exercise" in raw.stdout
+
+
+@pytest.mark.parametrize("chapter", per_chapter())
+def test_reference_passes_and_every_removal_is_caught(chapter: int) -> None:
+    """The reference passes the tests; each exercise's stub alone makes at least one test fail."""
+    result = verify(chapter, own=chapter > 2)
+    assert result.reference_failures == [], format_verify(result)
+    assert result.ok, format_verify(result)
+    assert set(result.caught) == {e.id for e in result.exercises}
+
+
+@pytest.mark.parametrize("chapter", per_chapter())
+def test_one_exercise_restored_passes_exactly_it(chapter: int, tmp_path: Path) -> None:
+    """Restore the chapter's first exercise and get its last one wrong: exactly one pass, one fail."""
+    ws = new_workspace(chapter, tmp_path / "ws")
+    mine = [e for e in find_exercises(chapter=chapter) if e.chapter == chapter]
+    right, wrong = mine[0], mine[-1]
+    restore(ws, right)
+    restore(ws, wrong, body='raise RuntimeError("a wrong attempt")\n')
+    report = check(ws, chapter, own=chapter > 2)
+    results = {v.exercise.id: v for v in report.verdicts}
+    assert results[right.id].result == PASSED, results[right.id]
+    assert results[wrong.id].result == FAILED and results[wrong.id].test and results[wrong.id].detail
+    assert {v.result for k, v in results.items() if k not in (right.id, wrong.id)} <= {NOT_ATTEMPTED}
+    assert not report.ok and report.others == []
+    # The tests imported the workspace's copy, in pytest and in the stages they started.
+    assert Path(report.package).name == "minidocker" and Path(report.package).parent.name.startswith(
+        "minidocker-check-")
+    assert any(origin.startswith("minidocker.") for origin in report.origins), report.origins
+
+
+@pytest.mark.chapter(1)
+def test_grade_three_submissions(tmp_path: Path) -> None:
+    """A complete, a partial and an empty submission give the expected table, in Markdown and CSV."""
+    subs = tmp_path / "submissions"
+    chapter1 = find_exercises(chapter=1)
+    for student in ("ada", "bob", "cy"):
+        new_workspace(1, subs / student)
+    for e in chapter1:
+        restore(subs / "ada", e)
+    restore(subs / "bob", chapter1[0])
+    restore(subs / "bob", chapter1[-1], body='return "exit 1"\n')
+    result = cli("grade", "1", str(subs), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "throwaway machine" in result.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "grades.csv").read_text())))
+    table = {(r["student"], r["exercise"]): r["result"] for r in rows}
+    ids = [e.id for e in chapter1]
+    expected = {("ada", i): PASSED for i in ids} | {("cy", i): NOT_ATTEMPTED for i in ids}
+    expected |= {("bob", i): NOT_ATTEMPTED for i in ids[1:-1]} | {("bob", ids[0]): PASSED,
+                                                                   ("bob", ids[-1]): FAILED}
+    assert table == expected
+    markdown = (tmp_path / "out" / "grades.md").read_text()
+    assert "throwaway machine" in markdown and "| ada | 4 | 4 |" in markdown and "| cy | 0 | 4 |" in markdown
+    assert "| bob | 01.4 | failed |" in markdown
+
+
+@pytest.mark.chapter(2)
+def test_lab_pivot_root_attack_works_until_the_defence_is_back(tmp_path: Path) -> None:
+    lab = labs.LABS["02-pivot-root"]
+    ws = labs.new_lab(lab.name, tmp_path / "lab")
+    assert (ws / "tests" / lab.test_file).exists() and (ws / "attack.sh").exists()
+    broken = check(ws, 2)
+    assert not broken.ok and broken.verdicts[0].result == FAILED
+    assert "the attack worked" in broken.verdicts[0].detail
+    restore(ws, next(e for e in EXERCISES if e.id == lab.exercise))
+    fixed = check(ws, 2)
+    assert fixed.ok, [v.detail for v in fixed.verdicts] + fixed.others
+
+
+def test_plain_words_and_packing() -> None:
+    failure = {"doc": "", "message": "AssertionError: minidocker: no such thing\nassert 125 == 0"}
+    assert plain_words("tests/test_01_x.py::test_exit_status_is_kept", failure) == \
+        "exit status is kept: minidocker: no such thing"
+    runs = _pack({"01.1": ["t1", "t2"], "01.2": ["t1"], "01.3": ["t3"]})
+    assert runs == [{"t1": "01.1", "t2": "01.1", "t3": "01.3"}, {"t1": "01.2"}]
+
+
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    assert cli("new", "0", str(tmp_path / "x")).returncode == 125
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "file").write_text("mine")
+    result = cli("new", "1", str(tmp_path / "full"))
+    assert result.returncode == 125 and "not empty" in result.stderr
+    assert (tmp_path / "full" / "file").read_text() == "mine"
+    listing = cli("list", "2")
+    assert listing.returncode == 0 and "02.9" in listing.stdout and "02-pivot-root" in listing.stdout
+
+
+def test_run_tree_is_removed(tmp_path: Path) -> None:
+    ws = new_workspace(1, tmp_path / "ws")
+    with RunTree(ws, 1, find_exercises(chapter=1), PACKAGE) as tree:
+        assert (tree.path / "minidocker" / "exercises" / "_dispatch.py").exists()
+        assert "_exercise_switch.install" in (tree.path / "minidocker" / "chroot.py").read_text()
+    assert not tree.path.exists()
