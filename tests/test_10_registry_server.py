@@ -63,6 +63,8 @@ def test_chunked_upload(registry):
     assert reply.status == 202 and reply.headers["Range"] == "0-65535"
     status = call(registry.url, "GET", reply.headers["Location"])
     assert status.status == 204 and status.headers["Range"] == "0-65535"
+    short = call(registry.url, "PATCH", location, chunks[1][:100], {"Content-Range": "65536-131071"})
+    assert short.status == 400 and short.codes == ["SIZE_INVALID"]  # the body is not what the range says
     wrong = call(registry.url, "PATCH", location, chunks[1], {"Content-Range": "70000-135535"})
     assert wrong.status == 416 and wrong.headers["Range"] == "0-65535"  # chunks come in order
     reply = call(registry.url, "PATCH", location, chunks[1], {"Content-Range": "65536-131071"})
@@ -367,3 +369,37 @@ def test_cli_errors_are_one_line(tmp_path):
                           (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together")):
         result = subprocess.run([*run, *args], capture_output=True, text=True)
         assert result.returncode == 125 and result.stderr.startswith(f"minidocker: {message}"), result.stderr
+
+
+def test_a_chunk_longer_than_announced_is_cut_back(tmp_path):
+    from minidocker.blobstore import BlobStore, UploadError
+
+    store = BlobStore(tmp_path)
+    upload = store.start_upload("r/x")
+    with store.append(upload, 0) as writer:
+        writer.write(b"12345")
+    with pytest.raises(UploadError) as failed, store.append(upload, 5, length=3) as writer:
+        writer.write(b"678")
+        writer.write(b"9")  # one byte more than the Content-Range said
+    assert failed.value.kind == "size" and store.upload_size(upload, "r/x") == 5
+    with pytest.raises(UploadError) as failed, store.append(upload, 3):
+        pass
+    assert failed.value.kind == "offset" and failed.value.size == 5
+    assert store.finish_upload(upload, sha256(b"12345")) == 5
+
+
+def test_acl_and_scopes():
+    from minidocker.registry_auth import Acl, Scope, parse_scope
+
+    assert parse_scope("repository:team/app:pull,push") == [Scope("repository", "team/app", "pull"),
+                                                            Scope("repository", "team/app", "push")]
+    assert parse_scope("nonsense") == []
+    acl = Acl([("alice", "alice/*", frozenset({"pull", "push"})), ("*", "library/*", frozenset({"pull"})),
+               ("anonymous", "public/*", frozenset({"pull"}))])
+    assert acl.allowed("alice", Scope("repository", "alice/app", "push"))
+    assert not acl.allowed("bob", Scope("repository", "alice/app", "pull"))
+    assert acl.allowed("bob", Scope("repository", "library/busybox", "pull"))
+    assert not acl.allowed(None, Scope("repository", "library/busybox", "pull"))
+    assert acl.allowed(None, Scope("repository", "public/x", "pull"))
+    assert not acl.allowed(None, Scope("registry", "catalog", "*"))
+    assert Acl(anonymous_read=True).allowed(None, Scope("repository", "any", "pull"))
