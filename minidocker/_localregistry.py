@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -30,7 +31,7 @@ from typing import Any
 from minidocker import _syscalls
 from minidocker._process import EngineError
 
-__all__ = ["LocalRegistry", "free_port"]
+__all__ = ["LocalRegistry", "free_port", "stop_pid"]
 
 BINARY = "docker-registry"
 
@@ -93,8 +94,11 @@ class LocalRegistry:
         }
         return _merge(base, json.loads(json.dumps(self.extra)))
 
-    def start(self, timeout: float = 15) -> LocalRegistry:
-        """Start the server and wait until ``GET /v2/`` answers; a one-line error if it cannot."""
+    def start(self, timeout: float = 15, *, detach: bool = False) -> LocalRegistry:
+        """Start the server and wait until ``GET /v2/`` answers; a one-line error if it cannot.
+
+        ``detach=True`` lets it outlive us (its own session, no death signal): see :func:`stop_pid`.
+        """
         if not shutil.which(BINARY):
             raise EngineError("docker-registry is not installed: apt-get install docker-registry "
                               "(or run ./setup.sh)")
@@ -102,9 +106,10 @@ class LocalRegistry:
         config = self.storage / "config.yml"
         config.write_text(json.dumps(self.config(), indent=2))
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(  # PDEATHSIG: it never outlives us
+            tied = None if detach else lambda: _syscalls.prctl(_syscalls.PR_SET_PDEATHSIG, signal.SIGTERM)
+            self.process = subprocess.Popen(  # PDEATHSIG: unless detached, it never outlives us
                 [BINARY, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                preexec_fn=lambda: _syscalls.prctl(_syscalls.PR_SET_PDEATHSIG, signal.SIGTERM))
+                preexec_fn=tied, start_new_session=detach)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -157,3 +162,24 @@ class LocalRegistry:
         return (self.storage / "data" / "docker" / "registry" / "v2" / "blobs" / algorithm / hexdigits[:2]
                 / hexdigits / "data")
 
+
+
+def stop_pid(pid: int) -> bool:
+    """Stop a detached registry by pid, if that pid really is one; False if it was not running."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if BINARY.encode() not in f.read():
+                return False
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return False
+    for _ in range(100):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return True

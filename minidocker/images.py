@@ -48,6 +48,7 @@ commands:
   logout [REGISTRY]                      forget them
   run [OPTIONS] IMAGE [CMD...]           run a container on an image (see 'run --help')
   seed REGISTRY [NAME]                   push chapter 00's busybox there (as library/busybox:latest)
+  registry start|stop [--port N]         a local registry (Debian's docker-registry) on 127.0.0.1
 """
 
 
@@ -178,6 +179,24 @@ def _login(args: argparse.Namespace) -> None:
     print("Login Succeeded")
 
 
+def _registry(action: str, port: int) -> None:
+    """Start or stop a local registry that outlives this command (for the demo and the chapter)."""
+    from minidocker._localregistry import LocalRegistry, stop_pid
+    from minidocker._paths import cache_dir, run_dir
+
+    pid_file = run_dir() / f"registry-{port}.pid"
+    if action == "stop":
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""
+        stopped = pid.isdigit() and stop_pid(int(pid))
+        pid_file.unlink(missing_ok=True)
+        print(f"stopped the registry on 127.0.0.1:{port}" if stopped else f"no registry of ours on {port}")
+        return
+    registry = LocalRegistry(cache_dir() / f"registry-{port}", port=port)
+    registry.start(detach=True)
+    pid_file.write_text(f"{registry.process.pid}\n")  # type: ignore[union-attr]
+    print(registry.url)
+
+
 def _commands() -> argparse.ArgumentParser:
     parser = _stage._Parser(prog="python -m minidocker.images", usage=USAGE, add_help=False)
     sub = parser.add_subparsers(dest="command", parser_class=_stage._Parser)
@@ -199,6 +218,8 @@ def _commands() -> argparse.ArgumentParser:
     p.add_argument("-u", "--username"), p.add_argument("-p", "--password")
     p.add_argument("--password-stdin", action="store_true"), p.add_argument("server", nargs="?")
     sub.add_parser("logout").add_argument("server", nargs="?")
+    p = sub.add_parser("registry")
+    p.add_argument("action", choices=("start", "stop")), p.add_argument("--port", type=int, default=5000)
     p = sub.add_parser("seed")
     p.add_argument("registry"), p.add_argument("name", nargs="?", default="library/busybox:latest")
     return parser
@@ -249,6 +270,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"Removing login credentials for {server}")
         else:
             print(f"Not logged in to {server}")
+    elif command == "registry":
+        _registry(args.action, args.port)
     elif command == "seed":
         from minidocker import push
 
