@@ -62,32 +62,32 @@ def open_dir(root_fd: int, parts: list[str], member: str, create: bool = True) -
     """Open the directory ``parts`` below ``root_fd``, one component at a time, never following a link.
 
     Each step is ``openat(parent, name, O_DIRECTORY | O_NOFOLLOW)``: a symlink anywhere on the way
-    fails (ELOOP) instead of being followed, so a link planted by an earlier member can never
+    makes it fail instead of being followed, so a link planted by an earlier member can never
     redirect a write. Missing directories are created (0755, root), as tar does.
     """
     fd = os.dup(root_fd)
     try:
         for i, part in enumerate(parts):
+            where = "/".join(parts[:i + 1])
             try:
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
                 if not create:
-                    raise _refuse(member, f"needs {'/'.join(parts[:i + 1])!r}, not in this layer") from None
+                    raise _refuse(member, f"needs {where!r}, which is not in this layer") from None
                 os.mkdir(part, 0o755, dir_fd=fd)
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as e:
-                if e.errno == errno.ELOOP:
-                    raise _refuse(member, f"goes through the symlink {'/'.join(parts[:i + 1])!r}") from None
-                if e.errno == errno.ENOTDIR and create and _is_whiteout(os.lstat(part, dir_fd=fd)):
-                    os.unlink(part, dir_fd=fd)  # deleted below, then re-created here: opaque
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                    next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                    os.setxattr(next_fd, OVERLAY_OPAQUE, b"y")
-                elif e.errno == errno.ENOTDIR:
-                    where = "/".join(parts[:i + 1])
-                    raise _refuse(member, f"goes through {where!r}, which is not a directory") from None
-                else:
+                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                     raise
+                st = os.lstat(part, dir_fd=fd)
+                if stat.S_ISLNK(st.st_mode):
+                    raise _refuse(member, f"goes through the symlink {where!r}") from None
+                if not (create and _is_whiteout(st)):
+                    raise _refuse(member, f"goes through {where!r}, which is not a directory") from None
+                os.unlink(part, dir_fd=fd)  # deleted from the layers below, made again here:
+                os.mkdir(part, 0o755, dir_fd=fd)  # a new, opaque directory
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.setxattr(next_fd, OVERLAY_OPAQUE, b"y")
             os.close(fd)
             fd = next_fd
         return fd

@@ -278,11 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = LayerStore()
         command, args = (argv[0], argv[1:]) if argv else ("", [])
         if command == "ls" and not args:
+            print(f"{'LAYER':<19}  {'SIZE':>10}  {'LINK':<14}  HELD BY")
             for diff_id in store.layers():
-                holders = ",".join(sorted(store.holders(diff_id))) or "-"
-                print(f"{diff_id[:19]}  {store.size(diff_id):>12}  {store.link(diff_id)}  {holders}")
+                holders = " ".join(sorted(store.holders(diff_id))) or "-"
+                print(f"{diff_id[:19]}  {store.size(diff_id):>10}  {store.link(diff_id):<14}  {holders}")
             for container in sorted(p.name for p in (store.root / "containers").iterdir()):
-                print(f"container {container}")
+                print(f"container filesystem {container}")
         elif command == "import" and args:
             for path in args:
                 print(import_rootfs(store, path))
