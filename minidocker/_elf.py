@@ -1,0 +1,71 @@
+"""The smallest attacker there is: a static x86-64 program that makes one system call, exits with its errno.
+
+The attack battery of chapter 08 needs to make raw syscalls *inside* a container (``reboot`` with
+bad magic numbers, ``init_module`` with a garbage image, ``ptrace``) where there is no Python and
+no compiler, only busybox. So we write the program ourselves, as bytes: an ELF header, one program
+header that maps the file at 0x400000, and a dozen machine instructions::
+
+    mov rax, NR; mov rdi, ARG1; ... ; syscall      ; the attack
+    test rax, rax; js failed; xor edi, edi; jmp out
+    failed: mov rdi, rax; neg rdi                   ; -errno -> errno
+    out: mov eax, 231; syscall                      ; exit_group(status)
+
+Its exit status is 0 if the syscall succeeded, else the errno: ``$?`` in the container's shell
+says what the kernel answered. An argument given as ``bytes`` is stored after the code and passed
+as a pointer (a path, a buffer).
+
+Example::
+
+    >>> Path("getpid").write_bytes(syscall_program(39)); os.chmod("getpid", 0o755)
+    >>> subprocess.run(["./getpid"]).returncode
+    0
+"""
+
+from __future__ import annotations
+
+import platform
+import struct
+
+__all__ = ["BASE", "supported", "syscall_program"]
+
+BASE = 0x400000  # where the program is mapped
+_HEADERS = 64 + 56  # ELF header + one program header
+# mov r64, imm64 for rdi, rsi, rdx, r10, r8, r9: the registers of syscall arguments 1 to 6
+_MOV_ARG = (b"\x48\xbf", b"\x48\xbe", b"\x48\xba", b"\x49\xba", b"\x49\xb8", b"\x49\xb9")
+_EXIT_WITH_ERRNO = bytes.fromhex(
+    "4885c0"  # test rax, rax
+    "7804"  # js +4 (to failed)
+    "31ff"  # xor edi, edi
+    "eb06"  # jmp +6 (to out)
+    "4889c7"  # failed: mov rdi, rax
+    "48f7df"  # neg rdi
+    "b8e7000000"  # out: mov eax, 231 (exit_group)
+    "0f05"  # syscall
+)
+
+
+def supported() -> bool:
+    """Whether this machine runs the programs we write (x86-64 only)."""
+    return platform.machine() == "x86_64"
+
+
+# --8<-- [start:syscall_program]
+def syscall_program(nr: int, *args: int | bytes) -> bytes:
+    """A static x86-64 ELF executable that calls syscall ``nr`` with ``args`` and exits with its errno."""
+    if len(args) > len(_MOV_ARG):
+        raise ValueError("a syscall has at most 6 arguments")
+    code_size = 10 + 10 * len(args) + 2 + len(_EXIT_WITH_ERRNO)
+    code, data = b"\x48\xb8" + struct.pack("<q", nr), b""  # mov rax, nr
+    for register, arg in zip(_MOV_ARG, args, strict=False):
+        if isinstance(arg, bytes):  # data goes after the code; pass its address
+            value, data = BASE + _HEADERS + code_size + len(data), data + arg
+        else:
+            value = arg & 0xFFFFFFFFFFFFFFFF
+        code += register + struct.pack("<Q", value)
+    code += b"\x0f\x05" + _EXIT_WITH_ERRNO  # syscall, then exit with its errno
+    size = _HEADERS + len(code) + len(data)
+    elf_header = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9) + struct.pack(
+        "<HHIQQQIHHHHHH", 2, 0x3E, 1, BASE + _HEADERS, 64, 0, 0, 64, 56, 1, 0, 0, 0)  # EXEC, x86-64
+    program_header = struct.pack("<IIQQQQQQ", 1, 7, 0, BASE, BASE, size, size, 0x1000)  # LOAD, rwx
+    return elf_header + program_header + code + data
+# --8<-- [end:syscall_program]

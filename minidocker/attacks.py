@@ -1,0 +1,298 @@
+"""Chapter 08: the attack battery: what root in a container tries, and which defence stops it.
+
+Each :class:`Attack` is a shell script run as the container's command: it exits 0 if the attack
+worked and prints one line of evidence. Where busybox has no tool for a raw syscall (``reboot``,
+``init_module``, ``ptrace``...), the script runs a probe of a few dozen bytes written by
+:func:`minidocker._elf.syscall_program`: its exit status is the errno the kernel answered.
+
+Every attack is run twice: against the defended container (Docker's defaults) where it must fail,
+and with that one defence switched off (``--privileged``, ``--cap-add``, ``--security-opt ...``)
+where it must succeed. The second run proves that the *defence* stopped the first, not a
+missing tool or a typo in the script.
+
+Nothing here harms the host, even with the defences off: ``reboot`` gets invalid magic numbers
+(EINVAL at best), the module is garbage (never loaded), writable kernel files are opened and
+closed without a byte written, the clock gets its own error estimate back, the process killed
+is a ``sleep`` started for the purpose, and the host's disk is only read.
+
+Run it (as root)::
+
+    python -m minidocker.attacks       # the table: attack, defence, result with and without it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from minidocker import _elf, _stage, chroot, rootfs
+
+__all__ = ["ATTACKS", "BASE_OPTIONS", "Attack", "Outcome", "Targets", "battery", "main", "prepare_rootfs",
+           "run_attack", "table", "targets"]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Things on the host an attack aims at, made for the purpose (see :func:`targets`)."""
+
+    marker: str  # a host file holding "host secret"
+    disk: tuple[int, int] | None  # major, minor of the block device holding marker
+    disk_readable: bool  # whether the host's own root may open that device (some VMs forbid it)
+    path_on_disk: str  # marker's path inside that filesystem
+    sys_file: str  # a writable-when-rw file of /sys
+    esterror_timex: bytes  # struct timex that sets the clock's error estimate to its current value
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack: a script (exit 0 = it worked), the defence, and how to switch that defence off."""
+
+    name: str
+    defence: str
+    script: str  # formatted with the Targets' fields and {victim}, a sacrificial host pid
+    undefended: tuple[str, ...]  # engine options that switch the defence off
+    defended: tuple[str, ...] = ()  # engine options of the defended run: usually Docker's defaults
+    probes: dict[str, Callable[[Targets, int], bytes]] = field(default_factory=dict)  # /attack/NAME
+    requires: Callable[[Targets], str] = lambda _t: ""  # why it cannot run here ("" if it can)
+
+
+@dataclass
+class Outcome:
+    """How one run of an attack went."""
+
+    succeeded: bool
+    returncode: int
+    evidence: str  # the last line it printed (stdout if it worked, else stderr)
+
+
+_PTRACE_SEIZE, _ADJ_ESTERROR = 0x4206, 0x0008
+# Every run is otherwise the default container, without a network: chapter 05's bridge plays no
+# part in these attacks, and costs half a second a run.
+BASE_OPTIONS = ("--network", "none")
+
+
+def _expect(command: str, test: str, success: str) -> str:
+    """Shell: run ``command``; if ``test`` holds for its status ``$s`` print ``success``, else its errno."""
+    return f"{command}; s=$?; if {test}; then echo \"{success}\"; else echo errno $s >&2; exit 1; fi"
+
+
+def _needs_file(path: str) -> Callable[[Targets], str]:
+    return lambda _t: "" if os.path.exists(path) else f"this kernel has no {path}"
+
+
+def _needs_probes(_t: Targets) -> str:
+    return "" if _elf.supported() else "the syscall probes are x86-64 machine code"
+
+
+def _needs_disk(t: Targets) -> str:
+    if not t.disk:
+        return "the host's files are not on a block device (tmpfs, overlay?)"
+    return "" if t.disk_readable else "this host forbids opening its disk even to its own root"
+
+
+# --8<-- [start:attacks]
+ATTACKS = [
+    Attack("chroot breakout (chapter 01)", "PID + mount namespaces; mount needs CAP_SYS_ADMIN",
+           chroot.breakout_script("{marker}"), undefended=("--privileged", "--pid", "host")),
+    Attack("mount the host's disk", "seccomp and capabilities: no mount(2)",
+           "mknod /dev/hostdisk b {disk[0]} {disk[1]} && mkdir -p /mnt/host && "
+           "mount /dev/hostdisk /mnt/host && cat /mnt/host{path_on_disk}", ("--privileged",),
+           requires=_needs_disk),
+    Attack("read the host's disk through mknod", "devices cgroup: mknod yes, open no",
+           "mknod /dev/hostdisk b {disk[0]} {disk[1]} && head -c 512 /dev/hostdisk | wc -c | grep -x 512 "
+           "&& echo read 512 bytes of the host disk", ("--privileged",), requires=_needs_disk),
+    Attack("read the host's kernel log through mknod", "devices cgroup (here even with CAP_SYSLOG)",
+           "mknod /dev/hostkmsg c 1 11 && head -n1 /dev/hostkmsg | grep . && echo read the host kernel log",
+           ("--privileged",), defended=("--cap-add", "SYSLOG"), requires=_needs_file("/dev/kmsg")),
+    Attack("write /proc/sysrq-trigger (reboot, crash)", "read-only path",
+           "exec 3>>/proc/sysrq-trigger && echo opened it for writing, wrote nothing",
+           ("--security-opt", "systempaths=unconfined"), requires=_needs_file("/proc/sysrq-trigger")),
+    Attack("set core_pattern: a program the host runs as root", "read-only path (/proc/sys)",
+           "exec 3>>/proc/sys/kernel/core_pattern && echo opened core_pattern for writing, wrote nothing",
+           ("--security-opt", "systempaths=unconfined")),
+    Attack("read the host's memory: /proc/kcore", "masked path + CAP_SYS_RAWIO",
+           "head -c 4 /proc/kcore | grep -q ELF && echo read the ELF header of the host memory",
+           ("--privileged",), requires=_needs_file("/proc/kcore")),
+    Attack("list the host's timers: /proc/timer_list", "masked path",
+           "grep -q 'Timer List' /proc/timer_list && echo $(grep -c expires /proc/timer_list) host timers "
+           "seen || {{ echo /proc/timer_list is empty >&2; exit 1; }}",
+           ("--security-opt", "systempaths=unconfined")),
+    Attack("write to /sys (uevent_helper & co)", "read-only /sys",
+           "exec 3>>{sys_file} && echo opened {sys_file} for writing, wrote nothing", ("--privileged",)),
+    Attack("load a kernel module", "seccomp (and CAP_SYS_MODULE)",
+           _expect("/attack/init_module", "[ $s != 1 ]", "the kernel looked at the module: errno $s"),
+           ("--privileged",), requires=_needs_probes,
+           probes={"init_module": lambda t, v: _elf.syscall_program(175, b"garbage", 7, b"\0")}),
+    Attack("reboot the host", "seccomp and CAP_SYS_BOOT",
+           _expect("/attack/reboot", "[ $s = 22 ]", "EINVAL: wrong magic numbers, but allowed to reboot"),
+           ("--privileged",), requires=_needs_probes,
+           probes={"reboot": lambda t, v: _elf.syscall_program(169, 0, 0, 0, 0)}),
+    Attack("set the hostname", "UTS namespace; seccomp and CAP_SYS_ADMIN",
+           "hostname attacker && echo hostname now $(hostname), in the container only", ("--privileged",)),
+    Attack("set the host's clock", "CAP_SYS_TIME",
+           _expect("/attack/adjtimex", "[ $s = 0 ]", "adjtimex(2) accepted a change"),
+           ("--cap-add", "SYS_TIME"), requires=_needs_probes,
+           probes={"adjtimex": lambda t, v: _elf.syscall_program(159, t.esterror_timex)}),
+    Attack("kill a host process", "PID namespace: it is not there",
+           "kill {victim} && echo killed host process {victim}", ("--pid", "host")),
+    Attack("ptrace a host process (--pid host)", "CAP_SYS_PTRACE",
+           _expect("/attack/ptrace", "[ $s = 0 ]", "attached to host process {victim}"),
+           ("--pid", "host", "--privileged"),
+           defended=("--pid", "host"),
+           probes={"ptrace": lambda t, v: _elf.syscall_program(101, _PTRACE_SEIZE, v, 0, 0)},
+           requires=_needs_probes),
+    Attack("reconfigure the network", "CAP_NET_ADMIN (NET_RAW is kept: ping works)",
+           "ip link set lo mtu 1400 && echo lo reconfigured", ("--cap-add", "NET_ADMIN")),
+    Attack("all capabilities back, in a new user namespace", "seccomp: no unshare(2)",
+           "unshare -U -r true && echo new user namespace: root with every capability in it",
+           ("--security-opt", "seccomp=unconfined")),
+    Attack("setuid binary as a user (no-new-privileges)", "no_new_privs: setuid bits ignored",
+           _expect("su -s /bin/sh attacker -c /attack/setuid0", "[ $s = 0 ]",
+                   "user 1000 became root through a setuid file"),
+           (), defended=("--security-opt", "no-new-privileges"),
+           probes={"setuid0": lambda t, v: _elf.syscall_program(105, 0)}, requires=_needs_probes),
+]
+# --8<-- [end:attacks]
+
+
+def _esterror_timex() -> bytes:
+    """``struct timex`` (208 bytes) read now, with ``modes = ADJ_ESTERROR``: writes back what is there."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(208)
+    libc.adjtimex(buf)  # modes = 0: only reads
+    return (_ADJ_ESTERROR).to_bytes(4, "little") + buf.raw[4:]
+
+
+def _disk_of(path: str) -> tuple[tuple[int, int] | None, str]:
+    """The block device holding ``path`` and ``path``'s name inside it (``None`` if no real device)."""
+    device = os.stat(path).st_dev
+    if os.major(device) == 0:  # tmpfs, overlay, btrfs subvolume...: no device node to open
+        return None, path
+    top = path
+    while os.path.dirname(top) != top and os.stat(os.path.dirname(top)).st_dev == device:
+        top = os.path.dirname(top)
+    return (os.major(device), os.minor(device)), "/" + os.path.relpath(path, top)
+
+
+def _can_open(node: str, device: tuple[int, int]) -> bool:
+    """Whether we, on the host, can open block device ``device`` (through a node made at ``node``)."""
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(*device))
+    try:
+        os.close(os.open(node, os.O_RDONLY))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(node)
+
+
+@contextlib.contextmanager
+def targets(directory: str) -> Iterator[Targets]:
+    """Make the host-side targets in ``directory``: a marker file with a secret, and the rest."""
+    marker = os.path.join(directory, "secret")
+    with open(marker, "w") as f:
+        f.write("host secret\n")
+    disk, inside = _disk_of(marker)
+    readable = disk is not None and _can_open(os.path.join(directory, "disk"), disk)
+    sys_file = next((p for p in ("/sys/kernel/uevent_helper", "/sys/kernel/profiling", "/sys/power/state")
+                     if os.path.exists(p)), "/sys/kernel/uevent_seqnum")
+    try:
+        yield Targets(marker, disk, readable, inside, sys_file, _esterror_timex())
+    finally:
+        os.unlink(marker)
+
+
+def prepare_rootfs(directory: str) -> str:
+    """A private copy of the busybox rootfs in ``directory`` (attacks write to it), with a user 1000."""
+    copy = os.path.join(directory, "rootfs")
+    shutil.copytree(rootfs.busybox_rootfs(), copy, symlinks=True)
+    with open(os.path.join(copy, "etc/passwd"), "a") as f:
+        f.write("attacker:x:1000:1000:attacker:/tmp:/bin/sh\n")
+    os.makedirs(os.path.join(copy, "attack"), exist_ok=True)
+    return copy
+
+
+# --8<-- [start:run_attack]
+def run_attack(attack: Attack, root: str, aims: Targets, options: tuple[str, ...],
+               stage: str = "security") -> Outcome:
+    """Run ``attack`` in a container of ``stage`` with ``options``; its probes go to ``root``/attack.
+
+    A sacrificial ``sleep`` on the host is the victim of the attacks on host processes: it is
+    ours to kill, and it is killed at the end whatever happened.
+    """
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        for name, build in attack.probes.items():
+            path = os.path.join(root, "attack", name)
+            with open(path, "wb") as f:
+                f.write(build(aims, victim.pid))
+            os.chown(path, 0, 0)
+            os.chmod(path, 0o4755 if name.startswith("setuid") else 0o755)  # setuid root: only setuid0
+        script = attack.script.format(victim=victim.pid, **vars(aims))
+        result = _stage.run_stage(stage, *BASE_OPTIONS, *options, root, "--", "/bin/sh", "-c", script,
+                                  timeout=60)
+    finally:
+        victim.kill()
+        victim.wait()
+    succeeded = result.returncode == 0
+    lines = (result.stdout if succeeded else result.stderr or result.stdout).strip().splitlines()
+    evidence = lines[-1] if lines else f"exit status {result.returncode}"
+    if evidence.startswith("errno ") and evidence[6:].isdigit():  # from a probe: name it
+        number = int(evidence[6:])
+        evidence = f"{errno.errorcode.get(number, number)}: {os.strerror(number)}"
+    return Outcome(succeeded, result.returncode, evidence)
+# --8<-- [end:run_attack]
+
+
+def battery(root: str, aims: Targets) -> list[tuple[Attack, str, Outcome | None, Outcome | None]]:
+    """Every attack, defended and undefended: ``(attack, why skipped, defended, undefended)``."""
+    rows = []
+    for attack in ATTACKS:
+        reason = attack.requires(aims)
+        if reason:
+            rows.append((attack, reason, None, None))
+            continue
+        rows.append((attack, "", run_attack(attack, root, aims, attack.defended),
+                     run_attack(attack, root, aims, attack.undefended)))
+    return rows
+
+
+def table(rows: list[tuple[Attack, str, Outcome | None, Outcome | None]]) -> str:
+    """The battery's results as a Markdown table."""
+
+    def cell(outcome: Outcome | None) -> str:
+        if outcome is None:
+            return ""
+        verdict = "**worked**" if outcome.succeeded else "blocked"
+        return f"{verdict}: {outcome.evidence.replace('|', '/')[:70]}"
+
+    lines = ["| attack | defence | defended | defence off (options) |", "|---|---|---|---|"]
+    for attack, reason, defended, undefended in rows:
+        if reason:
+            lines.append(f"| {attack.name} | {attack.defence} | skipped: {reason} | |")
+        else:
+            lines.append(f"| {attack.name} | {attack.defence} | {cell(defended)} | "
+                         f"{cell(undefended)} (`{' '.join(attack.undefended) or 'default'}`) |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """``python -m minidocker.attacks``: run the battery in a scratch copy of the rootfs, print the table."""
+    with tempfile.TemporaryDirectory(prefix="minidocker-attacks-") as scratch:
+        os.chmod(scratch, 0o755)
+        with targets(scratch) as aims:
+            print(table(battery(prepare_rootfs(scratch), aims)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
