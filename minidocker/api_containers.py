@@ -91,9 +91,10 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request, {})
     if not isinstance(body, dict):
         raise ApiError(400, "invalid container config: expected a JSON object")
-    supervisor, name = sup(request), request.query.get("name", "").lstrip("/")
+    supervisor, name = sup(request), request.query.get("name", "")
     if name and not NAME.match(name):
         raise ApiError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    name = name.lstrip("/")
     if name in supervisor.names():
         other = supervisor.find(name).id
         raise ApiError(409, f'Conflict. The container name "/{name}" is already in use by container '
@@ -106,6 +107,12 @@ async def create(request: web.Request) -> web.Response:
     image = await asyncio.get_running_loop().run_in_executor(None, store.find, ref)
     if image is None:
         raise ApiError(404, f"No such image: {ref if ':' in ref or '@' in ref else ref + ':latest'}")
+    for key in ("Cmd", "Entrypoint", "Env"):  # Go would refuse to decode anything else
+        value = body.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ApiError(400, f"invalid container config: {key} must be a list of strings")
+    if not isinstance(body.get("HostConfig") or {}, dict):
+        raise ApiError(400, "invalid container config: HostConfig must be an object")
     try:
         cfg = merge_config(image.get("Config") or {}, body)
         command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]

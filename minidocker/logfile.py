@@ -53,13 +53,13 @@ class JsonLog:
     def write(self, stream: str, data: bytes) -> None:
         """Log ``data`` (one entry per line; a trailing partial line is an entry of its own)."""
         now = rfc3339()
-        lines = data.splitlines(keepends=True)
-        entries = (json.dumps({"log": line.decode(errors="replace"), "stream": stream, "time": now})
-                   for line in lines)
-        self.file.write("".join(e + "\n" for e in entries).encode())
+        for line in data.splitlines(keepends=True):
+            entry = json.dumps({"log": line.decode(errors="replace"), "stream": stream, "time": now})
+            raw = entry.encode() + b"\n"
+            if self.file.tell() and self.file.tell() + len(raw) > self.max_size:
+                self.rotate()  # whole lines only: a file never passes the cap by more than one line
+            self.file.write(raw)
         self.file.flush()
-        if self.file.tell() > self.max_size:
-            self.rotate()
 
     def rotate(self) -> None:
         """``log`` -> ``log.1`` -> ``log.2`` ..., dropping the oldest; then start an empty file."""

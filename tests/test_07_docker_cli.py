@@ -62,7 +62,8 @@ def test_run_d_logs_follow_stop_rm(docker):
     cid = docker("run", "-d", "--name", "web", "busybox", "sh", "-c",
                  "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done").stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", cid)
-    follower = subprocess.Popen([DOCKER, "logs", "-f", "web"], stdout=subprocess.PIPE, text=True, env=docker.env)
+    follower = subprocess.Popen([DOCKER, "logs", "-f", "web"], stdout=subprocess.PIPE, text=True,
+                                env=docker.env)
     try:
         assert follower.stdout.readline() == "ready\n"
         assert docker("stop", "web").stdout == "web\n"
