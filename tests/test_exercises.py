@@ -174,6 +174,9 @@ def test_plain_words_and_packing() -> None:
     failure = {"doc": "", "message": "AssertionError: minidocker: no such thing\nassert 125 == 0"}
     assert plain_words("tests/test_01_x.py::test_exit_status_is_kept", failure) == \
         "exit status is kept: minidocker: no such thing"
+    traceback = {"doc": "Maps ids.", "message": "AssertionError: Traceback (most recent call last):\n"
+                 "  File \"x\", line 1\nPermissionError: [Errno 1] nope\nassert 125 == 0"}
+    assert plain_words("t::test_x", traceback) == "Maps ids: PermissionError: [Errno 1] nope"
     runs = _pack({"01.1": ["t1", "t2"], "01.2": ["t1"], "01.3": ["t3"]})
     assert runs == [{"t1": "01.1", "t2": "01.1", "t3": "01.3"}, {"t1": "01.2"}]
 

@@ -76,8 +76,10 @@ def plain_words(test: str, result: dict) -> str:
     """A failed test's first complaint, readable: its docstring (or name), then the first line of why."""
     name = test.split("::")[-1]
     what = result.get("doc") or re.sub(r"\[.*\]$", "", name).removeprefix("test_").replace("_", " ")
-    lines = [re.sub(r"^(AssertionError|E)\b:?\s*", "", line).strip()
-             for line in result.get("message", "").splitlines()]
+    raw = result.get("message", "").splitlines()
+    if raw and raw[0].strip().endswith("Traceback (most recent call last):"):
+        raw = [line for line in raw[1:] if line and not line[0].isspace()] or raw  # the exception itself
+    lines = [re.sub(r"^(AssertionError|E)\b:?\s*", "", line).strip() for line in raw]
     why = next((line for line in lines if line), "it failed")
     if len(why) > 200:
         why = why[:197] + "..."
@@ -135,7 +137,9 @@ def check(workspace: Path, chapter: int, package: Path = PACKAGE, timeout: float
     report = Report(workspace, chapter, [], lab=lab.name if lab else "")
     if attempted:
         chapters = [chapter] if own else range(1, chapter + 1)
-        with RunTree(workspace, chapter, exercises, package, extra, timeout, keep, chapters) as tree:
+        # Every stub of the workspace must be able to switch to the reference, judged or not.
+        switches = find_exercises(package, max(chapter, int(meta.get("chapter") or 0)))
+        with RunTree(workspace, chapter, switches, package, extra, timeout, keep, chapters) as tree:
             _judge(tree, attempted, verdicts, report)
             report.runs = tree.runs
     report.verdicts = [verdicts[e.id] for e in exercises]

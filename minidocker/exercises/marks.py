@@ -96,8 +96,8 @@ def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[tuple[int, s
                 j += 1
         start = START.match(lines[j]) if j < len(lines) else None
         if not start:
-            errors.append((chapter, f"{where}: an exercise mark must stand right above a "
-                                    "'# --8<-- [start:NAME]' line"))
+            errors.append((chapter, f"{where}: an exercise mark must stand right above a snippet's "
+                                    "start marker, '# --8<-- " "[start:NAME]'"))
             continue
         if tree is None:
             tree = ast.parse(text)
