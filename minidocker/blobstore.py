@@ -217,10 +217,7 @@ class BlobStore:
         except FileNotFoundError:
             raise UploadError(f"unknown upload {upload}", "unknown") from None
         with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UploadError(f"upload {upload} is being written by another request", "busy") from None
+            self._lock_upload(f, path, upload)
             size = f.seek(0, os.SEEK_END)
             if offset is not None and offset != size:
                 raise UploadError(f"this chunk starts at {offset}, the upload has {size} bytes",
@@ -256,7 +253,7 @@ class BlobStore:
         data = directory / "data"
         try:
             with open(data, "rb") as f:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock_upload(f, data, upload)
                 size = os.fstat(f.fileno()).st_size
                 hashed, hasher = self._hashers.pop(upload, (-1, None))
                 if hashed != size or algorithm != "sha256":  # another process wrote some of it
@@ -275,14 +272,27 @@ class BlobStore:
                     os.rename(data, target)  # the moment the blob appears, whole
         except FileNotFoundError:
             raise UploadError(f"unknown upload {upload}", "unknown") from None
-        except BlockingIOError:
-            raise UploadError(f"upload {upload} is being written by another request", "busy") from None
         except DigestError:
             self.cancel_upload(upload)
             raise
         self.cancel_upload(upload)
         return size
     # --8<-- [end:finish_upload]
+
+    @staticmethod
+    def _lock_upload(f: object, path: Path, upload: str) -> None:
+        """Lock an upload's open data file; fail if another request holds it, or if it was
+        published (renamed away) between our open and our lock: never append to a blob."""
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+        except BlockingIOError:
+            raise UploadError(f"upload {upload} is being written by another request", "busy") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino  # type: ignore[attr-defined]
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise UploadError(f"unknown upload {upload}", "unknown")
 
     def cancel_upload(self, upload: str) -> bool:
         """Delete an upload session and its data; False if there was none."""

@@ -87,7 +87,7 @@ class Registry(UploadHandlers):
             matches = [(m, r.match(request.path), h, a) for m, r, h, a in self._routes]
             matches = [(m, match, h, a) for m, match, h, a in matches if match]
             if not matches:
-                raise ApiError(404, "NAME_UNKNOWN", f"no such endpoint: {request.path}")
+                raise ApiError(404, "UNSUPPORTED", f"no such endpoint: {request.path}")
             found = [(match, h, a) for m, match, h, a in matches if m == method]
             if not found:
                 raise ApiError(405, "UNSUPPORTED", f"{request.method} is not supported on {request.path}")

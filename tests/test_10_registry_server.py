@@ -403,3 +403,19 @@ def test_acl_and_scopes():
     assert acl.allowed(None, Scope("repository", "public/x", "pull"))
     assert not acl.allowed(None, Scope("registry", "catalog", "*"))
     assert Acl(anonymous_read=True).allowed(None, Scope("repository", "any", "pull"))
+
+
+def test_a_published_upload_is_never_appended_to(tmp_path):
+    """A slow request that opened the upload's file before it was published must not write the blob."""
+    from minidocker.blobstore import BlobStore, UploadError
+
+    store = BlobStore(tmp_path)
+    upload = store.start_upload("r/x")
+    with store.append(upload, 0) as writer:
+        writer.write(b"abc")
+    data = tmp_path / "uploads" / upload / "data"
+    with open(data, "r+b") as late:  # opened, not yet locked, when the PUT publishes the blob
+        store.finish_upload(upload, sha256(b"abc"))
+        with pytest.raises(UploadError) as failed:
+            store._lock_upload(late, data, upload)
+    assert failed.value.kind == "unknown" and store.read(sha256(b"abc")) == b"abc"
