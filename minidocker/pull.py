@@ -163,8 +163,9 @@ class _Reading:
 
     def read(self, size: int = -1) -> bytes:
         data = self.source.read(size)
-        self.done += len(data)
-        self.report(self.done)
+        if data:
+            self.done += len(data)
+            self.report(self.done)
         return data
 
 

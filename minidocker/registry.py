@@ -196,12 +196,13 @@ class Registry:
     # --8<-- [end:get_manifest]
 
     def resolve(self, repository: str, tag: str) -> str | None:
-        """``HEAD`` a manifest: its digest without downloading it (None if the registry won't say)."""
+        """``HEAD`` a manifest: its digest without downloading it (None if the registry won't say).
+
+        A HEAD answer has no body, so no error message either: errors are left to the ``GET``.
+        """
         with self.request("HEAD", f"/v2/{repository}/manifests/{tag}", f"repository:{repository}:pull",
                           {"Accept": manifest.ACCEPT}) as response:
-            if response.status != 200:
-                raise error(response, f"manifest for {self.host}/{repository}:{tag}")
-            return response.header("Docker-Content-Digest")
+            return response.header("Docker-Content-Digest") if response.status == 200 else None
 
     # --8<-- [start:fetch_blob]
     def fetch_blob(self, repository: str, descriptor: dict[str, Any], dest: BinaryIO,
