@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import os
 import random
 import re
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 from minidocker._atomic import ZERO_TIME, read_json
 
-__all__ = ["NAME", "Container", "human_duration", "random_name"]
+__all__ = ["NAME", "Container", "human_duration", "pid_is_monitor", "random_name", "start_time"]
 
 NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _ADJECTIVES = ("brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen", "nifty",
@@ -188,12 +187,15 @@ class Container:
         return True
 
 
-def pid_is_monitor(pid: int, container_id: str) -> bool:
-    """Is ``pid`` still the monitor of ``container_id`` (and not a recycled pid)?"""
+def start_time(pid: int) -> int:
+    """When process ``pid`` started (clock ticks since boot): with the pid, a unique name for it."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read().split(b"\0")
-    except OSError:
-        return False
-    return b"minidocker.monitor" in cmdline and container_id.encode() in cmdline and os.path.exists(
-        f"/proc/{pid}")
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def pid_is_monitor(pid: int, started: int) -> bool:
+    """Is ``pid`` still the monitor that wrote ``started`` (and not a recycled pid)?"""
+    return pid > 0 and started > 0 and start_time(pid) == started

@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from minidocker import api_containers, api_images, api_streams, api_system, engine, hijack
+from minidocker import _syscalls, api_containers, api_images, api_streams, api_system, engine, hijack
 from minidocker._paths import run_dir, state_dir
 from minidocker.api_system import API_VERSION, MIN_API_VERSION
 from minidocker.client import default_socket
@@ -126,12 +126,16 @@ async def _restore(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, app["images"].release_rootfs, c.config)
 
     sup.on_removed.append(release)
+    # Monitors are forked by the fork server and reparented to us: we reap them.
+    _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    await asyncio.get_running_loop().run_in_executor(None, sup.start_forkserver)
     await sup.restore()
 
 
 async def _close_streams(app: web.Application) -> None:
     for raw in list(hijack.OPEN):
         raw.close()
+    app["supervisor"].stop_forkserver()
 
 
 def tls_context(ca: str, cert: str, key: str) -> ssl.SSLContext:

@@ -37,13 +37,19 @@ from minidocker._atomic import read_json, rfc3339, write_json
 from minidocker._paths import run_dir, state_dir
 from minidocker._process import EngineError
 from minidocker._streams import CONTROL, STDERR, STDIN, STDOUT, Demux, frame
+from minidocker.containers import start_time
 from minidocker.execs import ExecSession
 from minidocker.logfile import JsonLog, parse_size
 from minidocker.volumes import volume_mounts
 
-__all__ = ["Monitor", "main", "socket_path"]
+__all__ = ["Monitor", "log_path", "main", "run", "socket_path"]
 
 FLOW_LIMIT = 1 << 20  # stop reading the container while a client has this much unsent output
+
+
+def log_path(container_id: str) -> Path:
+    """The monitor's own log (its stderr), in the container's directory."""
+    return state_dir() / "containers" / container_id / "monitor.log"
 
 
 def socket_path(container_id: str) -> Path:
@@ -284,6 +290,7 @@ class Monitor:
         self.cgroups = nsenter.oom_files(self.container.pid)
         write_json(self.dir / "state.json", {
             "Status": "running", "Pid": self.container.pid, "MonitorPid": os.getpid(),
+            "MonitorStart": start_time(os.getpid()),
             "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""})
         return {"pid": self.container.pid}
 
@@ -385,10 +392,8 @@ class Monitor:
         self._finish(conn)
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
-    """``python -m minidocker.monitor CONTAINER_ID``: listen, say "ready" on stdout, serve."""
-    argv = sys.argv[1:] if argv is None else argv
-    container_id = argv[0]
+def run(container_id: str, ready_fd: int) -> NoReturn:
+    """Listen on the container's socket, write ``ready`` to ``ready_fd`` (then closed), and serve."""
     path = socket_path(container_id)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -397,12 +402,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
     listener.listen(64)
     listener.setblocking(False)
     monitor = Monitor(container_id, listener)
-    os.write(1, b"ready\n")
+    os.write(ready_fd, f"ready {os.getpid()}\n".encode())
+    os.close(ready_fd)
     null = os.open(os.devnull, os.O_RDWR)
-    for n in (0, 1):
+    for n in (0, 1):  # stderr stays: the monitor's log
         os.dup2(null, n)
     os.close(null)
     monitor.serve()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """``python -m minidocker.monitor CONTAINER_ID``: listen, say "ready PID" on stdout, serve."""
+    argv = sys.argv[1:] if argv is None else argv
+    run(argv[0], os.dup(1))
 
 
 if __name__ == "__main__":

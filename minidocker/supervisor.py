@@ -30,7 +30,7 @@ import sys
 from typing import Any
 
 from minidocker._atomic import write_json
-from minidocker._paths import state_dir
+from minidocker._paths import run_dir, state_dir
 from minidocker.containers import Container, pid_is_monitor
 from minidocker.monitor import socket_path
 
@@ -53,6 +53,7 @@ class Supervisor:
         self.root = state_dir() / "containers"
         self.root.mkdir(parents=True, exist_ok=True)
         self.on_removed: list[Any] = []  # callbacks(container): release its filesystem, ...
+        self.forkserver: subprocess.Popen | None = None
 
     # ---- finding ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -86,7 +87,7 @@ class Supervisor:
                 continue
             self.add(c)
             monitor = int(c.state.get("MonitorPid") or 0)
-            if c.running and pid_is_monitor(monitor, c.id):
+            if c.running and pid_is_monitor(monitor, int(c.state.get("MonitorStart") or 0)):
                 self._watch(c, monitor, child=False)
             elif c.running:  # the monitor died without recording an exit (SIGKILL, reboot)
                 c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
@@ -103,17 +104,9 @@ class Supervisor:
                 raise ApiError(304, "container already started")
             if c.removing:
                 raise ApiError(409, f"container {c.id} is being removed")
-            monitor = subprocess.Popen(
-                [sys.executable, "-m", "minidocker.monitor", c.id], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=open(c.dir / "monitor.log", "ab"),  # noqa: SIM115
-                start_new_session=True)
-            ready = await asyncio.get_running_loop().run_in_executor(None, monitor.stdout.readline)
-            monitor.stdout.close()
-            if ready != b"ready\n":
-                monitor.wait()
-                raise ApiError(500, f"the container's monitor failed to start: see {c.dir}/monitor.log")
+            pid = await self._spawn_monitor(c)
             c.state.update(Status="starting")
-            self._watch(c, monitor.pid, child=True)
+            self._watch(c, pid, child=True)
             for attach in c.pending_attach:
                 await attach.connect()
             c.pending_attach.clear()
@@ -124,6 +117,45 @@ class Supervisor:
                 raise ApiError(400 if code in (126, 127) else 500, reply["error"])
             c.reload_state()
     # --8<-- [end:start]
+
+    async def _spawn_monitor(self, c: Container) -> int:
+        """A new monitor for ``c``: forked by the fork server, or else a fresh ``python -m``."""
+        line = b""
+        if self.forkserver is not None and self.forkserver.poll() is None:
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_unix_connection(str(self.forkserver_socket))
+                writer.write(c.id.encode() + b"\n")
+                line = await reader.readline()
+                writer.close()
+        if not line.startswith(b"ready "):
+            monitor = subprocess.Popen(
+                [sys.executable, "-m", "minidocker.monitor", c.id], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=open(c.dir / "monitor.log", "ab"),  # noqa: SIM115
+                start_new_session=True)
+            line = await asyncio.get_running_loop().run_in_executor(None, monitor.stdout.readline)
+            monitor.stdout.close()
+        if not line.startswith(b"ready "):
+            raise ApiError(500, f"the container's monitor failed to start: see {c.dir}/monitor.log")
+        return int(line.split()[1])
+
+    def start_forkserver(self) -> None:
+        """Start the fork server that makes monitors fast (see :mod:`minidocker.forkserver`)."""
+        self.forkserver_socket = run_dir() / "forkserver.sock"
+        self.forkserver = subprocess.Popen(
+            [sys.executable, "-m", "minidocker.forkserver", str(self.forkserver_socket)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+        if self.forkserver.stdout.readline() != b"ready\n":
+            self.forkserver.kill()
+            self.forkserver.wait()
+            self.forkserver = None
+        else:
+            self.forkserver.stdout.close()
+
+    def stop_forkserver(self) -> None:
+        if self.forkserver is not None:
+            self.forkserver.terminate()
+            self.forkserver.wait()
+            self.forkserver = None
 
     def _watch(self, c: Container, pid: int, child: bool) -> None:
         """Call :meth:`_exited` when the monitor ``pid`` exits (a pidfd works for any process)."""
@@ -141,9 +173,8 @@ class Supervisor:
         if pidfd >= 0:
             asyncio.get_running_loop().remove_reader(pidfd)
             os.close(pidfd)
-        if child:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(c.monitor_pid, os.WNOHANG)
+        with contextlib.suppress(ChildProcessError):  # ours if we are its subreaper
+            os.waitpid(c.monitor_pid, os.WNOHANG)
         c.reload_state()
         if c.state.get("Status") in ("running", "starting"):
             c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")

@@ -72,7 +72,7 @@ def kill_monitors(state: Path) -> None:
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                if b"minidocker.monitor" in cmdline:
+                if b"minidocker.monitor" in cmdline or b"minidocker.forkserver" in cmdline:
                     environ = Path(f"/proc/{entry}/environ").read_bytes()
                     if f"MINIDOCKER_STATE={state}".encode() in environ:
                         os.kill(int(entry), signal.SIGKILL)
