@@ -61,7 +61,7 @@ def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> 
 _LDXW, _MOV_X, _MOV_K, _AND_K, _RSH_K, _JNE_K, _EXIT = 0x61, 0xBF, 0xB7, 0x57, 0x77, 0x55, 0x95
 
 
-# exercise 08.12: An eBPF device filter for cgroup v2
+# exercise 08.10: An eBPF device filter for cgroup v2
 # hint: load access_type, major, minor (offsets 0, 4, 8 of the context in r1) into r2..r5, split
 #   access_type into type (& 0xFFFF) and access (>> 16); per rule, each check that fails jumps over
 #   the rest of the rule (JNE with an offset), then r0 = 1 and exit; after the rules r0 = 0, exit.

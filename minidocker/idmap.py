@@ -50,7 +50,7 @@ __all__ = ["attach_idmapped", "idmap_rootfs", "idmapped_tree"]
 _AT_FDCWD = -100
 
 
-# exercise 08.10: A detached, idmapped copy of a directory tree
+# exercise 08.11: A detached, idmapped copy of a directory tree
 # hint: open the user namespace (O_RDONLY | O_CLOEXEC); open_tree(AT_FDCWD, path, OPEN_TREE_CLONE |
 #   OPEN_TREE_CLOEXEC | AT_RECURSIVE); mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE,
 #   MOUNT_ATTR_IDMAP, userns_fd=ns); close the namespace, and the tree if anything failed.
@@ -75,7 +75,7 @@ def idmapped_tree(path: str, userns: str) -> int:
 # --8<-- [end:idmapped_tree]
 
 
-# exercise 08.11: Attach idmapped trees in the container's mount namespace
+# exercise 08.12: Attach idmapped trees in the container's mount namespace
 # hint: idmapped_tree() each path through /proc/PID/ns/user; fork a helper that setns()es into
 #   /proc/PID/ns/mnt, makes "/" MS_REC | MS_PRIVATE, move_mount()s each tree over its own path
 #   (MOVE_MOUNT_F_EMPTY_PATH), calls then(); it reports a failure through a pipe; close the trees.

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import platform
 import struct
 import sys
@@ -331,12 +332,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["--bpf"]:
-        print("\n".join(bpf.disassemble(compile_profile(default_profile(), DOCKER_DEFAULT))))
+        text = "\n".join(bpf.disassemble(compile_profile(default_profile(), DOCKER_DEFAULT)))
     elif not args:
-        print(json.dumps(default_profile(), indent=2))
+        text = json.dumps(default_profile(), indent=2)
     else:
         print("usage: python -m minidocker.seccomp [--bpf]", file=sys.stderr)
         return 2
+    try:
+        print(text)
+    except BrokenPipeError:  # | head: fine
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no second error at exit)
     return 0
 
 

@@ -98,7 +98,7 @@ def _security_opts(items: Sequence[str]) -> tuple[str, bool, bool]:
     return profile, no_new_privs, confined
 
 
-# exercise 08.11: Work out the hardening from the options, before anything exists
+# exercise 08.13: Work out the hardening from the options, before anything exists
 # hint: caps = capabilities.tweak(cap_add, cap_drop, privileged); _security_opts() gives the seccomp
 #   setting, no-new-privileges and systempaths; no filter when privileged or "unconfined", else
 #   load_profile() (or default_profile() for "builtin") and compile_profile(profile, caps); no masked
@@ -128,7 +128,7 @@ def plan(options: SecurityOptions) -> Hardening:
 # --8<-- [end:plan]
 
 
-# exercise 08.12: Restrict the process, in the right order
+# exercise 08.14: Restrict the process, in the right order
 # hint: rlimits.apply; PR_SET_NO_NEW_PRIVS if asked; without it the filter must go in while we still
 #   hold CAP_SYS_ADMIN, so seccomp.install before capabilities.apply(for_user(caps, os.getuid()));
 #   with it, install the filter last.
@@ -164,7 +164,7 @@ def protect_filesystem(hardening: Hardening, root: str) -> None:
 # --8<-- [end:protect_filesystem]
 
 
-# exercise 08.13: Hook the hardening into a container spec
+# exercise 08.15: Hook the hardening into a container spec
 # hint: plan(options); refuse privileged together with spec.id_map; unless privileged, restrict the
 #   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec);
 #   append protect_filesystem to before_pivot and restrict_process to before_exec; return the plan.
