@@ -24,6 +24,7 @@ __all__ = ["ZERO_TIME", "read_json", "rfc3339", "write_json"]
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, what Docker shows for "never"
 
 
+# --8<-- [start:write_json]
 def write_json(path: Path, value: Any) -> None:
     """Replace ``path`` with ``value`` as JSON, atomically (readers see the old or the new file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -32,6 +33,7 @@ def write_json(path: Path, value: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+# --8<-- [end:write_json]
 
 
 def read_json(path: Path, default: Any = None) -> Any:

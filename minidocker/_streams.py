@@ -16,9 +16,11 @@ Example::
 
 from __future__ import annotations
 
+import socket
 import struct
+from typing import Any
 
-__all__ = ["CONTROL", "STDERR", "STDIN", "STDOUT", "SYSTEM", "Demux", "frame"]
+__all__ = ["CONTROL", "STDERR", "STDIN", "STDOUT", "SYSTEM", "Conn", "Demux", "frame"]
 
 STDIN, STDOUT, STDERR, SYSTEM = 0, 1, 2, 3
 CONTROL = 9  # between the daemon and a monitor only: one JSON object per frame
@@ -54,3 +56,18 @@ class Demux:
     def pending(self) -> int:
         """Bytes of an incomplete frame still waiting."""
         return len(self._buffer)
+
+
+class Conn:
+    """One connection to a monitor: a request line first, then frames both ways (buffered)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.inbuf, self.outbuf = sock, bytearray(), bytearray()
+        self.kind = "request"  # then "attach", "exec" or "done"
+        self.streams: set[int] = set()
+        self.target: Any = None  # the Stdio (container) or ExecSession whose stdin we feed
+        self.demux = Demux()
+        self.closing = False
+
+    def send(self, data: bytes) -> None:
+        self.outbuf += data

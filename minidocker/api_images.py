@@ -142,3 +142,67 @@ async def changes(request: web.Request) -> web.Response:
         found = []  # never started: no changes yet
     kinds = {"C": 0, "A": 1, "D": 2}
     return web.json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in found])
+
+
+@routes.get("/images/get")
+async def save(request: web.Request) -> web.StreamResponse:
+    """``docker save``: an OCI image layout as a tarball (chapter 06's ``ocilayout.save``)."""
+    import tempfile
+
+    from minidocker import ocilayout
+
+    names = request.query.getall("names", [])
+    if not names:
+        raise ApiError(400, "no image names given (names=)")
+    for name in names:
+        if await _blocking(store(request).find, name) is None:
+            raise ApiError(404, f"No such image: {name}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/images.tar"
+        await _blocking(lambda: ocilayout.save(names, path, store=store(request).store))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await response.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@routes.post("/images/load")
+async def load(request: web.Request) -> web.StreamResponse:
+    """``docker load``: the tarball of ``save`` (or of ``docker save``) into the store."""
+    import tempfile
+
+    from minidocker import ocilayout
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/images.tar"
+        with open(path, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                f.write(chunk)
+        response = await progress_stream(request)
+        try:
+            for line in await _blocking(lambda: ocilayout.load(path, store=store(request).store)):
+                await send(response, {"stream": f"{line}\n"})
+        except Exception as e:
+            await send(response, {"errorDetail": {"message": str(e)}, "error": str(e)})
+    await response.write_eof()
+    return response
+
+
+@routes.post("/auth")
+async def auth(request: web.Request) -> web.Response:
+    """``docker login``: check the credentials against the registry (the client keeps them)."""
+    from minidocker import registry
+
+    body = await json_body(request, {}) or {}
+    server = str(body.get("serveraddress") or "docker.io").removeprefix("https://").removeprefix("http://")
+    server = "docker.io" if server.startswith("index.docker.io") else server.rstrip("/")
+    try:
+        await _blocking(lambda: registry.connect(server, (str(body.get("username", "")),
+                                                          str(body.get("password", "")))).check_login())
+    except Exception as e:
+        raise ApiError(401, f"login attempt to {server} failed: {e}") from None
+    return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+

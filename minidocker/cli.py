@@ -19,7 +19,7 @@ USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CER
 containers:
   run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff
 images:
-  pull, push, images, rmi, tag, save, load, import, login, logout
+  pull, push, images, rmi, tag, save, load, login, logout
 other:
   volume create|ls|inspect|rm, version, info, system prune
   daemon start|stop|status   start (as root) or stop a minidockerd in the background
@@ -29,7 +29,7 @@ other:
 
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
                       "inspect", "wait", "stats", "commit", "diff", "container"}
-IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "import", "login", "logout",
+IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
                   "volume", "version", "info", "system", "image"}
 
 

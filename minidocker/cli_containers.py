@@ -156,7 +156,52 @@ def wait(client: Client, argv: list[str]) -> int:
     return status
 
 
+def commit(client: Client, argv: list[str]) -> int:
+    p = parser("commit", "CONTAINER [REPOSITORY[:TAG]]")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(argv)
+    ref = opts.reference or ""
+    repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    print(client.json("POST", "/commit", {"container": opts.container, "repo": repo or None,
+                                          "tag": tag or None}, {})["Id"])
+    return 0
+
+
+def diff(client: Client, argv: list[str]) -> int:
+    p = parser("diff", "CONTAINER")
+    p.add_argument("container")
+    for change in client.json("GET", f"/containers/{p.parse_args(argv).container}/changes") or []:
+        print(f"{'CAD'[change['Kind']]} {change['Path']}")
+    return 0
+
+
+def stats(client: Client, argv: list[str]) -> int:
+    p = parser("stats", "--no-stream [CONTAINER...]")
+    p.add_argument("--no-stream", action="store_true")
+    p.add_argument("containers", nargs="*")
+    opts = p.parse_args(argv)
+    from minidocker._cliformat import human_size
+
+    refs = opts.containers or [c["Id"] for c in client.json("GET", "/containers/json")]
+    rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]]
+    for ref in refs:
+        s = json.loads(client.request("GET", f"/containers/{ref}/stats", {"stream": False}).read())
+        cpu, pre = s["cpu_stats"], s["precpu_stats"]
+        system = cpu["system_cpu_usage"] - pre["system_cpu_usage"]
+        percent = (cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"]) / system * \
+            cpu["online_cpus"] * 100 if system > 0 else 0.0
+        memory = s["memory_stats"]
+        rows.append([s["id"][:12], s["name"].lstrip("/"), f"{percent:.2f}%",
+                     f"{human_size(memory['usage'])} / {human_size(memory['limit'])}",
+                     f"{100 * memory['usage'] / memory['limit'] if memory['limit'] else 0:.2f}%",
+                     str(s["pids_stats"]["current"])])
+    print(table(rows))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
-    "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"),
+    "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
+    "diff": diff, "stats": stats,
 }

@@ -128,21 +128,6 @@ def tag(client: Client, argv: list[str]) -> int:
     return 0
 
 
-def import_(client: Client, argv: list[str]) -> int:
-    p = parser("import", "FILE|- [REPOSITORY[:TAG]]")
-    p.add_argument("file")
-    p.add_argument("reference", nargs="?")
-    opts = p.parse_args(argv)
-    repo, tag_ = _split_ref(opts.reference) if opts.reference else ("", "")
-    source = sys.stdin.buffer if opts.file == "-" else open(opts.file, "rb")  # noqa: SIM115
-    with source:
-        data = source.read()
-    for event in client.stream_json("POST", "/images/create", {"fromSrc": "-", "repo": repo or None,
-                                                               "tag": tag_ or None}, data):
-        print(event.get("status", ""))
-    return 0
-
-
 def save(client: Client, argv: list[str]) -> int:
     p = parser("save", "-o FILE IMAGE...")
     p.add_argument("-o", "--output")
@@ -240,7 +225,43 @@ def system(client: Client, argv: list[str]) -> int:
     return 0
 
 
+def login(client: Client, argv: list[str]) -> int:
+    """Check the credentials through the daemon, then keep them in the client's config file."""
+    p = parser("login", "[-u USER] [-p PASSWORD | --password-stdin] [SERVER]")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("server", nargs="?", default="docker.io")
+    opts = p.parse_args(argv)
+    username = opts.username or input("Username: ")
+    if opts.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = opts.password or getpass.getpass("Password: ")
+    answer = client.json("POST", "/auth", None, {"username": username, "password": password,
+                                                 "serveraddress": opts.server})
+    from minidocker import _dockerconfig
+
+    _dockerconfig.store_credentials(opts.server, username, password)
+    print(answer["Status"])
+    return 0
+
+
+def logout(client: Client, argv: list[str]) -> int:
+    p = parser("logout", "[SERVER]")
+    p.add_argument("server", nargs="?", default="docker.io")
+    server = p.parse_args(argv).server
+    from minidocker import _dockerconfig
+
+    print(f"Removing login credentials for {server}" if _dockerconfig.erase_credentials(server)
+          else f"Not logged in to {server}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
-    "pull": pull, "push": push, "images": images, "rmi": rmi, "tag": tag, "import": import_, "save": save,
-    "load": load, "volume": volume, "version": version, "info": info, "system": system,
+    "pull": pull, "push": push, "images": images, "rmi": rmi, "tag": tag, "save": save,
+    "load": load, "volume": volume, "version": version, "info": info, "system": system, "login": login,
+    "logout": logout,
 }

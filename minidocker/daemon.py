@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from minidocker import _syscalls, api_containers, api_images, api_streams, api_system, engine, hijack
+from minidocker import _syscalls, api_containers, api_images, api_streams, api_system, engine, hijack, stats
 from minidocker._paths import run_dir, state_dir
 from minidocker.api_system import API_VERSION, MIN_API_VERSION
 from minidocker.client import default_socket
@@ -102,7 +102,8 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app["execs"] = {}
     app["daemon_id"] = _daemon_id()
     app.on_response_prepare.append(_headers)
-    for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes):
+    for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
+                  stats.routes):
         for route in table:
             for prefix in ("", "/{version:v[0-9]+[.][0-9]+}"):
                 app.router.add_route(route.method, prefix + route.path, route.handler)
@@ -214,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hosts, config = parse_args(argv)
     if config.get("data-root"):
         os.environ["MINIDOCKER_STATE"] = config["data-root"]
+    if config["registry-mirrors"] and "MINIDOCKER_REGISTRY_MIRRORS" not in os.environ:
+        os.environ["MINIDOCKER_REGISTRY_MIRRORS"] = ",".join(config["registry-mirrors"])  # for pulls
     logging.basicConfig(level=logging.DEBUG if config["debug"] else logging.INFO,
                         format="%(asctime)s minidockerd %(levelname)s %(message)s")
     lock = open(state_dir() / "daemon.lock", "a+")  # noqa: SIM115 (held while we run)

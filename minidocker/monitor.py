@@ -36,7 +36,7 @@ from minidocker import engine, nsenter, stdio
 from minidocker._atomic import read_json, rfc3339, write_json
 from minidocker._paths import run_dir, state_dir
 from minidocker._process import EngineError
-from minidocker._streams import CONTROL, STDERR, STDIN, STDOUT, Demux, frame
+from minidocker._streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
 from minidocker.containers import start_time
 from minidocker.execs import ExecSession
 from minidocker.logfile import JsonLog, parse_size
@@ -57,21 +57,6 @@ def socket_path(container_id: str) -> Path:
     directory = run_dir() / "monitors"
     directory.mkdir(exist_ok=True)
     return directory / f"{container_id[:12]}.sock"
-
-
-class Conn:
-    """One connection from the daemon."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.inbuf, self.outbuf = sock, bytearray(), bytearray()
-        self.kind = "request"  # then "attach", "exec" or "done"
-        self.streams: set[int] = set()
-        self.target: Any = None  # the Stdio (container) or ExecSession whose stdin we feed
-        self.demux = Demux()
-        self.closing = False
-
-    def send(self, data: bytes) -> None:
-        self.outbuf += data
 
 
 class Monitor:
@@ -263,6 +248,7 @@ class Monitor:
             self._finish(conn)
 
     # ---- the container ----------------------------------------------------------------------
+    # --8<-- [start:start]
     def _start(self) -> dict:
         """Create the container through the engine's stages, as its parent; report pid or error."""
         if self.container is not None or self.finished:
@@ -293,6 +279,7 @@ class Monitor:
             "MonitorStart": start_time(os.getpid()),
             "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""})
         return {"pid": self.container.pid}
+    # --8<-- [end:start]
 
     def _stdio(self) -> stdio.Stdio:
         """The container's stdio, made on first need (an attach with stdin may come before start)."""
@@ -340,6 +327,7 @@ class Monitor:
         self._drain()
         self._record_exit(status, "", nsenter.oom_killed(getattr(self, "cgroups", [])))
 
+    # --8<-- [start:record_exit]
     def _record_exit(self, code: int, error: str, oom: bool = False) -> None:
         """The exit status goes to disk first: whatever happens next, it is known."""
         if self.pidfd is not None:
@@ -356,6 +344,7 @@ class Monitor:
                 self._finish(conn)
         for pidfd in list(self.execs):
             self.execs.pop(pidfd).close()
+    # --8<-- [end:record_exit]
 
     def _exit(self) -> NoReturn:
         with contextlib.suppress(Exception):
