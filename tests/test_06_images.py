@@ -191,6 +191,32 @@ def test_platform_selection() -> None:
         pick({"manifests": entries[:1]}, manifest.Platform.parse("linux/amd64"))
 
 
+def test_loopback_is_plain_http_and_docker_hub_goes_through_mirrors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from minidocker import registry
+
+    assert registry.endpoints("localhost:5000") == ["http://localhost:5000"]
+    assert registry.endpoints("127.1.2.3:5000") == ["http://127.1.2.3:5000"]
+    assert registry.endpoints("[::1]:5000") == ["http://[::1]:5000"]
+    assert registry.endpoints("registry.example:5000") == ["https://registry.example:5000"]
+    assert registry.endpoints("docker.io") == ["https://registry-1.docker.io"]
+    monkeypatch.setenv("MINIDOCKER_REGISTRY_MIRRORS", "http://127.0.0.1:5000/, https://mirror.example")
+    assert registry.endpoints("docker.io") == ["http://127.0.0.1:5000", "https://mirror.example",
+                                               "https://registry-1.docker.io"]
+
+
+def test_credentials_file(tmp_path: Path) -> None:
+    from minidocker import _dockerconfig
+
+    _dockerconfig.store_credentials("docker.io", "alice", "s3:cret")
+    _dockerconfig.store_credentials("127.0.0.1:5000", "bob", "pw")
+    data = json.loads((tmp_path / "client" / "config.json").read_text())
+    assert set(data["auths"]) == {"https://index.docker.io/v1/", "127.0.0.1:5000"}  # Docker's keys
+    assert _dockerconfig.credentials_for("docker.io") == ("alice", "s3:cret")
+    assert _dockerconfig.erase_credentials("docker.io") and not _dockerconfig.erase_credentials("docker.io")
+    assert _dockerconfig.credentials_for("docker.io") is None
+    assert _dockerconfig.credentials_for("127.0.0.1:5000") == ("bob", "pw")
+
+
 def test_schema1_is_refused() -> None:
     with pytest.raises(EngineError, match="schema 1"):
         manifest.parse_manifest(b'{"schemaVersion": 1, "fsLayers": []}', None, "old")
