@@ -128,7 +128,8 @@ def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, An
     except APIError as e:
         if e.status != 404 or "No such image" not in str(e):
             raise
-        print(f"Unable to find image '{image}' locally", file=sys.stderr)
+        shown = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
+        print(f"Unable to find image '{shown}' locally", file=sys.stderr)
         from minidocker.cli_images import pull_image
 
         pull_image(client, image, sys.stderr)
