@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 from minidocker import _elf, _stage, chroot, rootfs
 
-__all__ = ["ATTACKS", "BASE_OPTIONS", "Attack", "Outcome", "Targets", "battery", "main", "prepare_rootfs",
-           "run_attack", "table", "targets"]
+__all__ = ["ATTACKS", "BASE_OPTIONS", "Attack", "Outcome", "Targets", "arena", "battery", "main",
+           "prepare_rootfs", "run_attack", "table", "targets"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Targets:
     path_on_disk: str  # marker's path inside that filesystem
     sys_file: str  # a writable-when-rw file of /sys
     esterror_timex: bytes  # struct timex that sets the clock's error estimate to its current value
+    victim: int  # a sacrificial host process (sleep) that lives as long as the targets
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,10 @@ class Attack:
 
     name: str
     defence: str
-    script: str  # formatted with the Targets' fields and {victim}, a sacrificial host pid
+    script: str  # formatted with the Targets' fields and {prey}: a host process to kill, made per run
     undefended: tuple[str, ...]  # engine options that switch the defence off
     defended: tuple[str, ...] = ()  # engine options of the defended run: usually Docker's defaults
-    probes: dict[str, Callable[[Targets, int], bytes]] = field(default_factory=dict)  # /attack/NAME
+    probes: dict[str, Callable[[Targets], bytes]] = field(default_factory=dict)  # /attack/NAME
     requires: Callable[[Targets], str] = lambda _t: ""  # why it cannot run here ("" if it can)
 
 
@@ -131,24 +132,24 @@ ATTACKS = [
     Attack("load a kernel module", "seccomp (and CAP_SYS_MODULE)",
            _expect("/attack/init_module", "[ $s != 1 ]", "the kernel looked at the module: errno $s"),
            ("--privileged",), requires=_needs_probes,
-           probes={"init_module": lambda t, v: _elf.syscall_program(175, b"garbage", 7, b"\0")}),
+           probes={"init_module": lambda t: _elf.syscall_program(175, b"garbage", 7, b"\0")}),
     Attack("reboot the host", "seccomp and CAP_SYS_BOOT",
            _expect("/attack/reboot", "[ $s = 22 ]", "EINVAL: wrong magic numbers, but allowed to reboot"),
            ("--privileged",), requires=_needs_probes,
-           probes={"reboot": lambda t, v: _elf.syscall_program(169, 0, 0, 0, 0)}),
+           probes={"reboot": lambda t: _elf.syscall_program(169, 0, 0, 0, 0)}),
     Attack("set the hostname", "UTS namespace; seccomp and CAP_SYS_ADMIN",
            "hostname attacker && echo hostname now $(hostname), in the container only", ("--privileged",)),
     Attack("set the host's clock", "CAP_SYS_TIME",
            _expect("/attack/adjtimex", "[ $s = 0 ]", "adjtimex(2) accepted a change"),
            ("--cap-add", "SYS_TIME"), requires=_needs_probes,
-           probes={"adjtimex": lambda t, v: _elf.syscall_program(159, t.esterror_timex)}),
+           probes={"adjtimex": lambda t: _elf.syscall_program(159, t.esterror_timex)}),
     Attack("kill a host process", "PID namespace: it is not there",
-           "kill {victim} && echo killed host process {victim}", ("--pid", "host")),
+           "kill {prey} && echo killed host process {prey}", ("--pid", "host")),
     Attack("ptrace a host process (--pid host)", "CAP_SYS_PTRACE",
            _expect("/attack/ptrace", "[ $s = 0 ]", "attached to host process {victim}"),
            ("--pid", "host", "--privileged"),
            defended=("--pid", "host"),
-           probes={"ptrace": lambda t, v: _elf.syscall_program(101, _PTRACE_SEIZE, v, 0, 0)},
+           probes={"ptrace": lambda t: _elf.syscall_program(101, _PTRACE_SEIZE, t.victim, 0, 0)},
            requires=_needs_probes),
     Attack("reconfigure the network", "CAP_NET_ADMIN (NET_RAW is kept: ping works)",
            "ip link set lo mtu 1400 && echo lo reconfigured", ("--cap-add", "NET_ADMIN")),
@@ -159,7 +160,7 @@ ATTACKS = [
            _expect("su -s /bin/sh attacker -c /attack/setuid0", "[ $s = 0 ]",
                    "user 1000 became root through a setuid file"),
            (), defended=("--security-opt", "no-new-privileges"),
-           probes={"setuid0": lambda t, v: _elf.syscall_program(105, 0)}, requires=_needs_probes),
+           probes={"setuid0": lambda t: _elf.syscall_program(105, 0)}, requires=_needs_probes),
 ]
 # --8<-- [end:attacks]
 
@@ -205,44 +206,72 @@ def targets(directory: str) -> Iterator[Targets]:
     readable = disk is not None and _can_open(os.path.join(directory, "disk"), disk)
     sys_file = next((p for p in ("/sys/kernel/uevent_helper", "/sys/kernel/profiling", "/sys/power/state")
                      if os.path.exists(p)), "/sys/kernel/uevent_seqnum")
+    victim = subprocess.Popen(["sleep", "3600"])
     try:
-        yield Targets(marker, disk, readable, inside, sys_file, _esterror_timex())
+        yield Targets(marker, disk, readable, inside, sys_file, _esterror_timex(), victim.pid)
     finally:
+        victim.kill()
+        victim.wait()
         os.unlink(marker)
 
 
-def prepare_rootfs(directory: str) -> str:
-    """A private copy of the busybox rootfs in ``directory`` (attacks write to it), with a user 1000."""
+def prepare_rootfs(directory: str, aims: Targets) -> str:
+    """A private copy of the busybox rootfs in ``directory``, with a user 1000 and every probe in /attack.
+
+    The probes are written once, so the rootfs stays the same from one attack to the next (chapter
+    04 imports it as a layer only once). ``setuid0`` is setuid root: the no-new-privileges attack.
+    """
     copy = os.path.join(directory, "rootfs")
     shutil.copytree(rootfs.busybox_rootfs(), copy, symlinks=True)
     with open(os.path.join(copy, "etc/passwd"), "a") as f:
         f.write("attacker:x:1000:1000:attacker:/tmp:/bin/sh\n")
-    os.makedirs(os.path.join(copy, "attack"), exist_ok=True)
+    os.makedirs(os.path.join(copy, "attack"))
+    for attack in ATTACKS:
+        for name, build in attack.probes.items():
+            path = os.path.join(copy, "attack", name)
+            with open(path, "wb") as f:
+                f.write(build(aims))
+            os.chmod(path, 0o4755 if name.startswith("setuid") else 0o755)
     return copy
+
+
+@contextlib.contextmanager
+def arena() -> Iterator[tuple[str, Targets]]:
+    """A scratch directory holding the targets and the rootfs, and private engine state; all removed after.
+
+    ``MINIDOCKER_STATE`` points into it meanwhile, so that chapter 04's layer store of the attack
+    containers is thrown away with it.
+    """
+    saved = os.environ.get("MINIDOCKER_STATE")
+    with tempfile.TemporaryDirectory(prefix="minidocker-attacks-") as scratch:
+        os.chmod(scratch, 0o755)
+        os.environ["MINIDOCKER_STATE"] = os.path.join(scratch, "state")
+        try:
+            with targets(scratch) as aims:
+                yield prepare_rootfs(scratch, aims), aims
+        finally:
+            if saved is None:
+                os.environ.pop("MINIDOCKER_STATE", None)
+            else:
+                os.environ["MINIDOCKER_STATE"] = saved
 
 
 # --8<-- [start:run_attack]
 def run_attack(attack: Attack, root: str, aims: Targets, options: tuple[str, ...],
                stage: str = "security") -> Outcome:
-    """Run ``attack`` in a container of ``stage`` with ``options``; its probes go to ``root``/attack.
+    """Run ``attack`` in a container of ``stage`` with ``options``, on ``root`` (see :func:`prepare_rootfs`).
 
-    A sacrificial ``sleep`` on the host is the victim of the attacks on host processes: it is
+    A sacrificial ``sleep`` on the host is the prey of the attack that kills a host process: it is
     ours to kill, and it is killed at the end whatever happened.
     """
-    victim = subprocess.Popen(["sleep", "300"])
+    prey = subprocess.Popen(["sleep", "300"])
     try:
-        for name, build in attack.probes.items():
-            path = os.path.join(root, "attack", name)
-            with open(path, "wb") as f:
-                f.write(build(aims, victim.pid))
-            os.chown(path, 0, 0)
-            os.chmod(path, 0o4755 if name.startswith("setuid") else 0o755)  # setuid root: only setuid0
-        script = attack.script.format(victim=victim.pid, **vars(aims))
+        script = attack.script.format(prey=prey.pid, **vars(aims))
         result = _stage.run_stage(stage, *BASE_OPTIONS, *options, root, "--", "/bin/sh", "-c", script,
                                   timeout=60)
     finally:
-        victim.kill()
-        victim.wait()
+        prey.kill()
+        prey.wait()
     succeeded = result.returncode == 0
     lines = (result.stdout if succeeded else result.stderr or result.stdout).strip().splitlines()
     evidence = lines[-1] if lines else f"exit status {result.returncode}"
@@ -269,28 +298,26 @@ def battery(root: str, aims: Targets) -> list[tuple[Attack, str, Outcome | None,
 def table(rows: list[tuple[Attack, str, Outcome | None, Outcome | None]]) -> str:
     """The battery's results as a Markdown table."""
 
-    def cell(outcome: Outcome | None) -> str:
+    def cell(outcome: Outcome | None, options: tuple[str, ...]) -> str:
         if outcome is None:
             return ""
         verdict = "**worked**" if outcome.succeeded else "blocked"
-        return f"{verdict}: {outcome.evidence.replace('|', '/')[:70]}"
+        return f"{verdict}: {outcome.evidence.replace('|', '/')[:90]} (`{' '.join(options) or 'defaults'}`)"
 
-    lines = ["| attack | defence | defended | defence off (options) |", "|---|---|---|---|"]
+    lines = ["| attack | defence | defended (options) | defence off (options) |", "|---|---|---|---|"]
     for attack, reason, defended, undefended in rows:
         if reason:
             lines.append(f"| {attack.name} | {attack.defence} | skipped: {reason} | |")
         else:
-            lines.append(f"| {attack.name} | {attack.defence} | {cell(defended)} | "
-                         f"{cell(undefended)} (`{' '.join(attack.undefended) or 'default'}`) |")
+            lines.append(f"| {attack.name} | {attack.defence} | {cell(defended, attack.defended)} | "
+                         f"{cell(undefended, attack.undefended)} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     """``python -m minidocker.attacks``: run the battery in a scratch copy of the rootfs, print the table."""
-    with tempfile.TemporaryDirectory(prefix="minidocker-attacks-") as scratch:
-        os.chmod(scratch, 0o755)
-        with targets(scratch) as aims:
-            print(table(battery(prepare_rootfs(scratch), aims)))
+    with arena() as (root, aims):
+        print(table(battery(root, aims)))
     return 0
 
 

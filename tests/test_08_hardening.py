@@ -27,15 +27,15 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def attack_root(scratch: Path) -> str:
-    """A private copy of the busybox rootfs: attacks write probes and device nodes into it."""
-    return attacks.prepare_rootfs(str(scratch))
-
-
-@pytest.fixture(scope="module")
 def aims(scratch: Path):
     with attacks.targets(str(scratch)) as found:
         yield found
+
+
+@pytest.fixture(scope="module")
+def attack_root(scratch: Path, aims) -> str:
+    """A private copy of the busybox rootfs with the probes: attacks make device nodes in it too."""
+    return attacks.prepare_rootfs(str(scratch), aims)
 
 
 def run(stage, root: str, *args: str):
