@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from minidocker.exercises import labs
-from minidocker.exercises.checker import FAILED, NOT_ATTEMPTED, PASSED, _pack, check, plain_words
+from minidocker.exercises.checker import FAILED, NOT_ATTEMPTED, PASSED, _halves, check, plain_words
 from minidocker.exercises.marks import PACKAGE, MarkError, find_exercises, function_node, problems
 from minidocker.exercises.runtree import RunTree
 from minidocker.exercises.verify import format_verify, verify
@@ -170,15 +170,14 @@ def test_lab_pivot_root_attack_works_until_the_defence_is_back(tmp_path: Path) -
     assert fixed.ok, [v.detail for v in fixed.verdicts] + fixed.others
 
 
-def test_plain_words_and_packing() -> None:
+def test_plain_words_and_halving() -> None:
     failure = {"doc": "", "message": "AssertionError: minidocker: no such thing\nassert 125 == 0"}
     assert plain_words("tests/test_01_x.py::test_exit_status_is_kept", failure) == \
         "exit status is kept: minidocker: no such thing"
     traceback = {"doc": "Maps ids.", "message": "AssertionError: Traceback (most recent call last):\n"
                  "  File \"x\", line 1\nPermissionError: [Errno 1] nope\nassert 125 == 0"}
     assert plain_words("t::test_x", traceback) == "Maps ids: PermissionError: [Errno 1] nope"
-    runs = _pack({"01.1": ["t1", "t2"], "01.2": ["t1"], "01.3": ["t3"]})
-    assert runs == [{"t1": "01.1", "t2": "01.1", "t3": "01.3"}, {"t1": "01.2"}]
+    assert _halves(frozenset({"02.1", "02.2", "02.3"})) == (frozenset({"02.1"}), frozenset({"02.2", "02.3"}))
 
 
 def test_usage_errors_are_one_line(tmp_path: Path) -> None:

@@ -6,11 +6,13 @@ How a test result becomes an exercise's verdict, in as few pytest runs as possib
    so that it blocks nothing else, and it is not run at all when nothing is attempted.
 2. One run of the cumulative suite with the student's code for every attempted exercise. The trace
    says which exercises each test called. An exercise passes when every test that called it
-   passed; it fails when a failing test called no other attempted exercise.
-3. The rest (a failing test that called several attempted exercises, or an exercise no test
-   reached) is settled by running just those tests again with the student's code for that one
-   exercise and the reference for all the others. Those reruns are packed into as few pytest
-   runs as possible (a test may run once per run, each time for another exercise).
+   passed. (Attempted exercises that no test reached, because an earlier one failed first, get
+   one more run of the suite with only their code.)
+3. A failing test is then run again with the student's code for a *part* of the exercises it
+   called and the reference for the rest, halving until the exercises that make it fail alone
+   are found (group testing: a handful of rounds, each one pytest run for all failing tests at
+   once). An exercise fails only when a test fails with its code alone: twice seen, never a
+   flaky test's fault, never another exercise's.
 
 So a workspace with one exercise written passes exactly that exercise, a complete and correct one
 takes a single run, and a failure is always pinned on the exercise that causes it.
@@ -92,17 +94,9 @@ def _failed(exercise: Exercise, test: str, result: dict) -> Verdict:
     return Verdict(exercise, FAILED, plain_words(test, result), test)
 
 
-def _pack(jobs: dict[str, list[str]]) -> list[dict[str, str]]:
-    """Spread (exercise -> tests) jobs over runs in which each test appears at most once."""
-    runs: list[dict[str, str]] = []
-    for exercise, tests in jobs.items():
-        for test in tests:
-            slot = next((r for r in runs if test not in r), None)
-            if slot is None:
-                slot = {}
-                runs.append(slot)
-            slot[test] = exercise
-    return runs
+def _halves(candidates: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    ordered = sorted(candidates)
+    return frozenset(ordered[:len(ordered) // 2]), frozenset(ordered[len(ordered) // 2:])
 
 
 def _failing(run: Run) -> list[str]:
@@ -147,69 +141,84 @@ def check(workspace: Path, chapter: int, package: Path = PACKAGE, timeout: float
     return report
 
 
-def _judge(tree: RunTree, attempted: list[Exercise], verdicts: dict[str, Verdict], report: Report) -> None:
+def _judge(tree: RunTree, attempted: list[Exercise], verdicts: dict[str, Verdict], report: Report,
+           max_rounds: int = 24) -> None:
     ids = {e.id for e in attempted}
+    by_id = {e.id: e for e in attempted}
     whole = tree.run(plan={"student": sorted(ids)})
     report.tests, report.package, report.origins = len(whole.results), whole.package, whole.origins
     order = list(whole.results)
-    failing = _failing(whole)
-    reached = {x for calls in whole.trace.values() for x in calls}
-    jobs: dict[str, list[str]] = {}
-    later: dict[str, list[str]] = {}  # more failures to confirm, if the first ones pass alone
-    for exercise in attempted:
-        mine = [t for t in order if exercise.id in whole.trace.get(t, ())]
-        bad = [t for t in mine if t in failing]
-        alone = [t for t in bad if whole.trace[t] & ids == {exercise.id}]
-        if mine and not bad:
-            verdicts[exercise.id] = Verdict(exercise, PASSED)
-        elif not mine:  # no test reached it (an earlier exercise failed first): run them all
-            jobs[exercise.id] = order
-        else:  # confirm its failures with this exercise alone (two suffice when no other code ran)
-            jobs[exercise.id] = alone[:2] + [t for t in bad if t not in alone]
-            later[exercise.id] = alone[2:]
-    orphans = [t for t in failing if not whole.trace.get(t, set()) & ids]
-    if orphans:  # failing with the reference code only: confirm once (a flaky test must not count)
-        jobs[""] = orphans
-    # A failure counts once seen twice: in the whole run then alone, or alone twice for an exercise
-    # that the whole run never reached. So a flaky test never fails a student.
-    once = {x for x, tests in jobs.items() if x and tests is order}
-    confirmed: set[str] = set()
-    while jobs:
-        again: dict[str, list[str]] = {}
-        for plan in _pack(jobs):
-            rerun = tree.run(list(plan), plan={"tests": {t: [x] if x else [] for t, x in plan.items()}})
-            report.origins |= rerun.origins
-            for test in order:
-                if test not in plan or test not in rerun.results:
-                    continue
-                exercise_id = plan[test]
-                reached |= rerun.trace.get(test, set())
-                if rerun.results[test]["outcome"] != "failed":
-                    continue
-                if not exercise_id:
-                    confirmed.add(test)
-                elif exercise_id in once:
-                    again.setdefault(exercise_id, []).append(test)
-                elif exercise_id not in verdicts:
-                    exercise = next(e for e in attempted if e.id == exercise_id)
-                    verdicts[exercise_id] = _failed(exercise, test, rerun.results[test])
-        once -= set(again)
-        for x, tests in later.items():
-            if tests and x not in verdicts and x not in again:
-                again[x] = tests
-        jobs, later = again, {}
+    reached = {x for calls in whole.trace.values() for x in calls} & ids
+    # (test, candidates, known to fail with them): does the test fail because of one of them?
+    items: list[tuple[str, frozenset[str], bool]] = []
+    orphans: list[str] = []
+    for test in _failing(whole):
+        calls = frozenset(whole.trace.get(test, set()) & ids)
+        if calls:
+            items.append((test, calls, True))
+        else:
+            orphans.append(test)
+    unreached = ids - reached
+    if unreached:  # an earlier exercise failed first: run these on their own, once
+        alone = tree.run(plan={"student": sorted(unreached)})
+        report.origins |= alone.origins
+        reached |= {x for calls in alone.trace.values() for x in calls} & ids
+        items += [(t, frozenset(alone.trace.get(t, set()) & unreached), True) for t in _failing(alone)
+                  if alone.trace.get(t, set()) & unreached]
+    culprits: set[str] = set()
+    first_calls = {t: calls for t, calls, _ in items}
+    blamed: set[str] = set()
+    for _ in range(max_rounds):
+        plan: dict[str, tuple[frozenset[str], frozenset[str], bool]] = {}  # test -> (run, rest, known)
+        waiting = []
+        for test, candidates, known in items:
+            candidates = candidates - culprits  # a known culprit needs no more proof
+            if not candidates:
+                continue
+            if test in plan:
+                waiting.append((test, candidates, known))
+            elif known and len(candidates) > 1:
+                half, rest = _halves(candidates)
+                plan[test] = (half, rest, True)
+            else:
+                plan[test] = (candidates, frozenset(), False)
+        for test in orphans:
+            plan[test] = (frozenset(), frozenset(), False)
+        if not plan:
+            break
+        run = tree.run(list(plan), plan={"tests": {t: sorted(c) for t, (c, _, _) in plan.items()}})
+        report.origins |= run.origins
+        items = waiting
+        for test, (ran, rest, split) in plan.items():
+            result = run.results.get(test, {"outcome": "failed"})
+            reached |= run.trace.get(test, set()) & ids
+            failed = result["outcome"] == "failed"
+            if not ran:  # an orphan: failing with the reference code only, twice
+                if failed:
+                    report.others.append(f"{test}: {plain_words(test, result)}")
+                continue
+            if failed and len(ran) == 1:
+                culprit = next(iter(ran))
+                culprits.add(culprit)
+                blamed.add(test)
+                if culprit not in verdicts:
+                    verdicts[culprit] = _failed(by_id[culprit], test, result)
+            elif failed:
+                items.append((test, ran, True))
+            if split:
+                items.append((test, rest, not failed))  # the other half: guilty for sure if this one passed
+        orphans = []
     for exercise in attempted:
         if exercise.id not in verdicts:
             verdicts[exercise.id] = Verdict(exercise, PASSED) if exercise.id in reached else \
                 Verdict(exercise, FAILED, "no test of these chapters reaches it: nothing can check it")
-    failed = {x for x, v in verdicts.items() if v.result == FAILED}
-    together = [t for t in failing if t not in orphans and not whole.trace.get(t, set()) & failed]
-    if together:  # each exercise passes alone: does the workspace as a whole still fail them?
+    together = [t for t in order if len(first_calls.get(t, ())) > 1 and t not in blamed
+                and not first_calls[t] & culprits]
+    if together:  # no exercise fails them alone: does the workspace as a whole still fail them?
         again = tree.run(together, plan={"student": sorted(ids)})
-        confirmed |= set(_failing(again))
-    for test in order:
-        if test in confirmed:
-            report.others.append(f"{test}: {plain_words(test, whole.results[test])}")
+        for test in _failing(again):
+            report.others.append(f"{test}: fails only with all your exercises together: "
+                                 f"{plain_words(test, again.results[test])}")
 
 
 def format_report(report: Report) -> str:

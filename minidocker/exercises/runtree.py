@@ -154,7 +154,8 @@ class RunTree:
         paths["plan"].write_text(json.dumps(plan or {}))
         paths["trace"].touch()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MINIDOCKER_EXERCISE_"))}
-        env.update(PYTHONPATH=str(tree), PYTHONDONTWRITEBYTECODE="1",
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # the tree is private: compile it once, not per stage
+        env.update(PYTHONPATH=str(tree),
                    MINIDOCKER_EXERCISE_RUN=str(tree / ".run.json"),
                    MINIDOCKER_EXERCISE_TRACE=str(paths["trace"]),
                    MINIDOCKER_EXERCISE_PLAN=str(paths["plan"]),
