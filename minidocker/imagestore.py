@@ -157,12 +157,24 @@ class ImageStore:
             path.unlink(missing_ok=True)
 
     def clean_temp(self) -> None:
-        """Remove temporary files of processes that died mid-pull (their pid is the prefix)."""
+        """Forget what processes killed mid-pull left: temporary files, holds on layers.
+
+        Their names carry their pid (``tmp/PID-…``, holder ``pull:PID-…``). Complete blobs and
+        layers they stored stay, for the next pull to reuse (``prune`` removes them otherwise).
+        """
+        def dead(pid: str) -> bool:
+            return pid.isdigit() and not os.path.exists(f"/proc/{pid}")
+
         for path in (self.root / "tmp").iterdir():
-            pid = path.name.split("-")[0]
-            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            if dead(path.name.split("-")[0]):
                 with contextlib.suppress(OSError):
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for diff_id in self.layers.layers():
+            with contextlib.suppress(EngineError, OSError):
+                for holder in self.layers.holders(diff_id):
+                    kind, _, owner = holder.partition(":")
+                    if kind in ("pull", "load") and dead(owner.split("-")[0]):
+                        self.layers.unref(diff_id, holder)
 
     # ---- records and names ----------------------------------------------------------------------
 

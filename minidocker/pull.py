@@ -61,6 +61,7 @@ def pull(name: str, *, store: ImageStore | None = None, platform: str | None = N
     """
     ref = reference.parse(name)
     store = store or ImageStore()
+    store.clean_temp()  # what a pull killed outright (SIGKILL, power cut) left behind
     emit = progress or _quiet
     want = manifest.Platform.parse(platform) if platform else manifest.Platform.host()
     failures = []
@@ -89,26 +90,27 @@ def _explain(ref: reference.Reference, failures: list[RegistryError]) -> EngineE
 
 
 def _top_manifest(reg: Registry, ref: reference.Reference, store: ImageStore,
-                  want: manifest.Platform) -> registry.Manifest | Image:
-    """The manifest or index ``ref`` names, or the local image when the store already has it."""
+                  want: manifest.Platform) -> registry.Manifest | tuple[Image, str]:
+    """The manifest or index ``ref`` names; or, when the store has that image, it and the digest."""
     digest = ref.digest or reg.resolve(ref.repository, ref.reference)  # HEAD: cheap, no body
     if digest:
         pinned = str(ref.with_digest(digest))
         for image in store.list():
             if pinned in image.repo_digests and (image.config.get("os"), image.config.get("architecture")) \
                     == (want.os, want.architecture):
-                return image
+                return image, digest
     return reg.get_manifest(ref.repository, digest or ref.reference)
 
 
 # --8<-- [start:pull_image]
-def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest | Image, store: ImageStore,
+def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest | tuple[Image, str],
+                store: ImageStore,
                 want: manifest.Platform, emit: Progress) -> Image:
     """Fetch what is missing of the image ``top`` names, then record and tag it."""
     tags = [str(ref)] if ref.tag and not ref.digest else []
-    if isinstance(top, Image):  # the store has this very image: just (re)tag it
-        digest = next(d for d in top.repo_digests if d.startswith(f"{ref.name}@")).rpartition("@")[2]
-        image = store.add_image(top.id, top.manifest_digest, tags=tags)
+    if isinstance(top, tuple):  # the store has this very image: just (re)tag it
+        known, digest = top
+        image = store.add_image(known.id, known.manifest_digest, tags=tags)
         emit({"status": f"Digest: {digest}"})
         emit({"status": f"Status: Image is up to date for {ref.familiar}"})
         return image

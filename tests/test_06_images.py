@@ -410,6 +410,44 @@ def test_registry_killed_mid_pull(private_registry: LocalRegistry, store: ImageS
     assert mounted_tree(store, image.id) == expected_tree(big)
 
 
+def test_puller_killed_outright_then_the_next_pull_resumes(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the next pull (or prune) must clean up after it, and reuse its work."""
+    import signal
+    import time
+
+    from tests.registry_fixtures import RecordingServer
+
+    cdn = RecordingServer(tmp_path / "reg" / "data", delay=0.4)  # slow downloads, to kill in the middle
+    config = {"middleware": {"storage": [{"name": "redirect", "options": {"baseurl": cdn.url}}]}}
+    try:
+        with LocalRegistry(tmp_path / "reg", config=config) as reg:
+            layout = ImageBuilder(tmp_path / "layout")
+            layers = [Layer([entry("etc", kind="dir"), entry(f"etc/{i}", os.urandom(1 << 20))])
+                      for i in range(5)]
+            layout.image("five", layers)
+            skopeo_push(layout.root, "five", reg.host, "test/five:v1")
+            state = tmp_path / "state"
+            store = ImageStore(state / "images", layer_store=LayerStore(state / "layers"))
+            command = [sys.executable, "-m", "minidocker.images", "pull", f"{reg.host}/test/five:v1"]
+            puller = subprocess.Popen(command, env={**os.environ, "MINIDOCKER_STATE": str(state)},
+                                      stdout=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while not store.layers.layers() and time.monotonic() < deadline:  # some layers in, not all
+                time.sleep(0.02)
+            puller.send_signal(signal.SIGKILL)
+            puller.wait()
+            done = store.layers.layers()
+            assert 0 < len(done) < 5 and not store.tags() and not list((store.root / "records").iterdir())
+            events = []
+            image = pull.pull(f"{reg.host}/test/five:v1", store=store, progress=events.append)
+            assert [e["status"] for e in events].count("Already exists") == len(done)  # its work is reused
+            assert mounted_tree(store, image.id) == expected_tree(layers)
+    finally:
+        cdn.close()
+    assert not list((store.root / "tmp").iterdir())
+    assert all(store.layers.holders(d) == {f"image:{image.id}"} for d in store.layers.layers())
+
+
 def test_http_retries_honour_retry_after(tmp_path: Path) -> None:
     import threading
     import time
