@@ -179,3 +179,50 @@ def test_ps_imports_nothing_heavy():
             " or m in ('minidocker.daemon', 'minidocker.monitor', 'minidocker.supervisor')]; print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_stats_diff_commit(daemon):
+    daemon.cli("run", "-d", "--name", "busy", "--memory", "64m", "busybox", "sh", "-c",
+               "echo x > /added; rm /etc/group; sleep 60")
+    try:
+        time.sleep(0.5)
+        stats = daemon.cli("stats", "--no-stream", "busy")
+        header, row = stats.stdout.splitlines()
+        assert header.split()[:3] == ["CONTAINER", "ID", "NAME"]
+        assert row.split()[1] == "busy" and "/ 67.1MB" in row, stats.stdout
+        assert daemon.cli("diff", "busy").stdout.splitlines() == ["A /added", "C /etc", "D /etc/group"]
+        image_id = daemon.cli("commit", "busy", "snap:1").stdout.strip()
+        assert image_id.startswith("sha256:")
+        result = daemon.cli("run", "--rm", "snap:1", "sh", "-c", "cat /added; ls /etc/group")
+        assert result.stdout == "x\n" and result.returncode == 1
+    finally:
+        daemon.cli("rm", "-f", "busy")
+        daemon.cli("rmi", "snap:1")
+
+
+def test_save_and_load(daemon, tmp_path):
+    daemon.cli("tag", "busybox", "saved:1")
+    assert daemon.cli("save", "-o", str(tmp_path / "img.tar"), "saved:1").returncode == 0
+    assert daemon.cli("rmi", "saved:1").returncode == 0
+    loaded = daemon.cli("load", "-i", str(tmp_path / "img.tar"))
+    assert loaded.returncode == 0 and "saved:1" in loaded.stdout, loaded.stderr
+    assert daemon.cli("run", "--rm", "saved:1", "echo", "back").stdout == "back\n"
+    daemon.cli("rmi", "saved:1")
+
+
+def test_exec_interactive_terminal(daemon):
+    pexpect = pytest.importorskip("pexpect")
+    daemon.cli("run", "-d", "--name", "shell", "busybox", "sleep", "60")
+    child = pexpect.spawn(sys.executable, ["-m", "minidocker", "-H", daemon.host, "exec", "-it", "shell", "sh"],
+                          env=daemon.env, encoding="utf-8", timeout=20, dimensions=(25, 90))
+    try:
+        child.expect(r"# ")
+        child.sendline("stty size; echo $TERM")
+        child.expect("25 90")
+        child.expect("xterm")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        daemon.cli("rm", "-f", "shell")
+    assert child.exitstatus == 5
