@@ -213,8 +213,9 @@ def test_save_and_load(daemon, tmp_path):
 def test_exec_interactive_terminal(daemon):
     pexpect = pytest.importorskip("pexpect")
     daemon.cli("run", "-d", "--name", "shell", "busybox", "sleep", "60")
-    child = pexpect.spawn(sys.executable, ["-m", "minidocker", "-H", daemon.host, "exec", "-it", "shell", "sh"],
-                          env=daemon.env, encoding="utf-8", timeout=20, dimensions=(25, 90))
+    command = ["-m", "minidocker", "-H", daemon.host, "exec", "-it", "shell", "sh"]
+    child = pexpect.spawn(sys.executable, command, env=daemon.env, encoding="utf-8", timeout=20,
+                          dimensions=(25, 90))
     try:
         child.expect(r"# ")
         child.sendline("stty size; echo $TERM")
