@@ -1,8 +1,10 @@
 """In the grader's copy of a workspace only: each exercise switches between student code and reference.
 
-The grader appends one line to every module that holds exercises (in its private copy, never in the
-workspace): ``install(globals(), "minidocker.mounts")``. That replaces each exercise function of the
-module by a switch which, at every call,
+In its private copy of a workspace (never in the workspace itself) the grader puts, right after each
+exercise function, on the line of its snippet end marker (so no line number moves):
+``install(globals(), "minidocker.mounts", "pivot_into")``; and one more at the end of the module for
+any exercise a student deleted. That replaces the function by a switch *before* the rest of the
+module can take a reference to it (a ``STAGES`` tuple, say). At every call, the switch
 
 * records "test X called exercise E" in the trace file (``$MINIDOCKER_EXERCISE_TRACE``), opened at
   import, so the record works after chroot, pivot_root or setuid in the container too;
@@ -80,19 +82,22 @@ def _switch(exercise: str, name: str, student: Callable | None, reference: Calla
             finally:
                 os._exit(code)
 
+    switch.__exercise__ = exercise  # type: ignore[attr-defined]
     return switch
 
 
-def install(namespace: dict[str, Any], module: str) -> None:
-    """Replace the exercise functions of ``module`` (whose globals are ``namespace``) by switches."""
+def install(namespace: dict[str, Any], module: str, function: str | None = None) -> None:
+    """Replace ``function`` (default: every exercise not switched yet) of ``module`` by a switch."""
     config = _config()
     if not config:
         return
     for exercise, where in config["exercises"].items():
-        if where["module"] != module:
-            continue
         name = where["function"]
+        if where["module"] != module or function not in (None, name):
+            continue
         student = namespace.get(name)
+        if getattr(student, "__exercise__", None) == exercise:
+            continue
         source = "\n" * (where["lineno"] - 1) + where["source"]
         code = compile(source, f"<reference {where['path']}>", "exec",
                        flags=__future__.annotations.compiler_flag, dont_inherit=True)

@@ -39,8 +39,8 @@ from minidocker.exercises.workspace import copy_tests, reference_tests
 
 __all__ = ["Run", "RunTree"]
 
-INSTALL = ("import minidocker.exercises._dispatch as _exercise_switch  # added by the grader\n"
-           "_exercise_switch.install(globals(), {module!r})\n")
+INSTALL = ("import minidocker.exercises._dispatch as _exercise_switch; "
+           "_exercise_switch.install(globals(), {module!r}{function})  # added by the grader\n")
 
 
 @dataclass
@@ -55,7 +55,8 @@ class Run:
     log: str = ""
 
 
-def _instrument(path: Path, module: str) -> None:
+def _instrument(path: Path, module: str, functions: Sequence[str]) -> None:
+    """Switch each exercise right after its definition (on its end marker's line), and at the end."""
     try:
         source = path.read_text()
         tree = ast.parse(source)
@@ -69,7 +70,12 @@ def _instrument(path: Path, module: str) -> None:
         if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
             where = node.lineno - 1
             break
-    lines.insert(where, INSTALL.format(module=module))
+    lines.insert(where, INSTALL.format(module=module, function=""))
+    for name in functions:  # bottom-up is not needed: replacing a line moves nothing
+        node = function_node(tree, name)
+        after = node.end_lineno if node is not None and node.end_lineno else None
+        if after is not None and after < len(lines) and lines[after].startswith("# --8<-- [end:"):
+            lines[after] = INSTALL.format(module=module, function=f", {name!r}")
     path.write_text("".join(lines))
 
 
@@ -129,9 +135,9 @@ class RunTree:
         shutil.rmtree(tree / "minidocker" / "exercises", ignore_errors=True)  # the grader's tools, not theirs
         shutil.copytree(self.package / "exercises", tree / "minidocker" / "exercises",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        for module in sorted({(e.path, e.module) for e in self.exercises}):
-            if (tree / module[0]).is_file():
-                _instrument(tree / module[0], module[1])
+        for path, module in sorted({(e.path, e.module) for e in self.exercises}):
+            if (tree / path).is_file():
+                _instrument(tree / path, module, [e.function for e in self.exercises if e.path == path])
         tests = reference_tests(self.package) or self.workspace / "tests"
         if not (tests / "conftest.py").is_file():
             raise EngineError(f"no tests to run: neither {self.package.parent / 'tests'} nor "
