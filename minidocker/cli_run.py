@@ -29,7 +29,8 @@ __all__ = ["COMMANDS", "create_body", "run", "split_run_args"]
 
 _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user", "-h", "--hostname",
                "-p", "--publish", "--network", "--net", "-v", "--volume", "-m", "--memory", "--cpus",
-               "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label"}
+               "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label", "--cap-add",
+               "--cap-drop", "--security-opt", "--ulimit"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -67,6 +68,10 @@ def _run_parser(command: str) -> Any:
     p.add_argument("--pids-limit", type=int, default=0)
     p.add_argument("--stop-timeout", type=int)
     p.add_argument("--stop-signal", default="")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--read-only", action="store_true")
+    for option in ("--cap-add", "--cap-drop", "--security-opt", "--ulimit"):
+        p.add_argument(option, action="append", default=[])
     return p
 
 
@@ -91,6 +96,13 @@ def _ports(specs: list[str]) -> tuple[dict, dict]:
     return exposed, bindings
 
 
+def _ulimit(text: str) -> dict:
+    """``nofile=1024:2048`` -> Docker's ``{"Name", "Soft", "Hard"}``."""
+    name, _, limits = text.partition("=")
+    soft, _, hard = limits.partition(":")
+    return {"Name": name, "Soft": int(soft), "Hard": int(hard or soft)}
+
+
 def create_body(opts: Any, image: str, command: list[str]) -> dict:
     """The ``POST /containers/create`` body for ``run``/``create`` options, as the docker CLI sends it."""
     env = [e if "=" in e else f"{e}={os.environ[e]}" for e in opts.env if "=" in e or e in os.environ]
@@ -104,7 +116,10 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
         "HostConfig": {"Binds": opts.volume, "AutoRemove": opts.rm, "Init": opts.init or None,
                        "NetworkMode": opts.network or "default", "PortBindings": bindings,
                        "Memory": _bytes(opts.memory) if opts.memory else 0,
-                       "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None}}
+                       "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None,
+                       "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
+                       "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "SecurityOpt": opts.security_opt,
+                       "Ulimits": [_ulimit(u) for u in opts.ulimit]}}
     if opts.entrypoint is not None:
         body["Entrypoint"] = [opts.entrypoint] if opts.entrypoint else [""]
     if opts.stop_timeout is not None:

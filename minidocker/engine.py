@@ -26,7 +26,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from minidocker import _stage, imagerun, namespaces, overlay
+from minidocker import _stage, imagerun, namespaces, overlay, security
 from minidocker._process import EngineError
 
 __all__ = ["PROG", "STAGES", "container_spec", "exec_hooks", "images", "stage_argv", "start"]
@@ -47,19 +47,35 @@ def persistent_overlay(args: argparse.Namespace, spec: Any, cleanup: contextlib.
 # --8<-- [end:persistent_overlay]
 
 
-# The latest stage of every chapter that has landed, in order (chapter 06's image stages wrap
-# them all); and the command line they form.
-STAGES: tuple[_stage.Stage, ...] = tuple(
-    _stage.Stage(s.name, s.add_arguments, persistent_overlay) if s.name == "overlay" else s
-    for s in imagerun.STAGES)
-PROG = imagerun.PROG
+# --8<-- [start:stages]
+def stages() -> tuple[_stage.Stage, ...]:
+    """Chapter 06's image stages around every earlier chapter's, plus chapter 08's hardening."""
+    found = [_stage.Stage(s.name, s.add_arguments, persistent_overlay) if s.name == "overlay" else s
+             for s in imagerun.STAGES]
+    at = next(i for i, s in enumerate(found) if s.name == "image-config")  # the last one
+    found[at:at] = [security.STAGES[-1]]
+    return tuple(found)
+# --8<-- [end:stages]
+
+
+STAGES = stages()
+PROG = "minidockerd's engine"
 new_spec: Callable[[], Any] = namespaces.ContainerSpec
 start = namespaces.start
-parse = imagerun.parse
 
-# Hooks that a later chapter (hardening) wants in every ``docker exec``'d process too, given the
-# container's config: e.g. the same capabilities and seccomp filter as PID 1.
-exec_hooks: list[Callable[[dict], list[Callable[[], None]]]] = []
+# What every ``docker exec``'d process gets too, given the container's record: chapter 08's
+# capabilities, seccomp filter and limits, as PID 1 has them.
+exec_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_hooks]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``[OPTIONS] IMAGE [CMD...]`` with the options of all :data:`STAGES` (as chapter 06's ``run``)."""
+    parser = _stage._Parser(prog=PROG, usage=f"{PROG} [OPTIONS] IMAGE [CMD [ARG...]]")
+    for stage in STAGES:
+        stage.add_arguments(parser)
+    parser.add_argument("image")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    return parser.parse_args(argv)
 
 
 def known_options() -> set[str]:
@@ -105,7 +121,8 @@ def stage_argv(config: dict) -> list[str]:
         for b in bindings or [{}]:
             where = ":".join(x for x in (b.get("HostIp"), b.get("HostPort") or "") if x is not None)
             argv += ["-p", f"{where}:{port}" if b.get("HostIp") or b.get("HostPort") else port]
-    return [*argv, config["Image"], config["Path"], *config["Args"]]
+    argv += security.docker_argv(host)
+    return [*argv, config["Image"], "--", config["Path"], *config["Args"]]
 # --8<-- [end:stage_argv]
 
 
