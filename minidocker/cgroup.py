@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -74,6 +75,11 @@ class Hierarchy:
     controllers: frozenset[str]
 
 
+# exercise 03.1: Find every cgroup tree in the mount table
+# hint: controller names are the enabled rows of /proc/cgroups (4th column "1"); in mountinfo the
+#   fields after " - " are fstype, source, super options; skip a tree already seen (same major:minor,
+#   3rd field); cgroup2: Hierarchy(2, point, controllers read from point/cgroup.controllers); cgroup:
+#   Hierarchy(1, point, known controllers among the options), left out when there are none.
 # --8<-- [start:hierarchies]
 def hierarchies(mountinfo: str = "/proc/self/mountinfo",
                 proc_cgroups: str = "/proc/cgroups") -> list[Hierarchy]:
@@ -96,7 +102,7 @@ def hierarchies(mountinfo: str = "/proc/self/mountinfo",
             if fstype not in ("cgroup", "cgroup2") or fields[2] in seen:
                 continue  # not a cgroup, or a tree we already have (mounted twice)
             seen.add(fields[2])
-            point = Path(fields[4].encode().decode("unicode_escape"))  # "\040" is a space
+            point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4]))  # \040: " "
             if fstype == "cgroup2":
                 found.append(Hierarchy(2, point, frozenset(read_text(point / "cgroup.controllers").split())))
             elif controllers := known & set(options.split(",")):

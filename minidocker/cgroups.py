@@ -39,6 +39,11 @@ __all__ = ["STAGES", "Cgroup", "Hierarchy", "Limits", "Stats", "apply", "cgroup_
            "main", "mount_cgroupfs", "parse_limits", "parse_size", "remove_on_exit"]
 
 
+# exercise 03.9: Mount the container's cgroups read-only inside it
+# hint: target is root/sys/fs/cgroup, flags MS_NOSUID | MS_NODEV | MS_NOEXEC. v2: one "cgroup2"
+#   mount, MS_RDONLY. v1: a tmpfs ("mode=755"), then for each tree a directory named like its host
+#   mount point holding a "cgroup" mount whose data is its controllers joined by ",", read-only,
+#   plus symlinks for controllers sharing a tree; finally remount the tmpfs MS_REMOUNT | MS_RDONLY.
 # --8<-- [start:mount_cgroupfs]
 def mount_cgroupfs(root: str, cgroup: Cgroup) -> None:
     """Mount the container's cgroups read-only at ``root/sys/fs/cgroup``, as Docker does.
@@ -65,6 +70,9 @@ def mount_cgroupfs(root: str, cgroup: Cgroup) -> None:
 # --8<-- [end:mount_cgroupfs]
 
 
+# exercise 03.8: Put the container in its cgroup before it runs anything
+# hint: Cgroup.create(spec.id, limits); append cgroup.add to spec.on_created (the engine runs it
+#   before "go"); with a cgroup namespace, a before_pivot hook that mount_cgroupfs()s. Return it.
 # --8<-- [start:apply]
 def apply(spec: namespaces.ContainerSpec, limits: Limits) -> Cgroup:
     """Create the container's cgroup and hook it into ``spec``; the caller removes it afterwards.
@@ -96,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs it may run on, e.g. 0 or 0-1")
 
 
+# exercise 03.10: Configure the stage, and say when the OOM killer struck
+# hint: parse_limits() from the options (before anything exists), apply(), remove_on_exit(); an
+#   on_exit hook prints one line to stderr when cgroup.stats().oom_kills is not 0.
 # --8<-- [start:configure]
 def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
@@ -115,6 +126,11 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
 # --8<-- [end:configure]
 
 
+# exercise 03.13: Remove the cgroup even if the engine is killed
+# hint: os.pipe2(O_CLOEXEC) and fork a watchdog: it closes the write end, setsid()s, ignores
+#   SIGINT/TERM/HUP/QUIT, and if os.read() of the pipe gives b"" (the engine died) removes the
+#   cgroup; always os._exit(0). The engine registers on cleanup: remove, then write to the pipe,
+#   close it and waitpid the watchdog.
 # --8<-- [start:remove_on_exit]
 def remove_on_exit(cgroup: Cgroup, cleanup: contextlib.ExitStack) -> None:
     """Remove ``cgroup`` when the engine is done with it, even if the engine is killed or crashes.

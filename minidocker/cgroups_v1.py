@@ -37,6 +37,8 @@ CPU_PERIOD_US = 100_000  # the CFS period Docker uses: 100 ms
 _UNLIMITED = 1 << 62  # v1 reports "no limit" as a huge number (PAGE_COUNTER_MAX pages, in bytes)
 
 
+# exercise 03.4: Give a new v1 cpuset cgroup its parent's CPUs and memory nodes
+# hint: for cpuset.cpus and cpuset.mems: if the file in directory is empty, write() the parent's.
 # --8<-- [start:init_cpuset]
 def init_cpuset(directory: Path) -> None:
     """Give a new v1 cpuset cgroup its parent's CPUs and memory nodes.
@@ -50,6 +52,10 @@ def init_cpuset(directory: Path) -> None:
 # --8<-- [end:init_cpuset]
 
 
+# exercise 03.5: Write the limits into the v1 trees
+# hint: memory.limit_in_bytes, then memory.memsw.limit_in_bytes if it exists (memory_swap);
+#   cpu.cfs_period_us = CPU_PERIOD_US and cpu.cfs_quota_us = cpus * CPU_PERIOD_US; cpu.shares;
+#   pids.max; cpuset.cpus: each in dirs[controller], only for the limits that are not None.
 # --8<-- [start:write_limits]
 def write_limits(dirs: Mapping[str, Path], limits: Limits) -> None:
     """Write ``limits`` into the container's directory of each controller's hierarchy (``dirs``)."""
@@ -71,6 +77,10 @@ def write_limits(dirs: Mapping[str, Path], limits: Limits) -> None:
 # --8<-- [end:write_limits]
 
 
+# exercise 03.11: Read a v1 container's accounting into Stats
+# hint: memory.usage_in_bytes, memory.max_usage_in_bytes, memory.limit_in_bytes (huge = no limit),
+#   cpuacct.usage (ns), cpu.stat (nr_periods, nr_throttled, throttled_time), pids.current,
+#   pids.max, and oom_kill in memory.oom_control; a missing controller counts 0.
 # --8<-- [start:read_stats]
 def read_stats(dirs: Mapping[str, Path]) -> Stats:
     """Read what the container used from each controller's accounting files (missing ones count 0)."""

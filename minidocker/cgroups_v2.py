@@ -39,6 +39,9 @@ CPU_PERIOD_US = 100_000
 CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")  # what a container's directory gets
 
 
+# exercise 03.6: Hand controllers down to a v2 cgroup's children
+# hint: of the wanted controllers, those in directory/cgroup.controllers and not yet in
+#   directory/cgroup.subtree_control: write "+name +name ..." to cgroup.subtree_control.
 # --8<-- [start:enable_controllers]
 def enable_controllers(directory: Path, wanted: Iterable[str]) -> None:
     """Let the children of ``directory`` use the ``wanted`` controllers that it has itself.
@@ -60,6 +63,10 @@ def shares_to_weight(shares: int) -> int:
     return 1 + (shares - 2) * 9999 // 262142
 
 
+# exercise 03.7: Write the limits into the v2 directory
+# hint: memory.max; memory.swap.max (if it exists) is swap alone: memory_swap - memory, or "max"
+#   for -1; cpu.max is "QUOTA PERIOD" in µs; cpu.weight = shares_to_weight(shares); pids.max;
+#   cpuset.cpus.
 # --8<-- [start:write_limits]
 def write_limits(directory: Path, limits: Limits) -> None:
     """Write ``limits`` into the container's one directory of the unified hierarchy."""
@@ -81,6 +88,10 @@ def write_limits(directory: Path, limits: Limits) -> None:
 # --8<-- [end:write_limits]
 
 
+# exercise 03.12: Read a v2 container's accounting into Stats
+# hint: memory.current, memory.peak, memory.max ("max" = None); cpu.stat's usage_usec,
+#   nr_periods, nr_throttled, throttled_usec (µs: times 1000 for ns); pids.current, pids.max;
+#   oom_kill in memory.events.
 # --8<-- [start:read_stats]
 def read_stats(directory: Path) -> Stats:
     """Read what the container used; v2 keeps it all in the one directory, CPU times in µs."""

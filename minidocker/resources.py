@@ -77,6 +77,10 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
+# exercise 03.2: Parse Docker's sizes: 64m, 1.5g, 512k, bytes
+# hint: an int is already bytes (refuse negatives); otherwise _SIZE.fullmatch() gives the number and
+#   the unit, _UNITS[unit.lower()] the multiplier; int(float(number) * multiplier). ValueError
+#   ("... is not a size ...") for anything else.
 # --8<-- [start:parse_size]
 def parse_size(text: str | int) -> int:
     """Docker's size syntax in bytes: ``64m``, ``1.5g``, ``512k``, ``64MiB``, ``1048576``.
@@ -126,6 +130,11 @@ def _number(option: str, value: str | float, kind: type = float) -> float:
                           "number") from None
 
 
+# exercise 03.3: Check every limit before anything is created
+# hint: _size() and _number() turn text into numbers or one-line EngineErrors; 0 means no limit;
+#   memory >= MIN_MEMORY; --memory-swap needs --memory, is -1 or >= memory, and defaults to twice
+#   memory; cpus in 0.01..os.cpu_count(); shares in MIN_SHARES..MAX_SHARES; pids <= 0 is no limit;
+#   parse_cpuset() checks the CPU list. Return Limits(memory, swap, cpus, shares, pids, cpuset).
 # --8<-- [start:parse_limits]
 def parse_limits(memory: str | int | None = None, memory_swap: str | int | None = None,
                  cpus: str | float | None = None, cpu_shares: str | int | None = None,

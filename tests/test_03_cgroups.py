@@ -99,8 +99,9 @@ def test_busy_loop_under_cpus_quarter_uses_a_quarter(rootfs):
     The CFS quota is a ceiling (25 ms per 100 ms period), so the upper bound is tight; a loaded
     machine can only give the loop *less*, hence the generous lower bound.
     """
-    cmd = [sys.executable, "-m", "minidocker.cgroups", "--cpus", "0.25", rootfs, "--", "/bin/sh", "-c",
-           "sh -c 'while :; do :; done' & echo ready; sleep 4; kill $!"]
+    # a high weight, so that other work on a busy machine cannot starve the loop below its quota
+    cmd = [sys.executable, "-m", "minidocker.cgroups", "--cpus", "0.25", "--cpu-shares", "65536", rootfs,
+           "--", "/bin/sh", "-c", "sh -c 'while :; do :; done' & echo ready; sleep 4; kill $!"]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout.readline() == "ready\n"
@@ -132,7 +133,10 @@ def test_container_sees_its_cgroup_as_root_and_read_only(rootfs):
            script]
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:
-        lines = list(iter(proc.stdout.readline, "ready\n"))
+        lines = []
+        while (line := proc.stdout.readline()) not in ("ready\n", ""):  # "": it failed, see stderr
+            lines.append(line)
+        assert line == "ready\n", proc.communicate()[1]
         cgroup = running_cgroup()
         (pid1,) = cgroup.pids()  # the shell, waiting in its built-in read
         host_view = Path(f"/proc/{pid1}/cgroup").read_text()
@@ -336,10 +340,12 @@ def test_hierarchies_from_the_mount_table(tmp_path):
                            ("cgroup", "/sys/fs/cgroup/cpu,cpuacct", "rw,cpu,cpuacct"),
                            ("cgroup", "/sys/fs/cgroup/memory", "rw,memory"),
                            ("cgroup", "/sys/fs/cgroup/systemd", "rw,xattr,name=systemd"),
+                           ("cgroup", "/sys/fs/cgroup/my\\040pids", "rw,pids"),
                            ("cgroup2", str(unified), "rw,nsdelegate"))
     found = hierarchies(table)
     assert [(h.version, h.mountpoint.name, sorted(h.controllers)) for h in found] == [
-        (1, "cpu,cpuacct", ["cpu", "cpuacct"]), (1, "memory", ["memory"]), (2, "unified", ["hugetlb"])]
+        (1, "cpu,cpuacct", ["cpu", "cpuacct"]), (1, "memory", ["memory"]), (1, "my pids", ["pids"]),
+        (2, "unified", ["hugetlb"])]
     assert cgroup_mode(table) == "hybrid"
     assert doctor.cgroup_mode is cgroups.cgroup_mode  # one probe, owned by this chapter
 
