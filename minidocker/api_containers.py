@@ -119,7 +119,8 @@ async def create(request: web.Request) -> web.Response:
         host = dict(body.get("HostConfig") or {})
         host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
-        host.setdefault("NetworkMode", "default")
+        if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
+            host["NetworkMode"] = request.app["config"].get("default-network") or "default"
         mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
         for key in ("Memory", "NanoCpus", "PidsLimit"):
             if host.get(key) is not None and not isinstance(host[key], int):

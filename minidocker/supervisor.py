@@ -121,6 +121,9 @@ class Supervisor:
     async def _spawn_monitor(self, c: Container) -> int:
         """A new monitor for ``c``: forked by the fork server, or else a fresh ``python -m``."""
         line = b""
+        if self.forkserver is not None and self.forkserver.poll() is not None:  # it died: another
+            self.forkserver.wait()
+            await asyncio.get_running_loop().run_in_executor(None, self.start_forkserver)
         if self.forkserver is not None and self.forkserver.poll() is None:
             with contextlib.suppress(OSError):
                 reader, writer = await asyncio.open_unix_connection(str(self.forkserver_socket))
