@@ -1,13 +1,14 @@
 """The engine as assembled from all the chapters: what the daemon's monitors run a container with.
 
 Each chapter's module is a stage, and the last stage's command line is the whole engine
-(``python -m minidocker.namespaces [OPTIONS] ROOTFS -- CMD``). The daemon does not reimplement any
+(``python -m minidocker.images run [OPTIONS] IMAGE CMD...``, with chapter 08's hardening options
+added here). The daemon does not reimplement any
 of it: a container's monitor turns Docker's container config into that command line
 (:func:`stage_argv`), parses it with the stages' own parser and lets every stage configure the
 container (:func:`container_spec`), exactly as if you had typed it. As dockerd -> containerd ->
 shim -> runc, so: daemon -> monitor -> the stages.
 
-A later chapter joins the engine by changing :data:`STAGES` (one line) and, if it has options the
+A later chapter joins the engine by changing :func:`stages` (one line) and, if it has options the
 Docker API can set, one line in :func:`stage_argv`.
 
 Example::
