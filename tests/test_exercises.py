@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import io
 import re
 import subprocess
@@ -21,7 +22,7 @@ from minidocker.exercises import labs
 from minidocker.exercises.checker import FAILED, NOT_ATTEMPTED, PASSED, _halves, check, plain_words
 from minidocker.exercises.marks import PACKAGE, MarkError, find_exercises, function_node, problems
 from minidocker.exercises.runtree import RunTree
-from minidocker.exercises.verify import format_verify, verify
+from minidocker.exercises.verify import Verification, format_verify, verify
 from minidocker.exercises.workspace import ATTEMPTED, new_workspace, restore, statuses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,10 +103,16 @@ def test_fresh_workspace_fails_its_check(chapter: int, tmp_path: Path) -> None:
     assert "NotImplementedError" in raw.stdout or "exercise" in raw.stdout
 
 
+@functools.cache
+def verified(chapter: int) -> Verification:
+    """verify() once per chapter: its reference run also says which tests call which exercise."""
+    return verify(chapter, own=chapter > 2)
+
+
 @pytest.mark.parametrize("chapter", per_chapter())
 def test_reference_passes_and_every_removal_is_caught(chapter: int) -> None:
     """The reference passes the tests; each exercise's stub alone makes at least one test fail."""
-    result = verify(chapter, own=chapter > 2)
+    result = verified(chapter)
     assert result.reference_failures == [], format_verify(result)
     assert result.ok, format_verify(result)
     assert set(result.caught) == {e.id for e in result.exercises}
@@ -113,13 +120,19 @@ def test_reference_passes_and_every_removal_is_caught(chapter: int) -> None:
 
 @pytest.mark.parametrize("chapter", per_chapter())
 def test_one_exercise_restored_passes_exactly_it(chapter: int, tmp_path: Path) -> None:
-    """Restore the chapter's first exercise and get its last one wrong: exactly one pass, one fail."""
+    """Restore one exercise and get another wrong: exactly one pass, one fail, the rest not attempted.
+
+    The two are those the fewest tests call, and only those tests run: quick in every chapter.
+    """
     ws = new_workspace(chapter, tmp_path / "ws")
-    mine = [e for e in find_exercises(chapter=chapter) if e.chapter == chapter]
-    right, wrong = mine[0], mine[-1]
+    calls = verified(chapter).calls
+    mine = sorted((e for e in find_exercises(chapter=chapter) if e.chapter == chapter),
+                  key=lambda e: len(calls.get(e.id, ())))
+    right, wrong = mine[0], mine[1]
     restore(ws, right)
     restore(ws, wrong, body='raise RuntimeError("a wrong attempt")\n')
-    report = check(ws, chapter, own=chapter > 2)
+    tests = sorted(set(calls[right.id]) | set(calls[wrong.id]))
+    report = check(ws, chapter, own=chapter > 2, tests=tests)
     results = {v.exercise.id: v for v in report.verdicts}
     assert results[right.id].result == PASSED, results[right.id]
     assert results[wrong.id].result == FAILED and results[wrong.id].test and results[wrong.id].detail

@@ -41,6 +41,7 @@ class Verification:
     reference_failures: list[str] = field(default_factory=list)
     caught: dict[str, str] = field(default_factory=dict)  # exercise id -> "test: what it said"
     uncaught: dict[str, str] = field(default_factory=dict)  # exercise id -> why not
+    calls: dict[str, list[str]] = field(default_factory=dict)  # exercise id -> the tests that call it
     tests: int = 0
     reference_seconds: float = 0.0
     seconds: float = 0.0
@@ -76,6 +77,7 @@ def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: 
                 # the exercise's own chapter first, then the quickest
                 calls.sort(key=lambda t: (own[e.id] not in t, reference.results[t]["duration"]))
                 candidates[e.id] = calls
+                result.calls[e.id] = list(calls)
                 if not calls:
                     result.uncaught[e.id] = "no test calls it"
             for _ in range(rounds):  # one pytest run per round, each test once, for one exercise
