@@ -82,7 +82,8 @@ async def info(request: web.Request) -> web.Response:
         "Runtimes": {"minidocker": {"path": "python -m minidocker.monitor"}}, "DefaultRuntime": "minidocker",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": ["name=cgroupns"],
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
         "Warnings": []})
 
 
