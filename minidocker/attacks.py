@@ -59,7 +59,7 @@ class Attack:
 
     name: str
     defence: str
-    script: str  # formatted with the Targets' fields and {prey}: a host process to kill, made per run
+    script: str  # formatted with the Targets' fields, {prey}: a host process to kill, and {breakout}
     undefended: tuple[str, ...]  # engine options that switch the defence off
     defended: tuple[str, ...] = ()  # engine options of the defended run: usually Docker's defaults
     probes: dict[str, Callable[[Targets], bytes]] = field(default_factory=dict)  # /attack/NAME
@@ -103,7 +103,7 @@ def _needs_disk(t: Targets) -> str:
 # --8<-- [start:attacks]
 ATTACKS = [
     Attack("chroot breakout (chapter 01)", "PID + mount namespaces; mount needs CAP_SYS_ADMIN",
-           chroot.breakout_script("{marker}"), undefended=("--privileged", "--pid", "host")),
+           "{breakout}", undefended=("--privileged", "--pid", "host")),
     Attack("mount the host's disk", "seccomp and capabilities: no mount(2)",
            "mknod /dev/hostdisk b {disk[0]} {disk[1]} && mkdir -p /mnt/host && "
            "mount /dev/hostdisk /mnt/host && cat /mnt/host{path_on_disk}", ("--privileged",),
@@ -266,7 +266,8 @@ def run_attack(attack: Attack, root: str, aims: Targets, options: tuple[str, ...
     """
     prey = subprocess.Popen(["sleep", "300"])
     try:
-        script = attack.script.format(prey=prey.pid, **vars(aims))
+        breakout = chroot.breakout_script(aims.marker)
+        script = attack.script.format(prey=prey.pid, breakout=breakout, **vars(aims))
         result = _stage.run_stage(stage, *BASE_OPTIONS, *options, root, "--", "/bin/sh", "-c", script,
                                   timeout=60)
     finally:
