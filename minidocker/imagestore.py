@@ -267,9 +267,15 @@ class ImageStore:
         config = json.loads(self.read_blob(image_id))
         sizes = record.get("sizes", {})
         tags = sorted(t for t, i in self.tags().items() if i == image_id)
-        size = sum(sizes.get(d, 0) for d in config.get("rootfs", {}).get("diff_ids", []))
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        size = sum(sizes[d] if d in sizes else self._layer_size(d) for d in diff_ids)
         return Image(image_id, config, manifest, record["manifest"], tags, record.get("repo_digests", []),
                      size, record.get("tagged_at", 0.0))
+
+    def _layer_size(self, diff_id: str) -> int:
+        with contextlib.suppress(EngineError, OSError, ValueError):
+            return self.layers.size(diff_id)
+        return 0
 
     def list(self) -> list[Image]:
         """Every image, newest first."""
