@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,12 +134,23 @@ def _kill(entry: str) -> None:
 
 
 def _rmdir(path: str) -> None:
-    with contextlib.suppress(OSError):
-        for pid in Path(path, "cgroup.procs").read_text().split():
-            os.kill(int(pid), signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        for sub in sorted(Path(path).glob("**/"), key=lambda p: -len(p.parts)):
-            sub.rmdir()
+    """Kill the processes of a cgroup *and of the cgroups below it* (containers), then rmdir them all."""
+    for procs in Path(path).glob("**/cgroup.procs"):
+        with contextlib.suppress(OSError):
+            for pid in procs.read_text().split():
+                os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + 2
+    for sub in sorted(Path(path).glob("**/"), key=lambda p: -len(p.parts)):
+        while True:  # EBUSY while a killed process is still exiting
+            try:
+                sub.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
 
 
 def _del_link(name: str) -> None:

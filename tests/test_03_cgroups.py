@@ -261,6 +261,23 @@ def test_the_same_id_twice_is_refused_and_the_first_kept():
         first.remove()
 
 
+def test_the_leak_check_sees_and_removes_a_leaked_container_cgroup():
+    """tests/leaks.py's probe and remover, on a cgroup left with a live process in it."""
+    from tests import leaks
+
+    before = leaks.cgroups()
+    cgroup = Cgroup.create("leaked")
+    pid, go = start_held(["/bin/sleep", "60"])
+    cgroup.add(pid)
+    os.close(go)
+    leaked = leaks.cgroups() - before
+    assert leaked == {str(d) for d in parent_dirs() if d.exists()} and leaked
+    for path in leaked:
+        leaks.PROBES["cgroups"][1](path)
+    os.waitpid(pid, 0)
+    assert leaks.cgroups() == before and not any(d.exists() for d in cgroup.directories)
+
+
 # -- bad input: one line, exit 125, nothing created -----------------------------------------------
 
 @pytest.mark.parametrize(("options", "message"), [
