@@ -101,6 +101,7 @@ class Container:
         self.exit_count = 0
         self.pending_attach: list[Any] = []  # attach requests waiting for the start
         self.monitor_pid = 0
+        self.monitor_gone = asyncio.Event()
         self.removing = False
         self.exec_ids: list[str] = []
 

@@ -193,8 +193,7 @@ class Supervisor:
             await self.remove(c, force=True)
 
     async def _gone(self, c: Container) -> None:
-        with contextlib.suppress(AttributeError):
-            await c.monitor_gone.wait()
+        await c.monitor_gone.wait()
 
     async def ask(self, c: Container, request: dict) -> dict:
         """One request to the container's monitor, one JSON reply."""
