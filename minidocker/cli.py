@@ -23,6 +23,8 @@ images:
 other:
   volume create|ls|inspect|rm, version, info, system prune
   daemon start|stop|status   start (as root) or stop a minidockerd in the background
+  registry serve|gc|htpasswd a registry server (chapter 10)
+  exercises ...              exercises generated from the code, and their grading
   doctor                     check what this host supports, and how to fix what is missing
   rootfs                     build (once) and print the busybox root filesystem
 """
@@ -87,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         from minidocker import cli_daemon
 
         return cli_daemon.main(rest, options)
+    if command == "registry":  # chapter 10: a registry server of our own
+        from minidocker import registry_server
+
+        return registry_server.main(rest, prog="minidocker registry")
+    if command == "exercises":  # for teachers: exercises generated from the code
+        from minidocker import exercises
+
+        return exercises.main(rest)
     if command in CONTAINER_COMMANDS or command in IMAGE_COMMANDS:
         from minidocker.client import APIError, DaemonUnreachable
 
