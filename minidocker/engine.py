@@ -135,6 +135,10 @@ def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitS
     spec.id = container_id
     for stage in STAGES:
         stage.configure(args, spec, cleanup)
+    # Chapter 06 puts its user switch first; chapter 08's restrictions need root. As in runc, the
+    # process is restricted first and becomes the image's user last.
+    switch = [h for h in spec.before_exec if h.__qualname__.startswith("user_switcher.")]
+    spec.before_exec = [h for h in spec.before_exec if h not in switch] + switch
     return spec
 # --8<-- [end:container_spec]
 

@@ -227,3 +227,21 @@ def test_exec_interactive_terminal(daemon):
         child.close(force=True)
         daemon.cli("rm", "-f", "shell")
     assert child.exitstatus == 5
+
+
+def test_user_workdir_env_hostname_and_hardening(daemon):
+    script = 'echo "$A $(pwd) $(id -u) $(hostname)"; grep CapEff /proc/self/status'
+    result = daemon.cli("run", "--rm", "-e", "A=1", "-w", "/tmp/new", "-u", "nobody", "--hostname", "hh",
+                        "busybox", "sh", "-c", script)
+    assert result.stdout == "1 /tmp/new 65534 hh\nCapEff:\t0000000000000000\n", result.stderr
+    root = daemon.cli("run", "--rm", "busybox", "grep", "-E", "CapEff|Seccomp:", "/proc/self/status")
+    assert root.stdout == "CapEff:\t00000000a80425fb\nSeccomp:\t2\n"  # Docker's default set, filtered
+    privileged = daemon.cli("run", "--rm", "--privileged", "busybox", "grep", "Seccomp:", "/proc/self/status")
+    assert privileged.stdout == "Seccomp:\t0\n"
+    daemon.cli("run", "-d", "--name", "hard", "busybox", "sleep", "60")
+    try:  # an exec'd process gets the same restrictions as PID 1
+        exec_ = daemon.cli("exec", "-u", "nobody", "hard", "sh", "-c",
+                           "id -u; grep Seccomp: /proc/self/status")
+        assert exec_.stdout == "65534\nSeccomp:\t2\n"
+    finally:
+        daemon.cli("rm", "-f", "hard")
