@@ -129,9 +129,10 @@ def plan(options: SecurityOptions) -> Hardening:
 
 
 # exercise 08.14: Restrict the process, in the right order
-# hint: rlimits.apply; PR_SET_NO_NEW_PRIVS if asked; without it the filter must go in while we still
-#   hold CAP_SYS_ADMIN, so seccomp.install before capabilities.apply(for_user(caps, os.getuid()));
-#   with it, install the filter last.
+# hint: if capget() shows effective != permitted (a user switch ran first), capset the permitted set
+#   as effective again; rlimits.apply; PR_SET_NO_NEW_PRIVS if asked; without it the filter must go in
+#   while we still hold CAP_SYS_ADMIN, so seccomp.install before
+#   capabilities.apply(for_user(caps, os.getuid())); with it, install the filter last.
 # --8<-- [start:restrict_process]
 def restrict_process(hardening: Hardening) -> None:
     """In the container, last thing before exec: rlimits, no_new_privs, capabilities, seccomp.
@@ -139,7 +140,12 @@ def restrict_process(hardening: Hardening) -> None:
     Installing a filter needs ``CAP_SYS_ADMIN`` or no_new_privs. With no_new_privs the filter
     goes in last, after the capabilities are dropped; without, it must go in while we still have
     ``CAP_SYS_ADMIN`` (as runc does), so the filter must allow capset(2) and prctl(2): Docker's does.
+    An image's ``USER`` may have been switched to already: it kept the permitted set
+    (``PR_SET_KEEPCAPS``, see :func:`harden`) but lost the effective one, which we switch back on.
     """
+    effective, permitted, inheritable = _syscalls.capget()
+    if effective != permitted:
+        _syscalls.capset(permitted, permitted, inheritable)
     rlimits.apply(hardening.rlimits)
     if hardening.no_new_privileges:
         _syscalls.prctl(_syscalls.PR_SET_NO_NEW_PRIVS, 1)
@@ -166,16 +172,18 @@ def protect_filesystem(hardening: Hardening, root: str) -> None:
 
 # exercise 08.15: Hook the hardening into a container spec
 # hint: plan(options); refuse privileged together with spec.id_map; unless privileged, restrict the
-#   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec);
-#   append protect_filesystem to before_pivot and restrict_process to before_exec; return the plan.
+#   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec); append to before_pivot
+#   protect_filesystem and PR_SET_KEEPCAPS, to before_exec restrict_process; return the plan.
 # --8<-- [start:harden]
 def harden(spec: namespaces.ContainerSpec, options: SecurityOptions | None = None) -> Hardening:
     """Apply Docker's defaults (adjusted by ``options``) to the container ``spec``; call it last.
 
     It appends hooks: ``restrict_process`` must be the last ``before_exec`` hook that needs
-    privileges (a user switch may follow). The container's cgroup (chapter 03), if it has one
-    already, gets Docker's device allow-list. With a user namespace the root filesystem is
-    idmapped, so the container's root owns its files without a single chown.
+    privileges. A switch to the image's user may come before it (chapter 06 puts it first) or after
+    it: ``PR_SET_KEEPCAPS`` keeps the permitted capabilities across it, so that the capabilities can
+    still be set as Docker does. The container's cgroup (chapter 03), if it has one already, gets
+    Docker's device allow-list. With a user namespace the root filesystem is idmapped, so the
+    container's root owns its files without a single chown.
     """
     hardening = plan(options or SecurityOptions())
     if hardening.privileged and spec.id_map:
@@ -185,6 +193,7 @@ def harden(spec: namespaces.ContainerSpec, options: SecurityOptions | None = Non
             devices.restrict(Cgroup.open(spec.id))
     idmap.idmap_rootfs(spec)
     spec.before_pivot.append(lambda root: protect_filesystem(hardening, root))
+    spec.before_pivot.append(lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
     spec.before_exec.append(lambda: restrict_process(hardening))
     return hardening
 # --8<-- [end:harden]

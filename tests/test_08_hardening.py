@@ -217,6 +217,25 @@ def test_harden_a_bare_spec_with_an_idmapped_directory(attack_root):
     os.unlink(os.path.join(attack_root, "tmp/by-root"))
 
 
+def test_user_switch_before_the_hardening(attack_root):
+    """Chapter 06 switches to the image's USER first: Docker's sets for a non-root user all the same."""
+
+    def become_1000() -> None:
+        os.setgroups([])
+        os.setresgid(1000, 1000, 1000)
+        os.setresuid(1000, 1000, 1000)
+
+    script = "grep -E '^(CapPrm|CapEff|CapBnd|Seccomp):' /proc/self/status > /tmp/status; id -u >>/tmp/status"
+    spec = namespaces.ContainerSpec(rootfs=attack_root, argv=["/bin/sh", "-c", script], env={"PATH": "/bin"})
+    spec.before_exec.insert(0, become_1000)
+    security.harden(spec)
+    assert namespaces.run(spec) == 0
+    status = Path(attack_root, "tmp/status")
+    assert status.read_text().split() == ["CapPrm:", "0" * 16, "CapEff:", "0" * 16, "CapBnd:", DOCKER_CAPS,
+                                          "Seccomp:", "2", "1000"]
+    status.unlink()
+
+
 def test_privileged_refuses_userns():
     spec = namespaces.ContainerSpec(rootfs="/", id_map=namespaces.IdMap())
     with pytest.raises(EngineError):
