@@ -45,6 +45,10 @@ def mac_for(ip: str) -> str:
     return "02:42:" + ":".join(f"{int(byte):02x}" for byte in ip.split("."))
 
 
+# exercise 05.1: Create the bridge: the containers' switch and gateway
+# hint: look the device up; if missing, add a link of kind "bridge" with address mac_for(gateway IP) and set
+#   its ifalias; refuse a device whose IFLA_IFALIAS differs; add the gateway address if absent; set it up;
+#   write 1 to /proc/sys/net/ipv4/conf/NAME/route_localnet; return the index.
 # --8<-- [start:ensure_bridge]
 def ensure_bridge(ipr: Any, name: str, gateway: str, alias: str) -> int:
     """Create the bridge ``name`` with the address ``gateway`` (``A.B.C.D/LEN``), up; return its index.

@@ -55,6 +55,11 @@ def nft(script: str, *options: str, check: bool = True) -> str:
     return done.stdout
 
 
+# exercise 05.5: Write the network's nftables table
+# hint: one "table ip TABLE": nat chains prerouting (dstnat) and output (-100) jumping to an empty
+#   "publish" chain for "fib daddr type local"; postrouting (srcnat): masquerade the subnet out of
+#   other devices, 127.0.0.0/8 into the bridge, and DNATed subnet traffic back into it; a forward
+#   filter; a raw guard.
 # --8<-- [start:ruleset]
 def ruleset(table: str, bridge: str, subnet: str) -> str:
     """The nftables table of one bridge network: NAT out, DNAT in, and who may be forwarded.
@@ -111,6 +116,9 @@ def delete_table(table: str) -> None:
     nft(f"delete table ip {table}\n", check=False)
 
 
+# exercise 05.7: One DNAT rule per published port
+# hint: "add rule ip TABLE publish [ip daddr HOSTIP ]PROTO dport HOSTPORT counter dnat to IP:PORT
+#   comment \"ID\"", one line per mapping, joined with newlines.
 # --8<-- [start:dnat_rules]
 def dnat_rules(table: str, container_id: str, ip: str, mappings: Sequence[PortMapping]) -> str:
     """One DNAT rule per published port, tagged with the container id so it can be found again."""

@@ -48,6 +48,9 @@ class Lease:
     ports: list[dict] = field(default_factory=list)
 
 
+# exercise 05.4: Name a process so that a recycled pid does not match
+# hint: read /proc/PID/stat after the last ")": field 0 is the state (Z or X: dead), field 19 the start time;
+#   add /proc/sys/kernel/random/boot_id; [] if the process does not exist.
 # --8<-- [start:process_identity]
 def process_identity(pid: int) -> list[str]:
     """Name a process so that the name can't be reused: pid, start time, and the boot it ran in.

@@ -51,6 +51,9 @@ def hosts_file(hostname: str, ip: str | None) -> str:
     return LOCALHOST + (f"{ip}\t{hostname}\n" if ip else "")
 
 
+# exercise 05.9: The container's resolv.conf from the host's
+# hint: keep non-nameserver lines; keep IPv4 nameservers that are not loopback; none left: the
+#   DEFAULT_NAMESERVERS and a warning. Return the text (one line each) and the warnings.
 # --8<-- [start:resolv_conf]
 def resolv_conf(host_text: str) -> tuple[str, list[str]]:
     """The container's ``resolv.conf`` from the host's: without loopback (or IPv6) nameservers.
@@ -121,6 +124,9 @@ def write_files(directory: Path, hostname: str, ip: str | None, mode: str) -> di
     return {target: str(directory / target.rsplit("/", 1)[1]) for target in files}
 
 
+# exercise 05.10: Bind-mount the DNS files over the image's
+# hint: for each target: the path under root; if it is missing, create it only in an overlay root
+#   (_filesystem_at), else skip it and print one note; mount(source, path, None, MS_BIND).
 # --8<-- [start:bind_files]
 def bind_files(root: str, files: dict[str, str]) -> None:
     """Bind-mount each ``source`` over ``root/target``, in the container, before pivot_root.

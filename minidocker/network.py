@@ -278,6 +278,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="publish a container port on the host, e.g. 8080:80 or 127.0.0.1:5353:53/udp")
 
 
+# exercise 05.11: Configure the network stage
+# hint: validate --network and -p; host: discard "net" from spec.namespaces and use the host's
+#   hostname; write the files and bind them before_pivot; bridge: reserve the ports now, attach in
+#   on_created (then rewrite hosts with the address), detach in on_exit and on cleanup.
 # --8<-- [start:configure]
 def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:

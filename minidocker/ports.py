@@ -50,6 +50,9 @@ class PortMapping:
         return f"{self.host_ip or '0.0.0.0'}:{self.host_port}->{self.container_port}/{self.protocol}"
 
 
+# exercise 05.6: Parse -p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO]
+# hint: partition on "/" for the protocol (tcp by default, or udp); rsplit(":", 2) for the rest;
+#   validate the IPv4 address and the ports (host port 0 or empty: any); "0.0.0.0" means "".
 # --8<-- [start:parse_publish]
 def parse_publish(text: str) -> PortMapping:
     """Parse one ``-p`` value: ``[HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]``, as ``docker run`` does.
@@ -82,6 +85,10 @@ def parse_publish(text: str) -> PortMapping:
 # --8<-- [end:parse_publish]
 
 
+# exercise 05.8: Hold each published host port with a socket, or fail cleanly
+# hint: a socket per mapping (SOCK_STREAM with SO_REUSEADDR and listen for tcp, SOCK_DGRAM for udp),
+#   bound to (host_ip or 0.0.0.0, host_port); EADDRINUSE and EADDRNOTAVAIL become EngineErrors; on
+#   any failure close every socket taken so far; return the mappings with the real host port.
 # --8<-- [start:reserve]
 def reserve(mappings: Sequence[PortMapping]) -> list[tuple[PortMapping, socket.socket]]:
     """Take each host port with a socket, or fail with one line and take none.

@@ -34,6 +34,10 @@ __all__ = ["netlink_in", "plug", "unplug"]
 NETLINK_ROUTE = 0
 
 
+# exercise 05.2: Open a netlink socket inside a container's network namespace
+# hint: open /proc/thread-self/ns/net and /proc/PID/ns/net; setns into the target, create an AF_NETLINK
+#   SOCK_DGRAM socket (protocol NETLINK_ROUTE), setns back (in a finally); yield IPRoute(fileno=...)
+#   and close it afterwards.
 # --8<-- [start:netlink_in]
 @contextlib.contextmanager
 def netlink_in(pid: int) -> Iterator[Any]:
@@ -63,6 +67,10 @@ def netlink_in(pid: int) -> Iterator[Any]:
 # --8<-- [end:netlink_in]
 
 
+# exercise 05.3: Plug a veth pair into the bridge and configure eth0 inside
+# hint: link add kind="veth", mtu, and a peer dict: ifname "eth0", net_ns_pid pid, address mac_for(ip),
+#   mtu; set the host end's master, ifalias and state up; then, through netlink_in(pid): the
+#   address on eth0, eth0 and lo up, and a default route via the gateway.
 # --8<-- [start:plug]
 def plug(ipr: Any, pid: int, bridge_index: int, veth: str, address: str, gateway: str, mtu: int,
          alias: str) -> None:
