@@ -15,7 +15,7 @@ deleted with the last one; addresses come from a small IPAM under the state dire
 Run it (as root)::
 
     python -m minidocker.network -p 8080:80 "$(python -m minidocker.rootfs)" -- \\
-        /bin/httpd -f -p 80 -h /etc          # then: wget -qO- http://127.0.0.1:8080/passwd
+        httpd -f -p 80 -h /etc      # then, on the host: busybox wget -qO- http://127.0.0.1:8080/passwd
 
 Options: ``--network bridge`` (default) | ``none`` (loopback only) | ``host`` (the host's network);
 ``-p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]``, repeatable; and those of earlier chapters.
