@@ -41,6 +41,9 @@ def _refuse(member: str, why: str) -> LayerError:
     return LayerError(f"layer refused: member {member!r} {why}")
 
 
+# exercise 04.1: Refuse member names that could leave the layer
+# hint: refuse a name starting with '/'; drop '' and '.' components;
+#   refuse any '..' among the rest (raise _refuse(name, why)).
 # --8<-- [start:split_name]
 def split_name(name: str) -> list[str]:
     """The components of a member name, refusing any that could point outside the layer.
@@ -57,6 +60,9 @@ def split_name(name: str) -> list[str]:
 # --8<-- [end:split_name]
 
 
+# exercise 04.2: Open a directory of the layer without following a symlink
+# hint: os.open(part, _DIR_FLAGS, dir_fd=parent) for each part; mkdir what is missing when create;
+#   ELOOP/ENOTDIR: lstat says symlink (refuse) or whiteout (replace by an opaque dir).
 # --8<-- [start:open_dir]
 def open_dir(root_fd: int, parts: list[str], member: str, create: bool = True) -> int:
     """Open the directory ``parts`` below ``root_fd``, one component at a time, never following a link.
@@ -132,6 +138,9 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     return found
 
 
+# exercise 04.3: Give an open file the tar's owner, xattrs and mode, in that order
+# hint: os.chown(fd, uid, gid) first (it clears set-id bits and capabilities),
+#   then os.setxattr for each of _xattrs(member), then os.chmod(fd, mode & 0o7777).
 # --8<-- [start:set_metadata]
 def set_metadata(fd: int, member: tarfile.TarInfo) -> None:
     """Give the open file ``fd`` the owner, extended attributes and mode recorded in the tar.
@@ -162,6 +171,10 @@ def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
+# exercise 04.4: Unpack one member, in overlayfs form
+# hint: split_name, then open_dir on the parent; .wh..wh..opq -> opaque xattr on the parent;
+#   .wh.NAME -> mknod NAME as a 0/0 char device; dirs: mkdir, set_metadata, times later;
+#   anything else: remove what is there, then _create_leaf.
 # --8<-- [start:unpack_member]
 def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
                   dir_times: dict[tuple[str, ...], tuple[int, int]]) -> int:
@@ -266,6 +279,9 @@ def _create_leaf(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int, pa
     return 0
 
 
+# exercise 04.5: Unpack a whole layer tar, once and in order
+# hint: wrap the stream in a HashingReader; tarfile.open(fileobj=..., mode='r:');
+#   unpack_member for each tar.next(); directory times last; TarError/OSError -> LayerError.
 # --8<-- [start:unpack]
 def unpack(stream: BinaryIO, dest: str | os.PathLike) -> int:
     """Unpack an uncompressed layer tar from ``stream`` into the directory ``dest``, safely.

@@ -61,6 +61,9 @@ def _is_opaque(path: Path) -> bool:
         return False
 
 
+# exercise 04.11: List a container's changes like docker diff
+# hint: walk fs.upper: whiteout -> D; else C if lower_entry(lower, path) else A;
+#   an opaque directory that existed below also hides lower_names(...) it does not hold: D.
 # --8<-- [start:diff]
 def diff(fs: ContainerFS) -> list[tuple[str, str]]:
     """The container's changes as ``docker diff`` lists them: ``("A"|"C"|"D", "/path")``, sorted.
@@ -94,6 +97,9 @@ class _HashingWriter:
         return self.out.write(data)
 
 
+# exercise 04.12: Write a container's changes as an OCI layer tar
+# hint: tarfile 'w|' (PAX) over a _HashingWriter; whiteout -> empty DIR/.wh.NAME; devices refused;
+#   else _tar.add_path, plus DIR/.wh..wh..opq after an opaque directory.
 # --8<-- [start:export_changes]
 def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
     """Write the container's changes to ``out`` as an OCI layer tar; return its diff ID.
@@ -130,6 +136,9 @@ class Committed(NamedTuple):
     tar: Path | None
 
 
+# exercise 04.13: Commit the changes as a new layer of the store
+# hint: export_changes into tar_path (or a file in store.scratch()), then
+#   store.add(tar, expected_diff_id=..., compression='none', holder=holder).
 # --8<-- [start:commit]
 def commit(fs: ContainerFS, store: LayerStore, *, tar_path: str | os.PathLike | None = None,
            holder: str | None = None) -> Committed:

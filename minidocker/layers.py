@@ -223,6 +223,9 @@ class LayerStore:
         return removed
 
 
+# exercise 04.6: Import a root filesystem (a tar or a directory) as one layer
+# hint: a tar: store.add(path, expected_diff_id=_tar.tar_digest(path));
+#   a directory: _tar.pack_tree into a pipe, twice (digest first, then add).
 # --8<-- [start:import_rootfs]
 def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str | None = None) -> str:
     """Import a root filesystem, a tarball (plain, gzip, zstd) or a directory, as one layer.

@@ -58,6 +58,9 @@ INIT_DIRS = ("proc", "sys", "dev")
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 
+# exercise 04.7: Mount a stack of layers, with short lower directory names
+# hint: lowerdir=a:b:c (top first, relative ones prefixed /proc/self/fd/N/ of an O_PATH fd on base),
+#   upperdir=, workdir=, X=off for redirect_dir/metacopy/index if the kernel has them; one page at most.
 # --8<-- [start:mount_overlay]
 def mount_overlay(target: str | os.PathLike, lower: Sequence[str], upper: str | os.PathLike,
                   work: str | os.PathLike, *, base: str | os.PathLike | None = None) -> None:
@@ -105,7 +108,10 @@ def _is_opaque(path: Path) -> bool:
         return False
 
 
-# --8<-- [start:lower_entry]
+# exercise 04.8: Find the layers that make up a merged directory
+# hint: component by component: keep each layer that has a directory there, top first;
+#   stop at a non-directory or after an opaque one (_is_opaque).
+# --8<-- [start:dir_layers]
 def dir_layers(lower: Sequence[Path], parts: Sequence[str]) -> list[Path]:
     """The layers (top first) whose copy of directory ``parts`` is part of the merged directory.
 
@@ -128,8 +134,13 @@ def dir_layers(lower: Sequence[Path], parts: Sequence[str]) -> list[Path]:
                 break
         layers = merged
     return layers
+# --8<-- [end:dir_layers]
 
 
+# exercise 04.9: Look a path up in the stack of lower layers
+# hint: for each layer of dir_layers(lower, parent parts): the first lstat that succeeds decides;
+#   a whiteout means None.
+# --8<-- [start:lower_entry]
 def lower_entry(lower: Sequence[Path], path: str) -> os.stat_result | None:
     """What the stack ``lower`` (top first) shows at ``path``: the lstat of its topmost copy, or None."""
     parts = [p for p in path.split("/") if p]
@@ -329,6 +340,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="keep the container's filesystem when it exits (python -m minidocker.changes)")
 
 
+# exercise 04.10: Configure the stage: import the layers, make and mount the filesystem
+# hint: sources: ROOTFS then --layer; sha256: ids are ref'd, paths go through import_rootfs;
+#   ContainerFS.create, remove (or unmount with --keep) on cleanup, claim(); spec.rootfs = fs.mount().
 # --8<-- [start:configure]
 def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
