@@ -56,6 +56,19 @@ def pytest_configure(config: pytest.Config) -> None:
     _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
 
+def _unused_subnet() -> str:
+    """A /24 of 10.200.0.0/16 that no route of the host covers, picked from our pid."""
+    with open("/proc/net/route") as f:
+        routes = [line.split() for line in f.readlines()[1:]]
+    taken = set()
+    for fields in routes:
+        destination = int(fields[1], 16).to_bytes(4, "little")
+        if destination[:2] == bytes([10, 200]):
+            taken.add(destination[2])
+    third = next(n for step in range(256) if (n := (os.getpid() + step) % 256) not in taken)
+    return f"10.200.{third}.0/24"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_engine_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Point the engine's state, run dir and cgroup parent at this run's own places (see ``_paths``).
@@ -70,6 +83,12 @@ def _private_engine_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["MINIDOCKER_STATE"] = str(base / "state")
     os.environ["MINIDOCKER_RUN"] = str(base / "run")
     os.environ["MINIDOCKER_CGROUP_PARENT"] = f"minidocker-test-{os.getpid()}"
+    # The default bridge network, and the client's config (credentials, mirrors), private too.
+    os.environ["MINIDOCKER_BRIDGE"] = f"mdt{os.getpid()}"
+    os.environ["MINIDOCKER_NFT_TABLE"] = f"minidocker_test_{os.getpid()}"
+    os.environ["MINIDOCKER_SUBNET"] = _unused_subnet()
+    os.environ["MINIDOCKER_CONFIG"] = str(base / "config")
+    os.environ["MINIDOCKER_REGISTRY_MIRRORS"] = ""
     leaks.SCOPE["tmp"] = str(base)
     leaks.SCOPE["cgroup"] = os.environ["MINIDOCKER_CGROUP_PARENT"]
 
