@@ -94,11 +94,12 @@ def breakout_script(marker: str) -> str:
     host in ``/proc``, and ``/proc/PID/root`` is a door to the root directory of process PID: for
     any process outside the jail (the engine that started us, the host's init), that is the host's
     real ``/``. Mounting ``/proc`` needs nothing but root, so root walks out of the jail. The
-    script tries each process in turn, and unmounts what it mounted, to leave nothing behind.
+    script tries each process in turn (silently: ``2>&-`` closes stderr, since a jail has no
+    ``/dev/null``), and unmounts what it mounted, to leave nothing behind.
     """
     return (
         "mkdir -p /proc && mount -t proc proc /proc || exit 1; status=1; "
-        f"for door in /proc/[0-9]*/root; do cat $door{marker} 2>/dev/null && status=0 && break; done; "
+        f"for door in /proc/[0-9]*/root; do cat $door{marker} 2>&- && status=0 && break; done; "
         "umount /proc; exit $status"
     )
 # --8<-- [end:breakout]

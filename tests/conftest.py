@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -109,11 +110,33 @@ def no_leaks(request: pytest.FixtureRequest) -> object:
 
 
 @pytest.fixture(scope="session")
-def rootfs() -> str:
-    """The shared busybox root filesystem (built once into minidocker's cache)."""
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shared busybox root filesystem, seen through a read-only bind mount.
+
+    The cache's rootfs is shared by every test, notebook and test run on the machine: a test that
+    writes into it (a file left in /tmp, a ``2>/dev/null`` in a jail without /dev) would change
+    what the others see. Read-only, such a test fails at once with "Read-only file system".
+    """
+    from minidocker import _syscalls as sc
     from minidocker import rootfs as base
 
-    return str(base.busybox_rootfs())
+    view = tmp_path_factory.getbasetemp() / "busybox-ro"
+    view.mkdir(mode=0o755)
+    sc.mount(str(base.busybox_rootfs()), str(view), None, sc.MS_BIND)
+    sc.mount(None, str(view), None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+    yield str(view)
+    sc.umount2(str(view), sc.MNT_DETACH)
+
+
+@pytest.fixture
+def writable_rootfs(rootfs: str, tmp_path: Path) -> str:
+    """A private copy of the busybox rootfs that a test may change (searchable for --userns)."""
+    import shutil
+
+    copy = tmp_path / "rootfs"
+    shutil.copytree(rootfs, copy, symlinks=True)
+    tmp_path.chmod(0o755)
+    return str(copy)
 
 
 @pytest.fixture
