@@ -141,7 +141,8 @@ def test_one_exercise_restored_passes_exactly_it(chapter: int, tmp_path: Path) -
     # The tests imported the workspace's copy, in pytest and in the stages they started.
     assert Path(report.package).name == "minidocker" and Path(report.package).parent.name.startswith(
         "minidocker-check-")
-    assert any(origin.startswith("minidocker.") for origin in report.origins), report.origins
+    if chapter <= 2:  # their exercises run in stages (python -m minidocker.chroot ...) too
+        assert any(origin.startswith("minidocker.") for origin in report.origins), report.origins
 
 
 @pytest.mark.chapter(1)

@@ -4,13 +4,15 @@ Before each test it sets ``MINIDOCKER_EXERCISE_TEST`` (the test's id, for the tr
 ``MINIDOCKER_EXERCISE_STUDENT`` (which exercises run the student's code, from the plan in
 ``$MINIDOCKER_EXERCISE_PLAN``); at the end it writes every test's outcome, first failure message,
 docstring and duration to ``$MINIDOCKER_EXERCISE_RESULTS``, with the path of the ``minidocker``
-package the tests imported: the proof that they ran the workspace, not an installed copy.
+package the tests imported: the proof that they ran the workspace, not an installed copy. A plan
+may give tests a time limit (``"timeouts": {test: seconds}``): past it, the test fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,14 @@ import pytest
 _PLAN: dict[str, Any] = {}
 _RESULTS: dict[str, dict[str, Any]] = {}
 _KEYS = ("MINIDOCKER_EXERCISE_TEST", "MINIDOCKER_EXERCISE_STUDENT")
+
+
+class TimeLimit(Exception):
+    """A test ran longer than the plan allows (a stub that makes a stage hang, say)."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise TimeLimit(f"the test took longer than the {_PLAN.get('_limit', 0):.0f} s allowed")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,9 +48,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     os.environ["MINIDOCKER_EXERCISE_STUDENT"] = ",".join(student)
     doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
     _entry(item.nodeid)["doc"] = doc.strip().split("\n")[0]
+    limit = _PLAN.get("timeouts", {}).get(item.nodeid)
+    if limit:
+        _PLAN["_limit"] = limit
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         yield
     finally:
+        if limit:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
