@@ -37,30 +37,24 @@ def _routed(network: ipaddress.IPv4Network) -> bool:
             fields = line.split()
             dst = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
             mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
-            if network.overlaps(ipaddress.IPv4Network(f"{dst}/{mask}")):
+            if int(mask) and network.overlaps(ipaddress.IPv4Network(f"{dst}/{mask}")):  # not default
                 return True
     return False
 
 
 @pytest.fixture(scope="module", autouse=True)
 def run_network() -> Iterator[NetworkConfig]:
-    """This run's own bridge, subnet (a free /24 of 10.200.0.0/16) and nftables table."""
+    """This run's own bridge, subnet and nftables table (conftest sets them; a fallback if not)."""
     pid = os.getpid()
-    for step in range(256):
-        n = (pid + step) % 256
-        subnet = ipaddress.IPv4Network(f"10.200.{n}.0/24")
-        if not _routed(subnet) and not _routed(ipaddress.IPv4Network(f"10.201.{n}.0/30")):
-            break
-    names = {"MINIDOCKER_BRIDGE": f"mdt{pid}", "MINIDOCKER_SUBNET": str(subnet),
+    free = next(f"10.200.{n}.0/24" for step in range(256)
+                if not _routed(ipaddress.IPv4Network(f"10.200.{(n := (pid + step) % 256)}.0/24")))
+    names = {"MINIDOCKER_BRIDGE": f"mdt{pid}", "MINIDOCKER_SUBNET": free,
              "MINIDOCKER_NFT_TABLE": f"minidocker_test_{pid}"}
-    saved = {key: os.environ.get(key) for key in names}
-    os.environ.update(names)
+    added = [key for key in names if not os.environ.get(key)]
+    os.environ.update({key: names[key] for key in added})
     yield NetworkConfig.from_env()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    for key in added:
+        os.environ.pop(key, None)
 
 
 def free_port() -> int:
@@ -267,6 +261,7 @@ def client_namespace(run_network: NetworkConfig) -> Iterator[subprocess.Popen]:
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
     n = ipaddress.IPv4Network(run_network.subnet).network_address.packed[2]
+    assert not _routed(ipaddress.IPv4Network(f"10.201.{n}.0/30")), f"10.201.{n}.0/30 is in use here"
     host_end = f"{run_network.bridge}c"
     try:
         assert proc.stdout.readline() == "ready\n"
