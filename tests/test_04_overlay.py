@@ -456,12 +456,29 @@ def test_userns_container_writes_its_own_files_into_the_upper_layer(stage, busyb
         assert stage("layers", "rm", container).returncode == 0
 
 
-def test_import_of_a_directory_and_its_tar(store, rootfs, busybox_tar):
-    from_dir = import_rootfs(store, rootfs)
-    assert import_rootfs(store, rootfs) == from_dir  # the same tree packs to the same bytes
-    from_tar = import_rootfs(store, busybox_tar)
-    assert snapshot(store.path(from_dir)).keys() == snapshot(store.path(from_tar)).keys()
+def test_import_of_a_directory_and_of_its_tar(store, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/conf").write_text("x=1\n")
+    (tree / "etc/conf").chmod(0o640)
+    os.chown(tree / "etc/conf", 1000, 1000)
+    (tree / "bin").mkdir()
+    (tree / "bin/tool").write_bytes(os.urandom(5000))
+    os.link(tree / "bin/tool", tree / "bin/alias")
+    (tree / "bin/sh").symlink_to("/bin/tool")
+    from_dir = import_rootfs(store, tree)
+    assert import_rootfs(store, tree) == from_dir and store.layers() == [from_dir]  # same bytes
+    subprocess.run(["tar", "-C", str(tree), "-cf", str(tmp_path / "tree.tar"), "."], check=True)
+    from_tar = import_rootfs(store, tmp_path / "tree.tar")
+
+    def drop_times(view: dict[str, tuple]) -> dict[str, tuple]:
+        return {k: tuple(x for x in v if not (isinstance(x, int) and x > 10**15)) for k, v in view.items()}
+
+    assert drop_times(snapshot(store.path(from_dir))) == drop_times(snapshot(store.path(from_tar)))
+    layer = store.path(from_dir)
+    assert (layer / "bin/alias").stat().st_ino == (layer / "bin/tool").stat().st_ino  # a hard link
     assert _paths.state_dir() != store.root.parent  # the test's own store, not the run's
+
 
 
 def test_a_killed_engines_filesystem_is_removed_by_the_next_run(stage, busybox_tar):
