@@ -19,7 +19,7 @@ USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CER
 containers:
   run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff
 images:
-  pull, push, images, rmi, tag, save, load, login, logout
+  pull, push, images, rmi, tag, save, load, login, logout, build, history, builder prune
 other:
   volume create|ls|inspect|rm, version, info, system prune
   daemon start|stop|status   start (as root) or stop a minidockerd in the background
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         from minidocker import exercises
 
         return exercises.main(rest)
+    if command in ("build", "history", "builder"):  # chapter 09: building images
+        from minidocker import cli_build
+
+        return cli_build.main(command, rest, make_client(options))
     if command in CONTAINER_COMMANDS or command in IMAGE_COMMANDS:
         from minidocker.client import APIError, DaemonUnreachable
 

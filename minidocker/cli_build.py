@@ -32,7 +32,8 @@ from typing import IO, Any
 
 from minidocker._cliformat import ago, human_size, parser, table
 
-__all__ = ["build_options", "cmd_build", "cmd_history", "local_main", "render"]
+__all__ = ["COMMANDS", "build_options", "cmd_build", "cmd_builder", "cmd_history", "local_main", "main",
+           "render"]
 
 
 def build_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -160,6 +161,39 @@ def cmd_history(client: Any, argv: list[str]) -> int:
     else:
         print(table(history_rows(entries, opts.no_trunc, opts.human.lower() != "false")))
     return 0
+
+
+def cmd_builder(client: Any, argv: list[str]) -> int:
+    """``minidocker builder prune [-f]``: drop the daemon's build cache."""
+    p = parser("builder", "prune [-f]")
+    p.add_argument("action", choices=["prune"])
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    p.parse_args(argv)
+    answer = client.json("POST", "/build/prune")
+    print("Deleted build cache objects:\n" + "".join(f"{k}\n" for k in answer.get("CachesDeleted") or []))
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "history": cmd_history, "builder": cmd_builder}
+
+
+def main(command: str, argv: list[str], client: Any) -> int:
+    """``minidocker build|history|builder ...`` against a daemon (what ``minidocker.cli`` calls)."""
+    from minidocker.client import APIError, DaemonUnreachable
+
+    try:
+        return COMMANDS[command](client, argv)
+    except DaemonUnreachable as e:
+        print(f"minidocker: {e}", file=sys.stderr)
+    except APIError as e:
+        print(f"Error response from daemon: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 1
 
 
 def local_main(argv: list[str]) -> int:

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -405,14 +404,20 @@ def test_docker_cli_builds_against_our_daemon_and_the_cache_outlives_a_restart(b
 def test_our_client_builds_through_the_daemon(busybox: str, tmp_path: Path) -> None:
     from tests.helpers_07_daemon import running_daemon
 
-    ctx = context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY a.txt /\n", "a.txt": "a",
-                                     ".dockerignore": "ignored\n", "ignored": "i"})
+    ctx = context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY a.txt /\nRUN cat /a.txt\n",
+                                     "a.txt": "a\n", ".dockerignore": "ignored\n", "ignored": "i"})
     (tmp_path / "daemon").mkdir()
     with running_daemon(tmp_path / "daemon", "http://127.0.0.1:9") as daemon:
-        code = ("import sys; from minidocker import cli_build, client; "
-                "sys.exit(cli_build.cmd_build(client.Client(sys.argv[1]), sys.argv[2:]))")
-        result = subprocess.run([sys.executable, "-c", code, daemon.host, "-t", "ours:v1", str(ctx)],
-                                capture_output=True, text=True, timeout=120, env=daemon.env)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.startswith("Step 1/2 : FROM busybox\n")
-        assert result.stdout.endswith("Successfully tagged ours:v1\n")
+        built = daemon.cli("build", "-t", "ours:v1", str(ctx))
+        assert built.returncode == 0, built.stderr
+        assert built.stdout.startswith("Step 1/3 : FROM busybox\n")
+        assert "\na\nRemoving intermediate container" in built.stdout  # the RUN's output, streamed
+        assert built.stdout.endswith("Successfully tagged ours:v1\n")
+        history = daemon.cli("history", "ours:v1").stdout.splitlines()
+        assert "/bin/sh -c cat /a.txt" in history[1] and history[1].endswith("0B")  # it changed no file
+        (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 5\n")
+        failed = daemon.cli("build", str(ctx))
+        assert failed.returncode == 5 and failed.stderr == "The command '/bin/sh -c exit 5' returned a " \
+                                                          "non-zero code: 5\n"
+        pruned = daemon.cli("builder", "prune", "-f")
+        assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout
