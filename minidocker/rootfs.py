@@ -35,6 +35,7 @@ __all__ = ["busybox_binary", "busybox_rootfs", "busybox_tar"]
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"
+LAYOUT = 2  # bump when build_rootfs changes, so caches rebuild
 DIRECTORIES = {"bin": 0o755, "sbin": 0o755, "usr/bin": 0o755, "usr/sbin": 0o755, "etc": 0o755,
                "root": 0o700, "tmp": 0o1777, "home": 0o755, "var": 0o755, "var/tmp": 0o1777,
                "proc": 0o555, "sys": 0o555, "dev": 0o755}
@@ -91,18 +92,21 @@ def build_rootfs(dest: Path, busybox: Path) -> None:
             link.symlink_to("/bin/busybox")
     (dest / "etc" / "passwd").write_text(PASSWD)
     (dest / "etc" / "group").write_text(GROUP)
+    for name in ("hosts", "hostname", "resolv.conf"):  # mount points for chapter 05's files
+        (dest / "etc" / name).write_text("")
 # --8<-- [end:build_rootfs]
 
 
 def busybox_rootfs() -> Path:
     """Return the path of the busybox root filesystem, building it on first use.
 
-    The directory is named after the binary's sha256, so a new busybox gets a new rootfs, and it is
+    The directory is named after the binary's sha256 and the layout's version, so a new busybox (or
+    a new layout) gets a new rootfs, and it is
     built in a temporary directory and renamed into place, so a crash never leaves half a rootfs.
     """
     binary = busybox_binary()
     digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
-    dest = cache_dir() / "rootfs" / f"busybox-{digest}"
+    dest = cache_dir() / "rootfs" / f"busybox-{digest}-{LAYOUT}"
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

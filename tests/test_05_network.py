@@ -434,13 +434,16 @@ def test_dns_files(stage, rootfs, run_network):
     assert none.stdout == netfiles.LOCALHOST
     host = stage("network", "--network", "host", rootfs, "--", "/bin/cat", "/etc/hosts")
     assert host.stdout == Path("/etc/hosts").read_text()
-    assert not Path(rootfs, "etc/hosts").exists()  # covered in the container's own root only
+    assert Path(rootfs, "etc/hosts").read_text() == ""  # covered in the container's own root only
     assert set(Path(_paths.state_dir(), "containers").glob("*")) == before  # the files went with them
 
 
-def test_dns_files_are_not_created_in_a_shared_directory_but_in_an_overlay(rootfs, tmp_path, capfd):
+def test_dns_files_are_not_created_in_a_shared_directory_but_in_an_overlay(writable_rootfs, tmp_path, capfd):
     """Chapter 02's engine on a plain directory: nothing is created in it (a note says so); on an
     overlay root of its own, the missing mount points are created in its upper layer."""
+    rootfs = writable_rootfs  # an image without the mount points (the busybox rootfs has them)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        Path(rootfs, "etc", name).unlink()
     files = netfiles.write_files(tmp_path / "files", "box", None, "none")
     spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/ls", "/etc"], env={"PATH": "/bin"})
     spec.before_pivot.append(lambda root: netfiles.bind_files(root, files))
