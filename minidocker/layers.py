@@ -234,6 +234,8 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
     digest is computed first, so importing what is already stored reads but never writes.
     A directory is packed as a sorted tar on the fly (through a pipe), never as a file.
     """
+    if not os.fspath(source):  # Path("") would be ".", the current directory
+        raise LayerError("cannot import '': no path given")
     source = Path(source)
     if not source.exists():
         raise LayerError(f"cannot import {str(source)!r}: no such file or directory")

@@ -428,6 +428,7 @@ def test_stage_keep_then_diff_and_commit(stage, busybox_tar, tmp_path):
         assert changes.stdout == "C /etc\nD /etc/group\nA /hello\n"
         committed = stage("changes", "commit", container)
         diff_id = committed.stdout.strip()
+        assert committed.returncode == 0 and diff_id.startswith("sha256:"), committed.stderr
         check = stage("overlay", "--layer", str(busybox_tar), "--layer", diff_id, "--", "/bin/sh", "-c",
                       "cat /hello; test -e /etc/group || echo no group")
         assert check.stdout == "hi\nno group\n", check.stderr
@@ -437,6 +438,7 @@ def test_stage_keep_then_diff_and_commit(stage, busybox_tar, tmp_path):
 
 def test_stage_errors_are_one_line(stage, tmp_path):
     cases = {("--", "/bin/true"): "no image",
+             ("--layer", "", "--", "/bin/true"): "no path given",
              ("--layer", str(tmp_path / "nope.tar"), "--", "/bin/true"): "no such file or directory",
              ("--layer", "sha256:" + "1" * 64, "--", "/bin/true"): "is not in the store"}
     for args, message in cases.items():
