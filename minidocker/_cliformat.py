@@ -49,7 +49,9 @@ def human_duration(seconds: float) -> str:
         return "About an hour" if hours == 1 else f"{hours} hours"
     if hours < 24 * 14:
         return f"{hours // 24} days"
-    return f"{hours // 24 // 7} weeks" if hours < 24 * 60 else f"{hours // 24 // 30} months"
+    if hours < 24 * 60:
+        return f"{hours // 24 // 7} weeks"
+    return f"{hours // 24 // 30} months" if hours < 24 * 365 * 2 else f"{hours // 24 // 365} years"
 
 
 def ago(unix_time: float) -> str:
