@@ -272,6 +272,7 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
     cache = cache or BuildCache(layer_store=store.layers)
     for tag in tags:  # a bad name is an error before anything runs
         reference.parse(tag)
+    cache.clean_temp()
     scratch = cache.scratch()
     try:
         (scratch / "context").mkdir()

@@ -139,14 +139,18 @@ class BuildCache:
                         self.layers.unref(diff_id, holder)
         for path in self.blobs.iterdir():
             path.unlink(missing_ok=True)
-        for path in (self.root / "tmp").iterdir():
-            pid = path.name.split("-")[0].split(".")[-1]
-            if not (pid.isdigit() and os.path.exists(f"/proc/{pid}")):  # not a build in progress
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        self.clean_temp()
         sizes = {d: self._size(d) for d in self.layers.layers()}
         removed = self.layers.remove_unused()
         return keys, reclaimed + sum(sizes.get(d, 0) for d in removed)
     # --8<-- [end:prune]
+
+    def clean_temp(self) -> None:
+        """Remove what builds killed before their clean-up left in ``tmp/`` (named after their pid)."""
+        for path in (self.root / "tmp").iterdir():
+            pid = path.name.split("-")[0].split(".")[-1]
+            if not (pid.isdigit() and os.path.exists(f"/proc/{pid}")):  # not a build in progress
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def _size(self, diff_id: str) -> int:
         with contextlib.suppress(LayerError, OSError, ValueError):

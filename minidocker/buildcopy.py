@@ -65,6 +65,7 @@ class Plan:
 
     entries: list[Entry] = field(default_factory=list)
     checksum: str = ""
+    kind: str = "file"  # what history shows: "file", "dir" (one directory) or "multi" (several)
 
 
 def is_archive(path: Path) -> bool:
@@ -125,7 +126,8 @@ def plan(source_fs: ImageFS, sources: list[str], dest: str, image_fs: ImageFS, *
         raise CopyError(f"When using {what} with more than one source file, the destination must be a "
                         f"directory and end with a / ({dest})")
     target = posixpath.normpath(posixpath.join(workdir or "/", dest))
-    result = Plan()
+    one_dir = len(selected) == 1 and stat.S_ISDIR(selected[0][2].st_mode)
+    result = Plan(kind="multi" if len(selected) > 1 else "dir" if one_dir else "file")
     entries: dict[str, Entry] = {}
 
     def directory(path: str, new_owner: tuple[int, int]) -> str:

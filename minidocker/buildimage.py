@@ -159,8 +159,15 @@ def store_image(state: ImageState, store: ImageStore, blob_dirs: list[Path], tag
     """Make the final state a real image of chapter 06's store: blobs, manifest, record, tags.
 
     Layer blobs the build made are linked in from the build cache (``blob_dirs``): same
-    filesystem, no copy. The manifest is OCI's; the image ID is the config's digest.
+    filesystem, no copy. The manifest is OCI's; the image ID is the config's digest. An image
+    the store has already (``FROM busybox`` alone, or a rebuild) is only tagged: its manifest, the
+    one a registry knows, stays.
     """
+    with contextlib.suppress(EngineError):
+        image = store.get(state.id)
+        for tag in tags:
+            store.tag(image.id, tag)
+        return store.get(image.id)
     for layer in state.layers:
         if store.has_blob(layer["digest"]):
             continue

@@ -33,6 +33,9 @@ from minidocker.dockerfile import Instruction, parse_duration
 __all__ = ["DISPATCH", "BuildError", "StageBuild", "go_quote"]
 
 NOP = "/bin/sh -c #(nop) "
+# Docker's predefined ARGs: usable in RUN without an ARG line, left out of the cache key and history.
+_PROXIES = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
+PROXY_ARGS = {*_PROXIES, *(name.upper() for name in _PROXIES)}
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 
 
@@ -230,9 +233,8 @@ def copy_step(build: Any, stage: StageBuild, step: Instruction) -> ImageState:
                               chmod=chmod, context=origin is None, add=step.keyword == "ADD")
     except EngineError as e:
         raise build.error_at(step, str(e)) from None
-    kind = "multi" if len(sources) > 1 else ("dir" if plan.entries and len(plan.entries) > 2 else "file")
     flags = "".join(f"--{k}={v} " for k, v in (("from", origin), ("chown", chown), ("chmod", chmod)) if v)
-    text = NOP + f"{step.keyword} {flags}{kind}:{plan.checksum[7:]} in {dest} "
+    text = NOP + f"{step.keyword} {flags}{plan.kind}:{plan.checksum[7:]} in {dest} "
     return build.layer_step(stage, text, plan, text)
 # --8<-- [end:copy_step]
 
@@ -245,7 +247,9 @@ def run_step(build: Any, stage: StageBuild, step: Instruction) -> ImageState:
     args = {k: v for k, v in sorted(stage.args.items()) if v is not None and k not in env_names}
     prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args.items()) + " " if args else ""
     text = prefix + " ".join(command)
-    return build.run_step(stage, text, command, args)
+    proxies = {k: v for k, v in build.build_args.items() if k in PROXY_ARGS and k not in env_names}
+    build.consumed |= set(proxies)
+    return build.run_step(stage, text, command, {**proxies, **args})
 # --8<-- [end:run_step]
 
 

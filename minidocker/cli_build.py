@@ -139,7 +139,7 @@ def history_rows(entries: list[dict[str, Any]], no_trunc: bool = False,
     rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for e in entries:
         image = e["Id"] if no_trunc or e["Id"] == "<missing>" else e["Id"].removeprefix("sha256:")[:12]
-        created_by = " ".join(e["CreatedBy"].split()) if not no_trunc else e["CreatedBy"]
+        created_by = e["CreatedBy"].replace("\t", " ").replace("\n", " ")
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
         rows.append([image, ago(e["Created"]) if human else str(e["Created"]), created_by,

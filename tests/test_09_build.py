@@ -165,6 +165,11 @@ WORKDIR data
 COPY --chown=nobody:nogroup note.txt ./
 RUN echo "greeting=$GREETING home=$APP_HOME pwd=$(pwd) ip=$(ip -4 -o addr show eth0 | wc -l)" > /run.txt
 RUN ["/bin/sh", "-c", "echo exec $APP_HOME > /exec.txt"]
+LABEL org.example.team="build people" version=1
+EXPOSE 8080 53/udp
+VOLUME /srv/app/data/cache
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=2 CMD test -e /run.txt
 USER nobody
 ENTRYPOINT ["/bin/echo", "entry"]
 CMD ["default", "cmd"]
@@ -188,6 +193,25 @@ def test_the_built_image_runs_with_what_the_dockerfile_said(busybox: str, tmp_pa
     config = json.loads(run_stage("images", "inspect", "semantics").stdout)[0]["Config"]
     assert config["WorkingDir"] == "/srv/app/data" and config["User"] == "nobody"
     assert "APP_HOME=/srv/app" in config["Env"] and not any(e.startswith("GREETING") for e in config["Env"])
+    assert config["Labels"] == {"org.example.team": "build people", "version": "1"}
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert config["Volumes"] == {"/srv/app/data/cache": {}} and config["StopSignal"] == "SIGINT"
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -e /run.txt"], "Interval": 5 * 10**9,
+                                     "Retries": 2}
+
+
+def test_onbuild_triggers_run_in_the_child_build_only(busybox: str, tmp_path: Path) -> None:
+    base = context(tmp_path / "base", {"Dockerfile": "FROM busybox\nONBUILD COPY marker.txt /from-child\n"
+                                                     "ONBUILD RUN echo triggered > /triggered\n"})
+    assert Built(base, tags=["with-triggers"]).error is None
+    child = context(tmp_path / "child", {"Dockerfile": "FROM with-triggers\nCMD [\"cat\", \"/triggered\"]\n",
+                                         "marker.txt": "from the child's context\n"})
+    built = Built(child, tags=["child"])
+    assert "# Executing 2 build triggers" in built.output, built.output
+    assert run("child").stdout == "triggered\n"
+    assert run("child", "cat", "/from-child").stdout == "from the child's context\n"
+    inspected = json.loads(run_stage("images", "inspect", "child").stdout)[0]["Config"]
+    assert not inspected.get("OnBuild")  # triggers are not inherited further
 
 
 @pytest.mark.parametrize(("lines", "args", "expected"), [
@@ -393,8 +417,8 @@ def test_docker_cli_builds_against_our_daemon_and_the_cache_outlives_a_restart(b
         history = subprocess.run([docker, "history", "--no-trunc", "from-docker:v1"], env=env,
                                  capture_output=True, text=True)
         assert "|1 WHO=docker /bin/sh -c echo hello $WHO > /hello" in history.stdout
-        pruned = subprocess.run([docker, "builder", "prune", "-f"], env=env, capture_output=True, text=True)
-        assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout
+        pruned = subprocess.run([docker, "system", "prune", "-f"], env=env, capture_output=True, text=True)
+        assert pruned.returncode == 0 and "Deleted build cache objects" in pruned.stdout, pruned.stdout
         assert "Using cache" not in docker_build().stdout
         (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 4\n")
         failed = docker_build()
