@@ -107,7 +107,8 @@ class RunTree:
         self.workspace, self.chapter, self.exercises = Path(workspace), chapter, list(exercises)
         self.test_chapters = range(1, chapter + 1) if test_chapters is None else test_chapters
         self.package, self.extra_tests, self.timeout, self.keep = package, extra_tests or {}, timeout, keep
-        self.path = Path(tempfile.mkdtemp(prefix="minidocker-check-"))
+        # Short: the tests' own sockets live below it, and a unix socket path has 108 bytes at most.
+        self.path = Path(tempfile.mkdtemp(prefix="mdcheck-"))
         self.runs = 0
         self.files: list[str] = []
 
@@ -167,7 +168,7 @@ class RunTree:
                    MINIDOCKER_EXERCISE_PLAN=str(paths["plan"]),
                    MINIDOCKER_EXERCISE_RESULTS=str(paths["results"]))
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                   "-p", "minidocker.exercises._runner", f"--basetemp={tree / f'.tmp-{n}'}",
+                   "-p", "minidocker.exercises._runner", f"--basetemp={tree / f't{n}'}",
                    *(tests if tests is not None else self.files)]
         started = time.monotonic()
         with open(paths["log"], "w") as log:
