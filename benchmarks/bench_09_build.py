@@ -120,7 +120,7 @@ def main() -> int:
                 first[name].append(timed([*command, "--no-cache", "-t", "bench:latest", str(context)], e))
                 cached[name].append(timed([*command, "-t", "bench:latest", str(context)], e))
         reference = "docker build (classic) -> dockerd 20.10"
-        for title, results in (("first build (--no-cache: 4 layers, 3 RUN containers)", first),
+        for title, results in (("first build (--no-cache: 6 layers, 3 RUN containers)", first),
                                ("fully cached rebuild", cached)):
             print(f"median of {runs} runs, {title}:")
             docker_median = statistics.median(results[reference])

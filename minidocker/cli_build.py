@@ -222,15 +222,11 @@ def local_main(argv: list[str]) -> int:
         if extra:
             raise builder.BuildError("-f outside the context: use the minidocker client, or move the "
                                      "Dockerfile into PATH")
-        try:
-            image_id = builder.build(opts.path, dockerfile=name, tags=opts.tag,
-                                     build_args=_pairs(opts.build_arg, "--build-arg"), target=opts.target,
-                                     no_cache=opts.no_cache, pull=opts.pull, network=opts.network,
-                                     labels=_pairs(opts.label, "--label") or None,
-                                     on_event=lambda e: render(e, sys.stdout, opts.quiet))
-        except builder.BuildError as e:
-            print(str(e), file=sys.stderr)
-            return e.exit_code
+        image_id = builder.build(opts.path, dockerfile=name, tags=opts.tag,
+                                 build_args=_pairs(opts.build_arg, "--build-arg"), target=opts.target,
+                                 no_cache=opts.no_cache, pull=opts.pull, network=opts.network,
+                                 labels=_pairs(opts.label, "--label") or None,
+                                 on_event=lambda e: render(e, sys.stdout, opts.quiet))
         if opts.quiet:
             print(image_id)
         return 0
