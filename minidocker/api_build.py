@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import tarfile
 import tempfile
 from typing import Any
 
@@ -102,6 +103,8 @@ async def post_build(request: web.Request) -> web.StreamResponse:
         async for chunk in request.content.iter_chunked(1 << 20):
             context.write(chunk)
         context.flush()
+        if not await loop.run_in_executor(None, tarfile.is_tarfile, context.name):
+            _dockerfile_alone(context, options["dockerfile"])  # ``docker build - < Dockerfile``
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         job = loop.run_in_executor(None, work, context.name)
@@ -125,6 +128,21 @@ async def post_build(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     return response
 # --8<-- [end:post_build]
+
+
+def _dockerfile_alone(body: Any, name: str) -> None:
+    """Rewrite a body that is not a tar (a bare Dockerfile) as a context holding just that file."""
+    import io
+
+    body.seek(0)
+    data = body.read()
+    body.seek(0)
+    body.truncate()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    body.flush()
 
 
 @routes.post("/build/prune")

@@ -26,6 +26,7 @@ Example (the API the daemon calls)::
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -240,15 +241,15 @@ class Builder:
 
 
 def _context_source(context: str | Path | BinaryIO, scratch: Path, dockerfile_name: str) -> None:
-    """Unpack the context (a tar path or stream, or a directory packed first) into ``scratch``."""
+    """Unpack the context (a tar path or stream, or a directory packed first) into ``scratch/context``."""
     if isinstance(context, (str, Path)) and Path(context).is_dir():
-        import io
-
-        buffer = io.BytesIO()
-        buildcontext.pack(context, buffer, dockerfile=dockerfile_name)
-        buffer.seek(0)
-        context = buffer
-    buildcontext.extract(context, scratch)
+        with open(scratch / "context.tar", "w+b") as packed:  # as a client sends it: .dockerignore applied
+            buildcontext.pack(context, packed, dockerfile=dockerfile_name)
+            packed.seek(0)
+            buildcontext.extract(packed, scratch / "context")
+        os.unlink(scratch / "context.tar")
+        return
+    buildcontext.extract(context, scratch / "context")
 
 
 # --8<-- [start:build]
@@ -276,7 +277,7 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
     scratch = cache.scratch()
     try:
         (scratch / "context").mkdir()
-        _context_source(context_tar, scratch / "context", dockerfile)
+        _context_source(context_tar, scratch, dockerfile)
         text = buildcontext.read_dockerfile(scratch / "context", dockerfile)
         ignore_file = scratch / "context" / ".dockerignore"
         if ignore_file.is_file():

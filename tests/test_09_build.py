@@ -410,6 +410,10 @@ def test_docker_cli_builds_against_our_daemon_and_the_cache_outlives_a_restart(b
         ran = subprocess.run([docker, "run", "--rm", "from-docker:v1"], env=env, capture_output=True,
                              text=True, timeout=60)
         assert ran.stdout == "hello docker\n", ran.stderr
+        from_stdin = subprocess.run([docker, "build", "-t", "from-stdin", "-"],  # a Dockerfile, no context
+                                    input="FROM busybox\nRUN echo piped\n", env=env, capture_output=True,
+                                    text=True, timeout=120)
+        assert from_stdin.returncode == 0 and "\npiped\n" in from_stdin.stdout, from_stdin.stderr
         daemon.stop()
         daemon.start()
         again = docker_build()
