@@ -11,8 +11,8 @@ How a test result becomes an exercise's verdict, in as few pytest runs as possib
 3. A failing test is then run again with the student's code for a *part* of the exercises it
    called and the reference for the rest, halving until the exercises that make it fail alone
    are found (group testing: a handful of rounds, each one pytest run for all failing tests at
-   once). An exercise fails only when a test fails with its code alone: twice seen, never a
-   flaky test's fault, never another exercise's.
+   once). An exercise fails only when a test fails with its code alone, twice: never a flaky
+   test's fault, never another exercise's.
 
 So a workspace with one exercise written passes exactly that exercise, a complete and correct one
 takes a single run, and a failure is always pinned on the exercise that causes it.
@@ -35,7 +35,7 @@ from minidocker._process import EngineError
 from minidocker.exercises import labs
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises
 from minidocker.exercises.runtree import Run, RunTree
-from minidocker.exercises.workspace import ATTEMPTED, NOT_ATTEMPTED, read_metadata, statuses
+from minidocker.exercises.workspace import ATTEMPTED, NOT_ATTEMPTED, fingerprints, read_metadata, statuses
 
 __all__ = ["FAILED", "NOT_ATTEMPTED", "PASSED", "Report", "Verdict", "check", "format_report", "plain_words"]
 
@@ -60,6 +60,7 @@ class Report:
     chapter: int
     verdicts: list[Verdict]
     others: list[str] = field(default_factory=list)  # failures no single exercise explains
+    changed: list[str] = field(default_factory=list)  # exercises whose reference changed since `new`
     tests: int = 0
     runs: int = 0
     seconds: float = 0.0
@@ -132,6 +133,9 @@ def check(workspace: Path, chapter: int, package: Path = PACKAGE, timeout: float
                 Verdict(e, FAILED, state[e.id]) for e in exercises if state[e.id] != ATTEMPTED}
     attempted = [e for e in exercises if state[e.id] == ATTEMPTED]
     report = Report(workspace, chapter, [], lab=lab.name if lab else "")
+    made = meta.get("reference", {})
+    now = fingerprints([e for e in exercises if e.id in made], package)
+    report.changed = [x for x, print_ in now.items() if made[x] != print_]
     if attempted:
         chapters = [chapter] if own else range(1, chapter + 1)
         # Every stub of the workspace must be able to switch to the reference, judged or not.
@@ -169,6 +173,7 @@ def _judge(tree: RunTree, attempted: list[Exercise], verdicts: dict[str, Verdict
         items += [(t, frozenset(alone.trace.get(t, set()) & unreached), True) for t in _failing(alone)
                   if alone.trace.get(t, set()) & unreached]
     culprits: set[str] = set()
+    strikes: set[tuple[str, str]] = set()
     first_calls = {t: calls for t, calls, _ in items}
     blamed: set[str] = set()
     for _ in range(max_rounds):
@@ -200,7 +205,10 @@ def _judge(tree: RunTree, attempted: list[Exercise], verdicts: dict[str, Verdict
                 if failed:
                     report.others.append(f"{test}: {plain_words(test, result)}")
                 continue
-            if failed and len(ran) == 1:
+            if failed and len(ran) == 1 and (test, *ran) not in strikes:
+                strikes.add((test, *ran))  # once more alone, to be sure: a flaky test must not decide
+                items.append((test, ran, True))
+            elif failed and len(ran) == 1:
                 culprit = next(iter(ran))
                 culprits.add(culprit)
                 blamed.add(test)
@@ -242,6 +250,9 @@ def format_report(report: Report) -> str:
             lines.append(f"{pad}hint: {e.hint or e.title}")
         else:
             lines.append(f"{head}{v.result}")
+    if report.changed:
+        lines.append(f"  note: the reference of {', '.join(report.changed)} changed since this workspace was "
+                     "made: grade with the version of minidocker that made it, or make a new one")
     for other in report.others:
         lines.append(f"  also failing, with every exercise checked on its own: {other}")
     done, total = report.count(PASSED), len(report.verdicts)

@@ -148,7 +148,7 @@ nothing else broke.
 def new_lab(name: str, dest: str | Path) -> Path:
     """Create the workspace of lab ``name`` in ``dest``: the engine with one defence removed."""
     from minidocker.exercises.marks import PACKAGE, find_exercises
-    from minidocker.exercises.workspace import build, replace_body
+    from minidocker.exercises.workspace import build, fingerprints, replace_body
 
     lab = LABS.get(name)
     if lab is None:
@@ -158,7 +158,8 @@ def new_lab(name: str, dest: str | Path) -> Path:
         raise EngineError(f"lab {name}: exercise {lab.exercise} is not marked in the package")
     source = (PACKAGE.parent / exercise.path).read_text()
     change = {exercise.path: replace_body(source, exercise.function, lab.weakened)}
-    metadata = {"kind": "lab", "lab": lab.name, "chapter": lab.chapter, "exercises": [lab.exercise]}
+    metadata = {"kind": "lab", "lab": lab.name, "chapter": lab.chapter, "exercises": [lab.exercise],
+                "reference": fingerprints([exercise])}
     dest = Path(dest).resolve()
     workspace = build(dest, lab.chapter, metadata, _readme(lab, dest, sys.executable), change)
     (workspace / "tests" / lab.test_file).write_text(lab.test_source())

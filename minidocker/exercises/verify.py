@@ -69,9 +69,10 @@ def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: 
             reference = tree.run(plan={"student": []})
             result.tests, result.reference_seconds = len(reference.results), reference.seconds
             failing = _failing(reference)
-            if failing:  # a flaky test must fail twice to count
-                again = tree.run(failing, plan={"student": []})
-                failing = [t for t in failing if t in _failing(again)]
+            for _ in range(2):  # a flaky test must fail three times in a row to count
+                if failing:
+                    again = tree.run(failing, plan={"student": []})
+                    failing = [t for t in failing if t in _failing(again)]
             result.reference_failures = [f"{t}: {plain_words(t, reference.results[t])}" for t in failing]
             own = {e.id: f"test_{e.chapter:02}_" for e in exercises}
             candidates = {}

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from minidocker._process import EngineError
 from minidocker.exercises import texts
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises, function_node
 
-__all__ = ["METADATA", "body_lines", "chapter_test_files", "copy_tests", "new_workspace",
+__all__ = ["METADATA", "body_lines", "chapter_test_files", "copy_tests", "fingerprints", "new_workspace",
            "read_metadata", "reference_tests", "replace_body", "restore", "statuses", "stub_body"]
 
 METADATA = ".exercises.json"
@@ -149,6 +150,16 @@ def statuses(workspace: Path, exercises: Iterable[Exercise]) -> dict[str, str]:
     return result
 
 
+def fingerprints(exercises: Iterable[Exercise], package: Path = PACKAGE) -> dict[str, str]:
+    """A short hash of each exercise's reference source: ``check`` tells when it changed since ``new``."""
+    found = {}
+    for e in exercises:
+        source = (package.parent / e.path).read_text()
+        node = function_node(ast.parse(source), e.function)
+        found[e.id] = hashlib.sha256((ast.get_source_segment(source, node) or "").encode()).hexdigest()[:12]
+    return found
+
+
 def read_metadata(workspace: Path) -> dict:
     """The workspace's ``.exercises.json`` ({} when there is none: any copy of the package works)."""
     try:
@@ -201,7 +212,8 @@ def new_workspace(chapter: int, dest: str | Path, package: Path = PACKAGE) -> Pa
     for rel in sorted({e.path for e in exercises}):
         source = (package.parent / rel).read_text()
         change[rel] = _stub_module(source, [e for e in exercises if e.path == rel])
-    metadata = {"kind": "workspace", "chapter": chapter, "exercises": [e.id for e in exercises]}
+    metadata = {"kind": "workspace", "chapter": chapter, "exercises": [e.id for e in exercises],
+                "reference": fingerprints(exercises, package)}
     readme = texts.workspace_readme(chapter, exercises, Path(dest).resolve(), sys.executable)
     return build(Path(dest), chapter, metadata, readme, change, package)
 
