@@ -46,6 +46,9 @@ class ContextError(EngineError):
     """A build context that cannot be used (a hostile member, a missing Dockerfile, a bad pattern)."""
 
 
+# exercise 09.3: Turn a Go glob pattern into a regular expression
+# hint: * -> [^/]*, ? -> [^/], [...] kept ([! becomes [^), \x escapes x; with double_star, ** (and **/)
+#   -> (.*/)? or .* at the end; anchor with ^...$.
 # --8<-- [start:glob_regex]
 def glob_regex(pattern: str, *, double_star: bool = False) -> re.Pattern[str]:
     """A regular expression for a Go ``filepath.Match`` pattern: ``*`` and ``?`` never match ``/``.
@@ -143,6 +146,9 @@ def walk(root: Path, ignore: Ignore | None = None, keep: tuple[str, ...] = ()) -
     yield from visit("")
 
 
+# exercise 09.4: Pack a context directory as `docker build` sends it
+# hint: Ignore(.dockerignore); tarfile 'w|' over walk(root, ignore, keep=(dockerfile, .dockerignore));
+#   gettarinfo, owners 0, no names; regular files with their content; then the extra files.
 # --8<-- [start:pack]
 def pack(directory: str | os.PathLike, out: BinaryIO, *, dockerfile: str = "Dockerfile",
          extra: dict[str, bytes] | None = None) -> None:
@@ -186,6 +192,10 @@ def _parts(name: str) -> list[str]:
     return parts
 
 
+# exercise 09.5: Unpack a context tar without leaving the directory
+# hint: tarfile 'r|*'; for each member: _parts (no .., no /), refuse devices, skip FIFOs; open the parent
+#   with _untar.open_dir (never through a symlink) and _extract_member; directory times at the end;
+#   LayerError and TarError become ContextError.
 # --8<-- [start:extract]
 def extract(source: str | os.PathLike | BinaryIO, dest: str | os.PathLike) -> None:
     """Unpack a context tar (plain, gzip, bzip2 or xz; a path or a stream) into the empty ``dest``.

@@ -107,6 +107,10 @@ def _select(source_fs: ImageFS, pattern: str, *, context: bool,
     return [(path, *entry)]
 
 
+# exercise 09.6: Plan the layer of a COPY or ADD
+# hint: _select every source; several need a dest ending in /; target = dest below workdir; a directory:
+#   its tree below directory(target); an archive (ADD): one archive Entry; a file: into target if it
+#   is a directory, else as target; refuse .wh. names; sort the entries; _checksum them.
 # --8<-- [start:plan]
 def plan(source_fs: ImageFS, sources: list[str], dest: str, image_fs: ImageFS, *, workdir: str = "/",
          chown: str | None = None, chmod: str | None = None, context: bool = True,
@@ -219,6 +223,9 @@ class _HashingFile:
         return self.out.write(data)  # type: ignore[attr-defined]
 
 
+# exercise 09.7: Write the planned entries as a layer tar
+# hint: tarfile 'w|' PAX over a _HashingFile; archive entries: _unpack_archive; new directories: a DIRTYPE
+#   TarInfo; others: _tar.tar_info, then the entry's uid, gid and mode; content for regular files.
 # --8<-- [start:write_layer]
 def write_layer(entries: list[Entry], path: str | os.PathLike) -> str:
     """Write the planned entries to ``path`` as an (uncompressed) layer tar; return its diff ID."""

@@ -154,6 +154,9 @@ def compress_layer(tar: Path, out_dir: Path) -> dict[str, Any]:
     return {"mediaType": _OCI_LAYER_GZIP, "digest": digest, "size": size}
 
 
+# exercise 09.11: Store the final image and tag it
+# hint: an image the store has: only tag it; else link each missing layer blob from blob_dirs, put the
+#   config, an OCI manifest listing the layers, and add_image with the tags and the layer sizes.
 # --8<-- [start:store_image]
 def store_image(state: ImageState, store: ImageStore, blob_dirs: list[Path], tags: list[str]) -> Image:
     """Make the final state a real image of chapter 06's store: blobs, manifest, record, tags.
@@ -198,6 +201,9 @@ def _epoch(text: str) -> int:
     return 0
 
 
+# exercise 09.12: List an image's history as `docker history` does
+# hint: one entry per config history record (size 0 for empty_layer, else the next diff ID's size),
+#   newest first; the top entry gets the image ID and tags, the others '<missing>'.
 # --8<-- [start:history]
 def history(image: Image, store: ImageStore) -> list[dict[str, Any]]:
     """``docker history``: one entry per history record, newest first, with its layer's size.

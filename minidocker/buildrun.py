@@ -67,6 +67,9 @@ def _add_build_image_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-image", required=True, help=argparse.SUPPRESS)
 
 
+# exercise 09.8: Give the engine the build's image
+# hint: args.build_image is JSON {config, diff_ids}: image_config = {'config': ...}, no rootfs, and
+#   layer = the diff IDs (as if each were typed with --layer).
 # --8<-- [start:configure_build_image]
 def configure_build_image(args: argparse.Namespace, spec: Any, cleanup: contextlib.ExitStack) -> None:
     """First stage, instead of chapter 06's: the image is the build's current state, not a stored one."""
@@ -77,6 +80,9 @@ def configure_build_image(args: argparse.Namespace, spec: Any, cleanup: contextl
 # --8<-- [end:configure_build_image]
 
 
+# exercise 09.9: The daemon's stages, two of them swapped
+# hint: engine.STAGES with 'image' replaced by Stage('build-image', _add_build_image_argument,
+#   configure_build_image) and 'overlay' by chapter 04's overlay.STAGES[-1].
 # --8<-- [start:stages]
 def stages() -> tuple:
     """The daemon's engine stages, with the build's image first and chapter 04's plain overlay

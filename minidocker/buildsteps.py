@@ -239,6 +239,9 @@ def copy_step(build: Any, stage: StageBuild, step: Instruction) -> ImageState:
 # --8<-- [end:copy_step]
 
 
+# exercise 09.10: Run a RUN step: its command, environment and key
+# hint: _command (exec form, or SHELL + text); the declared ARGs with a value and not set by ENV, sorted;
+#   the key text is '|N K=V ... ' + the command joined; proxy build-args join the environment only.
 # --8<-- [start:run_step]
 def run_step(build: Any, stage: StageBuild, step: Instruction) -> ImageState:
     """RUN: the declared ARGs are the command's environment (never the image's), and its cache key."""

@@ -109,6 +109,10 @@ class Dockerfile:
                               f"{target!r} (FROM ... AS {target})")
 
 
+# exercise 09.1: Split a Dockerfile into logical lines
+# hint: read the escape/syntax directives while `looking` (the first other line ends them); skip comment
+#   and blank lines; join a line ending with the escape character (regex escape + [ \t]*$) with the
+#   next ones, skipping comment and blank lines inside (note a warning for the blank ones).
 # --8<-- [start:logical_lines]
 def logical_lines(text: str, filename: str = "Dockerfile") -> tuple[str, list[tuple[int, str]], list[str]]:
     """Split the text into ``(escape character, [(first line number, logical line)], warnings)``.
@@ -260,6 +264,10 @@ def _flags(keyword: str, raw: list[str], fail) -> tuple[tuple[str, str | None], 
     return tuple(found.items())
 
 
+# exercise 09.2: Parse one instruction, its flags and its form
+# hint: keyword (upper-cased, unknown -> difflib suggestion), _split_flags then _flags; _json_array decides
+#   exec form; per keyword: RUN/CMD/ENTRYPOINT/SHELL one string or the array, COPY/ADD/VOLUME/EXPOSE/
+#   FROM words, ENV/LABEL pairs (old form KEY VALUE), ARG words, HEALTHCHECK, ONBUILD (recursive).
 # --8<-- [start:instruction]
 def instruction(number: int, text: str, escape: str = "\\", filename: str = "Dockerfile") -> Instruction:
     """Parse one logical line into an :class:`Instruction`, checking what can be checked now."""
