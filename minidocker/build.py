@@ -149,6 +149,8 @@ class Builder:
                 answer = self.worker.run({"id": container_id, "argv": argv, "tar": str(scratch / "layer.tar"),
                                           "holder": self.cache.holder(key)},
                                          on_output=lambda data: self.say(data.decode(errors="replace")))
+                if answer.get("commit_failed"):
+                    raise BuildError(answer["error"])
                 if answer.get("error"):
                     self.say(answer["error"] + "\n")
                 if answer["exit"] != 0:

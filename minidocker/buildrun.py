@@ -124,9 +124,12 @@ def run_step(request: dict[str, Any], output_fd: int) -> dict[str, Any]:
         if code != 0:
             return {"exit": code}
         fs = ContainerFS.open(LayerStore(), request["id"])
-        if not changes.diff(fs):
-            return {"exit": 0, "diff_id": None}
-        committed = changes.commit(fs, fs.store, tar_path=request["tar"], holder=request["holder"])
+        try:
+            if not changes.diff(fs):
+                return {"exit": 0, "diff_id": None}
+            committed = changes.commit(fs, fs.store, tar_path=request["tar"], holder=request["holder"])
+        except EngineError as e:  # e.g. the command made a device node, which no layer may hold
+            return {"exit": 0, "error": f"committing the changes of RUN: {e}", "commit_failed": True}
         return {"exit": 0, "diff_id": committed.diff_id}
 # --8<-- [end:run_step]
 
