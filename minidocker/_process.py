@@ -63,9 +63,10 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], report_fd: int) ->
     Never returns: on failure it writes one line to ``report_fd`` and exits 127 (not found) or
     126 (found but not executable), the codes shells and Docker use.
     """
-    # Python ignores SIGPIPE and may block signals; an exec'd program must start with defaults,
-    # or `yes | head` in the container would never end.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+    # Python ignores SIGPIPE, the engine ignores SIGINT and SIGQUIT while it waits, and an ignored
+    # signal stays ignored across exec: the program must start with the defaults, or `yes | head`
+    # would never end and Ctrl-C would not reach it.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     name = argv[0] if argv else ""
@@ -116,21 +117,49 @@ def read_report(fd: int) -> str | None:
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-@contextlib.contextmanager
-def forwarding_signals(pid: int) -> Iterator[None]:
-    """While the block runs, pass termination signals sent to the engine on to process ``pid``."""
+class Forwarder:
+    """Where the engine's termination signals go: the container, once :meth:`attach` names it.
 
-    def forward(signum: int, _frame: object) -> None:
+    A signal that arrives before the container exists is kept and delivered at :meth:`attach`, so
+    there is no window in which a SIGTERM would kill the engine and orphan the container.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.pending: list[int] = []
+
+    def attach(self, pid: int) -> None:
+        """From now on signals go to ``pid``; deliver those that came before."""
+        self.pid = pid
+        while self.pending:
+            self.forward(self.pending.pop(0), None)
+
+    def forward(self, signum: int, _frame: object) -> None:
+        if self.pid is None:
+            self.pending.append(signum)
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+            os.kill(self.pid, signum)
 
+
+@contextlib.contextmanager
+def forwarding_signals(pid: int | None = None) -> Iterator[Forwarder]:
+    """While the block runs, pass termination signals sent to the engine on to the container.
+
+    Enter it *before* forking the container and :meth:`Forwarder.attach` its pid once known (or
+    give ``pid`` at once). Only the main thread may set signal handlers: elsewhere nothing is
+    forwarded, and the caller must forward itself.
+    """
+    forwarder = Forwarder()
+    if pid is not None:
+        forwarder.attach(pid)
     if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set signal handlers; a caller there forwards itself
+        yield forwarder
         return
-    handlers = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    handlers = {sig: signal.signal(sig, forwarder.forward) for sig in FORWARDED_SIGNALS}
     handlers |= {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
     try:
-        yield
+        yield forwarder
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

@@ -50,7 +50,8 @@ def jail(rootfs: str) -> None:
 # exercise 01.2: Run a command in the jail: fork, jail, exec, wait
 # hint: refuse a rootfs that is not a directory (EngineError); fork: the child jail()s and
 #   exec_command()s, and reports any failure through an os.pipe2(os.O_CLOEXEC) pipe before
-#   os._exit(125); the parent read_report()s and waitpid()s inside forwarding_signals(pid), then
+#   os._exit(125); all inside `with forwarding_signals() as signals:` (signals.attach(pid) after the
+#   fork); the parent read_report()s and waitpid()s, then
 #   returns exit_code(status), or raises EngineError(report, exit_code(status)) if there was one.
 # --8<-- [start:run]
 def run(rootfs: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
@@ -64,17 +65,18 @@ def run(rootfs: str, argv: Sequence[str], env: Mapping[str, str] | None = None) 
                           "build one with 'python -m minidocker.rootfs'")
     env = dict(env or {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": os.environ.get("TERM", "xterm")})
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the engine's code
-        try:
-            os.close(report_r)
-            jail(rootfs)
-            exec_command(argv, env, report_w)
-        except BaseException as e:
-            os.write(report_w, f"chroot {rootfs}: {e}".encode())
-        os._exit(125)
-    os.close(report_w)
-    with forwarding_signals(pid):
+    with forwarding_signals() as signals:  # before the fork: no SIGTERM may orphan the child
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the engine's code
+            try:
+                os.close(report_r)
+                jail(rootfs)
+                exec_command(argv, env, report_w)
+            except BaseException as e:
+                os.write(report_w, f"chroot {rootfs}: {e}".encode())
+            os._exit(125)
+        signals.attach(pid)
+        os.close(report_w)
         problem = read_report(report_r)
         _, status = os.waitpid(pid, 0)
     if problem:

@@ -273,9 +273,14 @@ def _container_process(spec: ContainerSpec, go_r: int, report_w: int) -> None:
 
 # --8<-- [start:run]
 def run(spec: ContainerSpec) -> int:
-    """Start the container, pass on termination signals while it runs, return its exit status."""
-    container = start(spec)
-    with forwarding_signals(container.pid):
+    """Start the container, pass on termination signals while it runs, return its exit status.
+
+    The forwarding starts before the container does: a SIGTERM that arrives while it is being
+    created waits, and reaches it as soon as it exists.
+    """
+    with forwarding_signals() as signals:
+        container = start(spec)
+        signals.attach(container.pid)
         return container.wait()
 # --8<-- [end:run]
 
