@@ -112,7 +112,15 @@ async def remove(request: web.Request) -> web.Response:
 
 @routes.post("/images/prune")
 async def prune(request: web.Request) -> web.Response:
-    return web.json_response({"ImagesDeleted": [], "SpaceReclaimed": 0})
+    """``docker image prune``: untagged images; with ``dangling=false`` (``-a``) every unused one."""
+    try:
+        filters = json.loads(request.query.get("filters") or "{}")
+    except ValueError:
+        raise ApiError(400, "invalid filters: a JSON object is expected") from None
+    dangling = filters.get("dangling", {}) if isinstance(filters, dict) else {}
+    everything = "false" in (dangling if isinstance(dangling, list) else list(dangling))
+    deleted = await _blocking(store(request).prune, everything)
+    return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
 
 
 @routes.post("/commit")

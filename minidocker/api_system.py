@@ -103,7 +103,6 @@ def _os_name() -> str:
 
 
 @routes.post("/networks/prune")
-@routes.post("/build/prune")
 async def prune_nothing(request: web.Request) -> web.Response:
     """Prunes of things this daemon does not have: nothing to delete."""
     return web.json_response({"NetworksDeleted": [], "CachesDeleted": [], "SpaceReclaimed": 0})

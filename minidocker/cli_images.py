@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
+from urllib.parse import quote
 
 from minidocker._cliformat import ago, human_size, parser, render_template, table
 from minidocker.client import APIError, Client
@@ -214,14 +215,23 @@ def system(client: Client, argv: list[str]) -> int:
     opts = p.parse_args(argv)
     if opts.action == "info":
         return info(client, [])
-    deleted = client.json("POST", "/containers/prune")["ContainersDeleted"] or []
-    if deleted:
-        print("Deleted Containers:\n" + "\n".join(deleted) + "\n")
+    reclaimed = 0
+
+    def prune(path: str, key: str, title: str, show: Callable[[Any], str] = str) -> None:
+        nonlocal reclaimed
+        answer = client.json("POST", path)
+        reclaimed += answer.get("SpaceReclaimed") or 0
+        if answer.get(key):
+            print(f"{title}:\n" + "\n".join(show(item) for item in answer[key]) + "\n")
+
+    prune("/containers/prune", "ContainersDeleted", "Deleted Containers")
     if opts.volumes:
-        volumes = client.json("POST", "/volumes/prune")["VolumesDeleted"] or []
-        if volumes:
-            print("Deleted Volumes:\n" + "\n".join(volumes) + "\n")
-    print("Total reclaimed space: 0B")
+        prune("/volumes/prune", "VolumesDeleted", "Deleted Volumes")
+    filters = quote(json.dumps({"dangling": ["false" if opts.all else "true"]}))
+    prune(f"/images/prune?filters={filters}", "ImagesDeleted", "Deleted Images",
+          lambda event: "\n".join(f"{k.lower()}: {v}" for k, v in event.items()))
+    prune("/build/prune", "CachesDeleted", "Deleted build cache objects")
+    print(f"Total reclaimed space: {human_size(reclaimed)}")
     return 0
 
 

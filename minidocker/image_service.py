@@ -60,6 +60,16 @@ class ImageService:
     def remove(self, ref: str, force: bool = False) -> list[dict[str, str]]:
         return self.store.remove(ref, force=force)
 
+    def prune(self, everything: bool = False) -> list[dict[str, str]]:
+        """Untagged images and unused layers; with ``everything``, every image no container uses."""
+        events: list[dict[str, str]] = []
+        if everything:
+            for image in self.store.list():
+                if not self.store.in_use(image.id):
+                    with contextlib.suppress(EngineError):
+                        events += self.store.remove(image.id, force=True)
+        return events + self.store.prune()
+
     def normalize(self, ref: str) -> str:
         return reference.parse(ref).familiar
 
