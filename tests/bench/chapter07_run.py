@@ -2,7 +2,7 @@
 
 Not a test (it takes minutes and needs Debian's docker.io): run it by hand, as root::
 
-    .venv/bin/python benchmarks/bench_07_run.py [--runs 20]
+    .venv/bin/python -m tests.bench.chapter07_run [--runs 20]
 
 Both daemons run on private paths and are stopped at the end. dockerd runs in a network and mount
 namespace of its own (its docker0 bridge, iptables rules and mounts never reach the host), with
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from minidocker import push, rootfs  # noqa: E402

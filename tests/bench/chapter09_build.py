@@ -2,7 +2,7 @@
 
 Not a test (it takes a minute or two and needs Debian's docker.io): run it by hand, as root::
 
-    .venv/bin/python benchmarks/bench_09_build.py [--runs 5]
+    .venv/bin/python -m tests.bench.chapter09_build [--runs 5]
 
 dockerd runs on private paths, in a network and mount namespace of its own (its docker0 bridge,
 iptables rules and mounts never reach the host), as in chapter 07's benchmark; minidockerd on a
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from minidocker import rootfs  # noqa: E402
