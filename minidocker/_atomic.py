@@ -17,7 +17,10 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
+    from typing import Any
 
 __all__ = ["ZERO_TIME", "read_json", "rfc3339", "write_json"]
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import platform
 import struct
 import sys
 from collections.abc import Collection, Iterator, Sequence
@@ -272,8 +271,8 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
     rule names gets the default action, and one newer than this table ENOSYS (as runc does), so
     that programs fall back to an older call instead of failing.
     """
-    machine = machine or platform.machine()
-    release = release or platform.release()
+    machine = machine or os.uname().machine  # platform.machine(), without importing platform
+    release = release or os.uname().release
     if machine not in AUDIT_ARCH:
         raise EngineError(f"seccomp: no syscall table for {machine}: "
                           "run with --security-opt seccomp=unconfined")

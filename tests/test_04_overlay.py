@@ -11,12 +11,13 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from minidocker import _paths, namespaces, rootfs
+from minidocker import _paths, _tar, namespaces, rootfs
 from minidocker._process import EngineError
 from minidocker.changes import commit, diff
 from minidocker.layers import LayerError, LayerStore, import_rootfs
@@ -482,6 +483,92 @@ def test_import_of_a_directory_and_of_its_tar(store, tmp_path):
     assert (layer / "bin/alias").stat().st_ino == (layer / "bin/tool").stat().st_ino  # a hard link
     assert _paths.state_dir() != store.root.parent  # the test's own store, not the run's
 
+
+
+@pytest.fixture
+def settled_tree(tmp_path, monkeypatch):
+    """A small tree whose last change is older than ``SETTLED_SECONDS`` (made shorter for the test)."""
+    monkeypatch.setattr(_tar, "SETTLED_SECONDS", 0.2)
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin/tool").write_bytes(b"version 1")
+    (tree / "bin/other").write_bytes(b"other tool")
+    (tree / "bin/sh").symlink_to("tool")
+    time.sleep(0.3)
+    return tree
+
+
+def packs(monkeypatch) -> list[Path]:
+    """Record every pack_tree call from now on."""
+    calls, real = [], _tar.pack_tree
+    monkeypatch.setattr(_tar, "pack_tree", lambda root, out: (calls.append(Path(root)), real(root, out))[1])
+    return calls
+
+
+def test_an_unchanged_directory_is_packed_only_once(store, settled_tree, monkeypatch):
+    """Its diff ID is remembered under its fingerprint: a second import only refs the layer."""
+    calls = packs(monkeypatch)
+    first = import_rootfs(store, settled_tree, holder="image:a")
+    assert len(calls) == 2  # digest, then add
+    assert import_rootfs(store, settled_tree, holder="image:b") == first and len(calls) == 2
+    assert store.holders(first) == {"image:a", "image:b"}
+    # a content change that keeps size and mtime: only the ctime tells, and it does
+    old = os.lstat(settled_tree / "bin/tool")
+    (settled_tree / "bin/tool").write_bytes(b"version 2")
+    os.utime(settled_tree / "bin/tool", ns=(old.st_atime_ns, old.st_mtime_ns))
+    time.sleep(0.3)
+    second = import_rootfs(store, settled_tree)
+    assert second != first and (store.path(second) / "bin/tool").read_bytes() == b"version 2"
+    assert len(calls) == 4
+    # the record goes when its layer does; the directory is then packed again
+    store.unref(first, "image:a"), store.unref(first, "image:b")
+    assert set(store.remove_unused()) == {first, second} and list((store.root / "trees").iterdir()) == []
+    assert import_rootfs(store, settled_tree) == second and len(calls) == 6
+
+
+@pytest.mark.parametrize("change", ["content", "chmod", "chown", "xattr", "swap", "link", "retarget", "add"])
+def test_every_change_to_a_directory_changes_its_fingerprint(settled_tree, change):
+    before = _tar.tree_fingerprint(settled_tree)
+    assert before is not None and _tar.tree_fingerprint(settled_tree) == before
+    tool = settled_tree / "bin/tool"
+    if change == "content":  # same size, mtime set back
+        old = os.lstat(tool)
+        tool.write_bytes(b"version 2")
+        os.utime(tool, ns=(old.st_atime_ns, old.st_mtime_ns))
+    elif change == "chmod":
+        tool.chmod(0o700)
+    elif change == "chown":
+        os.chown(tool, 1000, 1000)
+    elif change == "xattr":
+        os.setxattr(tool, "user.note", b"x")
+    elif change == "swap":  # two names trade places: same names, same sizes
+        (settled_tree / "bin/other").write_bytes(b"version 1")
+        time.sleep(0.3)
+        before = _tar.tree_fingerprint(settled_tree)
+        os.rename(tool, settled_tree / "bin/x")
+        os.rename(settled_tree / "bin/other", tool)
+        os.rename(settled_tree / "bin/x", settled_tree / "bin/other")
+    elif change == "link":  # a hard link from outside the tree: the tar's link members can change
+        os.link(tool, settled_tree.parent / "outside")
+    elif change == "retarget":  # a symlink replaced by one of the same length
+        (settled_tree / "bin/sh").unlink()
+        (settled_tree / "bin/sh").symlink_to("tooL")
+    elif change == "add":
+        (settled_tree / "bin/new").touch()
+    assert _tar.tree_fingerprint(settled_tree) is None  # too fresh to trust
+    time.sleep(0.3)
+    after = _tar.tree_fingerprint(settled_tree)
+    assert after is not None and after != before
+
+
+def test_a_directory_that_just_changed_is_not_remembered(store, tmp_path):
+    """A change younger than a filesystem's clock tick could hide another one: always pack it."""
+    tree = tmp_path / "fresh"
+    tree.mkdir()
+    (tree / "file").write_text("x")
+    assert _tar.tree_fingerprint(tree) is None
+    import_rootfs(store, tree)
+    assert list((store.root / "trees").iterdir()) == []
 
 
 def test_a_killed_engines_filesystem_is_removed_by_the_next_run(stage, busybox_tar):
