@@ -164,6 +164,7 @@ async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None)
     runner = web.AppRunner(create_app(config), handle_signals=False, access_log=None,
                            shutdown_timeout=2)
     await runner.setup()
+    sockets: dict[str, int] = {}  # the UNIX sockets we made, by inode: removed when we stop
     for host in hosts:
         scheme, _, where = host.partition("://")
         if scheme == "unix":
@@ -171,6 +172,7 @@ async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None)
                 os.unlink(where)
             await web.UnixSite(runner, where).start()
             os.chmod(where, 0o660)
+            sockets[where] = os.stat(where).st_ino
             with contextlib.suppress(KeyError):
                 os.chown(where, 0, grp.getgrnam("minidocker").gr_gid)
         elif scheme == "tcp":
@@ -191,6 +193,10 @@ async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None)
         ready()
     await stop.wait()
     await runner.cleanup()
+    for path, inode in sockets.items():  # unless a newer daemon has taken the path since
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
 # --8<-- [end:serve]
 
 
