@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import IO, Any
-from urllib.parse import quote
 
 from minidocker._cliformat import ago, human_size, parser, render_template, table
 from minidocker.client import APIError, Client
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    from typing import IO, Any
 
 __all__ = ["COMMANDS", "pull_image"]
 
@@ -227,6 +229,8 @@ def system(client: Client, argv: list[str]) -> int:
     prune("/containers/prune", "ContainersDeleted", "Deleted Containers")
     if opts.volumes:
         prune("/volumes/prune", "VolumesDeleted", "Deleted Volumes")
+    from urllib.parse import quote
+
     filters = quote(json.dumps({"dangling": ["false" if opts.all else "true"]}))
     prune(f"/images/prune?filters={filters}", "ImagesDeleted", "Deleted Images",
           lambda event: "\n".join(f"{k.lower()}: {v}" for k, v in event.items()))

@@ -20,10 +20,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from minidocker._cliformat import parser
 from minidocker.client import APIError, Client
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    from typing import Any
 
 __all__ = ["COMMANDS", "create_body", "run", "split_run_args"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -179,6 +180,26 @@ def test_ps_imports_nothing_heavy():
             " or m in ('minidocker.daemon', 'minidocker.monitor', 'minidocker.supervisor')]; print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_ps_and_images_stay_within_their_import_budget(daemon):
+    """The commands typed most import ~45 modules and none of the dear ones: counted, not timed.
+
+    Each module named here cost 2-30 ms of every ``minidocker ps`` when it crept in (``http.client``
+    brings the ``email`` package; ``ssl`` is for TLS hosts only); a count catches the rest.
+    """
+    dear = ("http", "email", "ssl", "urllib", "typing", "shutil", "datetime", "dataclasses", "inspect",
+            "asyncio", "aiohttp", "pyroute2")
+    for verb in ("ps", "images"):
+        code = ("import sys; before = set(sys.modules); from minidocker.cli import main; "
+                f"status = main(['-H', {daemon.host!r}, {verb!r}]); "
+                "print(status, sorted(set(sys.modules) - before))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=daemon.env)
+        status, _, modules = result.stdout.splitlines()[-1].partition(" ")
+        imported = ast.literal_eval(modules)
+        assert status == "0", result.stderr
+        assert [m for m in imported if m.split(".")[0] in dear] == [], verb
+        assert len(imported) <= 60, f"{verb} imports {len(imported)} modules: {imported}"
 
 
 def test_stats_diff_commit(daemon):
