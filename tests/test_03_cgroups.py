@@ -251,6 +251,25 @@ def test_engine_killed_still_removes_the_cgroup(rootfs):
     assert not any(d.exists() for d in directories + parent_dirs())
 
 
+def test_the_watchdog_waits_as_a_small_shell_not_a_copy_of_the_engine(rootfs):
+    """A fork of the Python engine would soon own megabytes (7 MiB in a daemon's monitor); ``sh`` does not."""
+    cmd = [sys.executable, "-m", "minidocker.cgroups", rootfs, "--", "/bin/sh", "-c",
+           "echo ready; read line || exit 0"]
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            argvs = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children}
+            watchdog = next((pid for pid, argv in argvs.items() if argv[:2] == [b"sh", b"-c"]), None)
+            assert watchdog, f"no shell among the engine's children: {argvs}"
+            rollup = Path(f"/proc/{watchdog}/smaps_rollup").read_text().splitlines()
+            pss_kib = next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+            assert pss_kib < 1024, f"the watchdog's PSS is {pss_kib} KiB"
+        finally:
+            proc.stdin.close()  # the container reads EOF and exits; the engine tells the watchdog
+            assert proc.wait(timeout=10) == 0
+
+
 def test_the_same_id_twice_is_refused_and_the_first_kept():
     first = Cgroup.create("twice")
     try:
