@@ -20,6 +20,7 @@ Run it (the daemon does)::
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -32,8 +33,12 @@ __all__ = ["main", "preload", "serve"]
 
 
 def preload() -> None:
-    """Import what every monitor needs, once: the engine's stages, and netlink if it is there."""
-    from minidocker import engine, monitor  # noqa: F401
+    """Import what every monitor needs, once: the engine's stages, and netlink if it is there.
+
+    Also what the stages import only when they run (the network's links and firewall, the image
+    stage's pull): a module imported after the fork is a private copy in every monitor.
+    """
+    from minidocker import bridge, engine, firewall, monitor, pull, veth  # noqa: F401
 
     with contextlib.suppress(ImportError):
         import pyroute2  # noqa: F401
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     argv = sys.argv[1:] if argv is None else argv
     _syscalls.prctl(_syscalls.PR_SET_PDEATHSIG, signal.SIGTERM)  # it never outlives its daemon
     preload()
+    gc.freeze()  # the collector never visits (so never writes to) what the monitors share
     with contextlib.suppress(FileNotFoundError):
         os.unlink(argv[0])
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
