@@ -39,7 +39,12 @@ def send_request(sock: socket.socket, method: str, target: str, headers: dict[st
     if isinstance(body, bytes | bytearray | None):
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
-        sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b""))
+        head = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
+        if body and len(body) > 1 << 16:  # a big body (a tar to load) is not copied to join the head
+            sock.sendall(head)
+            sock.sendall(body)
+        else:
+            sock.sendall(head + (body or b""))
         return
     lines.append("Transfer-Encoding: chunked")  # a file: its size may not be known in advance
     sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n")
