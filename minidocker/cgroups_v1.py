@@ -25,6 +25,7 @@ Example (as root, on a v1 or hybrid host)::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def write_limits(dirs: Mapping[str, Path], limits: Limits) -> None:
         memsw = dirs["memory"] / "memory.memsw.limit_in_bytes"
         if limits.memory_swap is not None and memsw.exists():
             write(memsw, limits.memory_swap)
+        elif limits.memory_swap is not None:  # Docker warns too, and goes on
+            print("minidocker: warning: this kernel does not account swap (boot with swapaccount=1): "
+                  "memory is limited, swap is not", file=sys.stderr)
     if limits.cpus is not None:
         write(dirs["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
         write(dirs["cpu"] / "cpu.cfs_quota_us", round(limits.cpus * CPU_PERIOD_US))

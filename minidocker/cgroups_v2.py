@@ -26,6 +26,7 @@ Example (as root, on a v2 host)::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def write_limits(directory: Path, limits: Limits) -> None:
         if limits.memory_swap is not None and swap_file.exists():
             swap = "max" if limits.memory_swap == -1 else limits.memory_swap - limits.memory
             write(swap_file, swap)
+        elif limits.memory_swap is not None:  # Docker warns too, and goes on
+            print("minidocker: warning: this kernel does not account swap (no memory.swap.max): "
+                  "memory is limited, swap is not", file=sys.stderr)
     if limits.cpus is not None:
         write(directory / "cpu.max", f"{round(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
     if limits.cpu_shares is not None:

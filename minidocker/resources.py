@@ -30,6 +30,8 @@ __all__ = ["MIN_MEMORY", "Limits", "Stats", "parse_cpuset", "parse_limits", "par
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker's floor: below this a container cannot even start its runtime
 MIN_SHARES, MAX_SHARES = 2, 262144  # what the kernel accepts for cpu.shares
+MAX_PIDS = 4 * 1024 * 1024  # PID_MAX_LIMIT on 64-bit machines: pids.max takes no more
+MAX_SIZE = (1 << 63) - 1  # memory limits are signed 64-bit numbers of bytes in the kernel
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,12 @@ def parse_cpuset(text: str, available: int | None = None) -> str:
 
 def _size(option: str, value: str | int) -> int:
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except ValueError as e:
         raise EngineError(f"invalid {option}: {e}") from None
+    if size > MAX_SIZE:
+        raise EngineError(f"invalid {option} {value!r}: the largest size the kernel takes is 8 EiB")
+    return size
 
 
 def _number(option: str, value: str | float, kind: type = float) -> float:
@@ -133,7 +138,8 @@ def _number(option: str, value: str | float, kind: type = float) -> float:
 # exercise 03.3: Check every limit before anything is created
 # hint: _size() and _number() turn text into numbers or one-line EngineErrors; 0 means no limit;
 #   memory >= MIN_MEMORY; --memory-swap needs --memory, is -1 or >= memory, and defaults to twice
-#   memory; cpus in 0.01..os.cpu_count(); shares in MIN_SHARES..MAX_SHARES; pids <= 0 is no limit;
+#   memory; cpus in 0.01..os.cpu_count(); shares in MIN_SHARES..MAX_SHARES; pids <= 0 is no limit,
+#   pids over MAX_PIDS is an error;
 #   parse_cpuset() checks the CPU list. Return Limits(memory, swap, cpus, shares, pids, cpuset).
 # --8<-- [start:parse_limits]
 def parse_limits(memory: str | int | None = None, memory_swap: str | int | None = None,
@@ -174,6 +180,9 @@ def parse_limits(memory: str | int | None = None, memory_swap: str | int | None 
     pids = int(_number("--pids-limit", pids_limit, int)) if pids_limit not in (None, "") else None
     if pids is not None and pids <= 0:
         pids = None  # like Docker: 0 or -1 means unlimited
+    if pids is not None and pids > MAX_PIDS:
+        raise EngineError(f"invalid --pids-limit {pids_limit!r}: the kernel allows at most {MAX_PIDS} "
+                          "(0 or -1 means no limit)")
     cpuset = parse_cpuset(cpuset_cpus, ncpu) if cpuset_cpus not in (None, "") else None
     return Limits(mem, swap, cpu, shares, pids, cpuset)
 # --8<-- [end:parse_limits]

@@ -309,6 +309,8 @@ def test_the_leak_check_sees_and_removes_a_leaked_container_cgroup():
     (["--cpus", "half"], "must be a number"),
     (["--cpu-shares", "1"], "the range is 2 to 262144"),
     (["--pids-limit", "ten"], "must be a whole number"),
+    (["--pids-limit", "99999999999"], "the kernel allows at most 4194304"),
+    (["--memory", "100000p"], "the largest size the kernel takes is 8 EiB"),
     (["--cpuset-cpus", "99"], "this host has CPUs 0-"),
     (["--cpuset-cpus", "0-x"], "use CPU numbers and ranges"),
 ])
