@@ -212,7 +212,7 @@ def extract(source: str | os.PathLike | BinaryIO, dest: str | os.PathLike) -> No
     try:
         with contextlib.ExitStack() as stack:
             stream = source if hasattr(source, "read") else stack.enter_context(open(source, "rb"))
-            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|*"))
+            tar = stack.enter_context(tarfile.open(fileobj=_decompressed(stream), mode="r|"))
             for member in tar:
                 parts = _parts(member.name)
                 if not parts or member.isfifo() or member.type == b"s":
@@ -236,6 +236,57 @@ def extract(source: str | os.PathLike | BinaryIO, dest: str | os.PathLike) -> No
     finally:
         os.close(root_fd)
 # --8<-- [end:extract]
+
+
+class _Stream(io.RawIOBase):
+    """``head`` then the rest of ``stream``; with ``pad``, then the zeros that end a tar properly.
+
+    When ``-f`` names a Dockerfile outside the context, the docker CLI appends it to the context
+    tar without padding it to 512 bytes or writing the two zero blocks that end an archive.
+    dockerd takes that; Python's tarfile wants the end, so we supply it. Zeros after a proper
+    end are never read.
+    """
+
+    def __init__(self, head: bytes, stream: BinaryIO, pad: bool) -> None:
+        self._head, self._stream, self._count = memoryview(head), stream, 0
+        self._tail: memoryview | None = None if pad else memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            data, self._head = self._head[:len(buffer)], self._head[len(buffer):]
+        else:
+            data = self._stream.read(len(buffer))
+        if data:
+            buffer[:len(data)] = data
+            self._count += len(data)
+            return len(data)
+        if self._tail is None:
+            self._tail = memoryview(bytes(-self._count % 512 + 1024))
+        n = min(len(buffer), len(self._tail))
+        buffer[:n], self._tail = self._tail[:n], self._tail[n:]
+        return n
+
+
+def _decompressed(stream: BinaryIO) -> BinaryIO:
+    """The context's tar stream, decompressed (gzip, bzip2, xz or none) and properly ended."""
+    import bz2
+    import gzip
+    import lzma
+
+    head = stream.read(6)
+    raw = io.BufferedReader(_Stream(head, stream, pad=False))
+    if head.startswith(b"\x1f\x8b"):
+        inner: BinaryIO = gzip.GzipFile(fileobj=raw)
+    elif head.startswith(b"BZh"):
+        inner = bz2.BZ2File(raw)
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        inner = lzma.LZMAFile(raw)  # noqa: SIM115 (closed with the stream)
+    else:
+        return io.BufferedReader(_Stream(head, stream, pad=True))  # type: ignore[return-value]
+    return io.BufferedReader(_Stream(b"", inner, pad=True))  # type: ignore[return-value]
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int, parent: int,

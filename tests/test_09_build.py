@@ -417,6 +417,12 @@ def test_docker_cli_builds_against_our_daemon_and_the_cache_outlives_a_restart(b
                                     input="FROM busybox\nRUN echo piped\n", env=env, capture_output=True,
                                     text=True, timeout=120)
         assert from_stdin.returncode == 0 and "\npiped\n" in from_stdin.stdout, from_stdin.stderr
+        outside = tmp_path / "elsewhere.Dockerfile"  # -f outside the context: the CLI appends it, unpadded
+        outside.write_text("FROM busybox\nCOPY a.txt /from-outside\n")
+        elsewhere = subprocess.run([docker, "build", "-t", "from-outside", "-f", str(outside), str(ctx)],
+                                   env=env, capture_output=True, text=True, timeout=120)
+        assert elsewhere.returncode == 0 and "Successfully tagged from-outside" in elsewhere.stdout, \
+            elsewhere.stdout + elsewhere.stderr
         daemon.stop()
         daemon.start()
         again = docker_build()
