@@ -66,6 +66,20 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+CGROUP_PARENT = "minidocker-bench09-docker"  # dockerd's containers go here, removed at the end
+
+
+def _remove_cgroups(name: str) -> None:
+    """Remove the (empty, once dockerd is gone) cgroup ``name`` from every hierarchy, v1 or v2."""
+    root = Path("/sys/fs/cgroup")
+    tops = [root / name] + [h / name for h in root.iterdir() if h.is_dir()]
+    for top in tops:
+        if top.is_dir():
+            for directory in sorted((p for p in top.glob("**/") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -95,7 +109,7 @@ def main() -> int:
 
         script = (f"ip link set lo up && mount -t tmpfs bench09-etc /etc/docker && exec dockerd "
                   f"--data-root {base}/docker --exec-root {base}/dexec --pidfile {base}/dockerd.pid "
-                  f"-H unix://{base}/docker.sock")
+                  f"-H unix://{base}/docker.sock --cgroup-parent {CGROUP_PARENT}")
         with open(base / "dockerd.log", "w") as log:
             theirs = subprocess.Popen(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
                                        script], stdout=log, stderr=subprocess.STDOUT)
@@ -138,6 +152,7 @@ def main() -> int:
                     process.wait(timeout=30)
                 if process.poll() is None:
                     process.kill()
+        _remove_cgroups(CGROUP_PARENT)
         shutil.rmtree(base, ignore_errors=True)
     return 0
 

@@ -109,7 +109,8 @@ class Sandbox:
     def cgroups(self) -> list[Path]:
         """This run's cgroup directories (every hierarchy), deepest first."""
         found: list[Path] = []
-        for hierarchy in CGROUP_ROOT.iterdir():
+        # v1 (and hybrid): one level down, in each controller's tree; v2: /sys/fs/cgroup itself
+        for hierarchy in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()]:
             with contextlib.suppress(OSError):
                 for top in hierarchy.glob(f"{self.cgroup_prefix}*"):
                     found += [p for p in top.glob("**/") if p.is_dir()]
