@@ -48,6 +48,22 @@ def _try_in_child(action: Callable[[], None]) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def _mount_overlay() -> None:
+    """In a child: a private mount namespace, a tmpfs, and an overlay mount on it (all gone with it)."""
+    import tempfile
+
+    from minidocker import _syscalls as sc
+
+    sc.unshare(sc.CLONE_NEWNS)
+    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    scratch = tempfile.gettempdir()
+    sc.mount("tmpfs", scratch, "tmpfs")  # hides the real /tmp, in this namespace only
+    for name in ("lower", "upper", "work", "merged"):
+        os.mkdir(os.path.join(scratch, name))
+    sc.mount("overlay", os.path.join(scratch, "merged"), "overlay", 0,
+             f"lowerdir={scratch}/lower,upperdir={scratch}/upper,workdir={scratch}/work")
+
+
 def _root_propagation() -> str:
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -75,15 +91,15 @@ def checks() -> list[Check]:
                        ("user", sc.CLONE_NEWUSER)):
         ok = root and _try_in_child(lambda flag=flag: sc.unshare(flag))
         found.append(Check(f"{name} namespace", ok, "unshare works" if ok else "unshare failed",
+                           "needs root" if not root else
                            f"a kernel built with CONFIG_{name.upper()}_NS" if name != "mount" else "",
                            required=name != "user"))
     mode = cgroup_mode()
     backend = "" if mode == "none" else f" (minidocker uses its v{2 if mode == 'v2' else 1} backend)"
     found.append(Check("cgroups", mode != "none", mode + backend, "mount cgroup2 at /sys/fs/cgroup"))
-    with open("/proc/filesystems") as f:
-        overlay = "overlay" in f.read()
-    found.append(Check("overlayfs", overlay, "available" if overlay else "missing",
-                       "a kernel with CONFIG_OVERLAY_FS"))
+    overlay = root and _try_in_child(_mount_overlay)  # for real: the module may load on demand
+    found.append(Check("overlayfs", overlay, "a test mount works" if overlay else "cannot mount",
+                       "needs root" if not root else "a kernel with CONFIG_OVERLAY_FS (modprobe overlay)"))
     found.append(Check("propagation of /", True, _root_propagation(),
                        "none needed: each container makes its mounts private", required=False))
     with open("/proc/sys/net/ipv4/ip_forward") as f:
@@ -91,16 +107,19 @@ def checks() -> list[Check]:
     found.append(Check("ip forwarding", True, "on" if forwarding else "off",
                        "" if forwarding else "turned on by the engine when a bridge network exists",
                        required=False))
-    firewall = shutil.which("nft") or shutil.which("iptables")
-    found.append(Check("nft / iptables", bool(firewall), firewall or "missing",
-                       "apt-get install nftables", required=False))
+    firewall = shutil.which("nft")
+    found.append(Check("nft", bool(firewall), firewall or "missing",
+                       "apt-get install nftables: the bridge network (chapter 05) needs it", required=False))
     with open("/proc/self/status") as f:
         seccomp = "Seccomp:" in f.read()
     found.append(Check("seccomp", seccomp, "available" if seccomp else "missing",
                        "a kernel with CONFIG_SECCOMP_FILTER", required=False))
     from minidocker._paths import cache_dir
 
-    cached = (cache_dir() / "busybox-static" / "bin" / "busybox").exists()
+    try:
+        cached = (cache_dir() / "busybox-static" / "bin" / "busybox").exists()
+    except OSError:  # not root: the cache directory cannot even be made
+        cached = False
     found.append(Check("busybox", cached or bool(shutil.which("apt-get")),
                        "downloaded" if cached else "not yet downloaded",
                        "" if cached else "python -m minidocker.rootfs", required=False))

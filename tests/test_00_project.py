@@ -119,6 +119,16 @@ def test_doctor_reports_this_host() -> None:
     assert result.returncode == 0, result.stdout
     for row in ("root", "pid namespace", "user namespace", "cgroups", "overlayfs", "ip forwarding"):
         assert re.search(rf"^{row}\s+(ok|warn|FAIL)", result.stdout, re.M), row
+    assert re.search(r"^overlayfs\s+ok\s+a test mount works", result.stdout, re.M), result.stdout
+
+
+def test_doctor_as_a_user_says_so_without_a_traceback() -> None:
+    """Not root: a table that says what fails and why, exit 1, no traceback."""
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                             "-m", "minidocker.doctor"], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"^root\s+FAIL", result.stdout, re.M)
+    assert re.search(r"^pid namespace\s+FAIL.*needs root", result.stdout, re.M), result.stdout
 
 
 def test_cgroup_mode_probe(tmp_path: Path) -> None:
