@@ -14,9 +14,13 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Debian packages: the Python to build the virtual environment with, the tools the engine and
-# its tests talk to. Installed only when missing.
-PACKAGES="python3 python3-venv iproute2 ca-certificates docker-registry skopeo docker.io nftables"
+# Debian packages: the Python to build the virtual environment with and the tools the engine
+# calls; the test suite also talks to the real thing (Docker, skopeo, Debian's registry) to
+# check that it speaks the same language. Installed only when missing.
+PACKAGES="python3 python3-venv iproute2 ca-certificates nftables"
+if [ "${1:-}" = test ]; then
+    PACKAGES="$PACKAGES docker-registry skopeo docker.io"
+fi
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -25,6 +29,12 @@ if [ -n "$missing" ]; then
     echo "setup.sh: installing Debian packages:$missing"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+if ! /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup.sh: minidocker needs Python 3.11 or newer, and this system's python3 is" \
+         "$(/usr/bin/python3 -V 2>&1 | cut -d' ' -f2): use Debian 12 or newer, or Ubuntu 24.04 or newer" >&2
+    exit 1
 fi
 
 # The virtual environment, from Debian's Python; reinstalled only when pyproject.toml changes.
