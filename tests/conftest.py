@@ -9,6 +9,7 @@ test's chapter is the number in its file name, ``tests/test_02_namespaces.py`` -
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -109,6 +110,39 @@ def no_leaks(request: pytest.FixtureRequest) -> object:
         pytest.fail(f"the test left resources behind: {left}", pytrace=False)
 
 
+def _process_identity(pid: int) -> str:
+    """``pid`` and its start time: a recycled pid does not match."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+    except OSError:
+        return ""
+
+
+def _unmount_views_of_dead_runs() -> None:
+    """Unmount the read-only rootfs views that killed test runs left (their cleanup never ran).
+
+    A view belongs to a run whose pid and start time are in ``busybox-ro.owner`` beside it; a
+    view without one (older runs) goes once its directory has been left alone for three hours.
+    """
+    from minidocker import _syscalls as sc
+
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        if not re.fullmatch(r"/tmp/pytest-of-[^/]+/pytest-\d+/busybox-ro", point):
+            continue
+        owner, alive = Path(point).parent / "busybox-ro.owner", True
+        try:
+            alive = _process_identity(int(owner.read_text().split()[0])) == owner.read_text()
+        except (OSError, ValueError, IndexError):
+            with contextlib.suppress(OSError):
+                alive = time.time() - Path(point).parent.stat().st_mtime < 3 * 3600
+        if not alive:
+            with contextlib.suppress(OSError):
+                sc.umount2(point, sc.MNT_DETACH)
+
+
 @pytest.fixture(scope="session")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The shared busybox root filesystem, seen through a read-only bind mount.
@@ -120,8 +154,10 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from minidocker import _syscalls as sc
     from minidocker import rootfs as base
 
+    _unmount_views_of_dead_runs()
     view = tmp_path_factory.getbasetemp() / "busybox-ro"
     view.mkdir(mode=0o755)
+    (view.parent / "busybox-ro.owner").write_text(_process_identity(os.getpid()))
     sc.mount(str(base.busybox_rootfs()), str(view), None, sc.MS_BIND)
     sc.mount(None, str(view), None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
     yield str(view)
