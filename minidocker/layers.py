@@ -252,7 +252,8 @@ class LayerStore:
 
 
 # exercise 04.6: Import a root filesystem (a tar or a directory) as one layer
-# hint: a tar: store.add(path, expected_diff_id=_tar.tar_digest(path)); a directory: if
+# hint: a tar: as a directory below, with _tar.file_fingerprint, and store.add(path,
+#   expected_diff_id=_tar.tar_digest(path)) when not remembered; a directory: if
 #   store.remembered(_tar.tree_fingerprint(path)) names a layer, ref it and return it; else
 #   _tar.pack_tree into a pipe, twice (digest first, then add), and store.remember(fingerprint, diff_id)
 #   if the fingerprint is the same afterwards.
@@ -265,6 +266,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
     A directory is packed as a sorted tar on the fly (through a pipe), never as a file; and its
     diff ID is remembered under its fingerprint, so importing it again unchanged (each run of a
     stage on a ROOTFS directory) costs an lstat(2) per file instead of packing and hashing it all.
+    A tar file is remembered the same way, by one stat(2).
     """
     if not os.fspath(source):  # Path("") would be ".", the current directory
         raise LayerError("cannot import '': no path given")
@@ -272,7 +274,16 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
     if not source.exists():
         raise LayerError(f"cannot import {str(source)!r}: no such file or directory")
     if not source.is_dir():
-        return store.add(source, expected_diff_id=_tar.tar_digest(source), holder=holder)
+        fingerprint = _tar.file_fingerprint(source)  # a tar given again unchanged is not read again
+        known = store.remembered(fingerprint)
+        if known is not None:
+            if holder:
+                store.ref(known, holder)
+            return known
+        diff_id = store.add(source, expected_diff_id=_tar.tar_digest(source), holder=holder)
+        if fingerprint is not None and fingerprint == _tar.file_fingerprint(source):
+            store.remember(fingerprint, diff_id)
+        return diff_id
     fingerprint = _tar.tree_fingerprint(source)  # None if it changed a moment ago
     known = store.remembered(fingerprint)
     if known is not None:  # imported before, and not changed since

@@ -526,6 +526,28 @@ def test_an_unchanged_directory_is_packed_only_once(store, settled_tree, monkeyp
     assert import_rootfs(store, settled_tree) == second and len(calls) == 6
 
 
+def test_an_unchanged_tar_is_read_only_once(store, settled_tree, tmp_path, monkeypatch):
+    """``--layer big.tar`` on every start: the tar is hashed once, then known by one stat(2)."""
+    tar = tmp_path / "layer.tar"
+    with open(tar, "wb") as out:
+        _tar.pack_tree(settled_tree, out)
+    time.sleep(0.3)
+    digests, real = [], _tar.tar_digest
+    monkeypatch.setattr(_tar, "tar_digest", lambda path: (digests.append(path), real(path))[1])
+    first = import_rootfs(store, tar, holder="image:a")
+    assert import_rootfs(store, tar, holder="image:b") == first and len(digests) == 1
+    assert store.holders(first) == {"image:a", "image:b"}
+    old = os.stat(tar)
+    (settled_tree / "bin/other").write_bytes(b"OTHER TOOL")
+    with open(tar, "wb") as out:  # the same file, size and mtime, other bytes: the ctime tells
+        _tar.pack_tree(settled_tree, out)
+    os.utime(tar, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert (os.stat(tar).st_ino, os.stat(tar).st_size) == (old.st_ino, old.st_size)
+    time.sleep(0.3)
+    second = import_rootfs(store, tar)
+    assert second != first and len(digests) == 2
+
+
 @pytest.mark.parametrize("change", ["content", "chmod", "chown", "xattr", "swap", "link", "retarget", "add"])
 def test_every_change_to_a_directory_changes_its_fingerprint(settled_tree, change):
     before = _tar.tree_fingerprint(settled_tree)
@@ -571,15 +593,31 @@ def test_a_directory_that_just_changed_is_not_remembered(store, tmp_path):
     assert list((store.root / "trees").iterdir()) == []
 
 
-def test_a_killed_engines_filesystem_is_removed_by_the_next_run(stage, busybox_tar):
-    """SIGKILL leaves no time to clean up: the next run of the stage finds the orphan and removes it."""
+def test_a_killed_engines_filesystem_is_removed_at_once_by_its_watchdog(busybox_tar):
+    """SIGKILL leaves the engine no time to clean up: its watchdog unmounts and removes the filesystem."""
     containers = LayerStore().root / "containers"
     command = [sys.executable, "-m", "minidocker.overlay", "--layer", str(busybox_tar), "--", "/bin/sh", "-c",
                "echo ready; exec sleep 30"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as engine:
         assert engine.stdout.readline() == "ready\n"
         (orphan,) = containers.iterdir()
+        assert os.path.ismount(orphan / "merged")
         engine.kill()
-    assert os.path.ismount(orphan / "merged")
-    assert stage("overlay", "--layer", str(busybox_tar), "--", "/bin/true").returncode == 0
+    deadline = time.monotonic() + 5
+    while orphan.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not orphan.exists() and list(containers.iterdir()) == []
+    assert not os.path.ismount(orphan / "merged")
+
+
+def test_an_abandoned_filesystem_is_removed_by_the_next_run(stage, store, busybox_tar):
+    """If the watchdog could not do it either, the next run does: its engine and container are dead."""
+    fs = ContainerFS.create(LayerStore(), "abandoned", [import_rootfs(store, busybox_tar)])
+    fs.mount()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    fs.claim(dead.pid)
+    (fs.dir / "engine").write_text(f"{dead.pid} 1\n{dead.pid} 2\n")  # as if both had died
+    assert ContainerFS.remove_abandoned(LayerStore(), "another") == []
+    assert stage("overlay", "--layer", str(busybox_tar), "--", "/bin/true").returncode == 0
+    assert not fs.dir.exists() and list((LayerStore().root / "containers").iterdir()) == []
