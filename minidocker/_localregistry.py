@@ -1,9 +1,14 @@
-"""A real registry on this machine: Debian's ``docker-registry`` (distribution 2.8) on 127.0.0.1.
+"""A real registry on this machine, on 127.0.0.1: Debian's ``docker-registry`` or our own server.
 
-The tests, the chapter's notebook and the README's demo need a registry and there is no Docker Hub
-here. This starts the same server Docker Hub grew from, on a free loopback port, with its storage
-in a directory of ours, and stops it again. Extra settings (``auth``, ``middleware``...) are merged
-into its config file, which is JSON (YAML's subset).
+The tests and the chapters' "check your work" need a registry and there is no Docker Hub here.
+:class:`LocalRegistry` starts Debian's ``docker-registry`` (distribution 2.8, the server Docker Hub
+grew from: the tests' independent reference) on a free loopback port, with its storage in a
+directory of ours, and stops it again. Extra settings (``auth``, ``middleware``...) are merged into
+its config file, which is JSON (YAML's subset).
+
+:func:`serve_detached` starts *our* registry server (chapter 10) in the background for
+``python -m minidocker.images registry start``. It runs it as a program,
+``python -m minidocker.registry_server serve``, and never imports it: helpers import only helpers.
 
 Example::
 
@@ -21,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -31,9 +37,10 @@ from typing import Any
 from minidocker import _syscalls
 from minidocker._process import EngineError
 
-__all__ = ["LocalRegistry", "free_port", "stop_pid"]
+__all__ = ["LocalRegistry", "answers", "free_port", "serve_detached", "stop_pid"]
 
 BINARY = "docker-registry"
+SERVER = "minidocker.registry_server"  # ours (chapter 10): started as a program, never imported here
 
 
 def free_port() -> int:
@@ -41,6 +48,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    """Whether a registry answers ``GET /v2/`` at ``url`` (a 401 asking for credentials counts)."""
+    try:
+        with urllib.request.urlopen(f"{url}/v2/", timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> bool:
+    """Poll ``url`` until it answers (True) or ``timeout`` passes (False); an error if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = " ".join(log.read_text(errors="replace").strip().splitlines()[-1:])
+            raise EngineError(f"the registry on {url.split('://')[1]} did not start: "
+                              f"{tail.removeprefix('minidocker: ')}")
+        if answers(url):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -110,19 +142,12 @@ class LocalRegistry:
             self.process = subprocess.Popen(  # PDEATHSIG: unless detached, it never outlives us
                 [BINARY, "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 preexec_fn=tied, start_new_session=detach)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
-                self.process = None
-                raise EngineError(f"the registry on {self.host} did not start: {' '.join(tail)}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1):
-                    return self
-            except urllib.error.HTTPError:  # 401: up, and asking for credentials
+        try:
+            if _wait_until_up(self.url, self.process, self.log, timeout):
                 return self
-            except OSError:
-                time.sleep(0.05)
+        except EngineError:
+            self.process = None
+            raise
         self.stop()
         raise EngineError(f"the registry on {self.host} did not answer within {timeout:.0f}s")
 
@@ -163,13 +188,32 @@ class LocalRegistry:
                 / hexdigits / "data")
 
 
+def serve_detached(storage: Path, port: int, log: Path, timeout: float = 15) -> tuple[int, str]:
+    """Start our registry server (chapter 10) on ``127.0.0.1:port`` so that it outlives us.
+
+    Its own session, no death signal, its output appended to ``log``. Returns its pid and URL once
+    ``GET /v2/`` answers; a one-line error (the log's last line) if it exits instead.
+    """
+    storage.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", SERVER, "serve", "--addr", f"127.0.0.1:{port}", "--storage", str(storage)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    if _wait_until_up(url, process, log, timeout):
+        return process.pid, url
+    process.kill()
+    process.wait()
+    raise EngineError(f"the registry on 127.0.0.1:{port} did not answer within {timeout:.0f}s (log: {log})")
+
 
 def stop_pid(pid: int) -> bool:
-    """Stop a detached registry by pid, if that pid really is one; False if it was not running."""
+    """Stop a detached registry (Debian's or ours) by pid, if that pid really is one; False if not running."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if BINARY.encode() not in f.read():
-                return False
+            command = f.read()
+        if not any(program.encode() in command for program in (BINARY, SERVER)):
+            return False
         os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError):
         return False

@@ -48,7 +48,7 @@ commands:
   logout [REGISTRY]                      forget them
   run [OPTIONS] IMAGE [CMD...]           run a container on an image (see 'run --help')
   seed REGISTRY [NAME]                   push chapter 00's busybox there (as library/busybox:latest)
-  registry start|stop [--port N]         a local registry (Debian's docker-registry) on 127.0.0.1
+  registry start|stop [--port N]         a local registry on 127.0.0.1 (chapter 10's server)
 """
 
 
@@ -180,8 +180,12 @@ def _login(args: argparse.Namespace) -> None:
 
 
 def _registry(action: str, port: int) -> None:
-    """Start or stop a local registry that outlives this command (for the demo and the chapter)."""
-    from minidocker._localregistry import LocalRegistry, stop_pid
+    """Start or stop a local registry that outlives this command (for the chapters' "check your work").
+
+    It is the registry server chapter 10 builds, run as a program (``python -m
+    minidocker.registry_server serve``), not imported: any registry would do, Debian's too.
+    """
+    from minidocker._localregistry import answers, serve_detached, stop_pid
     from minidocker._paths import cache_dir, run_dir
 
     pid_file = run_dir() / f"registry-{port}.pid"
@@ -191,10 +195,14 @@ def _registry(action: str, port: int) -> None:
         pid_file.unlink(missing_ok=True)
         print(f"stopped the registry on 127.0.0.1:{port}" if stopped else f"no registry of ours on {port}")
         return
-    registry = LocalRegistry(cache_dir() / f"registry-{port}", port=port)
-    registry.start(detach=True)
-    pid_file.write_text(f"{registry.process.pid}\n")  # type: ignore[union-attr]
-    print(registry.url)
+    url = f"http://127.0.0.1:{port}"
+    if answers(url):  # e.g. the one './setup.sh demo' leaves running on 5000: use it
+        print(f"a registry already answers on 127.0.0.1:{port}: using it", file=sys.stderr)
+        print(url)
+        return
+    pid, url = serve_detached(cache_dir() / f"registry-{port}", port, run_dir() / f"registry-{port}.log")
+    pid_file.write_text(f"{pid}\n")
+    print(url)
 
 
 def _commands() -> argparse.ArgumentParser:
