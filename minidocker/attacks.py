@@ -13,7 +13,9 @@ missing tool or a typo in the script.
 Nothing here harms the host, even with the defences off: ``reboot`` gets invalid magic numbers
 (EINVAL at best), the module is garbage (never loaded), writable kernel files are opened and
 closed without a byte written, the clock gets its own error estimate back, the process killed
-is a ``sleep`` started for the purpose, and the host's disk is only read.
+is a ``sleep`` started for the purpose, the vsock socket is opened and closed without a
+connection, and "the host's disk" is a read-only ext4 image on a loop device, made for the purpose
+(:mod:`minidocker._hostdisk`): the host's real disk is never opened.
 
 Run it (as root)::
 
@@ -27,14 +29,13 @@ import ctypes
 import errno
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from minidocker import _elf, _stage, _syscalls, chroot, rootfs
+from minidocker import _elf, _hostdisk, _stage, _syscalls, chroot, rootfs
 
 __all__ = ["ATTACKS", "BASE_OPTIONS", "Attack", "Outcome", "Targets", "arena", "battery", "main",
            "prepare_rootfs", "run_attack", "shocker_program", "table", "targets"]
@@ -45,9 +46,9 @@ class Targets:
     """Things on the host an attack aims at, made for the purpose (see :func:`targets`)."""
 
     marker: str  # a host file holding "host secret"
-    disk: tuple[int, int] | None  # major, minor of the block device holding marker
-    disk_readable: bool  # whether the host's own root may open that device (some VMs forbid it)
-    path_on_disk: str  # marker's path inside that filesystem
+    disk: tuple[int, int] | None  # major, minor of a block device of the host holding the secret
+    no_disk: str  # why there is no such device here ("" if there is)
+    path_on_disk: str  # the secret's path inside that disk's filesystem
     sys_file: str  # a writable-when-rw file of /sys
     esterror_timex: bytes  # struct timex that sets the clock's error estimate to its current value
     victim: int  # a sacrificial host process (sleep) that lives as long as the targets
@@ -75,7 +76,7 @@ class Outcome:
     evidence: str  # the last line it printed (stdout if it worked, else stderr)
 
 
-_PTRACE_SEIZE, _ADJ_ESTERROR = 0x4206, 0x0008
+_PTRACE_SEIZE, _ADJ_ESTERROR, _AF_VSOCK = 0x4206, 0x0008, 40
 # Every run is otherwise the default container, without a network: chapter 05's bridge plays no
 # part in these attacks, and costs half a second a run.
 BASE_OPTIONS = ("--network", "none")
@@ -95,9 +96,7 @@ def _needs_probes(_t: Targets) -> str:
 
 
 def _needs_disk(t: Targets) -> str:
-    if not t.disk:
-        return "the host's files are not on a block device (tmpfs, overlay?)"
-    return "" if t.disk_readable else "this host forbids opening its disk even to its own root"
+    return "" if t.disk else t.no_disk
 
 
 # --8<-- [start:shocker_program]
@@ -123,12 +122,18 @@ def shocker_program(marker: str) -> bytes:
 
 
 # --8<-- [start:attacks]
+# Not EPERM is enough: the kernel's own answer (ENOSYS: no modules; EAFNOSUPPORT: no vsock) shows
+# that the call got past the filter, which was then the only thing in its way.
+_MODULE_SEEN = ("$(if [ $s = 38 ]; then echo ENOSYS: this kernel has no module support, so the filter "
+                "was the only thing in the way; else echo the kernel looked at the module: errno $s; fi)")
+_VSOCK_OPENED = ("$(if [ $s = 0 ]; then echo opened an AF_VSOCK socket, connected it nowhere; "
+                 "else echo the kernel answered errno $s, not the filter: no vsock here; fi)")
 ATTACKS = [
     Attack("chroot breakout (chapter 01)", "PID + mount namespaces; mount needs CAP_SYS_ADMIN",
            "{breakout}", undefended=("--privileged", "--pid", "host")),
     Attack("mount the host's disk", "seccomp and capabilities: no mount(2)",
            "mknod /dev/hostdisk b {disk[0]} {disk[1]} && mkdir -p /mnt/host && "
-           "mount /dev/hostdisk /mnt/host && cat /mnt/host{path_on_disk}", ("--privileged",),
+           "mount -o ro /dev/hostdisk /mnt/host && cat /mnt/host{path_on_disk}", ("--privileged",),
            requires=_needs_disk),
     Attack("read the host's disk through mknod", "devices cgroup: mknod yes, open no",
            "mknod /dev/hostdisk b {disk[0]} {disk[1]} && head -c 512 /dev/hostdisk | wc -c | grep -x 512 "
@@ -152,7 +157,7 @@ ATTACKS = [
     Attack("write to /sys (uevent_helper & co)", "read-only /sys",
            "exec 3>>{sys_file} && echo opened {sys_file} for writing, wrote nothing", ("--privileged",)),
     Attack("load a kernel module", "seccomp (and CAP_SYS_MODULE)",
-           _expect("/attack/init_module", "[ $s != 1 ]", "the kernel looked at the module: errno $s"),
+           _expect("/attack/init_module", "[ $s != 1 ]", _MODULE_SEEN),
            ("--privileged",), requires=_needs_probes,
            probes={"init_module": lambda t: _elf.syscall_program(175, b"garbage", 7, b"\0")}),
     Attack("reboot the host", "seccomp and CAP_SYS_BOOT",
@@ -175,6 +180,10 @@ ATTACKS = [
            requires=_needs_probes),
     Attack("reconfigure the network", "CAP_NET_ADMIN (NET_RAW is kept: ping works)",
            "ip link set lo mtu 1400 && echo lo reconfigured", ("--cap-add", "NET_ADMIN")),
+    Attack("open a socket to the hypervisor (AF_VSOCK)", "seccomp: no socket(AF_VSOCK)",
+           _expect("/attack/vsock", "[ $s != 1 ]", _VSOCK_OPENED),
+           ("--security-opt", "seccomp=unconfined"), requires=_needs_probes,
+           probes={"vsock": lambda t: _elf.syscall_program(41, _AF_VSOCK, 1, 0)}),  # SOCK_STREAM
     Attack("all capabilities back, in a new user namespace", "seccomp: no unshare(2)",
            "unshare -U -r true && echo new user namespace: root with every capability in it",
            ("--security-opt", "seccomp=unconfined")),
@@ -199,46 +208,29 @@ def _esterror_timex() -> bytes:
     return (_ADJ_ESTERROR).to_bytes(4, "little") + buf.raw[4:]
 
 
-def _disk_of(path: str) -> tuple[tuple[int, int] | None, str]:
-    """The block device holding ``path`` and ``path``'s name inside it (``None`` if no real device)."""
-    device = os.stat(path).st_dev
-    if os.major(device) == 0:  # tmpfs, overlay, btrfs subvolume...: no device node to open
-        return None, path
-    top = path
-    while os.path.dirname(top) != top and os.stat(os.path.dirname(top)).st_dev == device:
-        top = os.path.dirname(top)
-    return (os.major(device), os.minor(device)), "/" + os.path.relpath(path, top)
-
-
-def _can_open(node: str, device: tuple[int, int]) -> bool:
-    """Whether we, on the host, can open block device ``device`` (through a node made at ``node``)."""
-    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(*device))
-    try:
-        os.close(os.open(node, os.O_RDONLY))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.unlink(node)
-
-
 @contextlib.contextmanager
 def targets(directory: str) -> Iterator[Targets]:
-    """Make the host-side targets in ``directory``: a marker file with a secret, and the rest."""
+    """Make the host-side targets in ``directory``: a marker file with a secret, a disk, and the rest.
+
+    The disk is a loop device holding the same secret (:func:`minidocker._hostdisk.loop_disk`),
+    or ``None`` with the reason if this host has no loop device to give.
+    """
     marker = os.path.join(directory, "secret")
     with open(marker, "w") as f:
         f.write("host secret\n")
-    disk, inside = _disk_of(marker)
-    readable = disk is not None and _can_open(os.path.join(directory, "disk"), disk)
     sys_file = next((p for p in ("/sys/kernel/uevent_helper", "/sys/kernel/profiling", "/sys/power/state")
                      if os.path.exists(p)), "/sys/kernel/uevent_seqnum")
-    victim = subprocess.Popen(["sleep", "3600"])
-    try:
-        yield Targets(marker, disk, readable, inside, sys_file, _esterror_timex(), victim.pid)
-    finally:
-        victim.kill()
-        victim.wait()
-        os.unlink(marker)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(os.unlink, marker)
+        try:
+            disk = cleanup.enter_context(_hostdisk.loop_disk(directory, {"secret": b"host secret\n"}))
+            no_disk = ""
+        except OSError as e:
+            disk, no_disk = None, e.strerror or str(e)
+        victim = subprocess.Popen(["sleep", "3600"])
+        cleanup.callback(victim.wait)
+        cleanup.callback(victim.kill)
+        yield Targets(marker, disk, no_disk, "/secret", sys_file, _esterror_timex(), victim.pid)
 
 
 def prepare_rootfs(directory: str, aims: Targets) -> str:

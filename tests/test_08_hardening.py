@@ -8,12 +8,13 @@ import os
 import re
 import resource
 import socket
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from minidocker import attacks, capabilities, devices, namespaces, security
+from minidocker import _hostdisk, attacks, capabilities, devices, namespaces, security
 from minidocker._process import EngineError
 
 DOCKER_CAPS = "00000000a80425fb"
@@ -57,6 +58,29 @@ def test_attack_fails_by_default_and_works_without_its_defence(attack, attack_ro
     # and the host is as it was: same hostname, no clock jump
     assert socket.gethostname() == hostname
     assert abs(time.time() - before) < 120
+
+
+def test_the_hosts_disk_is_a_loop_device_that_goes_away(tmp_path: Path):
+    """The disk attacks' target: read-only ext4 on a loop device; detached and deleted afterwards."""
+    try:
+        disk = _hostdisk.loop_disk(str(tmp_path), {"secret": b"host secret\n"})
+        major, minor = disk.__enter__()
+    except OSError as e:
+        pytest.skip(f"no disk here: {e.strerror}")
+    try:
+        block = Path(f"/sys/dev/block/{major}:{minor}")
+        assert (block / "ro").read_text() == "1\n" and (block / "loop" / "autoclear").read_text() == "1\n"
+        node = tmp_path / "node"
+        os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(major, minor))
+        with open(node, "rb") as f:
+            f.seek(1024 + 56)  # the superblock's magic number
+            assert f.read(2) == b"\x53\xef"
+        with open(node, "wb", buffering=0) as f, pytest.raises(PermissionError):
+            f.write(b"x" * 512)  # read-only: the kernel refuses the write
+    finally:
+        disk.__exit__(None, None, None)
+    assert not (block / "loop").exists()  # detached
+    assert [p.name for p in tmp_path.iterdir()] == ["node"]  # the image is gone
 
 
 def test_battery_size():

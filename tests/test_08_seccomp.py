@@ -8,6 +8,7 @@ import os
 import random
 import resource
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,32 @@ def test_the_default_profile():
     assert verdict(docker, max(NR.values()) + 1) == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
     assert verdict(docker, 0x40000000 | NR["getpid"]) == EPERM  # x32: not allowed
     assert verdict(docker, "getpid", arch=0x40000003) == seccomp.ACTIONS["SCMP_ACT_KILL_PROCESS"]
+
+
+def test_a_real_profile_we_did_not_write():
+    """Podman's default profile (containers/common's, descended from moby's; see tests/data/README.md).
+
+    Its default is ENOSYS, not EPERM; it names the dangerous calls in an EPERM rule of its own, has
+    rules on two arguments at once (socket: an audit netlink socket without CAP_AUDIT_WRITE gets
+    EINVAL) and ``"args": null``. Our compiler must read it as runc would.
+    """
+    profile = seccomp.load_profile(str(Path(__file__).parent / "data" / "containers-common-seccomp.json"))
+
+    def compiled(*extra: str, without: str = "") -> bytes:
+        caps = (capabilities.DOCKER_DEFAULT | set(extra)) - {without}
+        return seccomp.compile_profile(profile, caps, "x86_64", "6.18")
+
+    podman = compiled()
+    for name in ("kexec_load", "swapon", "init_module", "open_by_handle_at"):
+        assert verdict(podman, name) == EPERM, name
+    for name in ("read", "write", "openat", "execve", "mount", "reboot"):  # podman leaves these to the caps
+        assert verdict(podman, name) == ALLOW, name
+    assert verdict(podman, "add_key") == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS  # named nowhere
+    assert verdict(compiled("SYS_MODULE"), "init_module") == ALLOW
+    netlink, audit, no_audit = 16, 9, compiled(without="AUDIT_WRITE")
+    assert verdict(no_audit, "socket", netlink, 3, audit) == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.EINVAL
+    assert verdict(no_audit, "socket", netlink, 3, 0) == ALLOW
+    assert verdict(podman, "socket", netlink, 3, audit) == ALLOW
 
 
 def test_profile_errors_are_engine_errors():
