@@ -22,6 +22,7 @@ from aiohttp import web
 from minidocker import __version__, volumes
 from minidocker._paths import state_dir
 from minidocker.api_containers import json_body, sup
+from minidocker.cgroup import cgroup_mode
 from minidocker.supervisor import ApiError
 
 __all__ = ["API_VERSION", "MIN_API_VERSION", "routes"]
@@ -88,7 +89,8 @@ async def info(request: web.Request) -> web.Response:
 
 
 def _cgroup_version() -> str:
-    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+    """As Docker says it: "2" on a v2-only host, "1" on v1 and hybrid ones (from the mount table)."""
+    return "2" if cgroup_mode() == "v2" else "1"
 
 
 def _os_name() -> str:

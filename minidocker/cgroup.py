@@ -190,6 +190,33 @@ class Cgroup:
             raise EngineError(f"no cgroup {cgroup.name}: the container is gone")
         return cgroup
 
+    @classmethod
+    def of_process(cls, pid: int, *, found: Sequence[Hierarchy] | None = None) -> Cgroup:
+        """The cgroup process ``pid`` is in now, in the trees a container goes in (``docker exec``, stats).
+
+        ``/proc/PID/cgroup`` has a line per tree, ``ID:CONTROLLERS:PATH`` (v2: ``0::PATH``), PATH
+        from the tree's root (as our cgroup namespace sees it); the mount table says where that root
+        is. Works whatever cgroup parent the container was created under. :class:`EngineError` if
+        the process is gone or is in none of the trees.
+        """
+        version, chosen = _layout(hierarchies() if found is None else found)
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = [line.rstrip("\n").split(":", 2) for line in f]
+        except OSError:
+            raise EngineError(f"process {pid} is gone: no cgroup to read") from None
+        cgroup = cls("", version)
+        for hierarchy in chosen:
+            for _, names, path in lines:  # v1 trees hold disjoint controllers: one line matches
+                if (hierarchy.controllers & set(names.split(",")) if version == 1 else not names):
+                    cgroup.name = cgroup.name if cgroup.directories else path.strip("/")
+                    cgroup.hierarchies.append(hierarchy)
+                    cgroup.directories.append(hierarchy.mountpoint / path.lstrip("/"))
+                    break
+        if not cgroup.directories:
+            raise EngineError(f"process {pid} is in none of the cgroup trees mounted here")
+        return cgroup
+
     def controllers(self) -> dict[str, Path]:
         """Controller name -> the container's directory for it."""
         return {c: d for h, d in zip(self.hierarchies, self.directories, strict=True) for c in h.controllers}

@@ -32,11 +32,12 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from minidocker import engine, nsenter, stdio
+from minidocker import engine, stdio
 from minidocker._atomic import read_json, rfc3339, write_json
 from minidocker._paths import run_dir, state_dir
 from minidocker._process import EngineError
 from minidocker._streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
+from minidocker.cgroup import Cgroup
 from minidocker.containers import start_time
 from minidocker.execs import ExecSession
 from minidocker.logfile import JsonLog, parse_size
@@ -273,7 +274,6 @@ class Monitor:
             self._record_exit(125, f"starting the container: {e}")
             return {"error": f"starting the container: {e}", "code": 125}
         self.pidfd = os.pidfd_open(self.container.pid)
-        self.cgroups = nsenter.oom_files(self.container.pid)
         write_json(self.dir / "state.json", {
             "Status": "running", "Pid": self.container.pid, "MonitorPid": os.getpid(),
             "MonitorStart": start_time(os.getpid()),
@@ -325,7 +325,10 @@ class Monitor:
     def _container_exited(self) -> None:
         status = self.container.wait()  # waitpid, then the stages' on_exit hooks
         self._drain()
-        self._record_exit(status, "", nsenter.oom_killed(getattr(self, "cgroups", [])))
+        oom = False  # chapter 03's stage made the cgroup (under the cgroup parent); _exit removes it
+        with contextlib.suppress(EngineError, OSError, ValueError):
+            oom = Cgroup.open(self.id).oom_killed()
+        self._record_exit(status, "", oom)
 
     # --8<-- [start:record_exit]
     def _record_exit(self, code: int, error: str, oom: bool = False) -> None:

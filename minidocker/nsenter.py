@@ -20,53 +20,19 @@ from collections.abc import Callable, Mapping, Sequence
 
 from minidocker import _syscalls
 from minidocker._process import exec_command, exit_code
+from minidocker.cgroup import Cgroup
 
-__all__ = ["ORDER", "cgroup_dirs", "join_cgroups", "join_namespaces", "oom_files", "oom_killed",
-           "spawn_in"]
+__all__ = ["ORDER", "join_cgroups", "join_namespaces", "spawn_in"]
 
 # The user namespace first: it grants the rights to join the others; mnt last of the ones that
 # change what paths mean (we still read /proc paths of the host until then).
 ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
 
 
-def cgroup_dirs(pid: int) -> dict[str, str]:
-    """Controller -> the host directory of ``pid``'s cgroup for it (``""``: the cgroup v2 tree)."""
-    found = {}
-    with open(f"/proc/{pid}/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if not controllers:
-                unified = "/sys/fs/cgroup/unified"
-                found[""] = (unified if os.path.ismount(unified) else "/sys/fs/cgroup") + path
-            for name in controllers.split(","):
-                if name:
-                    mount = controllers.replace("name=", "")
-                    found[name.replace("name=", "")] = f"/sys/fs/cgroup/{mount}{path}"
-    return found
-
-
-def oom_files(pid: int) -> list[str]:
-    """The files that count OOM kills in ``pid``'s memory cgroup (v1 or v2)."""
-    dirs = cgroup_dirs(pid)
-    return [f"{dirs['memory']}/memory.oom_control"] if "memory" in dirs else [
-        f"{dirs['']}/memory.events"] if "" in dirs else []
-
-
-def oom_killed(paths: list[str]) -> bool:
-    """Did the kernel's OOM killer kill something in the container's memory cgroup?"""
-    for path in paths:
-        with contextlib.suppress(OSError, ValueError), open(path) as f:
-            if any(line.startswith("oom_kill ") and int(line.split()[1]) for line in f):
-                return True
-    return False
-
-
 # --8<-- [start:join_cgroups]
 def join_cgroups(pid: int) -> None:
-    """Move the calling process into every cgroup of ``pid`` (the paths the host sees)."""
-    for directory in set(cgroup_dirs(pid).values()):
-        with contextlib.suppress(OSError), open(f"{directory}/cgroup.procs", "w") as f:
-            f.write(str(os.getpid()))
+    """Move the calling process into the cgroup of ``pid`` (chapter 03 finds it in the mount table)."""
+    Cgroup.of_process(pid).add(os.getpid())
 # --8<-- [end:join_cgroups]
 
 

@@ -2,9 +2,10 @@
 
 Nothing is measured by the engine itself: the kernel already counts, per cgroup, the memory in use
 (``memory.usage_in_bytes`` or ``memory.current``), the CPU time (``cpuacct.usage`` or ``cpu.stat``)
-and the processes (``pids.current``). We find the container's cgroups from its PID 1
-(:func:`minidocker.nsenter.cgroup_dirs`) and answer in the shape of Docker's stats API. CPU % needs
-two readings: ``docker stats --no-stream`` gets this one and the one before (``precpu_stats``).
+and the processes (``pids.current``). Chapter 03 reads them: we find the container's cgroup from
+its PID 1 (:meth:`minidocker.cgroup.Cgroup.of_process`), take its :meth:`~minidocker.cgroup.Cgroup.stats`
+and answer in the shape of Docker's stats API. CPU % needs two readings: ``docker stats
+--no-stream`` gets this one and the one before (``precpu_stats``).
 
 Example::
 
@@ -23,43 +24,36 @@ from typing import Any
 from aiohttp import web
 
 from minidocker._atomic import rfc3339
+from minidocker._process import EngineError
 from minidocker.api_containers import container
-from minidocker.nsenter import cgroup_dirs
+from minidocker.cgroup import Cgroup, Hierarchy, hierarchies
+from minidocker.resources import Stats
 
 __all__ = ["routes", "sample"]
 
 routes = web.RouteTableDef()
+_PROBE_EVERY = 10.0  # seconds: cgroup trees are mounted at boot, stats are polled every second
+_probed: dict[str, Any] = {"at": float("-inf"), "trees": []}
 
 
-def _read_int(path: str, key: str | None = None) -> int:
-    try:
-        with open(path) as f:
-            if key is None:
-                text = f.read().strip()
-                return int(text) if text.isdigit() else 0
-            for line in f:
-                name, _, value = line.partition(" ")
-                if name == key:
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
+def _trees() -> list[Hierarchy]:
+    """Chapter 03's probe of the mount table for cgroup trees, redone at most every ``_PROBE_EVERY``."""
+    if time.monotonic() - _probed["at"] > _PROBE_EVERY:
+        _probed.update(at=time.monotonic(), trees=hierarchies())
+    return _probed["trees"]
 
 
 # --8<-- [start:sample]
 def sample(pid: int) -> dict[str, Any]:
-    """Memory, CPU time (ns) and process count of the cgroups of ``pid``, v1 or v2."""
-    dirs = cgroup_dirs(pid)
-    v2 = dirs.get("", "")
-    memory = dirs.get("memory")
-    usage = _read_int(f"{memory}/memory.usage_in_bytes") if memory else _read_int(f"{v2}/memory.current")
-    limit = _read_int(f"{memory}/memory.limit_in_bytes") if memory else _read_int(f"{v2}/memory.max")
-    cpu = _read_int(f"{dirs['cpuacct']}/cpuacct.usage") if "cpuacct" in dirs else \
-        _read_int(f"{v2}/cpu.stat", "usage_usec") * 1000
-    pids = _read_int(f"{dirs['pids']}/pids.current") if "pids" in dirs else _read_int(f"{v2}/pids.current")
+    """Memory, CPU time (ns) and process count of the cgroup of ``pid``, v1 or v2 (zeros if it is gone)."""
+    try:
+        used = Cgroup.of_process(pid, found=_trees()).stats()
+    except (EngineError, OSError, ValueError):
+        used = Stats()
     with open("/proc/stat") as f:
         system = sum(int(v) for v in f.readline().split()[1:8]) * (10**9 // os.sysconf("SC_CLK_TCK"))
-    return {"memory": usage, "limit": limit or _mem_total(), "cpu": cpu, "system": system, "pids": pids}
+    return {"memory": used.memory, "limit": used.memory_limit or _mem_total(), "cpu": used.cpu_ns,
+            "system": system, "pids": used.pids}
 # --8<-- [end:sample]
 
 

@@ -221,6 +221,24 @@ def test_oom_is_known_from_the_cgroup_and_peak_memory_is_kept():
         cgroup.remove()
 
 
+def test_a_process_cgroup_is_found_from_proc_and_the_mount_table():
+    """How docker exec and docker stats find a container's cgroup: from its PID 1, whatever the parent."""
+    cgroup = Cgroup.create("found", Limits(memory=32 << 20), parent=f"{_paths.cgroup_parent()}/elsewhere")
+    try:
+        pid, go = start_held(["/bin/sleep", "30"])
+        cgroup.add(pid)
+        found = Cgroup.of_process(pid)
+        assert (found.name, found.version, found.directories) == (cgroup.name, cgroup.version,
+                                                                  cgroup.directories)
+        assert found.stats().memory_limit == 32 << 20 and found.stats().pids == 1
+        os.close(go)
+    finally:
+        cgroup.remove()
+    os.waitpid(pid, 0)
+    with pytest.raises(EngineError, match="gone"):
+        Cgroup.of_process(pid)
+
+
 def test_remove_kills_what_is_left_and_leaves_nothing():
     cgroup = Cgroup.create("leftovers")
     pid, go = start_held(["/bin/sh", "-c", "sleep 60 & sleep 60 & sleep 60"])

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from minidocker.cgroup import cgroup_mode
 from tests.helpers_07_daemon import daemon_fixture
 
 
@@ -219,6 +220,22 @@ def test_stats_diff_commit(daemon):
     finally:
         daemon.cli("rm", "-f", "busy")
         daemon.cli("rmi", "snap:1")
+
+
+def test_stats_info_and_exec_go_through_chapter_03s_cgroup(daemon):
+    """No limit is the host's memory (not v1's 2**63), the version is the mount table's, exec joins."""
+    daemon.cli("run", "-d", "--name", "free", "busybox", "sleep", "60")
+    try:
+        info = daemon.client.json("GET", "/info")
+        assert info["CgroupVersion"] == ("2" if cgroup_mode() == "v2" else "1")
+        s = json.loads(daemon.client.request("GET", "/containers/free/stats", {"stream": False}).read())
+        assert s["memory_stats"]["limit"] == info["MemTotal"] and s["pids_stats"]["current"] == 1
+        assert s["memory_stats"]["usage"] > 0 and s["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+        # in the container's cgroup namespace its cgroup is "/": an exec outside it would see "/.."
+        inside = daemon.cli("exec", "free", "cat", "/proc/self/cgroup").stdout.splitlines()
+        assert inside and all(line.endswith(":/") for line in inside), inside
+    finally:
+        daemon.cli("rm", "-f", "free")
 
 
 def test_save_and_load(daemon, tmp_path):
