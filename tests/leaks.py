@@ -123,6 +123,17 @@ def netns() -> set[str]:
     return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
 
 
+def loop_devices() -> set[str]:
+    """Loop devices backed by a file under this run's temp dir (chapter 08's stand-in host disk)."""
+    tmp, found = SCOPE.get("tmp"), set()
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        with contextlib.suppress(OSError):
+            path = backing.read_text().strip()
+            if tmp and path.startswith(tmp):
+                found.add(f"{backing.parent.parent.name} {path}")
+    return found
+
+
 def _unmount(point: str) -> None:
     with contextlib.suppress(OSError):
         _syscalls.umount2(point, _syscalls.MNT_DETACH)
@@ -168,6 +179,17 @@ def _release(entry: str) -> None:
         Network().detach(entry.split()[1])
 
 
+def _detach_loop(entry: str) -> None:
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        fd = os.open(f"/dev/{entry.split()[0]}", os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, 0x4C01)  # LOOP_CLR_FD
+        finally:
+            os.close(fd)
+
+
 def _del_netns(name: str) -> None:
     _unmount(f"/run/netns/{name}")
     with contextlib.suppress(OSError):
@@ -183,6 +205,7 @@ PROBES: dict[str, tuple[Callable[[], set[str]], Callable[[str], None]]] = {
     "links": (links, _del_link),
     "nftables": (nftables, _del_table),
     "netns": (netns, _del_netns),
+    "loop devices": (loop_devices, _detach_loop),
 }
 
 
