@@ -16,7 +16,16 @@ import pytest
 
 from minidocker import _ocilayout, rootfs
 from minidocker.registry_server import running
-from tests.helpers_10_registry import OCI_INDEX, OCI_MANIFEST, Dockerd, call, sha256, skopeo
+from tests.helpers_10_registry import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Dockerd,
+    call,
+    sha256,
+    skopeo,
+)
 
 SERVER = (sys.executable, "-m", "minidocker.registry_server")
 NO_TLS = ("--src-tls-verify=false", "--dest-tls-verify=false")
@@ -71,24 +80,46 @@ def test_skopeo_pushes_and_pulls(layout, tmp_path, fmt, media_type):
         assert sha256(blob) == descriptor["digest"]
 
 
-def test_skopeo_copies_a_multi_platform_index(layout, tmp_path):
+@pytest.mark.parametrize("fmt, list_type, child_type", [
+    ("oci", OCI_INDEX, OCI_MANIFEST), ("v2s2", DOCKER_LIST, DOCKER_MANIFEST)])
+def test_skopeo_copies_a_multi_platform_index(layout, tmp_path, fmt, list_type, child_type):
+    """skopeo pushes the two-platform image as it is (an OCI index) or, with ``--format v2s2``, as a
+    Docker manifest list; the registry keeps the list and each platform's manifest byte for byte, with
+    their media types, and ``copy --all`` pulls all of it back unchanged."""
     source = json.loads((layout / "index.json").read_text())
     multi = next(m for m in source["manifests"] if m["annotations"][_ocilayout.REF_NAME] == "multi")
+    convert = ("--format", "v2s2") if fmt == "v2s2" else ()
+    expected = tmp_path / "expected"  # what skopeo sends, written to a directory instead
+    skopeo("copy", "--all", *convert, f"oci:{layout}:multi", f"dir:{expected}")
     with running(tmp_path / "storage") as registry:
-        target = f"docker://{registry.host}/library/multi:1"
-        skopeo("copy", "--all", *NO_TLS, f"oci:{layout}:multi", target)
+        target = f"docker://{registry.host}/library/multi:{fmt}"
+        skopeo("copy", "--all", *convert, *NO_TLS, f"oci:{layout}:multi", target)
         raw = inspect(target)
-        assert sha256(raw) == multi["digest"]  # the index, byte for byte
-        head = call(registry.url, "HEAD", "/v2/library/multi/manifests/1")
-        assert head.headers["Content-Type"] == OCI_INDEX
+        assert raw == (expected / "manifest.json").read_bytes()  # the list, byte for byte
+        if fmt == "oci":
+            assert sha256(raw) == multi["digest"]  # our layout's own index, not rewritten
+        head = call(registry.url, "HEAD", f"/v2/library/multi/manifests/{fmt}")
+        assert head.headers["Content-Type"] == list_type == json.loads(raw)["mediaType"]
+        assert head.headers["Docker-Content-Digest"] == sha256(raw)
+        children = json.loads(raw)["manifests"]
+        assert [(c["mediaType"], c["platform"]["architecture"]) for c in children] == [
+            (child_type, "amd64"), (child_type, "arm64")]
+        for child in children:  # each platform's manifest, by digest, as skopeo made it
+            got = call(registry.url, "GET", f"/v2/library/multi/manifests/{child['digest']}")
+            assert got.headers["Content-Type"] == child_type
+            assert got.body == (expected / f"{child['digest'][7:]}.manifest.json").read_bytes()
         arm = json.loads(skopeo("inspect", "--tls-verify=false", "--override-arch", "arm64", target).stdout)
-        assert arm["Architecture"] == "arm64"  # skopeo picked the arm64 entry of our index
+        assert arm["Architecture"] == "arm64"  # skopeo picked the arm64 entry of our list
         assert arm["Layers"] == [sha256(gzip.compress(b"arm64 layer" * 1000, compresslevel=6, mtime=0))]
-        skopeo("copy", "--all", *NO_TLS, target, f"oci:{tmp_path}/pulled:multi")
-    pulled = tmp_path / "pulled" / "blobs" / "sha256"
-    assert (pulled / multi["digest"][7:]).exists()
-    for child in json.loads(raw)["manifests"]:
-        assert sha256((pulled / child["digest"][7:]).read_bytes()) == child["digest"]
+        skopeo("copy", "--all", *NO_TLS, target, f"dir:{tmp_path}/pulled")  # a dir: keeps what it gets
+    pulled = tmp_path / "pulled"
+    assert (pulled / "manifest.json").read_bytes() == raw
+    for child in children:
+        body = (pulled / f"{child['digest'][7:]}.manifest.json").read_bytes()
+        assert sha256(body) == child["digest"] and json.loads(body)["mediaType"] == child_type
+        manifest = json.loads(body)
+        for descriptor in (manifest["config"], *manifest["layers"]):  # every blob is what it claims
+            assert sha256((pulled / descriptor["digest"][7:]).read_bytes()) == descriptor["digest"]
 
 
 def test_basic_auth_and_anonymous_read(layout, users, tmp_path):

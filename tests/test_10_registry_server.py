@@ -1,12 +1,10 @@
-"""Chapter 10: the registry server's API, its storage, and two servers sharing one directory."""
+"""Chapter 10: the registry server's API and its storage (two server processes on one storage
+directory: test_10_registry_shared_storage.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,6 @@ from tests.helpers_10_registry import (
     manifest_for,
     push_blob,
     push_image,
-    raw_upload,
     sha256,
     stored_files,
 )
@@ -285,82 +282,6 @@ def test_collection_spares_what_a_push_in_flight_needs(registry, tmp_path):
         assert pusher.is_alive() and not replies  # waits until the collection is over
     pusher.join(10)
     assert replies[0].status == 201
-
-
-def test_server_killed_during_an_upload(tmp_path):
-    """No partial blob becomes visible; another server process resumes the session, or a new one redoes it."""
-    storage = tmp_path / "storage"
-    data = os.urandom(1 << 20)
-    digest = sha256(data)
-    with running(storage) as first:
-        location = call(first.url, "POST", "/v2/r/kill/blobs/uploads/").headers["Location"]
-        with raw_upload(first.url, location, len(data), data[:300_000]):
-            deadline = time.monotonic() + 10
-            upload = storage / "uploads" / location.rsplit("/", 1)[1] / "data"
-            while upload.stat().st_size < 300_000 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            first.process.send_signal(signal.SIGKILL)
-            first.process.wait()
-    assert not (storage / "blobs" / "sha256" / digest[7:9] / digest[7:]).exists()
-    with running(storage) as second:
-        assert call(second.url, "HEAD", f"/v2/r/kill/blobs/{digest}").status == 404
-        status = call(second.url, "GET", location)
-        assert status.status == 204 and status.headers["Range"] == "0-299999"
-        done = call(second.url, "PUT", f"{location}?digest={digest}", data[300_000:],
-                    {"Content-Range": f"300000-{len(data) - 1}"})
-        assert done.status == 201, done.body
-        assert push_blob(second.url, "r/kill2", data) == digest  # or simply upload it again
-        assert call(second.url, "GET", f"/v2/r/kill/blobs/{digest}").body == data
-
-
-async def _push_and_pull(urls: list[str], rounds: int) -> list[str]:
-    """Concurrent pushes through both servers (shared layers, one tag), then pulls of every blob."""
-    import aiohttp
-
-    shared = os.urandom(2 << 20)
-    async with aiohttp.ClientSession() as session:
-
-        async def upload(url: str, repo: str, data: bytes) -> None:
-            async with session.post(f"{url}/v2/{repo}/blobs/uploads/") as started:
-                location = started.headers["Location"]
-            async with session.patch(url + location, data=data) as patched:
-                assert patched.status == 202
-            async with session.put(f"{url}{location}?digest={sha256(data)}") as done:
-                assert done.status == 201, await done.text()
-
-        async def push(i: int) -> tuple[str, list[bytes]]:
-            url, layers = urls[i % 2], [shared, os.urandom(300_000 + i)]
-            config = json.dumps({"n": i}).encode()
-            await asyncio.gather(*(upload(url, "r/busy", blob) for blob in (*layers, config)))
-            body = manifest_for(config, layers)
-            async with session.put(f"{url}/v2/r/busy/manifests/latest", data=body,
-                                   headers={"Content-Type": OCI_MANIFEST}) as put:
-                assert put.status == 201, await put.text()
-            return sha256(body), [*layers, config]
-
-        pushed = await asyncio.gather(*(push(i) for i in range(rounds)))
-
-        async def pull(url: str, digest: str, expected: bytes) -> None:
-            async with session.get(f"{url}/v2/r/busy/blobs/{digest}") as got:
-                assert hashlib.sha256(await got.read()).hexdigest() == digest[7:] == sha256(expected)[7:]
-
-        await asyncio.gather(*(pull(urls[(i + 1) % 2], sha256(blob), blob)
-                               for i, (_, blobs) in enumerate(pushed) for blob in blobs))
-        async with session.get(f"{urls[1]}/v2/r/busy/manifests/latest") as latest:
-            digest = latest.headers["Docker-Content-Digest"]
-            assert hashlib.sha256(await latest.read()).hexdigest() == digest[7:]
-            return [pushed_digest for pushed_digest, _ in pushed] + [digest]
-
-
-def test_two_servers_share_one_storage_directory(tmp_path):
-    storage = tmp_path / "storage"
-    with running(storage) as one, running(storage) as two:
-        *pushed, latest = asyncio.run(_push_and_pull([one.url, two.url], rounds=12))
-        assert latest in pushed  # concurrent tag updates: one of them won, whole
-        for digest in pushed:  # every manifest is there, whichever server took it
-            assert call(one.url, "GET", f"/v2/r/busy/manifests/{digest}").status == 200
-    assert not list((storage / "uploads").iterdir())
-    assert not [p for p in storage.rglob(".tmp-*")]
 
 
 def test_cli_errors_are_one_line(tmp_path):
