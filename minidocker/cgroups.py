@@ -25,12 +25,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from minidocker import _stage, namespaces
+from minidocker import _stage, _watchdog, namespaces
 from minidocker._process import EngineError
 from minidocker._syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, mount
 from minidocker.cgroup import Cgroup, Hierarchy, cgroup_mode, hierarchies
@@ -127,47 +126,24 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
 # --8<-- [end:configure]
 
 
-# exercise 03.13: Remove the cgroup even if the engine is killed
-# hint: os.pipe2(O_CLOEXEC) and fork a watchdog: it setsid()s, ignores SIGINT/TERM/HUP/QUIT, makes
-#   the read end its fd 3 (os.dup2, then os.set_inheritable) and execs /bin/sh -c with a script that
-#   reads a word from fd 3 or else execs its arguments: _remover_argv(cgroup); os._exit(127) if exec
-#   fails. The engine registers on cleanup: remove, then write b"done\n", close it, waitpid.
 # --8<-- [start:remove_on_exit]
 def remove_on_exit(cgroup: Cgroup, cleanup: contextlib.ExitStack) -> None:
     """Remove ``cgroup`` when the engine is done with it, even if the engine is killed or crashes.
 
-    Normally the engine removes it on its way out (``cleanup``). For when it never gets there
-    (SIGKILL, a crash), a watchdog process waits on a pipe whose only writer is the engine: the
-    kernel closes the pipe when the engine dies, however it dies, and the watchdog cleans up.
-    The watchdog is a shell: a forked copy of a Python engine would soon hold megabytes of its
-    own, a waiting ``sh`` holds a few hundred KiB. Only if the engine died does it become Python.
+    Normally the engine removes it on its way out (``cleanup``), then disarms the watchdog. For
+    when it never gets there (SIGKILL, a crash), the watchdog runs a fresh Python that removes it.
     """
-    done_r, done_w = os.pipe2(os.O_CLOEXEC)
     try:
-        watchdog = os.fork()
+        disarm = _watchdog.start(_remover_argv(cgroup), "minidocker-cgroup-watchdog")
     except BaseException:
-        os.close(done_r), os.close(done_w), cgroup.remove()
+        cgroup.remove()
         raise
-    if watchdog == 0:
-        try:
-            os.setsid()  # out of the terminal's process group: Ctrl-C must not stop it
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-                signal.signal(sig, signal.SIG_IGN)  # still ignored after exec
-            os.dup2(done_r, 3)  # the read end, as fd 3, is kept through exec; all else is closed
-            os.set_inheritable(3, True)
-            script = 'read -r word <&3 || exec "$@"'  # a word: all is done; EOF: the engine died
-            os.execv("/bin/sh", ["sh", "-c", script, "minidocker-cgroup-watchdog", *_remover_argv(cgroup)])
-        finally:
-            os._exit(127)
-    os.close(done_r)
 
     def finish() -> None:
         try:
             _remove(cgroup)
         finally:
-            os.write(done_w, b"done\n")
-            os.close(done_w)
-            os.waitpid(watchdog, 0)
+            disarm()
 
     cleanup.callback(finish)
 # --8<-- [end:remove_on_exit]
@@ -182,15 +158,12 @@ def _remove(cgroup: Cgroup) -> None:
 
 def _remover_argv(cgroup: Cgroup) -> list[str]:
     """A command that removes ``cgroup``: a fresh Python running :func:`_remove_left`, for the watchdog."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from minidocker import cgroups; "
-            "cgroups._remove_left()")
-    return [sys.executable, "-I", "-S", "-c", code, package_root, cgroup.name, str(cgroup.version),
-            *map(str, cgroup.directories)]
+    return _watchdog.python_argv("from minidocker import cgroups; cgroups._remove_left()", cgroup.name,
+                                 str(cgroup.version), *map(str, cgroup.directories))
 
 
 def _remove_left() -> None:
-    """``-c CODE ROOT NAME VERSION DIRECTORY...``: remove what a dead engine left, then exit at once."""
+    """``-c CODE PATH NAME VERSION DIRECTORY...``: remove what a dead engine left, then exit at once."""
     name, version, *directories = sys.argv[2:]
     _remove(Cgroup(name, int(version), directories=[Path(d) for d in directories]))
     sys.stderr.flush()

@@ -35,7 +35,8 @@ from typing import BinaryIO, NamedTuple
 from minidocker import _tar
 from minidocker._tar import OPAQUE, WHITEOUT_PREFIX, LayerError
 from minidocker.layers import LayerStore
-from minidocker.overlay import ContainerFS, lower_entry, lower_names
+from minidocker.lookup import lower_entry, lower_names
+from minidocker.overlay import ContainerFS
 
 __all__ = ["Committed", "commit", "diff", "export_changes"]
 

@@ -141,7 +141,24 @@ async def _restore(app: web.Application) -> None:
     # Monitors are forked by the fork server and reparented to us: we reap them.
     _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
     await asyncio.get_running_loop().run_in_executor(None, sup.start_forkserver)
+    await asyncio.get_running_loop().run_in_executor(None, _sweep)
     await sup.restore()
+
+
+def _sweep() -> None:
+    """Clean up what engines killed with their watchdogs left (chapters 04 and 05): addresses,
+    published ports and the bridge of dead containers, and claimed container filesystems."""
+    from minidocker.layers import LayerStore
+    from minidocker.network import Network
+    from minidocker.overlay import ContainerFS
+
+    for what, sweep in (("network", lambda: Network().reconcile()),
+                        ("filesystems", lambda: ContainerFS.remove_abandoned(LayerStore()))):
+        try:
+            if cleaned := sweep():
+                log.info("cleaned up after dead engines (%s): %s", what, " ".join(c[:12] for c in cleaned))
+        except Exception as e:  # a host without nftables, say: the daemon runs on
+            log.warning("cleaning up after dead engines (%s): %s", what, e)
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -232,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hosts, config = parse_args(argv)
     if config.get("data-root"):
         os.environ["MINIDOCKER_STATE"] = config["data-root"]
-    if config["registry-mirrors"] and "MINIDOCKER_REGISTRY_MIRRORS" not in os.environ:
+    if config["registry-mirrors"]:  # the daemon's own flags and file win over what it inherited
         os.environ["MINIDOCKER_REGISTRY_MIRRORS"] = ",".join(config["registry-mirrors"])  # for pulls
     logging.basicConfig(level=logging.DEBUG if config["debug"] else logging.INFO,
                         format="%(asctime)s minidockerd %(levelname)s %(message)s")

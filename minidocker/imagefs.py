@@ -4,7 +4,7 @@
 ``/usr/local/bin`` a symlink (then the file goes where it points)? which uid is ``www-data``? And
 ``COPY --from=build`` reads files out of another stage's image. None of that needs a container:
 an image's filesystem is its layers stacked as overlayfs would stack them, so chapter 04's lookup
-(:func:`minidocker.overlay.dir_layers`) answers it from the layer directories themselves.
+(:func:`minidocker.lookup.dir_layers`) answers it from the layer directories themselves.
 
 Symlinks are followed *inside* the image only, as if the image were ``/``: an absolute link
 ``/etc -> /host-etc`` means the image's ``/host-etc``, never the host's. A build context is the
@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from minidocker._process import EngineError
-from minidocker.overlay import dir_layers, lower_names
+from minidocker.lookup import dir_layers, lower_names
 
 __all__ = ["MAX_SYMLINKS", "ImageFS"]
 

@@ -32,10 +32,11 @@ import ipaddress
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from minidocker import _stage, namespaces, netfiles, overlay, ports
+from minidocker import _stage, _watchdog, namespaces, netfiles, overlay, ports
 from minidocker._paths import state_dir
 from minidocker._process import EngineError
 from minidocker.ipam import Ipam, Lease
@@ -216,17 +217,32 @@ class Network:
     def reconcile(self) -> list[str]:
         """Clean up after crashed engines: their addresses, rules, veths, DNS files; return their ids.
 
-        The bridge goes too when nobody is left. :meth:`attach` does this first, every time.
+        The bridge goes too when nobody is left. :meth:`attach` does this first, every time; a killed
+        engine's watchdog, and the daemon when it starts, do it too.
         """
-        from pyroute2 import IPRoute
+        from minidocker import bridge
 
-        with IPRoute() as ipr, self.ipam.locked():
-            stale = self._reconcile(ipr)
-            self._remove_if_unused(ipr)
+        with self.ipam.locked():
+            if not self.ipam.leases() and not self._bridge_exists():
+                bridge.forwarding_off_if_unused()
+                return []  # nothing else to do: no need to pay for pyroute2
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ipr:
+                stale = self._reconcile(ipr)
+                self._remove_if_unused(ipr)
         return stale
 
     def _bridge_exists(self) -> bool:
         return os.path.exists(f"/sys/class/net/{self.config.bridge}")
+
+    def _foreign_bridge(self) -> bool:
+        """Whether a device has our bridge's name but another alias (another state directory's)."""
+        try:
+            with open(f"/sys/class/net/{self.config.bridge}/ifalias") as f:
+                return f.read().strip() != self.alias
+        except FileNotFoundError:
+            return False
 
     # --8<-- [start:ensure]
     def _ensure_bridge(self, ipr: Any) -> int:
@@ -261,7 +277,7 @@ class Network:
     def _remove_if_unused(self, ipr: Any) -> bool:
         from minidocker import bridge, firewall
 
-        if self.ipam.leases():
+        if self.ipam.leases() or self._foreign_bridge():  # theirs: its table is theirs too
             return False
         firewall.delete_table(self.config.table)
         if self._bridge_exists():
@@ -311,7 +327,7 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
     if args.network == "bridge":
         net = Network()
         net.reserve(spec.id, mappings)  # a port in use fails now, before any namespace exists
-        cleanup.callback(net.detach, spec.id)
+        detach_on_exit(net, spec.id, cleanup)
 
         def connect(pid: int) -> None:
             endpoint = net.attach(spec.id, pid, mappings)
@@ -320,6 +336,47 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
         spec.on_created.append(connect)
         spec.on_exit.append(lambda status: net.detach(spec.id))
 # --8<-- [end:configure]
+
+
+# --8<-- [start:detach_on_exit]
+def detach_on_exit(net: Network, container_id: str, cleanup: contextlib.ExitStack) -> None:
+    """Detach the container when the engine is done. If the engine is killed, chapter 03's watchdog
+    reconciles the network at once: a stale DNAT rule would swallow the traffic of the next server
+    on the host to use the published port, and the bridge would stay."""
+    config = net.config
+    command = _watchdog.python_argv("from minidocker import network; network._reconcile_left()",
+                                    container_id, config.bridge, config.subnet, config.table)
+    cleanup.callback(_watchdog.start(command, "minidocker-network-watchdog"))  # disarm it, last
+    cleanup.callback(net.detach, container_id)
+# --8<-- [end:detach_on_exit]
+
+
+def _reconcile_left() -> None:
+    """``-c CODE PATH ID BRIDGE SUBNET TABLE``: after a dead engine, :meth:`Network.reconcile`.
+
+    The container's PID 1, its lease's owner, dies a moment *after* its engine (``PR_SET_PDEATHSIG``):
+    until then the lease is live and would be kept. So first wait for the owner to be gone (for a
+    while: if it lives on, the next container's start reconciles).
+    """
+    import time
+
+    from minidocker.ipam import process_identity
+
+    container_id, bridge, subnet, table = sys.argv[2:]
+    net = Network(NetworkConfig(bridge, subnet, table))
+    lease, deadline = net.ipam.lease(container_id), time.monotonic() + 10
+    while lease and lease.owner and process_identity(int(lease.owner[0])) == lease.owner:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    try:
+        net.reconcile()
+        if not net.ipam.lease(container_id):
+            netfiles.remove_files(netfiles.files_dir(container_id))
+    except Exception as e:  # a watchdog has no one else to tell
+        print(f"minidocker: warning: the network of {container_id[:12]}: {e}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 STAGES = (*overlay.STAGES, _stage.Stage("network", add_arguments, configure))

@@ -40,16 +40,17 @@ import re
 import shutil
 import stat
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from minidocker import _stage, cgroups, namespaces
+from minidocker import _stage, _watchdog, cgroups, namespaces
 from minidocker._process import EngineError
 from minidocker._syscalls import MNT_DETACH, mount, umount2
-from minidocker._tar import OVERLAY_OPAQUE
 from minidocker.layers import LayerError, LayerStore, canonical, import_rootfs
+from minidocker.lookup import lower_entry
 
-__all__ = ["STAGES", "ContainerFS", "lower_entry", "main", "mount_overlay"]
+__all__ = ["STAGES", "ContainerFS", "lower_entry", "main", "mount_overlay", "remove_on_exit"]
 
 PAGE = 4096  # mount(2) copies at most one page of options
 # Mount points and files the engine covers at start (chapter 02's /proc /sys /dev, chapter 05's
@@ -88,79 +89,6 @@ def mount_overlay(target: str | os.PathLike, lower: Sequence[str], upper: str | 
         if fd is not None:
             os.close(fd)
 # --8<-- [end:mount_overlay]
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-# exercise 04.8: Find the layers that make up a merged directory
-# hint: component by component: keep each layer that has a directory there, top first;
-#   stop at a non-directory or after an opaque one (_is_opaque).
-# --8<-- [start:dir_layers]
-def dir_layers(lower: Sequence[Path], parts: Sequence[str]) -> list[Path]:
-    """The layers (top first) whose copy of directory ``parts`` is part of the merged directory.
-
-    overlayfs' lookup, step by step: at each component the topmost layer that has the name decides
-    what it is. A file or a whiteout there hides the name in every layer below; a directory merges
-    with the directories of the layers below, down to the first *opaque* one.
-    """
-    layers = list(lower)
-    for depth in range(len(parts)):
-        merged = []
-        for layer in layers:
-            path = layer.joinpath(*parts[:depth + 1])
-            st = _lstat(path)
-            if st is None:
-                continue
-            if not stat.S_ISDIR(st.st_mode):  # a file, symlink or whiteout ends the merge
-                break
-            merged.append(layer)
-            if _is_opaque(path):
-                break
-        layers = merged
-    return layers
-# --8<-- [end:dir_layers]
-
-
-# exercise 04.9: Look a path up in the stack of lower layers
-# hint: for each layer of dir_layers(lower, parent parts): the first lstat that succeeds decides;
-#   a whiteout means None.
-# --8<-- [start:lower_entry]
-def lower_entry(lower: Sequence[Path], path: str) -> os.stat_result | None:
-    """What the stack ``lower`` (top first) shows at ``path``: the lstat of its topmost copy, or None."""
-    parts = [p for p in path.split("/") if p]
-    if not parts:
-        return _lstat(lower[0]) if lower else None
-    for layer in dir_layers(lower, parts[:-1]):
-        st = _lstat(layer.joinpath(*parts))
-        if st is not None:
-            return None if _is_whiteout(st) else st
-    return None
-# --8<-- [end:lower_entry]
-
-
-def lower_names(lower: Sequence[Path], path: str) -> set[str]:
-    """The names the stack ``lower`` shows in the directory ``path``."""
-    seen: dict[str, bool] = {}
-    for layer in dir_layers(lower, [p for p in path.split("/") if p]):
-        for entry in os.scandir(layer.joinpath(path.strip("/"))):
-            seen.setdefault(entry.name, _is_whiteout(entry.stat(follow_symlinks=False)))
-    return {name for name, whiteout in seen.items() if not whiteout}
 
 
 class ContainerFS:
@@ -279,21 +207,24 @@ class ContainerFS:
                 if e.errno != errno.EINVAL:  # EINVAL: someone else unmounted it first
                     raise
 
-    def claim(self) -> None:
-        """Mark the filesystem as this process's to remove: if it dies first, :meth:`remove_abandoned`
-        (run by the next stage) removes it. Kept filesystems (``--keep``) are never claimed."""
-        (self.dir / "engine").write_text(_identity(os.getpid()) + "\n")
+    def claim(self, container_pid: int | None = None) -> None:
+        """Mark the filesystem as this process's to remove, and its container's once it runs: if
+        they are all dead, :meth:`remove_abandoned` removes it. ``--keep`` never claims it."""
+        owners = [_identity(os.getpid())] + ([_identity(container_pid)] if container_pid else [])
+        (self.dir / ".engine").write_text("".join(f"{owner}\n" for owner in owners))
+        os.replace(self.dir / ".engine", self.dir / "engine")  # a reader sees all of it or nothing
 
     @classmethod
-    def remove_abandoned(cls, store: LayerStore) -> list[str]:
-        """Remove the claimed filesystems whose engine is dead (killed before it could clean up)."""
+    def remove_abandoned(cls, store: LayerStore, container_id: str = "*") -> list[str]:
+        """Remove the claimed filesystems (or this one) whose engine was killed before it could clean
+        up, once their container is gone too (it dies with its engine)."""
         removed = []
-        for engine in sorted((store.root / "containers").glob("*/engine")):
-            with contextlib.suppress(OSError, ValueError):
-                if _identity(int(engine.read_text().split()[0])) != engine.read_text().strip():
-                    with contextlib.suppress(EngineError):
-                        cls.open(store, engine.parent.name).remove()
-                        removed.append(engine.parent.name)
+        for claim in sorted((store.root / "containers").glob(f"{container_id}/engine")):
+            with contextlib.suppress(OSError, ValueError, EngineError):
+                owners = claim.read_text().splitlines()
+                if owners and all(_identity(int(owner.split()[0])) != owner for owner in owners):
+                    cls.open(store, claim.parent.name).remove()
+                    removed.append(claim.parent.name)
         return removed
 
     def remove(self) -> None:
@@ -307,12 +238,14 @@ class ContainerFS:
 
 
 def _identity(pid: int) -> str:
-    """``"PID STARTTIME"``: a process, told apart from a later one that reuses its pid (proc(5))."""
+    """``"PID STARTTIME"``: a process, told apart from a later one that reuses its pid (proc(5)); a
+    dead one (or a zombie: only its exit status is left) is ``"PID gone"``."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+            state, *fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return f"{pid} gone"
+        state = "X"
+    return f"{pid} gone" if state in "ZX" else f"{pid} {fields[18]}"
 
 
 def _check_id(container_id: str) -> str:
@@ -342,7 +275,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # exercise 04.10: Configure the stage: import the layers, make and mount the filesystem
 # hint: sources: ROOTFS then --layer; sha256: ids are ref'd, paths go through import_rootfs;
-#   ContainerFS.create, remove (or unmount with --keep) on cleanup, claim(); spec.rootfs = fs.mount().
+#   ContainerFS.create, unmount on cleanup with --keep, else remove_on_exit(); spec.rootfs = fs.mount().
 # --8<-- [start:configure]
 def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
@@ -370,10 +303,45 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
         cleanup.callback(print, f"minidocker: kept the container's filesystem: {spec.id}", file=sys.stderr)
         cleanup.callback(fs.unmount)
     else:
-        cleanup.callback(fs.remove)
-        fs.claim()
+        remove_on_exit(fs, spec, cleanup)
     spec.rootfs = str(fs.mount())
 # --8<-- [end:configure]
+
+
+# --8<-- [start:remove_on_exit]
+def remove_on_exit(fs: ContainerFS, spec: namespaces.ContainerSpec, cleanup: contextlib.ExitStack) -> None:
+    """Remove ``fs`` when the engine is done with it; if the engine is killed, chapter 03's watchdog
+    does, once the container (which dies with its engine, ``PR_SET_PDEATHSIG``) is gone too."""
+    fs.claim()
+    command = _watchdog.python_argv("from minidocker import overlay; overlay._remove_left()",
+                                    str(fs.store.root), fs.id)
+    try:
+        disarm = _watchdog.start(command, "minidocker-overlay-watchdog")
+    except BaseException:
+        fs.remove()
+        raise
+    spec.on_created.append(fs.claim)  # the container's PID 1 too: unmount only once it is gone
+
+    def finish() -> None:
+        try:
+            fs.remove()
+        finally:
+            disarm()
+
+    cleanup.callback(finish)
+# --8<-- [end:remove_on_exit]
+
+
+def _remove_left() -> None:
+    """``-c CODE PATH STORE ID``: remove a dead engine's filesystem as soon as its container is gone."""
+    store, container_id = LayerStore(sys.argv[2]), sys.argv[3]
+    claim, deadline = store.root / "containers" / container_id / "engine", time.monotonic() + 10
+    while claim.exists() and not ContainerFS.remove_abandoned(store, container_id):
+        if time.monotonic() > deadline:  # the container lives on: the next start removes it
+            break
+        time.sleep(0.01)
+    sys.stderr.flush()
+    os._exit(0)
 
 
 STAGES = (*cgroups.STAGES, _stage.Stage("overlay", add_arguments, configure))

@@ -610,14 +610,17 @@ def test_a_killed_engines_filesystem_is_removed_at_once_by_its_watchdog(busybox_
     assert not os.path.ismount(orphan / "merged")
 
 
-def test_an_abandoned_filesystem_is_removed_by_the_next_run(stage, store, busybox_tar):
-    """If the watchdog could not do it either, the next run does: its engine and container are dead."""
-    fs = ContainerFS.create(LayerStore(), "abandoned", [import_rootfs(store, busybox_tar)])
+def test_an_abandoned_filesystem_is_removed_by_the_next_run_once_its_container_is_gone(stage, busybox_tar):
+    """Should its watchdog die too, the next run removes it: only once its engine *and* container are."""
+    store = LayerStore()
+    fs = ContainerFS.create(store, "abandoned", [import_rootfs(store, busybox_tar)])
     fs.mount()
+    fs.claim(os.getpid())  # engine, then container: both this process, alive
     dead = subprocess.Popen(["true"])
     dead.wait()
-    fs.claim(dead.pid)
-    (fs.dir / "engine").write_text(f"{dead.pid} 1\n{dead.pid} 2\n")  # as if both had died
-    assert ContainerFS.remove_abandoned(LayerStore(), "another") == []
+    alive = (fs.dir / "engine").read_text().splitlines()[1]
+    (fs.dir / "engine").write_text(f"{dead.pid} 1\n{alive}\n")  # the engine died, its container lives
+    assert ContainerFS.remove_abandoned(store) == [] and fs.mounted()
+    (fs.dir / "engine").write_text(f"{dead.pid} 1\n{dead.pid} 2\n")  # both dead
     assert stage("overlay", "--layer", str(busybox_tar), "--", "/bin/true").returncode == 0
-    assert not fs.dir.exists() and list((LayerStore().root / "containers").iterdir()) == []
+    assert not fs.dir.exists() and list((store.root / "containers").iterdir()) == []

@@ -93,14 +93,6 @@ def container(rootfs: str, script: str, *options: str) -> Iterator[tuple[subproc
         proc.communicate(timeout=15)
 
 
-def remove_filesystem(container_id: str) -> None:
-    """What chapter 04 leaves when its engine is killed: the container's overlay (not ours to test)."""
-    from minidocker.layers import LayerStore
-    from minidocker.overlay import ContainerFS
-
-    ContainerFS.open(LayerStore(), container_id).remove()
-
-
 def nothing_left(config: NetworkConfig) -> None:
     """No bridge, veth, table or lease of this run remains."""
     from tests import leaks
@@ -346,9 +338,9 @@ def test_port_in_use_is_one_error_and_nothing_is_configured(stage, rootfs, run_n
     nothing_left(run_network)
 
 
-def test_engine_killed_then_the_next_start_cleans_up(rootfs, stage, run_network):
-    """SIGKILL: the container and its veth die with the engine; the lease and the rules stay until
-    the next container's attach reconciles, and that one's exit takes the bridge and table."""
+def test_engine_killed_its_watchdog_cleans_up_at_once(rootfs, run_network):
+    """SIGKILL: the container and its veth die with the engine; the engine's watchdog then gives the
+    lease back, deletes the DNAT rule (the host may use the port again) and the bridge and table."""
     from tests import leaks
 
     port = free_port()
@@ -358,6 +350,41 @@ def test_engine_killed_then_the_next_start_cleans_up(rootfs, stage, run_network)
         assert engine.stdout.readline() == "ready\n"
         veths = leaks.links() - {run_network.bridge}
         assert len(veths) == 1 and len(leaks.leases()) == 1
+        (lease,) = leases = leaks.leases()
+        assert netfiles.files_dir(lease.split()[1]).exists()
+        engine.kill()
+    deadline = time.monotonic() + 5
+    while (leaks.links() or leaks.nftables() or leaks.leases()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    nothing_left(run_network)
+    assert not netfiles.files_dir(lease.split()[1]).exists(), leases
+    with socket.socket() as server:  # no stale DNAT rule in the way: a host server gets the port
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            server.accept()[0].close()
+
+
+def kill_network_watchdog(engine: subprocess.Popen) -> None:
+    """SIGKILL the engine's network watchdog, as if it had died too (a crash of the whole host's
+    processes, an OOM kill of both): only the next reconcile can then clean up."""
+    children = Path(f"/proc/{engine.pid}/task/{engine.pid}/children").read_text().split()
+    argvs = {int(pid): Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children}
+    (watchdog,) = [pid for pid, argv in argvs.items() if argv[3:4] == [b"minidocker-network-watchdog"]]
+    os.kill(watchdog, signal.SIGKILL)
+
+
+def test_without_its_watchdog_the_next_start_cleans_up(rootfs, stage, run_network):
+    """Engine and watchdog killed: the lease and the rules stay until the next container's attach
+    reconciles, and that one's exit takes the bridge and table."""
+    from tests import leaks
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "minidocker.network", "-p", f"{port}:80", rootfs, "--", "/bin/sh", "-c",
+           "echo ready; exec sleep 60"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as engine:
+        assert engine.stdout.readline() == "ready\n"
+        kill_network_watchdog(engine)
         engine.kill()
     deadline = time.monotonic() + 5
     while leaks.links() != {run_network.bridge} and time.monotonic() < deadline:
@@ -367,7 +394,6 @@ def test_engine_killed_then_the_next_start_cleans_up(rootfs, stage, run_network)
         f"list chain ip {run_network.table} publish\n")
     (lease,) = leases = leaks.leases()
     assert netfiles.files_dir(lease.split()[1]).exists()
-    remove_filesystem(lease.split()[1])
     assert stage("network", rootfs, "--", "true").returncode == 0
     nothing_left(run_network)
     assert not netfiles.files_dir(lease.split()[1]).exists(), leases
@@ -381,6 +407,7 @@ def test_reconcile_api_after_a_crash(rootfs, run_network):
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as engine:
         assert engine.stdout.readline() == "ready\n"
         (lease,) = leases = leaks.leases()
+        kill_network_watchdog(engine)
         engine.kill()
     deadline = time.monotonic() + 5
     while Path(f"/proc/{engine.pid}").exists() and time.monotonic() < deadline:
@@ -391,7 +418,6 @@ def test_reconcile_api_after_a_crash(rootfs, run_network):
             break
         time.sleep(0.05)
     assert stale == [lease.split()[1]], leases
-    remove_filesystem(lease.split()[1])
     nothing_left(run_network)
 
 
@@ -518,6 +544,7 @@ def test_a_foreign_device_with_the_bridge_name_is_left_alone(run_network):
         try:
             with pytest.raises(EngineError, match="is not this minidocker's bridge"):
                 Network().ensure_bridge()
+            assert Network().reconcile() == [] and not Network().remove_bridge_if_unused()
             assert ipr.link_lookup(ifname=run_network.bridge)
         finally:
             ipr.link("del", ifname=run_network.bridge)

@@ -277,3 +277,31 @@ def test_plain_tcp_is_refused_without_tls(tmp_path, daemon):
                             env={**os.environ, "MINIDOCKER_STATE": str(tmp_path / "s"),
                                  "MINIDOCKER_RUN": str(tmp_path / "r")})
     assert result.returncode != 0 and "refusing to listen on tcp://0.0.0.0:23750 without TLS" in result.stderr
+
+
+def test_start_up_cleans_up_after_engines_killed_with_their_watchdogs(rootfs):
+    """An address with its published port, and a container filesystem, both of dead containers."""
+    from minidocker import daemon, ports
+    from minidocker.layers import LayerStore, import_rootfs
+    from minidocker.network import Network
+    from minidocker.overlay import ContainerFS
+    from tests import leaks
+
+    container = subprocess.Popen(["unshare", "--net", "sleep", "30"])  # PID 1 of a container, say
+    deadline = time.monotonic() + 5
+    while os.readlink(f"/proc/{container.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    Network().attach("a" * 64, container.pid, [ports.PortMapping(80, port)])
+    store = LayerStore()
+    fs = ContainerFS.create(store, "b" * 64, [import_rootfs(store, rootfs)])
+    fs.mount()
+    container.kill()
+    container.wait()
+    (fs.dir / "engine").write_text(f"{container.pid} 1\n")  # claimed by an engine now dead
+    assert leaks.leases() and fs.mounted()
+    daemon._sweep()
+    assert not leaks.leases() and not leaks.nftables() and not leaks.links() and not fs.dir.exists()

@@ -1,0 +1,78 @@
+"""Chapter 03: a watchdog: a command that runs if the engine dies before it has cleaned up.
+
+An engine cleans up on its way out (an ``ExitStack``); SIGKILL, a crash or the OOM killer give it
+no way out. What the kernel always does when a process dies, however it dies, is close its file
+descriptors. So the engine forks a watchdog that waits on a pipe whose only writer is the engine:
+a word on it means "all is done, go away"; the end of the pipe without a word means the engine
+died, and the watchdog runs the clean-up command instead. Chapter 03 removes the container's
+cgroup this way, chapter 04 its filesystem, chapter 05 its address and published ports.
+
+Example::
+
+    disarm = start(python_argv("print('the engine died')"), "minidocker-example-watchdog")
+    ...             # the engine's work; if it is killed here, the command runs
+    disarm()        # done: the watchdog exits without running it
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+__all__ = ["python_argv", "start"]
+
+
+# exercise 03.13: Run a clean-up command even if the engine is killed
+# hint: os.pipe2(O_CLOEXEC) and fork a watchdog: it setsid()s, ignores SIGINT/TERM/HUP/QUIT, makes
+#   the read end its fd 3 (os.dup2, then os.set_inheritable) and execs /bin/sh -c with a script that
+#   reads a word from fd 3 or else execs "$@" (name, then argv); os._exit(127) if exec fails. The
+#   engine closes the read end and returns disarm(): write b"done\n", close the write end, waitpid.
+# --8<-- [start:start]
+def start(argv: list[str], name: str) -> Callable[[], None]:
+    """Fork a watchdog that runs ``argv`` if this process dies; call the returned ``disarm()`` when done.
+
+    The watchdog is a shell named ``name``: a forked copy of a Python engine would soon hold
+    megabytes of its own, a waiting ``sh`` holds a few hundred KiB. Only if the engine died does
+    it ``exec`` the command. ``disarm()`` tells it all is done and waits for it to exit.
+    """
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        watchdog = os.fork()
+    except BaseException:
+        os.close(done_r), os.close(done_w)
+        raise
+    if watchdog == 0:
+        try:
+            os.setsid()  # out of the terminal's process group: Ctrl-C must not stop it
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_IGN)  # still ignored after exec
+            os.dup2(done_r, 3)  # the read end, as fd 3, is kept through exec; all else is closed
+            os.set_inheritable(3, True)
+            script = 'read -r word <&3 || exec "$@"'  # a word: all is done; EOF: the engine died
+            os.execv("/bin/sh", ["sh", "-c", script, name, *argv])
+        finally:
+            os._exit(127)
+    os.close(done_r)
+
+    def disarm() -> None:
+        os.write(done_w, b"done\n")
+        os.close(done_w)
+        os.waitpid(watchdog, 0)
+
+    return disarm
+# --8<-- [end:start]
+
+
+def python_argv(code: str, *args: str) -> list[str]:
+    """A command for :func:`start`: a fresh Python that runs ``code``, with ``args`` as ``sys.argv[2:]``.
+
+    ``-I -S``: no environment variables of Python's, no current directory, no ``site``: it starts
+    in a few milliseconds and imports only what ``code`` imports, from where this process found
+    its modules (``sys.argv[1]``: this package's parent directory, then this process's path).
+    """
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join([here, *(os.path.abspath(p) for p in sys.path if p)])
+    setup = f"import sys; sys.path[:0] = sys.argv[1].split({os.pathsep!r}); "
+    return [sys.executable, "-I", "-S", "-c", setup + code, path, *args]
