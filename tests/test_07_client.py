@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from minidocker._httpwire import ProtocolError, read_response, send_request
-from minidocker.client import APIError, Client, DaemonUnreachable
+from minidocker.client import MIN_API_VERSION, APIError, Client, DaemonTooOld, DaemonUnreachable
 
 Answer = Callable[[socket.socket, bytes], None]  # (connection, the request as received) -> answers
 
@@ -267,3 +268,86 @@ def test_send_request_and_read_response_on_a_socket_pair():
         peer.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-Long: " + b"a" * 70000 + b"\r\n\r\n")
         with pytest.raises(ProtocolError, match=r"too long"):
             read_response(bad)
+
+
+def answer(status: bytes, version: bytes | None, body: bytes) -> Answer:
+    head = b"HTTP/1.1 %s\r\n" % status + (b"Api-Version: %s\r\n" % version if version else b"")
+    return send(head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def too_new(theirs: bytes, ours: bytes = b"1.50") -> Answer:
+    """dockerd's answer to a version newer than its own: 400, with its version in ``Api-Version``."""
+    message = b"client version %s is too new. Maximum supported API version is %s" % (ours, theirs)
+    return answer(b"400 Bad Request", theirs, json.dumps({"message": message.decode()}).encode())
+
+
+def ok(body: bytes = b"[]", version: bytes | None = b"1.41") -> Answer:
+    return answer(b"200 OK", version, body)
+
+
+def targets(server: FakeDaemon) -> list[str]:
+    return [r.decode(errors="replace").split(" ")[1] for r in server.requests]
+
+
+def test_an_older_daemon_is_spoken_to_in_its_version_without_a_ping(fake, monkeypatch):
+    """dockerd 20.10 refuses 1.50 saying 1.41: the request is sent again at 1.41, and so are the next
+    ones, with no ``/_ping`` first (a command costs no extra round trip). A file body is sent again
+    from where it started; a hijack is retried too."""
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    upgrade = send(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    client, server = fake(too_new(b"1.41"), ok(), ok(), too_new(b"1.41"), ok(), too_new(b"1.41"), upgrade)
+    assert client.json("GET", "/containers/json") == [] and client.version == "1.41"
+    client.json("GET", "/images/json")
+    body = io.BytesIO(b"skip" + b"x" * 100_000)
+    body.seek(4)
+    Client(server.host).request("POST", "/build", body=body).read()
+    Client(server.host).hijack("/containers/c1/attach", {"stream": True}).close()
+    assert targets(server) == ["/v1.50/containers/json", "/v1.41/containers/json", "/v1.41/images/json",
+                               "/v1.50/build", "/v1.41/build",
+                               "/v1.50/containers/c1/attach?stream=1", "/v1.41/containers/c1/attach?stream=1"]
+    assert [r.partition(b"\n\n")[2] for r in server.requests[3:5]] == [b"x" * 100_000] * 2
+
+
+def test_a_newer_daemon_or_one_that_does_not_say_is_spoken_to_in_ours(fake, monkeypatch):
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    client, server = fake(ok(version=b"1.52"), ok(), ok(version=None), ok())
+    client.json("GET", "/containers/json")
+    client.json("GET", "/containers/json")  # once negotiated, a later answer's header changes nothing
+    other = Client(server.host)
+    other.json("GET", "/x")
+    other.json("GET", "/x")
+    assert targets(server) == ["/v1.50/containers/json"] * 2 + ["/v1.50/x"] * 2
+
+
+def test_a_body_that_cannot_be_sent_twice_waits_for_a_ping(fake, monkeypatch):
+    """A pipe (``load < image.tar`` from a pipe) cannot be rewound: the version is asked first."""
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    client, server = fake(ok(b"OK"), ok())
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"a tar")
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        client.request("POST", "/images/load", body=pipe).read()
+    assert targets(server) == ["/_ping", "/v1.41/images/load"]
+    assert server.requests[1].endswith(b"\n\na tar")
+
+
+def test_a_daemon_too_old_for_our_requests_is_one_line(fake, monkeypatch):
+    monkeypatch.delenv("DOCKER_API_VERSION", raising=False)
+    client, _ = fake(too_new(b"1.25"))
+    with pytest.raises(DaemonTooOld) as e:
+        client.json("GET", "/containers/json")
+    assert "\n" not in str(e.value)
+    assert f"speaks Docker API 1.25, older than the {MIN_API_VERSION} minidocker needs" in str(e.value)
+
+
+def test_docker_api_version_is_spoken_as_given_never_negotiated(fake, monkeypatch):
+    monkeypatch.setenv("DOCKER_API_VERSION", "v1.44")
+    client, server = fake(too_new(b"1.41", b"1.44"), ok())
+    with pytest.raises(APIError, match=r"^client version 1.44 is too new"):  # the daemon's answer, as is
+        client.json("GET", "/containers/json")
+    client.json("GET", "/containers/json")
+    assert targets(server) == ["/v1.44/containers/json"] * 2
+    monkeypatch.setenv("DOCKER_API_VERSION", "latest")
+    with pytest.raises(DaemonUnreachable, match=r"bad DOCKER_API_VERSION 'latest'"):
+        Client(server.host)
