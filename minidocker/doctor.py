@@ -64,6 +64,23 @@ def _mount_overlay() -> None:
              f"lowerdir={scratch}/lower,upperdir={scratch}/upper,workdir={scratch}/work")
 
 
+def _forward_drops(nft: str) -> list[str]:
+    """Base chains hooked on ``forward`` with a drop policy (Docker's, ufw's): ours cannot overrule them."""
+    import subprocess
+
+    listing = subprocess.run([nft, "list", "chains"], capture_output=True, text=True).stdout
+    drops, table, chain = [], "", ""
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:1] == ["table"]:
+            table = " ".join(words[1:3])
+        elif words[:1] == ["chain"]:
+            chain = words[1]
+        elif "hook forward" in line and "policy drop" in line:
+            drops.append(f"{table} {chain}")
+    return drops
+
+
 def _root_propagation() -> str:
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -110,6 +127,11 @@ def checks() -> list[Check]:
     firewall = shutil.which("nft")
     found.append(Check("nft", bool(firewall), firewall or "missing",
                        "apt-get install nftables: the bridge network (chapter 05) needs it", required=False))
+    if firewall and root:
+        drops = _forward_drops(firewall)
+        found.append(Check("forwarding firewall", not drops, ", ".join(drops) or "no drop policy",
+                           "containers cannot reach out: accept minidocker0's traffic there (chapter 05)",
+                           required=False))
     with open("/proc/self/status") as f:
         seccomp = "Seccomp:" in f.read()
     found.append(Check("seccomp", seccomp, "available" if seccomp else "missing",

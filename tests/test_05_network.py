@@ -234,22 +234,33 @@ def test_published_port_from_the_host_and_hairpin(rootfs, stage, run_network):
     nothing_left(run_network)
 
 
+CLIENT = ("import sys, urllib.request\nfrom minidocker import _syscalls\n"
+          "_syscalls.unshare(_syscalls.CLONE_NEWNET)\nprint('ready', flush=True)\n"
+          "for url in sys.stdin:\n"
+          "    try:\n        body = urllib.request.urlopen(url.strip(), timeout=1).read()\n"
+          "        print('ok', len(body), flush=True)\n"
+          "    except Exception as e:\n        print('error', e, flush=True)\n")
+# Answers every HTTP request on port 8080 with the address it came from.
+WHO_ASKS = ("import socket\nfrom minidocker import _syscalls\n"
+            "_syscalls.unshare(_syscalls.CLONE_NEWNET)\n"
+            "server = socket.create_server(('0.0.0.0', 8080))\nprint('ready', flush=True)\n"
+            "while True:\n    conn, peer = server.accept()\n    conn.recv(4096)\n"
+            "    body = peer[0].encode()\n"
+            "    conn.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)\n"
+            "    conn.close()\n")
+
+
 @contextlib.contextmanager
-def client_namespace(run_network: NetworkConfig) -> Iterator[subprocess.Popen]:
+def client_namespace(run_network: NetworkConfig, code: str = CLIENT) -> Iterator[subprocess.Popen]:
     """A process in a new network namespace, cabled to the host by a veth in 10.201.N.0/30.
 
-    Send it URLs on stdin; it answers each with ``ok <body length>`` or ``error <reason>``.
+    ``CLIENT``: send it URLs on stdin; it answers each with ``ok <body length>`` or ``error <reason>``.
+    ``WHO_ASKS``: a web server on 10.201.N.2:8080 that answers with the address it saw.
     """
     from pyroute2 import IPRoute
 
     from minidocker import veth
 
-    code = ("import sys, urllib.request\nfrom minidocker import _syscalls\n"
-            "_syscalls.unshare(_syscalls.CLONE_NEWNET)\nprint('ready', flush=True)\n"
-            "for url in sys.stdin:\n"
-            "    try:\n        body = urllib.request.urlopen(url.strip(), timeout=1).read()\n"
-            "        print('ok', len(body), flush=True)\n"
-            "    except Exception as e:\n        print('error', e, flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
     n = ipaddress.IPv4Network(run_network.subnet).network_address.packed[2]
@@ -292,6 +303,56 @@ def test_published_port_from_another_namespace(rootfs, run_network):
         assert answers[0] == f"ok {size}"  # through the host's address on the client's side
         assert answers[1].startswith("error")  # the container's own address is not open to the world
     nothing_left(run_network)
+
+
+def test_containers_reach_the_outside_through_nat(rootfs, stage, run_network):
+    """A container reaches what the host reaches, seen from there as the host (masquerade)."""
+    n = ipaddress.IPv4Network(run_network.subnet).network_address.packed[2]
+    with client_namespace(run_network, WHO_ASKS):
+        result = stage("network", rootfs, "--", "/bin/sh", "-c", f"wget -q -O - http://10.201.{n}.2:8080/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"10.201.{n}.1", result.stdout  # the host's address on that link, not 10.200.x
+    nothing_left(run_network)
+
+
+def test_a_published_udp_port(rootfs, run_network):
+    """``-p PORT:53/udp``: datagrams to the host's port reach the container's, and the answers come back."""
+    port = free_port()
+    gateway = str(ipaddress.IPv4Network(run_network.subnet).network_address + 1)
+    with container(rootfs, "echo up; exec sleep 300", "-p", f"{port}:53/udp") as (engine, _):
+        pid1 = next(pid for pid in _descendants(engine.pid)
+                    if os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"))
+        echo = ("import os, socket, sys\nfrom minidocker import _syscalls\n"
+                "_syscalls.setns(os.open(sys.argv[1], os.O_RDONLY), _syscalls.CLONE_NEWNET)\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 53))\n"
+                "print('ready', flush=True)\n"
+                "while True:\n    data, peer = s.recvfrom(512)\n    s.sendto(b'echo ' + data, peer)\n")
+        server = subprocess.Popen([sys.executable, "-c", echo, f"/proc/{pid1}/ns/net"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline() == "ready\n"
+            for host in ("127.0.0.1", gateway):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    client.settimeout(3)
+                    client.sendto(host.encode(), (host, port))
+                    assert client.recv(512) == b"echo " + host.encode()
+        finally:
+            server.kill()
+            server.wait()
+    nothing_left(run_network)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+                found += children
+                todo += children
+    return found
 
 
 def test_twenty_containers_at_once(rootfs, run_network):
