@@ -148,8 +148,14 @@ class Cgroup:
         ``found`` replaces the probed trees (tests use a fake one). On failure nothing is left.
         """
         limits = limits or Limits()
-        version, chosen = _layout(hierarchies() if found is None else found)
+        trees = hierarchies() if found is None else found
+        version, chosen = _layout(trees)
         missing = limits.controllers() - set().union(*(h.controllers for h in chosen))
+        elsewhere = missing & set().union(*(h.controllers for h in trees if h not in chosen))
+        if elsewhere:  # a hybrid host with the controller on v2 only: runc does not mix either
+            raise EngineError(f"the {' and '.join(sorted(elsewhere))} cgroup controller is on this hybrid "
+                              "host's v2 tree, and containers go in its v1 trees: boot with "
+                              "systemd.unified_cgroup_hierarchy=1 (all v2) to use it")
         if missing:
             raise EngineError(f"this host has no {' or '.join(sorted(missing))} cgroup controller, "
                               "which the limits asked for need (see 'minidocker doctor')")

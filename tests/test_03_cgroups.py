@@ -415,6 +415,17 @@ def fake_v2(tmp_path: Path) -> Hierarchy:
     return Hierarchy(2, root, frozenset({"cpuset", "cpu", "io", "memory", "hugetlb", "pids"}))
 
 
+def test_a_hybrid_hosts_v2_only_controller_is_one_clear_error(tmp_path, fake_v2):
+    """A limit whose controller lives only on the v2 tree of a hybrid host: say so, make nothing."""
+    memory = tmp_path / "memory"
+    memory.mkdir()
+    v1 = Hierarchy(1, memory, frozenset({"memory"}))
+    v2 = Hierarchy(2, fake_v2.mountpoint, frozenset({"pids"}))
+    with pytest.raises(EngineError, match="pids cgroup controller is on this hybrid host's v2 tree"):
+        Cgroup.create("abc", Limits(pids=10), parent="minidocker", found=[v1, v2])
+    assert list(memory.iterdir()) == [] and not (fake_v2.mountpoint / "minidocker").exists()
+
+
 def test_v2_backend_writes_the_right_files(fake_v2):
     limits = parse_limits(memory="64m", cpus="0.5", cpu_shares="1024", pids_limit="20", cpuset_cpus="0")
     cgroup = Cgroup.create("abc", limits, parent="minidocker", found=[fake_v2])
