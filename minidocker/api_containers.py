@@ -121,6 +121,8 @@ async def create(request: web.Request) -> web.Response:
         host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
         if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
             host["NetworkMode"] = request.app["config"].get("default-network") or "default"
+        if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
+            cfg["Hostname"] = os.uname().nodename
         mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
         for key in ("Memory", "NanoCpus", "PidsLimit"):
             if host.get(key) is not None and not isinstance(host[key], int):
