@@ -12,6 +12,9 @@ names it is known by: tags (``127.0.0.1:5000/app:v1`` -> image ID) and repo dige
 (``127.0.0.1:5000/app@sha256:…``, the manifest or index it was pulled as). Every change happens
 under a lock and lands with an atomic rename: a crash never leaves half an image.
 
+Until its image is recorded, a pull keeps its blobs with a *lease* (:meth:`ImageStore.lease`) as
+it keeps its layers with a holder: ``rmi``, ``prune`` and another pull's roll-back leave them alone.
+
 Example::
 
     >>> store = ImageStore()
@@ -34,10 +37,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from minidocker import layers, reference
 from minidocker._paths import run_dir, state_dir
 from minidocker._process import EngineError
+from minidocker.ipam import process_identity
 from minidocker.manifest import check_digest, digest_of
 
 __all__ = ["Image", "ImageStore", "containers_using", "marked_in_use"]
@@ -108,7 +113,7 @@ class ImageStore:
         self.root = Path(root or state_dir() / "images")
         self.layers = layer_store or layers.LayerStore()
         self.in_use = in_use or containers_using
-        for sub in ("blobs/sha256", "records", "tmp"):
+        for sub in ("blobs/sha256", "records", "tmp", "leases"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     # ---- the content store ----------------------------------------------------------------------
@@ -157,10 +162,10 @@ class ImageStore:
             path.unlink(missing_ok=True)
 
     def clean_temp(self) -> None:
-        """Forget what processes killed mid-pull left: temporary files, holds on layers.
+        """Forget what processes killed mid-pull left: temporary files, holds on layers, leases.
 
-        Their names carry their pid (``tmp/PID-…``, holder ``pull:PID-…``). Complete blobs and
-        layers they stored stay, for the next pull to reuse (``prune`` removes them otherwise).
+        Their names carry their pid (``tmp/PID-…``, holder ``pull:PID-…``, a lease's owner). Complete
+        blobs and layers they stored stay, for the next pull to reuse (``prune`` removes them otherwise).
         """
         def dead(pid: str) -> bool:
             return pid.isdigit() and not os.path.exists(f"/proc/{pid}")
@@ -175,6 +180,36 @@ class ImageStore:
                     kind, _, owner = holder.partition(":")
                     if kind in ("pull", "load") and dead(owner.split("-")[0]):
                         self.layers.unref(diff_id, holder)
+        self._leased(reclaim=True)
+
+    def lease(self, holder: str, digests: list[str]) -> None:
+        """Keep the blobs ``digests`` for ``holder`` (a pull) until its :meth:`release` or :meth:`roll_back`.
+
+        A blob belongs to an image once the image is recorded; before that only the pull knows it
+        uses it, downloaded or found here ("Already exists"). So a pull leases its blobs *before* it
+        looks for them: ``leases/HOLDER.json`` names them and the process (pid, start time, boot:
+        chapter 05's :func:`~minidocker.ipam.process_identity`). Leasing and deleting (``rmi``,
+        ``prune``, a failed pull's roll-back) happen under the lock: a deleter sees the lease, or
+        deleted the blob before the pull looked (which then downloads it). The lease of a process
+        that died is ignored, and removed by :meth:`clean_temp`.
+        """
+        path = self.root / "leases" / f"{quote(holder, safe='')}.json"
+        with self.locked():
+            with contextlib.suppress(OSError, ValueError):
+                digests = [*json.loads(path.read_text())["blobs"], *digests]
+            self._write(path, {"owner": process_identity(os.getpid()), "blobs": sorted(set(digests))})
+
+    def _leased(self, *, reclaim: bool = False) -> set[str]:
+        """The blobs that live processes lease; ``reclaim``: delete the leases of dead ones."""
+        blobs = set()
+        for path in (self.root / "leases").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                lease = json.loads(path.read_text())
+                if lease["owner"] and process_identity(int(lease["owner"][0])) == lease["owner"]:
+                    blobs |= set(lease["blobs"])
+                elif reclaim:
+                    path.unlink(missing_ok=True)
+        return blobs
 
     # ---- records and names ----------------------------------------------------------------------
 
@@ -347,25 +382,26 @@ class ImageStore:
         return blobs, diff_ids
 
     def _collect(self) -> list[dict[str, str]]:
-        """Delete blobs no image references, and layers nobody holds (called under the lock)."""
-        blobs, _ = self.references()
+        """Delete blobs no image references nor pull leases, and layers nobody holds (under the lock)."""
+        blobs = self.references()[0] | self._leased()
         for path in (self.root / "blobs" / "sha256").iterdir():
             if f"sha256:{path.name}" not in blobs:
                 path.unlink(missing_ok=True)
         return [{"Deleted": diff_id} for diff_id in self.layers.remove_unused()]
 
     def release(self, holder: str, diff_ids: list[str]) -> None:
-        """Drop a temporary hold (a pull, a load in progress) on some layers."""
+        """Drop a temporary hold (a pull, a load in progress) on some layers, and its lease."""
+        (self.root / "leases" / f"{quote(holder, safe='')}.json").unlink(missing_ok=True)
         for diff_id in diff_ids:
             with contextlib.suppress(EngineError, OSError):
                 if self.layers.has(diff_id):
                     self.layers.unref(diff_id, holder)
 
     def roll_back(self, added: list[str], holder: str, diff_ids: list[str]) -> None:
-        """Undo a failed pull or load: its blobs and its layers go, unless an image now uses them."""
+        """Undo a failed pull or load: its blobs and layers go, unless an image or another pull uses them."""
         self.release(holder, diff_ids)
         with self.locked():
-            used, _ = self.references()
+            used = self.references()[0] | self._leased()
             for digest in added:
                 if digest not in used:
                     self.blob_path(digest).unlink(missing_ok=True)

@@ -11,6 +11,8 @@ The steps, each a request to the registry (see ``registry.py``)::
 A layer the store already has is not downloaded again ("Already exists"). The image is recorded
 (and tagged) only when everything is in place; if anything fails, or the user presses Ctrl-C,
 what this pull added is removed again: the store is as it was, and the next pull starts cleanly.
+Until then the pull holds its layers and leases its blobs (``ImageStore.lease``), so that neither
+``rmi``/``prune`` nor the roll-back of another pull deletes what this one relies on.
 
 Progress goes to a callback as Docker's JSON events (see ``_progress.py``).
 
@@ -36,6 +38,7 @@ from minidocker import manifest, reference, registry
 from minidocker._process import EngineError
 from minidocker._progress import bar
 from minidocker.imagestore import Image, ImageStore
+from minidocker.layers import LayerError
 from minidocker.registry import Registry, RegistryError
 
 __all__ = ["MAX_CONCURRENT_DOWNLOADS", "Cancelled", "pull"]
@@ -115,7 +118,7 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
         emit({"status": f"Status: Image is up to date for {ref.familiar}"})
         return image
     added: list[str] = []  # blobs this pull stored: removed again if it fails
-    holder = f"pull:{os.getpid()}-{uuid.uuid4().hex[:12]}"  # keeps our layers from a concurrent prune
+    holder = f"pull:{os.getpid()}-{uuid.uuid4().hex[:12]}"  # keeps our layers and blobs from a prune
     diff_ids: list[str] = []
     try:
         chosen = top
@@ -124,9 +127,13 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
             chosen = reg.get_manifest(ref.repository, descriptor["digest"])
             if chosen.is_index:
                 raise EngineError(f"{ref}: an index inside an index is not supported")
+        config_descriptor, layers = chosen.document["config"], chosen.document.get("layers", [])
+        # leased before we look: a blob found here stays until our image is recorded
+        store.lease(holder, [top.digest, chosen.digest, config_descriptor["digest"],
+                             *(layer["digest"] for layer in layers)])
+        if top.is_index:
             _keep(store, top.raw, top.digest, added)
         _keep(store, chosen.raw, chosen.digest, added)
-        config_descriptor = chosen.document["config"]
         if not store.has_blob(config_descriptor["digest"]):
             with store.temp_file() as (tmp, f):
                 reg.fetch_blob(ref.repository, config_descriptor, f)
@@ -134,7 +141,6 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
                 added.append(config_descriptor["digest"])
         config = json.loads(store.read_blob(config_descriptor["digest"]))
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-        layers = chosen.document.get("layers", [])
         if len(diff_ids) != len(layers):
             raise EngineError(f"{ref}: the manifest has {len(layers)} layers but the config {len(diff_ids)}")
         pairs = list(zip(layers, diff_ids, strict=True))
@@ -155,6 +161,15 @@ def _keep(store: ImageStore, raw: bytes, digest: str, added: list[str]) -> None:
     if not store.has_blob(digest):
         store.put_blob(raw, digest)
         added.append(digest)
+
+
+def _hold(store: ImageStore, diff_id: str, holder: str) -> bool:
+    """Hold the layer if it is stored (True); False if not, or if a prune removed it a moment ago."""
+    try:
+        store.layers.ref(diff_id, holder)
+    except LayerError:
+        return False
+    return True
 
 
 class _Reading:
@@ -187,8 +202,7 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
         short = descriptor["digest"][7:19]
         if failed.is_set():
             raise Cancelled("cancelled")
-        if store.has_blob(descriptor["digest"]) and store.layers.has(diff_id):
-            store.layers.ref(diff_id, holder)
+        if store.has_blob(descriptor["digest"]) and _hold(store, diff_id, holder):  # the blob is leased
             emit({"status": "Already exists", "progressDetail": {}, "id": short})
             sizes[diff_id] = store.layers.size(diff_id)
             return

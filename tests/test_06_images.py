@@ -124,6 +124,7 @@ def store_is_empty(store: ImageStore) -> bool:
     """No image, tag, blob, layer or temporary file: what a failed pull must leave."""
     return not (list((store.root / "records").iterdir()) or store.tags()
                 or list((store.root / "blobs" / "sha256").iterdir()) or list((store.root / "tmp").iterdir())
+                or list((store.root / "leases").iterdir())
                 or store.layers.layers() or list((store.layers.root / ".tmp").iterdir()))
 
 
@@ -708,6 +709,131 @@ def test_prune_removes_dangling_images_and_unused_layers(registry: LocalRegistry
     events = store.prune()
     assert {"Deleted": image.id} in events and all(not store.layers.has(d) for d in image.diff_ids)
     assert store.get(kept.id).repo_tags == [f"{registry.host}/test/one:oci"]
+
+
+# ---- concurrent pulls: leases keep the blobs of a pull in progress ------------------------------
+
+def saved(store: ImageStore, image_id: str, path: Path) -> bool:
+    """``save`` works: every blob of the image is in the content store (as ``push`` needs too)."""
+    from minidocker import ocilayout
+
+    ocilayout.save([image_id], str(path), store=store)
+    return path.stat().st_size > 0
+
+
+def test_a_failed_pull_keeps_the_blobs_another_pull_found_here(registry: LocalRegistry, store: ImageStore,
+                                                               tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pull A (two) stores the layer it shares with one; pull B (one) finds it ("Already exists");
+    then A fails on its last blob and rolls back, before B records its image."""
+    import threading
+
+    from minidocker.registry import Registry
+
+    probe = ImageStore(tmp_path / "probe", layer_store=LayerStore(tmp_path / "probe-layers"))
+    shared = pull.pull(f"{registry.host}/test/one:oci", store=probe).manifest["layers"][0]["digest"]
+    a_has_it, b_found_it, a_failed = threading.Event(), threading.Event(), threading.Event()
+    fetch_blob = Registry.fetch_blob
+
+    def failing(self: Registry, repository: str, descriptor: dict, *args: object) -> None:
+        if descriptor["mediaType"] in manifest.LAYER_TYPES and descriptor["digest"] != shared:
+            b_found_it.wait(30)
+            raise EngineError("injected: the registry fails A's last blob")
+        fetch_blob(self, repository, descriptor, *args)
+
+    def a_progress(event: dict) -> None:
+        if event.get("status") == "Pull complete" and event["id"] == shared[7:19]:
+            a_has_it.set()
+
+    def b_progress(event: dict) -> None:
+        if event.get("status") == "Already exists":
+            b_found_it.set()
+            assert a_failed.wait(30)  # B is not recorded yet while A rolls back
+
+    monkeypatch.setattr(Registry, "fetch_blob", failing)
+    results: dict[str, object] = {}
+
+    def run(key: str, name: str, progress: object) -> None:
+        try:
+            results[key] = pull.pull(f"{registry.host}/test/{name}:oci", store=store, progress=progress)
+        except Exception as e:
+            results[key] = e
+        finally:
+            if key == "a":
+                a_failed.set()
+
+    a = threading.Thread(target=run, args=("a", "two", a_progress))
+    a.start()
+    assert a_has_it.wait(30)
+    b = threading.Thread(target=run, args=("b", "one", b_progress))
+    b.start()
+    a.join(60), b.join(60)
+    assert "injected" in str(results["a"]) and b_found_it.is_set()
+    image = results["b"]
+    assert store.has_blob(shared) and saved(store, image.id, tmp_path / "b.tar")
+    assert mounted_tree(store, image.id) == expected_tree(ONE)
+    # What A alone stored went: only B's blobs are left, and B's layer held by B's image only.
+    blobs = {image.id, image.manifest_digest, shared}
+    assert {f"sha256:{p.name}" for p in (store.root / "blobs" / "sha256").iterdir()} == blobs
+    assert [store.layers.holders(d) for d in store.layers.layers()] == [{f"image:{image.id}"}]
+    assert not list((store.root / "leases").iterdir())
+
+
+def test_rmi_and_prune_spare_the_blobs_of_a_pull_in_progress(registry: LocalRegistry, store: ImageStore,
+                                                            tmp_path: Path) -> None:
+    import threading
+
+    one = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    shared = one.manifest["layers"][0]["digest"]
+    paused, resume = threading.Event(), threading.Event()
+    result: list[object] = []
+
+    def progress(event: dict) -> None:
+        if event.get("status") == "Already exists":
+            paused.set()
+            resume.wait(30)
+
+    def run() -> None:
+        try:
+            result.append(pull.pull(f"{registry.host}/test/two:oci", store=store, progress=progress))
+        except Exception as e:
+            result.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert paused.wait(30)  # two's pull relies on one's layer, and is not recorded yet
+        assert {"Deleted": one.id} in store.remove(f"{registry.host}/test/one:oci")
+        store.prune()
+        assert store.has_blob(shared) and store.layers.has(one.diff_ids[0])  # leased, held
+        assert not store.has_blob(one.id) and not store.has_blob(one.manifest_digest)  # nobody's: gone
+    finally:
+        resume.set()
+        thread.join(60)
+    two = result[0]
+    assert two.diff_ids[0] == one.diff_ids[0] and saved(store, two.id, tmp_path / "two.tar")
+    assert not list((store.root / "leases").iterdir())
+
+
+def test_the_lease_of_a_dead_process_counts_for_nothing(registry: LocalRegistry, store: ImageStore) -> None:
+    image = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    layer = image.manifest["layers"][0]["digest"]
+    code = ("import sys\nfrom minidocker.imagestore import ImageStore\n"
+            "from minidocker.layers import LayerStore\n"
+            "store = ImageStore(sys.argv[1], layer_store=LayerStore(sys.argv[2]))\n"
+            "store.lease('pull:1-dead', sys.argv[3:])  # and exits without releasing it, as if killed")
+    subprocess.run([sys.executable, "-c", code, store.root, store.layers.root, layer, image.id], check=True)
+    recycled = store.root / "leases" / "pull%3A2-recycled.json"  # our pid, another process's start time
+    owner = [str(os.getpid()), "1", Path("/proc/sys/kernel/random/boot_id").read_text().strip()]
+    recycled.write_text(json.dumps({"owner": owner, "blobs": [layer]}))
+    store.lease("pull:3-alive", [image.manifest_digest])  # this process: alive
+    store.remove(image.id)
+    assert [store.has_blob(d) for d in (layer, image.id, image.manifest_digest)] == [False, False, True]
+    store.prune()  # reclaims the dead leases
+    assert [p.name for p in (store.root / "leases").iterdir()] == ["pull%3A3-alive.json"]
+    store.release("pull:3-alive", [])
+    store.prune()
+    assert store_is_empty(store)
 
 
 # ---- the engine on an image: run, mirrors, progress ---------------------------------------------
