@@ -208,8 +208,19 @@ def info(client: Client, argv: list[str]) -> int:
     return 0
 
 
+def confirm(message: str) -> bool:
+    """Docker's question before a prune: ``MESSAGE`` then ``Are you sure you want to continue? [y/N]``.
+
+    As docker does, the answer is a line read from stdin, a terminal or not: only ``y`` (or ``Y``)
+    goes on; an empty line, or no input at all (``</dev/null``, a script), is no. ``-f`` skips it.
+    """
+    print(f"{message}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    answer = sys.stdin.readline() if sys.stdin else ""
+    return answer.strip().lower() == "y"
+
+
 def system(client: Client, argv: list[str]) -> int:
-    p = parser("system", "prune [-f] [--volumes]")
+    p = parser("system", "prune [-f] [-a] [--volumes]")
     p.add_argument("action", choices=["prune", "info"])
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-a", "--all", action="store_true")
@@ -217,6 +228,13 @@ def system(client: Client, argv: list[str]) -> int:
     opts = p.parse_args(argv)
     if opts.action == "info":
         return info(client, [])
+    removes = ["all stopped containers", "all networks not used by at least one container",
+               *(["all volumes not used by at least one container"] if opts.volumes else []),
+               "all images without at least one container associated to them" if opts.all
+               else "all dangling images", "all build cache"]
+    warning = "WARNING! This will remove:\n" + "".join(f"  - {r}\n" for r in removes)
+    if not opts.force and not confirm(warning):
+        return 0  # as docker: no answer (or not "y") removes nothing, and is no error
     reclaimed = 0
 
     def prune(path: str, key: str, title: str, show: Callable[[Any], str] = str) -> None:
@@ -227,6 +245,7 @@ def system(client: Client, argv: list[str]) -> int:
             print(f"{title}:\n" + "\n".join(show(item) for item in answer[key]) + "\n")
 
     prune("/containers/prune", "ContainersDeleted", "Deleted Containers")
+    prune("/networks/prune", "NetworksDeleted", "Deleted Networks")
     if opts.volumes:
         prune("/volumes/prune", "VolumesDeleted", "Deleted Volumes")
     from urllib.parse import quote
