@@ -155,8 +155,9 @@ def compress_layer(tar: Path, out_dir: Path) -> dict[str, Any]:
 
 
 # exercise 09.11: Store the final image and tag it
-# hint: an image the store has: only tag it; else link each missing layer blob from blob_dirs, put the
-#   config, an OCI manifest listing the layers, and add_image with the tags and the layer sizes.
+# hint: an image the store has: only tag it; else lease the layer blobs (store.lease, released in a
+#   finally), link each missing one from blob_dirs, put the config, an OCI manifest listing the
+#   layers, and add_image with the tags and the layer sizes.
 # --8<-- [start:store_image]
 def store_image(state: ImageState, store: ImageStore, blob_dirs: list[Path], tags: list[str]) -> Image:
     """Make the final state a real image of chapter 06's store: blobs, manifest, record, tags.
@@ -171,25 +172,36 @@ def store_image(state: ImageState, store: ImageStore, blob_dirs: list[Path], tag
         for tag in tags:
             store.tag(image.id, tag)
         return store.get(image.id)
-    for layer in state.layers:
-        if store.has_blob(layer["digest"]):
-            continue
-        source = next((d / layer["digest"][7:] for d in blob_dirs if (d / layer["digest"][7:]).exists()),
-                      None)
-        if source is None:
-            raise EngineError(f"layer blob {layer['digest'][:19]} is missing: build again with --no-cache")
-        with store.temp_file() as (tmp, _f):
-            os.unlink(tmp)
-            os.link(source, tmp)
-            store.commit_blob(tmp, layer["digest"])
-    store.put_blob(state.raw, state.id)
-    document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST,
-                "config": {"mediaType": manifest.OCI_CONFIG, "digest": state.id, "size": len(state.raw)},
-                "layers": list(state.layers)}
-    manifest_digest = store.put_blob(json.dumps(document, sort_keys=True).encode())
-    sizes = {d: store.layers.size(d) for d in state.diff_ids}
-    return store.add_image(state.id, manifest_digest, tags=[str(reference.parse(t)) for t in tags],
-                           sizes=sizes)
+    holder = f"build:{os.getpid()}-{id(state):x}"  # a lease: no prune takes these blobs meanwhile
+    store.lease(holder, [layer["digest"] for layer in state.layers] + [state.id])
+    try:
+        for layer in state.layers:
+            if store.has_blob(layer["digest"]):
+                continue
+            source = next((d / layer["digest"][7:] for d in blob_dirs if (d / layer["digest"][7:]).exists()),
+                          None)
+            if source is None:
+                raise EngineError(f"layer blob {layer['digest'][:19]} is missing: "
+                                  "build again with --no-cache")
+            with store.temp_file() as (tmp, _f):
+                os.unlink(tmp)
+                os.link(source, tmp)
+                store.commit_blob(tmp, layer["digest"])
+        store.put_blob(state.raw, state.id)
+        document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST,
+                    "config": {"mediaType": manifest.OCI_CONFIG, "digest": state.id, "size": len(state.raw)},
+                    "layers": list(state.layers)}
+        raw = json.dumps(document, sort_keys=True).encode()
+        import hashlib
+
+        manifest_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        store.lease(holder, [manifest_digest])
+        store.put_blob(raw, manifest_digest)
+        sizes = {d: store.layers.size(d) for d in state.diff_ids}
+        return store.add_image(state.id, manifest_digest, tags=[str(reference.parse(t)) for t in tags],
+                               sizes=sizes)
+    finally:
+        store.release(holder, [])
 # --8<-- [end:store_image]
 
 

@@ -143,6 +143,7 @@ class _Loader:
         actual = _file_digest(path)
         if digest and actual != digest:
             raise manifest.DigestError(f"{path.name}: digest mismatch: expected {digest}, got {actual}")
+        self.store.lease(self.holder, [actual])  # before we look: kept until the images are recorded
         if not self.store.has_blob(actual):
             tmp = self.store.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex}"
             os.link(path, tmp)  # the archive was unpacked on the store's filesystem: no copy
@@ -162,6 +163,7 @@ class _Loader:
             digest = self.blob(self.root / "blobs" / "sha256" / layer["digest"][7:], layer["digest"])
             self.diff_ids.append(diff_id)
             self.store.layers.add(self.store.blob_path(digest), expected_diff_id=diff_id, holder=self.holder)
+        self.store.lease(self.holder, [manifest_digest])
         if not self.store.has_blob(manifest_digest):
             self.store.put_blob(manifest_raw, manifest_digest)
             self.added.append(manifest_digest)
