@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from minidocker import volumes
+from minidocker import imageconfig, namespaces, network, volumes
 from minidocker._atomic import rfc3339, write_json
 from minidocker._process import EngineError
 from minidocker._streams import STDERR, STDOUT, frame
@@ -65,21 +65,11 @@ def container(request: web.Request) -> Container:
 
 # --8<-- [start:merge_config]
 def merge_config(image_config: dict, body: dict) -> dict:
-    """The container's ``Config``: what the request says, the image's defaults for the rest."""
-    cfg = {key: body.get(key) for key in (
+    """The container's ``Config``: what the request says, the image's for the rest (chapter 06's rules)."""
+    cfg = imageconfig.merge_api_config(image_config, {key: body.get(key) for key in (
         "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
         "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
-        "Labels", "StopSignal", "StopTimeout", "ExposedPorts")}
-    if cfg["Entrypoint"] is None:
-        cfg["Entrypoint"] = image_config.get("Entrypoint")
-        if not cfg["Cmd"]:
-            cfg["Cmd"] = image_config.get("Cmd")
-    env = {item.partition("=")[0]: item for item in image_config.get("Env") or []}
-    env.update({item.partition("=")[0]: item for item in cfg["Env"] or []})
-    cfg["Env"] = list(env.values())
-    for key in ("WorkingDir", "User", "StopSignal"):
-        cfg[key] = cfg[key] or image_config.get(key) or ""
-    cfg["Labels"] = {**(image_config.get("Labels") or {}), **(cfg["Labels"] or {})}
+        "Labels", "StopSignal", "StopTimeout", "ExposedPorts")})
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
         cfg[key] = bool(cfg[key])
     return {k: v for k, v in cfg.items() if v is not None or k in ("Cmd", "Entrypoint")}
@@ -123,10 +113,16 @@ async def create(request: web.Request) -> web.Response:
             host["NetworkMode"] = request.app["config"].get("default-network") or "default"
         if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
             cfg["Hostname"] = os.uname().nodename
-        mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
         for key in ("Memory", "NanoCpus", "PidsLimit"):
             if host.get(key) is not None and not isinstance(host[key], int):
                 raise ApiError(400, f"invalid HostConfig.{key}: expected an integer")
+        for key in ("MaskedPaths", "ReadonlyPaths"):  # the engine gets them as one PATH:PATH option
+            if host.get(key) is not None and not (isinstance(host[key], list) and all(
+                    isinstance(p, str) and p.startswith("/") and ":" not in p for p in host[key])):
+                raise ApiError(400, f"invalid HostConfig.{key}: expected a list of absolute paths")
+        id_map = user_namespace(request.app["config"], host)
+        mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
+        remap_volumes(mounts, id_map)
     except (TypeError, AttributeError, ValueError, EngineError) as e:
         raise ApiError(400, f"invalid container config: {e}") from None
     if not command:
@@ -139,13 +135,41 @@ async def create(request: web.Request) -> web.Response:
         config = {"Id": cid, "Name": f"/{name}", "Created": rfc3339(), "Path": command[0],
                   "Args": command[1:], "Config": {**cfg, "Image": ref}, "HostConfig": host,
                   "Image": image["Id"], "ImageName": ref, "Driver": store.driver, "Mounts": mounts,
-                  "PortList": _port_list(host)}
+                  "PortList": _port_list(host), **({"IdMap": id_map} if id_map else {})}
         write_json(directory / "config.json", config)
     except BaseException:
         await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
         raise
     supervisor.add(Container(directory, config))
     return web.json_response({"Id": cid, "Warnings": []}, status=201)
+
+
+# --8<-- [start:user_namespace]
+def user_namespace(daemon_config: dict, host: dict) -> list[int] | None:
+    """The container's id map: the daemon's ``--userns-remap`` unless ``--userns=host`` opts out. As
+    Docker, no remapped root gets the host's powers back (``--privileged``, its network or PIDs)."""
+    mode = host.get("UsernsMode") or ""
+    if mode not in ("", "host"):
+        raise ApiError(400, f"invalid UsernsMode {mode!r}: only host is supported (docker run --userns=host)")
+    if mode == "host" or not daemon_config.get("userns-remap"):
+        return None
+    if host.get("Privileged"):
+        raise ApiError(400, "privileged mode is incompatible with user namespaces.  You must run the "
+                            "container in the host namespace when running privileged mode")
+    if host.get("NetworkMode") == "host":
+        raise ApiError(400, "cannot share the host's network namespace when user namespaces are enabled")
+    if host.get("PidMode") == "host":
+        raise ApiError(400, "cannot share the host PID namespace when user namespaces are enabled")
+    return list(namespaces.IdMap())  # root inside is 100000 outside
+
+
+def remap_volumes(mounts: list[dict], id_map: list[int] | None) -> None:
+    """A new (empty) named volume belongs to the container's root, as under Docker's userns-remap."""
+    for m in mounts if id_map else []:
+        path = m["Source"]
+        if m["Type"] == "volume" and os.stat(path).st_uid == 0 and not os.listdir(path):
+            os.chown(path, id_map[1], id_map[1])
+# --8<-- [end:user_namespace]
 
 
 def _port_list(host: dict) -> list[dict]:
@@ -249,12 +273,47 @@ async def list_containers(request: web.Request) -> web.Response:
     limit = _int(request, "limit")
     if limit is not None and limit > 0:
         found = found[:limit]
-    return web.json_response([c.summary() for c in found])
+    summaries, endpoints = [c.summary() for c in found], _endpoints() if any(c.running for c in found) else {}
+    for c, summary in zip(found, summaries, strict=True):
+        if c.running:  # the host ports really taken (-P's, -p 80's), and the exposed ones
+            ports = network_settings(c.config, endpoints.get(c.id))["Ports"]
+            summary["Ports"] = [{"PrivatePort": int(port.partition("/")[0]),
+                                 "Type": port.partition("/")[2] or "tcp",
+                                 **({"IP": b["HostIp"], "PublicPort": int(b["HostPort"])} if b else {})}
+                                for port, bindings in ports.items() for b in bindings or [None]]
+    return web.json_response(summaries)
+
+
+def _endpoints() -> dict[str, Any]:
+    """Chapter 05's record of the containers on the bridge: addresses and published ports."""
+    with contextlib.suppress(EngineError, OSError, ValueError):
+        return {e.container_id: e for e in network.Network().endpoints()}
+    return {}
+
+
+def network_settings(config: dict, endpoint: Any) -> dict:
+    """``NetworkSettings`` of a running container: its address, and ``Ports`` as Docker shows them
+    (every exposed port, with the host ports it is published on, ``null`` if none)."""
+    ports: dict[str, list[dict] | None] = {p: None for p in config["Config"].get("ExposedPorts") or {}}
+    found: dict[str, Any] = {"Ports": ports}
+    if endpoint is not None:
+        for m in endpoint.ports:
+            key = f"{m.container_port}/{m.protocol}"
+            binding = {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)}
+            ports[key] = [*(ports.get(key) or []), binding]
+        found.update(IPAddress=endpoint.ip, IPPrefixLen=endpoint.prefixlen, Gateway=endpoint.gateway,
+                     MacAddress=endpoint.mac)
+    return found
 
 
 @routes.get("/containers/{id}/json")
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(container(request).inspect())
+    c = container(request)
+    info = c.inspect()
+    if c.running:
+        info["NetworkSettings"] = {**info["NetworkSettings"],
+                                   **network_settings(c.config, _endpoints().get(c.id))}
+    return web.json_response(info)
 
 
 @routes.delete("/containers/{id}")

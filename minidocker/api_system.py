@@ -84,7 +84,8 @@ async def info(request: web.Request) -> web.Response:
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns",
+                            *(["name=userns"] if request.app["config"].get("userns-remap") else [])],
         "Warnings": []})
 
 

@@ -17,7 +17,7 @@ __all__ = ["main"]
 USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY] COMMAND
 
 containers:
-  run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff
+  run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff, port
 images:
   pull, push, images, rmi, tag, save, load, login, logout, build, history, builder prune
 other:
@@ -30,7 +30,7 @@ other:
 """
 
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
-                      "inspect", "wait", "stats", "commit", "diff", "container"}
+                      "inspect", "wait", "stats", "commit", "diff", "port", "container"}
 IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
                   "volume", "version", "info", "system", "image"}
 

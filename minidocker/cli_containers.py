@@ -176,6 +176,24 @@ def diff(client: Client, argv: list[str]) -> int:
     return 0
 
 
+def port(client: Client, argv: list[str]) -> int:
+    """``port CONTAINER [PORT[/PROTO]]``: where the container's ports are published (``-p``, ``-P``)."""
+    p = parser("port", "CONTAINER [PRIVATE_PORT[/PROTO]]")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    opts = p.parse_args(argv)
+    ports = client.json("GET", f"/containers/{opts.container}/json")["NetworkSettings"].get("Ports") or {}
+    wanted = opts.port if not opts.port or "/" in opts.port else f"{opts.port}/tcp"
+    found = [(key, b) for key, bindings in ports.items() if key == wanted or not wanted
+             for b in bindings or []]
+    if wanted and not found:
+        print(f"Error: No public port '{wanted}' published for {opts.container}", file=sys.stderr)
+        return 1
+    for key, b in found:
+        print(f"{b['HostIp']}:{b['HostPort']}" if wanted else f"{key} -> {b['HostIp']}:{b['HostPort']}")
+    return 0
+
+
 def stats(client: Client, argv: list[str]) -> int:
     p = parser("stats", "--no-stream [CONTAINER...]")
     p.add_argument("--no-stream", action="store_true")
@@ -203,5 +221,5 @@ def stats(client: Client, argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
     "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
-    "diff": diff, "stats": stats,
+    "diff": diff, "stats": stats, "port": port,
 }

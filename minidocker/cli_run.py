@@ -33,7 +33,7 @@ __all__ = ["COMMANDS", "create_body", "run", "split_run_args"]
 _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user", "-h", "--hostname",
                "-p", "--publish", "--network", "--net", "-v", "--volume", "-m", "--memory", "--cpus",
                "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label", "--cap-add",
-               "--cap-drop", "--security-opt", "--ulimit"}
+               "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -64,6 +64,9 @@ def _run_parser(command: str) -> Any:
     p.add_argument("-u", "--user", default="")
     p.add_argument("-h", "--hostname", default="")
     p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--expose", action="append", default=[])
+    p.add_argument("--userns", default="", help="host: no user namespace, if the daemon has --userns-remap")
     p.add_argument("--network", "--net", default="")
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("-m", "--memory", default="")
@@ -110,6 +113,7 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
     """The ``POST /containers/create`` body for ``run``/``create`` options, as the docker CLI sends it."""
     env = [e if "=" in e else f"{e}={os.environ[e]}" for e in opts.env if "=" in e or e in os.environ]
     exposed, bindings = _ports(opts.publish)
+    exposed.update({p if "/" in p else f"{p}/tcp": {} for p in opts.expose})
     body: dict = {
         "Hostname": opts.hostname, "User": opts.user, "AttachStdin": opts.interactive and not opts.detach,
         "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "Tty": opts.tty,
@@ -118,6 +122,7 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
         "Labels": dict(item.partition("=")[::2] for item in opts.label), "ExposedPorts": exposed,
         "HostConfig": {"Binds": opts.volume, "AutoRemove": opts.rm, "Init": opts.init or None,
                        "NetworkMode": opts.network or "default", "PortBindings": bindings,
+                       "PublishAllPorts": opts.publish_all, "UsernsMode": opts.userns,
                        "Memory": _bytes(opts.memory) if opts.memory else 0,
                        "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None,
                        "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,

@@ -12,6 +12,7 @@ Run it (as root)::
     python -m minidocker.daemon                       # listens on /run/minidocker.sock
     python -m minidocker.daemon -H unix:///tmp/d.sock -H tcp://0.0.0.0:2376 \\
         --tlscacert ca.pem --tlscert server.pem --tlskey server-key.pem
+    python -m minidocker.daemon --userns-remap default  # every container's root is uid 100000 outside
     DOCKER_HOST=unix:///run/minidocker.sock docker run --rm busybox echo hi
 """
 
@@ -228,15 +229,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], dict[str, Any]]:
     parser.add_argument("--insecure-tcp", action="store_true", help="allow plain TCP on 127.0.0.1")
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="URL")
     parser.add_argument("--default-network", help="network for containers that name none")
+    parser.add_argument("--userns-remap", metavar="default",
+                        help="run every container in a user namespace, its root uid 100000 on the host "
+                             "(docker run --userns=host opts out)")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
     config: dict[str, Any] = {}
     if os.path.exists(args.config_file):
         with open(args.config_file) as f:
             config = json.load(f)
-    for key in ("data_root", "tlscacert", "tlscert", "tlskey", "default_network"):
+    for key in ("data_root", "tlscacert", "tlscert", "tlskey", "default_network", "userns_remap"):
         if getattr(args, key):
             config[key.replace("_", "-")] = getattr(args, key)
+    if config.get("userns-remap") not in (None, "", "default"):
+        parser.error(f"--userns-remap {config['userns-remap']!r}: only 'default' is supported here (uids "
+                     "100000-165535, without /etc/subuid)")
     config["insecure-tcp"] = args.insecure_tcp or config.get("insecure-tcp", False)
     config["registry-mirrors"] = config.get("registry-mirrors", []) + args.registry_mirror
     config["debug"] = args.debug or config.get("debug", False)

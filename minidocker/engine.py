@@ -99,6 +99,11 @@ def stage_argv(config: dict) -> list[str]:
     argv = ["--hostname", cfg.get("Hostname") or config["Id"][:12], "--pull", "never", "--entrypoint", ""]
     if host.get("Init"):
         argv.append("--init")
+    if config.get("IdMap"):  # the daemon's --userns-remap (see api_containers.user_namespace)
+        if tuple(config["IdMap"]) != tuple(namespaces.IdMap()):
+            raise EngineError(f"id map {config['IdMap']} not supported: the engine's --userns maps 0 to "
+                              f"{namespaces.IdMap().outside}")
+        argv.append("--userns")
     for item in cfg.get("Env") or []:
         if "=" in item:
             argv += ["-e", item]
@@ -118,10 +123,14 @@ def stage_argv(config: dict) -> list[str]:
         if option not in known:
             raise EngineError(f"{option} is not supported by this engine: its chapter's stage is missing")
         argv += [option, str(value)]
-    for port, bindings in (host.get("PortBindings") or {}).items():
+    bound = host.get("PortBindings") or {}
+    for port, bindings in bound.items():
         for b in bindings or [{}]:
             where = ":".join(x for x in (b.get("HostIp"), b.get("HostPort") or "") if x is not None)
             argv += ["-p", f"{where}:{port}" if b.get("HostIp") or b.get("HostPort") else port]
+    if host.get("PublishAllPorts") and mode in ("default", "bridge"):  # -P: the rest on free host ports
+        for port in sorted(set(cfg.get("ExposedPorts") or {}) - set(bound)):
+            argv += ["-p", port]
     argv += security.docker_argv(host)
     return [*argv, config["Image"], "--", config["Path"], *config["Args"]]
 # --8<-- [end:stage_argv]

@@ -147,7 +147,8 @@ def idmap_rootfs(spec: namespaces.ContainerSpec) -> None:
                 attach_idmapped(pid, [rootfs])
                 return
             st = os.stat(layers.upper)  # the image root's owner, as chapter 04 made it: remap it
-            os.chown(layers.upper, id_map.outside + st.st_uid, id_map.outside + st.st_gid)
+            if not id_map.outside <= st.st_uid < id_map.outside + id_map.count:  # (once: a restart keeps it)
+                os.chown(layers.upper, id_map.outside + st.st_uid, id_map.outside + st.st_gid)
             lower = [str(p) for p in layers.lowerdirs()]
             attach_idmapped(pid, lower,
                             then=lambda: overlay.mount_overlay(rootfs, lower, layers.upper, layers.work))

@@ -3,9 +3,12 @@
 An image says how it wants to run: ``Entrypoint`` and ``Cmd``, ``Env``, ``WorkingDir``, ``User``,
 ``ExposedPorts``, ``StopSignal``. ``docker run`` options override it, by rules that surprise
 everyone once: a user ``--entrypoint`` drops the image's ``Cmd``; image ``Env`` keys the user did
-not set are kept; an empty ``User`` means the image's. :func:`merge` applies exactly Docker's
-rules; the daemon (chapter 07) calls it too. A user *name* means what the image's own
-``/etc/passwd`` says, so :func:`resolve_user` runs inside the container, after ``pivot_root``.
+not set are kept; an empty ``User`` means the image's; the image's ``ExposedPorts`` and
+``Labels`` are added to the user's. :func:`merge` applies Docker's rules to the options of a run;
+:func:`merge_api_config` applies the same rules to the Engine API's ``Config`` (what ``docker
+inspect`` shows): the daemon (chapter 07) calls it when it creates a container, and its engine
+then calls :func:`merge` on the result. A user *name* means what the image's own ``/etc/passwd``
+says, so :func:`resolve_user` runs inside the container, after ``pivot_root``.
 
 Example::
 
@@ -24,7 +27,8 @@ from typing import Any
 
 from minidocker._process import DEFAULT_PATH, EngineError
 
-__all__ = ["RunConfig", "RunOptions", "merge", "parse_signal", "resolve_user", "user_switcher"]
+__all__ = ["RunConfig", "RunOptions", "merge", "merge_api_config", "parse_signal", "resolve_user",
+           "user_switcher"]
 
 
 @dataclass
@@ -97,6 +101,32 @@ def merge(image: dict[str, Any], options: RunOptions) -> RunConfig:
         labels=dict(config.get("Labels") or {}),
     )
 # --8<-- [end:merge]
+
+
+# --8<-- [start:merge_api_config]
+def merge_api_config(image_config: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The same rules on the Engine API's ``Config``: the request's ``config``, the image's for the rest.
+
+    As dockerd's ``merge``: an ``Entrypoint`` of its own drops the image's ``Cmd``; ``Env`` is
+    merged by key (the request's win); ``Labels`` and ``ExposedPorts`` are the union of both;
+    ``WorkingDir``, ``User`` and ``StopSignal`` are the image's unless the request sets them.
+    """
+    cfg = dict(config)
+    if not cfg.get("Entrypoint"):
+        if not cfg.get("Cmd"):
+            cfg["Cmd"] = image_config.get("Cmd")
+        if cfg.get("Entrypoint") is None:
+            cfg["Entrypoint"] = image_config.get("Entrypoint")
+    env = {item.partition("=")[0]: item for item in image_config.get("Env") or []}
+    env.update({item.partition("=")[0]: item for item in cfg.get("Env") or []})
+    cfg["Env"] = list(env.values())
+    for key in ("WorkingDir", "User", "StopSignal"):
+        cfg[key] = cfg.get(key) or image_config.get(key) or ""
+    cfg["Labels"] = {**(image_config.get("Labels") or {}), **(cfg.get("Labels") or {})}
+    ports = {**(image_config.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})}
+    cfg["ExposedPorts"] = ports or None  # omitted from docker inspect when there are none
+    return cfg
+# --8<-- [end:merge_api_config]
 
 
 def parse_signal(name: str | int) -> int:

@@ -21,7 +21,9 @@ Run it (as root)::
 
 Options: ``--privileged``, ``--cap-add CAP``, ``--cap-drop CAP``, ``--security-opt OPT``
 (``seccomp=unconfined|PROFILE.json``, ``no-new-privileges``, ``systempaths=unconfined``),
-``--read-only``, ``--ulimit NAME=SOFT[:HARD]``, ``--pid host``, and those of the earlier chapters.
+``--read-only``, ``--ulimit NAME=SOFT[:HARD]``, ``--pid host``, ``--masked-paths`` and
+``--readonly-paths`` (``PATH:PATH...``, replacing Docker's lists, as the API's ``HostConfig.MaskedPaths``
+and ``ReadonlyPaths`` do), and those of the earlier chapters.
 """
 
 from __future__ import annotations
@@ -229,6 +231,12 @@ def docker_argv(host: dict) -> list[str]:
                          ("--security-opt", options.security_opt), ("--ulimit", options.ulimits)):
         for value in values:
             argv += [flag, value]
+    for flag, paths in (("--masked-paths", options.masked_paths),
+                        ("--readonly-paths", options.readonly_paths)):
+        if paths is not None:  # the API's list replaces Docker's; [] means none
+            if any(":" in path for path in paths):
+                raise EngineError(f"{flag}: a path with ':' cannot be masked here: {paths}")
+            argv += [flag, ":".join(paths)]
     if host.get("PidMode") == "host":
         argv += ["--pid", "host"]
     return argv
@@ -249,6 +257,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
                        help="a resource limit, e.g. nofile=1024:2048")
     group.add_argument("--pid", choices=["host"], help="share the host's PID namespace")
+    group.add_argument("--masked-paths", metavar="PATH[:PATH...]", type=_paths,
+                       help="the paths to mask instead of Docker's list ('' for none; the API's MaskedPaths)")
+    group.add_argument("--readonly-paths", metavar="PATH[:PATH...]", type=_paths,
+                       help="the paths to make read-only instead of Docker's ('' for none; ReadonlyPaths)")
+
+
+def _paths(text: str) -> list[str]:
+    paths = [p for p in text.split(":") if p]
+    if not all(p.startswith("/") for p in paths):
+        raise argparse.ArgumentTypeError(f"{text!r}: absolute paths, separated by ':'")
+    return paths
 
 
 def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
@@ -258,7 +277,8 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
         spec.namespaces.discard("pid")
     harden(spec, SecurityOptions(privileged=args.privileged, cap_add=args.cap_add,
                                  cap_drop=args.cap_drop, security_opt=args.security_opt,
-                                 read_only=args.read_only, ulimits=args.ulimit))
+                                 read_only=args.read_only, ulimits=args.ulimit,
+                                 masked_paths=args.masked_paths, readonly_paths=args.readonly_paths))
 
 
 STAGES = (*network.STAGES, _stage.Stage("security", add_arguments, configure))
