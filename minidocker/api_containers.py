@@ -353,7 +353,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "You must choose at least one stream")
     tail = request.query.get("tail", "all")
     count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
-    since = float(request.query.get("since") or 0)
+    try:
+        since = float(request.query.get("since") or 0)  # a UNIX time, as Docker's API takes it
+    except ValueError:
+        raise ApiError(400, f"invalid since {request.query['since']!r}: a UNIX time in seconds") from None
     stamps = flag(request, "timestamps")
 
     def render(entries: list[dict]) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from minidocker._process import EngineError
 from minidocker.api_containers import container, flag, json_body, sup
 from minidocker.supervisor import ApiError
 
@@ -94,7 +95,10 @@ async def tag(request: web.Request) -> web.Response:
         raise ApiError(400, "repository name must be given (repo=)")
     if await _blocking(store(request).find, name) is None:
         raise ApiError(404, f"No such image: {name}")
-    await _blocking(store(request).tag, name, f"{repo}:{tag_}")
+    try:
+        await _blocking(store(request).tag, name, f"{repo}:{tag_}")
+    except EngineError as e:  # an invalid name: the client's mistake
+        raise ApiError(400, str(e)) from None
     return web.Response(status=201)
 
 

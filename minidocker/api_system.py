@@ -117,6 +117,8 @@ async def volume_create(request: web.Request) -> web.Response:
     body = await json_body(request, {}) or {}
     if not isinstance(body, dict):
         raise ApiError(400, "invalid volume config: expected a JSON object")
+    if not isinstance(body.get("Name") or "", str) or not isinstance(body.get("Labels") or {}, dict):
+        raise ApiError(400, "invalid volume config: Name must be a string and Labels an object")
     try:
         return web.json_response(volumes.create(body.get("Name"), body.get("Labels")), status=201)
     except ValueError as e:

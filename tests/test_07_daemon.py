@@ -98,6 +98,11 @@ def test_logs_are_capped_and_rotated(daemon):
         assert len(sizes) == 2 and all(s < 40_000 for s in sizes), sizes
         tail = daemon.cli("logs", "-n", "2", cid).stdout
         assert tail == "line-2998\nline-2999\n"
+        whole = daemon.cli("logs", cid).stdout.split()  # the rotated file first, then the current one
+        first = int(whole[0][5:])
+        assert first > 0 and whole == [f"line-{i}" for i in range(first, 3000)]
+        assert b"400 Bad Request" in raw(daemon, f"GET /containers/{cid}/logs?stdout=1&since=abc HTTP/1.1\r\n"
+                                              "Host: d\r\nConnection: close\r\n\r\n".encode(), timeout=2)[:40]
     finally:
         c.request("DELETE", f"/containers/{cid}").read()
 
@@ -137,6 +142,8 @@ HOSTILE = [
     b"POST /v1.50/containers/create?name=/ HTTP/1.1\r\nHost: d\r\nContent-Length: 20\r\n\r\n"
     b'{"Image": "busybox"}',
     b"PUT /containers/json HTTP/1.1\r\nHost: d\r\n\r\n",
+    b"POST /images/busybox/tag?repo=UPPER&tag=1 HTTP/1.1\r\nHost: d\r\n\r\n",
+    b"POST /volumes/create HTTP/1.1\r\nHost: d\r\nContent-Length: 13\r\n\r\n{\"Name\": 123}",
 ]
 
 
