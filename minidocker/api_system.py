@@ -1,4 +1,4 @@
-"""Chapter 07: the system and volume endpoints: ``_ping``, ``version``, ``info``, prune, volumes.
+"""Chapter 07: the system and volume endpoints: ``_ping``, ``version``, ``info``, volumes.
 
 Clients decide a lot from these small answers. The ``docker`` CLI sends ``HEAD /_ping`` before every
 command and takes the API version to speak from the ``Api-Version`` header; docker-py starts with
@@ -69,7 +69,7 @@ async def info(request: web.Request) -> web.Response:
         "ID": request.app["daemon_id"], "Containers": len(containers), "ContainersRunning": running,
         "ContainersPaused": 0, "ContainersStopped": len(containers) - running, "Images": len(images),
         "Driver": request.app["images"].driver, "DriverStatus": [], "DockerRootDir": str(state_dir()),
-        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file"]},
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
         "PidsLimit": True, "IPv4Forwarding": True, "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
         "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -103,12 +103,6 @@ def _os_name() -> str:
     except OSError:
         pass
     return "Linux"
-
-
-@routes.post("/networks/prune")
-async def prune_nothing(request: web.Request) -> web.Response:
-    """Prunes of things this daemon does not have: nothing to delete."""
-    return web.json_response({"NetworksDeleted": [], "CachesDeleted": [], "SpaceReclaimed": 0})
 
 
 # ---- volumes ----------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from minidocker import (
     api_build,
     api_containers,
     api_images,
+    api_networks,
     api_streams,
     api_system,
     engine,
@@ -115,7 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app.on_response_prepare.append(_headers)
     api_build.register(app)  # chapter 09 (first: its /build/prune replaces the placeholder below)
     for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
-                  stats.routes):
+                  api_networks.routes, stats.routes):
         for route in table:
             for prefix in ("", "/{version:v[0-9]+[.][0-9]+}"):
                 app.router.add_route(route.method, prefix + route.path, route.handler)

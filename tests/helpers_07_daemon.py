@@ -66,16 +66,33 @@ class Daemon:
                     self.client.request("DELETE", f"/containers/{c['Id']}", {"force": True}).read()
 
 
-def kill_monitors(state: Path) -> None:
-    """Last resort at the end: no monitor of this state directory may outlive the tests."""
+def monitors(state: Path) -> list[str]:
+    """The monitors and fork servers of this state directory still running: ``PID COMMAND`` each."""
+    found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
                 if b"minidocker.monitor" in cmdline or b"minidocker.forkserver" in cmdline:
-                    environ = Path(f"/proc/{entry}/environ").read_bytes()
+                    environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
                     if f"MINIDOCKER_STATE={state}".encode() in environ:
-                        os.kill(int(entry), signal.SIGKILL)
+                        found.append(f"{entry} {b' '.join(cmdline).decode(errors='replace').strip()}")
+    return found
+
+
+def kill_monitors(state: Path, grace: float = 0) -> list[str]:
+    """Last resort at the end: no monitor of this state directory may outlive the tests.
+
+    Waits up to ``grace`` seconds for them to exit on their own (a fork server goes a moment after
+    its daemon), then SIGKILLs the rest; returns those it had to kill, for the caller to report.
+    """
+    deadline = time.monotonic() + grace
+    while (left := monitors(state)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for entry in left:
+        with contextlib.suppress(OSError):
+            os.kill(int(entry.split()[0]), signal.SIGKILL)
+    return left
 
 
 @contextlib.contextmanager
@@ -94,7 +111,12 @@ def seeded_registry(directory: Path):
 
 @contextlib.contextmanager
 def running_daemon(directory: Path, mirror: str, *extra: str, env: dict[str, str] | None = None):
-    """A started daemon; at the end its containers are removed and it is stopped."""
+    """A started daemon; at the end its containers are removed and it is stopped.
+
+    Then no monitor or fork server of its state directory may be left: removing a container ends
+    its monitor, stopping the daemon its fork server. Any left is killed, and (unless the test failed
+    already) the test fails: a leak hidden here would never reach the ``no_leaks`` check.
+    """
     daemon = Daemon(directory, mirror, extra, env).start()
     try:
         yield daemon
@@ -103,7 +125,8 @@ def running_daemon(directory: Path, mirror: str, *extra: str, env: dict[str, str
             daemon.start()
         daemon.remove_all()
         daemon.stop()
-        kill_monitors(Path(daemon.env.get("MINIDOCKER_STATE", "")))
+        left = kill_monitors(Path(daemon.env["MINIDOCKER_STATE"]), grace=5)
+    assert not left, f"monitors or fork servers outlived their containers and daemon (killed now): {left}"
 
 
 def daemon_fixture(tmp_path_factory):

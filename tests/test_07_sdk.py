@@ -60,6 +60,46 @@ def test_detached_logs_stop_remove(client):
         client.containers.get("sdk")
 
 
+def test_list_all_shows_what_is_not_running(client):
+    """``containers.list()`` is ``docker ps``: running ones; ``all=True`` is ``ps -a``: every state."""
+    created = client.containers.create("busybox", "true", name="sdk-created")
+    running = client.containers.run("busybox", "sleep 60", detach=True, name="sdk-running")
+    try:
+        assert [c.name for c in client.containers.list()] == ["sdk-running"]
+        states = {c.name: c.status for c in client.containers.list(all=True)}
+        assert states == {"sdk-created": "created", "sdk-running": "running"}
+        created.start()
+        assert created.wait()["StatusCode"] == 0
+        states = {c.name: c.status for c in client.containers.list(all=True)}
+        assert states == {"sdk-created": "exited", "sdk-running": "running"}
+        exited = client.containers.list(all=True, filters={"status": "exited"})
+        assert [c.name for c in exited] == ["sdk-created"]
+    finally:
+        for c in (created, running):
+            c.remove(force=True)
+    assert client.containers.list(all=True) == []
+
+
+def test_networks(client):
+    """The three built-in networks; a container on the bridge is listed with its address."""
+    assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
+    c = client.containers.run("busybox", "sleep 60", detach=True, name="sdk-net")
+    try:
+        bridge = client.networks.get("bridge")
+        assert bridge.attrs["Driver"] == "bridge" and [x.name for x in bridge.containers] == ["sdk-net"]
+        c.reload()
+        address = c.attrs["NetworkSettings"]["IPAddress"]
+        assert bridge.attrs["Containers"][c.id]["IPv4Address"].startswith(f"{address}/")
+        assert client.networks.get(bridge.id[:12]).name == "bridge"
+    finally:
+        c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get("nope")
+    with pytest.raises(docker.errors.APIError) as refused:
+        client.networks.create("mine")
+    assert refused.value.status_code == 501 and "use bridge, host or none" in str(refused.value)
+
+
 def test_exec_run(client):
     c = client.containers.run("busybox", "sleep 60", detach=True)
     try:
