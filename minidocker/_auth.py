@@ -8,6 +8,9 @@ A registry that wants credentials answers ``401`` with a challenge. Two kinds ex
   or with Basic credentials), then send ``Authorization: Bearer TOKEN``. Tokens are per scope and
   expire (``expires_in``, 60 s when absent): we keep each one and reuse it until shortly before then.
 
+An *identity token* (what a registry's ``/auth`` may give back instead of keeping the password) is
+traded at the token server for a token with OAuth2's ``POST realm`` ``grant_type=refresh_token``.
+
 Example::
 
     >>> parse_challenge('Bearer realm="https://auth.docker.io/token",scope="repository:a/b:pull,push"')
@@ -64,13 +67,15 @@ def basic(username: str, password: str) -> str:
 class Authenticator:
     """The ``Authorization`` header for each request to one registry, learned from its challenges.
 
-    ``credentials`` is ``(username, password)`` or ``None`` (anonymous). Thread-safe: concurrent
-    downloads share one token per scope.
+    ``credentials`` is ``(username, password)`` or ``None`` (anonymous); or, for Bearer registries,
+    an ``identity_token``. Thread-safe: concurrent downloads share one token per scope.
     """
 
-    def __init__(self, client: Client, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(self, client: Client, credentials: tuple[str, str] | None = None,
+                 identity_token: str = "") -> None:
         self.client = client
         self.credentials = credentials
+        self.identity_token = identity_token
         self.scheme: str | None = None  # "basic" or "bearer", once the registry has told us
         self.challenge: dict[str, str] = {}
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, monotonic expiry)
@@ -121,9 +126,9 @@ class Authenticator:
     def fetch_token(self, challenge: dict[str, str], scope: str) -> tuple[str, float]:
         """Ask the token server named by a Bearer challenge for a token; return it and its lifetime.
 
-        ``GET realm?service=S&scope=repository:NAME:pull``, with Basic credentials if we have any.
-        The scopes we need are asked for (``scope`` may list several, space-separated), plus the one
-        the challenge names if it differs.
+        ``GET realm?service=S&scope=repository:NAME:pull``, with Basic credentials if we have any
+        (with an identity token: the ``POST`` of :meth:`_refresh_request`). The scopes we need are
+        asked for (``scope`` may list several, space-separated), plus the one the challenge names.
         """
         realm = challenge.get("realm")
         if not realm:
@@ -135,12 +140,13 @@ class Authenticator:
         if self.credentials:
             headers["Authorization"] = basic(*self.credentials)
             query.append(("account", self.credentials[0]))
-        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        request = ("GET", realm + ("&" if "?" in realm else "?") + urlencode(query), headers, None)
+        if self.identity_token:
+            request = self._refresh_request(realm, challenge, scopes)
         try:
-            with self.client.request("GET", url, headers) as response:
+            with self.client.request(*request) as response:
                 if response.status in (401, 403):
-                    raise AuthError("unauthorized: incorrect username or password" if self.credentials
-                                    else "unauthorized: the token server refused anonymous access")
+                    raise AuthError(f"unauthorized: {self._refused()}")
                 if response.status != 200:
                     raise AuthError(f"token server {realm} answered {response.status} {response.reason}")
                 answer = response.json()
@@ -153,3 +159,15 @@ class Authenticator:
             raise AuthError(f"token server {realm} sent no token")
         return token, float(answer.get("expires_in") or 60)
     # --8<-- [end:fetch_token]
+
+    def _refused(self) -> str:
+        return ("the identity token was refused" if self.identity_token else "incorrect username or password"
+                if self.credentials else "the token server refused anonymous access")
+
+    def _refresh_request(self, realm: str, challenge: dict[str, str],
+                         scopes: list[str]) -> tuple[str, str, dict[str, str], bytes]:
+        """OAuth2's form that trades the identity token for a token: ``grant_type=refresh_token``."""
+        form = [("grant_type", "refresh_token"), ("refresh_token", self.identity_token),
+                ("client_id", "minidocker"), ("scope", " ".join(dict.fromkeys(scopes)))]
+        form += [("service", challenge["service"])] if "service" in challenge else []
+        return "POST", realm, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form).encode()

@@ -12,6 +12,11 @@ Docker's, because credentials belong to a person, not to the engine. It holds
 
 The file is written atomically with mode 0600: it holds secrets in base64, which is not encryption.
 
+Credentials stay on the client's side: for each pull or push, the client sends the ones it holds for
+the image's registry to the daemon in the ``X-Registry-Auth`` header, base64url of the JSON
+``{"username", "password", "serveraddress"}`` (or ``{"identitytoken"}``): :func:`registry_auth_header`
+writes it, :func:`parse_registry_auth` reads it on the daemon's side.
+
 Example::
 
     >>> store_credentials("127.0.0.1:5000", "alice", "s3cret")
@@ -26,10 +31,10 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["config_path", "credentials_for", "erase_credentials", "insecure_registries", "load",
-           "mirrors", "store_credentials"]
+__all__ = ["RegistryAuth", "config_path", "credentials_for", "erase_credentials", "insecure_registries",
+           "load", "mirrors", "parse_registry_auth", "registry_auth_header", "store_credentials"]
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
@@ -77,6 +82,59 @@ def credentials_for(registry: str) -> tuple[str, str] | None:
         if sep:
             return user, secret
     return None
+
+
+class RegistryAuth(NamedTuple):
+    """What an ``X-Registry-Auth`` header carries: a user name and password, or an identity token."""
+
+    credentials: tuple[str, str] | None
+    identity_token: str = ""
+
+
+def registry_auth_header(registry: str) -> str | None:
+    """``X-Registry-Auth`` for ``registry``, from the stored credentials (None if there are none).
+
+    Docker's shape: base64url of ``{"username", "password", "serveraddress"}``, or of
+    ``{"username", "identitytoken", "serveraddress"}`` when the file holds an identity token.
+    """
+    entry = load().get("auths", {}).get(_key(registry)) or {}
+    credentials = credentials_for(registry)
+    token = entry.get("identitytoken") if isinstance(entry.get("identitytoken"), str) else ""
+    if credentials is None and not token:
+        return None
+    user, password = credentials or ("", "")
+    auth = {"username": user, **({"identitytoken": token} if token else {"password": password}),
+            "serveraddress": _key(registry)}
+    return base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+
+
+def parse_registry_auth(header: str) -> RegistryAuth | None:
+    """The daemon's side of :func:`registry_auth_header`; None if it carries no credentials.
+
+    Padding is optional; an ``auth`` field (base64 of ``user:password``, as in the config file) is
+    accepted too. Raise ``ValueError`` with one line if the header is not base64url JSON.
+    """
+    import binascii
+
+    text = header.strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError("invalid X-Registry-Auth header: base64url-encoded JSON expected") from None
+    fields = ("username", "password", "auth", "identitytoken")
+    if not isinstance(data, dict) or any(not isinstance(data.get(k, ""), str) for k in fields):
+        raise ValueError("invalid X-Registry-Auth header: a JSON object of strings expected")
+    user, password = data.get("username", ""), data.get("password", "")
+    if not (user or password) and data.get("auth"):
+        try:
+            user, _, password = base64.b64decode(data["auth"], validate=True).decode().partition(":")
+        except (binascii.Error, ValueError):
+            raise ValueError("invalid X-Registry-Auth header: its auth field is not base64") from None
+    if data.get("identitytoken"):
+        return RegistryAuth(None, data["identitytoken"])  # the token alone identifies the user
+    return RegistryAuth((user, password)) if user or password else None
 
 
 def store_credentials(registry: str, username: str, password: str) -> None:

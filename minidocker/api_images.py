@@ -50,6 +50,17 @@ async def _blocking(function: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
+def registry_auth(request: web.Request) -> Any:
+    """The credentials the client sent for the registry (``X-Registry-Auth``): they go before the
+    daemon's own config file, as the user logged in on the client's side. A bad header: 400."""
+    from minidocker import _dockerconfig
+
+    try:
+        return _dockerconfig.parse_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
 @routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
     ref = request.query.get("fromImage", "")
@@ -58,8 +69,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     tag = request.query.get("tag", "")
     if tag and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}@{tag}" if tag.startswith("sha256:") else f"{ref}:{tag}"
+    auth = registry_auth(request)
     try:
-        return await store(request).pull(request, ref, progress_stream, send)
+        return await store(request).pull(request, ref, progress_stream, send, auth)
     except ValueError as e:
         raise ApiError(400, str(e)) from None
 
@@ -69,9 +81,10 @@ async def push(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     tag = request.query.get("tag", "")
     ref = f"{name}:{tag}" if tag and ":" not in name.rsplit("/", 1)[-1] else name
+    auth = registry_auth(request)
     if await _blocking(store(request).find, ref) is None:
         raise ApiError(404, f"No such image: {ref}")
-    return await store(request).push(request, ref, progress_stream, send)
+    return await store(request).push(request, ref, progress_stream, send, auth)
 
 
 @routes.get("/images/json")
@@ -209,6 +222,8 @@ async def auth(request: web.Request) -> web.Response:
     from minidocker import registry
 
     body = await json_body(request, {}) or {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "a JSON object {username, password, serveraddress} is expected")
     server = str(body.get("serveraddress") or "docker.io").removeprefix("https://").removeprefix("http://")
     server = "docker.io" if server.startswith("index.docker.io") else server.rstrip("/")
     try:

@@ -36,7 +36,7 @@ def pull_image(client: Client, ref: str, out: IO[str]) -> None:
     """``POST /images/create?fromImage=...``: print the progress stream's events as they come."""
     name, tag = _split_ref(ref)
     for event in client.stream_json("POST", "/images/create", {"fromImage": name, "tag": tag},
-                                    headers={"X-Registry-Auth": _auth_header(name)}):
+                                    headers=_auth_headers(name)):
         if event.get("status") in ("Downloading", "Extracting", "Waiting"):
             continue  # progress bars need a terminal; the milestones are enough here
         prefix = f"{event['id']}: " if event.get("id") else ""
@@ -44,19 +44,22 @@ def pull_image(client: Client, ref: str, out: IO[str]) -> None:
 # --8<-- [end:pull_image]
 
 
-def _auth_header(name: str) -> str:
-    """Credentials saved by ``minidocker login`` for the image's registry, as ``X-Registry-Auth``."""
-    import base64
-    import os
+def _auth_headers(name: str) -> dict[str, str]:
+    """``X-Registry-Auth``: what ``login`` stored (in ``$MINIDOCKER_CONFIG``) for the image's registry.
 
-    registry = name.split("/", 1)[0] if "/" in name and ("." in name.split("/")[0] or ":" in name.split(
-        "/")[0]) else "docker.io"
+    The daemon uses these credentials rather than its own: the user logged in here, on the client.
+    """
+    from minidocker import _dockerconfig, reference
+    from minidocker._process import EngineError
+
     try:
-        with open(os.path.expanduser("~/.minidocker/config.json")) as f:
-            auth = json.load(f).get("auths", {}).get(registry, {})
-    except (OSError, ValueError):
-        auth = {}
-    return base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
+        header = _dockerconfig.registry_auth_header(reference.parse(name).registry)
+    except EngineError:  # not a valid name: the daemon's answer will say so
+        return {}
+    except ValueError as e:  # a broken config file: go on without credentials, as docker does
+        print(f"WARNING: {e}", file=sys.stderr)
+        return {}
+    return {"X-Registry-Auth": header} if header else {}
 
 
 def pull(client: Client, argv: list[str]) -> int:
@@ -72,7 +75,7 @@ def push(client: Client, argv: list[str]) -> int:
     p.add_argument("image")
     name, tag = _split_ref(p.parse_args(argv).image)
     for event in client.stream_json("POST", f"/images/{name}/push", {"tag": tag},
-                                    headers={"X-Registry-Auth": _auth_header(name)}):
+                                    headers=_auth_headers(name)):
         prefix = f"{event['id']}: " if event.get("id") else ""
         if event.get("status") not in ("Pushing",):
             print(f"{prefix}{event.get('status', '')}", flush=True)

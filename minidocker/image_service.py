@@ -22,6 +22,7 @@ from typing import Any
 
 from minidocker import images as chapter06
 from minidocker import reference
+from minidocker._dockerconfig import RegistryAuth
 from minidocker._process import EngineError
 from minidocker.imagestore import ImageStore
 from minidocker.overlay import ContainerFS
@@ -109,8 +110,10 @@ class ImageService:
         return response
     # --8<-- [end:pull]
 
-    async def pull(self, request: Any, ref: str, open_stream: Any, send: Any) -> Any:
-        from minidocker import pull
+    async def pull(self, request: Any, ref: str, open_stream: Any, send: Any,
+                   auth: RegistryAuth | None = None) -> Any:
+        """Pull ``ref``; ``auth`` (the client's ``X-Registry-Auth``) goes before the daemon's config file."""
+        from minidocker import pull, registry
 
         try:
             parsed = reference.parse(ref)
@@ -118,16 +121,19 @@ class ImageService:
             raise ValueError(str(e)) from None
 
         def work(progress: Callable[[dict], None]) -> None:
-            pull.pull(str(parsed), store=self.store, progress=progress)
+            with registry.given_credentials(parsed.registry, auth):
+                pull.pull(str(parsed), store=self.store, progress=progress)
 
         return await self.stream(request, work, open_stream, send)
 
-    async def push(self, request: Any, ref: str, open_stream: Any, send: Any) -> Any:
-        from minidocker import push
+    async def push(self, request: Any, ref: str, open_stream: Any, send: Any,
+                   auth: RegistryAuth | None = None) -> Any:
+        """Push ``ref``; chapter 06's push reports the digest (``TAG: digest: D size: N``) itself."""
+        from minidocker import push, registry
 
         def work(progress: Callable[[dict], None]) -> None:
-            digest = push.push(ref, store=self.store, progress=progress)
-            progress({"status": f"{reference.parse(ref).tag or 'latest'}: digest: {digest}"})
+            with registry.given_credentials(reference.parse(ref).registry, auth):
+                push.push(ref, store=self.store, progress=progress)
 
         return await self.stream(request, work, open_stream, send)
 

@@ -23,11 +23,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import http.client
 import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin
@@ -37,10 +39,13 @@ from minidocker._auth import Authenticator, AuthError
 from minidocker._http import Client, HTTPFailure, Response
 from minidocker._process import EngineError
 
-__all__ = ["Manifest", "Registry", "RegistryError", "connect", "endpoints"]
+__all__ = ["Manifest", "Registry", "RegistryError", "connect", "endpoints", "given_credentials"]
 
 DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io"
 CHUNK = 1 << 20  # 1 MiB: blobs stream through memory in pieces of this size
+# (registry, auth) set by given_credentials: what the client of the daemon sent for this pull or push
+_GIVEN: contextvars.ContextVar[tuple[str, _dockerconfig.RegistryAuth] | None] = \
+    contextvars.ContextVar("given_credentials", default=None)
 
 
 class RegistryError(EngineError):
@@ -93,23 +98,42 @@ def endpoints(registry: str) -> list[str]:
 def connect(registry_or_url: str, credentials: tuple[str, str] | None = None) -> Registry:
     """A session with a registry (``host[:port]``) or endpoint URL, probed with ``GET /v2/``.
 
-    Credentials default to those ``login`` stored for the host. Insecure registries (in the config
-    file) are tried over HTTPS with any certificate, then over plain HTTP.
+    Credentials default to those given for the host by :func:`given_credentials`, else to those
+    ``login`` stored for it. Insecure registries (in the config file) are tried over HTTPS with any
+    certificate, then over plain HTTP.
     """
     url = registry_or_url if "://" in registry_or_url else endpoints(registry_or_url)[-1]
     host = url.split("://", 1)[1]
-    if credentials is None:
-        credentials = _dockerconfig.credentials_for("docker.io" if url == DOCKER_HUB_ENDPOINT else host)
+    name, given, token = "docker.io" if url == DOCKER_HUB_ENDPOINT else host, _GIVEN.get(), ""
+    if credentials is None and given and given[0] == name:  # never sent to another host (a mirror)
+        credentials, token = given[1]
+    elif credentials is None:
+        credentials = _dockerconfig.credentials_for(name)
     insecure = host in _dockerconfig.insecure_registries()
-    registry = Registry(url, credentials, verify=not insecure)
+    registry = Registry(url, credentials, verify=not insecure, identity_token=token)
     try:
         registry.ping()
     except RegistryError:
         if not (insecure and url.startswith("https://")):
             raise
-        registry = Registry(f"http://{host}", credentials)
+        registry = Registry(f"http://{host}", credentials, identity_token=token)
         registry.ping()
     return registry
+
+
+@contextlib.contextmanager
+def given_credentials(registry: str, auth: _dockerconfig.RegistryAuth | None) -> Iterator[None]:
+    """Within the block (in this thread), :func:`connect` to ``registry`` uses ``auth``, not the config file.
+
+    The daemon's pull and push: the credentials are the client's, sent with the request
+    (``X-Registry-Auth``), as ``docker login`` stored them on the client's side. ``None``: no change.
+    """
+    reset = _GIVEN.set((registry, auth)) if auth else None
+    try:
+        yield
+    finally:
+        if reset is not None:
+            _GIVEN.reset(reset)
 
 
 class Registry:
@@ -119,11 +143,11 @@ class Registry:
     """
 
     def __init__(self, url: str, credentials: tuple[str, str] | None = None, *, verify: bool = True,
-                 client: Client | None = None) -> None:
+                 client: Client | None = None, identity_token: str = "") -> None:
         self.url = url.rstrip("/")
         self.host = self.url.split("://", 1)[1]
         self.client = client or Client(verify=verify)
-        self.auth = Authenticator(self.client, credentials)
+        self.auth = Authenticator(self.client, credentials, identity_token)
 
     # --8<-- [start:request]
     def request(self, method: str, path: str, scope: str = "", headers: dict[str, str] | None = None,
