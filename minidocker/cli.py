@@ -34,7 +34,7 @@ other:
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
                       "inspect", "wait", "stats", "commit", "diff", "port", "container"}
 IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
-                  "volume", "version", "info", "system", "image"}
+                  "volume", "version", "info", "system", "image", "container-prune", "image-prune"}
 
 # Docker's management commands: GROUP -> (what it is, {SUBCOMMAND: (the command it runs, what it does)}).
 # For container and image, ``minidocker container ls ARGS`` runs ``minidocker ps ARGS``; the other
@@ -52,6 +52,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
         "port": ("port", "List port mappings or a specific mapping for the container"),
         "restart": ("restart", "Restart one or more containers"),
         "rm": ("rm", "Remove one or more containers"),
+        "prune": ("container-prune", "Remove all stopped containers"),
         "run": ("run", "Create and run a new container from an image"),
         "start": ("start", "Start one or more stopped containers"),
         "stats": ("stats", "Display a live stream of container(s) resource usage statistics"),
@@ -64,6 +65,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
         "load": ("load", "Load an image from a tar archive or STDIN"),
         "ls": ("images", "List images"),
         "pull": ("pull", "Download an image from a registry"),
+        "prune": ("image-prune", "Remove unused images"),
         "push": ("push", "Upload an image to a registry"),
         "rm": ("rmi", "Remove one or more images"),
         "save": ("save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),

@@ -169,7 +169,11 @@ def cmd_builder(client: Any, argv: list[str]) -> int:
     p.add_argument("action", choices=["prune"])
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-a", "--all", action="store_true")
-    p.parse_args(argv)
+    if not p.parse_args(argv).force:
+        from minidocker.cli_images import confirm
+
+        if not confirm("WARNING! This will remove all dangling build cache."):
+            return 0
     answer = client.json("POST", "/build/prune")
     print("Deleted build cache objects:\n" + "".join(f"{k}\n" for k in answer.get("CachesDeleted") or []))
     print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")

@@ -177,8 +177,13 @@ def volume(client: Client, argv: list[str]) -> int:
     elif opts.action == "inspect":
         print(json.dumps([client.json("GET", f"/volumes/{n}") for n in opts.names], indent=4))
     elif opts.action == "prune":
-        for name in client.json("POST", "/volumes/prune")["VolumesDeleted"]:
-            print(name)
+        if not opts.force and not confirm("WARNING! This will remove all local volumes not used by at "
+                                          "least one container."):
+            return 0
+        answer = client.json("POST", "/volumes/prune")
+        if answer.get("VolumesDeleted"):
+            print("Deleted Volumes:\n" + "\n".join(answer["VolumesDeleted"]) + "\n")
+        print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
     else:
         for name in opts.names:
             client.request("DELETE", f"/volumes/{name}", {"force": opts.force}).read()
@@ -261,6 +266,40 @@ def system(client: Client, argv: list[str]) -> int:
     return 0
 
 
+def container_prune(client: Client, argv: list[str]) -> int:
+    """``minidocker container prune [-f]``: remove every stopped container, after Docker's question."""
+    p = parser("container prune", "[-f]")
+    p.add_argument("-f", "--force", action="store_true")
+    if not p.parse_args(argv).force and not confirm("WARNING! This will remove all stopped containers."):
+        return 0
+    answer = client.json("POST", "/containers/prune")
+    if answer.get("ContainersDeleted"):
+        print("Deleted Containers:\n" + "\n".join(answer["ContainersDeleted"]) + "\n")
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    return 0
+
+
+def image_prune(client: Client, argv: list[str]) -> int:
+    """``minidocker image prune [-a] [-f]``: remove dangling (``-a``: unused) images, after the question."""
+    p = parser("image prune", "[-a] [-f]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    opts = p.parse_args(argv)
+    warning = ("WARNING! This will remove all images without at least one container associated to them."
+               if opts.all else "WARNING! This will remove all dangling images.")
+    if not opts.force and not confirm(warning):
+        return 0
+    from urllib.parse import quote
+
+    filters = quote(json.dumps({"dangling": ["false" if opts.all else "true"]}))
+    answer = client.json("POST", f"/images/prune?filters={filters}")
+    if answer.get("ImagesDeleted"):
+        print("Deleted Images:\n" + "\n".join(f"{k.lower()}: {v}" for event in answer["ImagesDeleted"]
+                                               for k, v in event.items()) + "\n")
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    return 0
+
+
 def login(client: Client, argv: list[str]) -> int:
     """Check the credentials through the daemon, then keep them in the client's config file."""
     p = parser("login", "[-u USER] [-p PASSWORD | --password-stdin] [SERVER]")
@@ -299,5 +338,5 @@ def logout(client: Client, argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     "pull": pull, "push": push, "images": images, "rmi": rmi, "tag": tag, "save": save,
     "load": load, "volume": volume, "version": version, "info": info, "system": system, "login": login,
-    "logout": logout,
+    "logout": logout, "container-prune": container_prune, "image-prune": image_prune,
 }

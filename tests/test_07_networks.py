@@ -163,6 +163,31 @@ def test_system_prune_asks_first(daemon):
         daemon.cli("rm", "-f", "stale")
 
 
+def test_every_prune_asks_first(daemon):
+    """container, image, volume and builder prune ask Docker's question too; -f does not."""
+    assert daemon.cli("create", "--name", "stale", "busybox", "true").returncode == 0
+    assert daemon.cli("volume", "create", "spare").returncode == 0
+    try:
+        for command, warning in ((["container", "prune"], "all stopped containers"),
+                                 (["image", "prune"], "all dangling images"),
+                                 (["volume", "prune"], "all local volumes not used"),
+                                 (["builder", "prune"], "all dangling build cache")):
+            declined = daemon.cli(*command, input="n\n")
+            assert declined.returncode == 0 and f"WARNING! This will remove {warning}" in declined.stdout, \
+                declined.stdout + declined.stderr
+            assert "Total reclaimed space" not in declined.stdout
+        assert "stale" in daemon.cli("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        assert "spare" in daemon.cli("volume", "ls", "-q").stdout.split()
+        pruned = daemon.cli("container", "prune", "-f", stdin=subprocess.DEVNULL)
+        assert "Deleted Containers:" in pruned.stdout and "Are you sure" not in pruned.stdout, pruned.stderr
+        assert "stale" not in daemon.cli("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        volumes = daemon.cli("volume", "prune", input="y\n")
+        assert "Deleted Volumes:\nspare\n" in volumes.stdout, volumes.stdout + volumes.stderr
+    finally:
+        daemon.cli("rm", "-f", "stale")
+        daemon.cli("volume", "rm", "spare")
+
+
 @pytest.mark.parametrize("group", GROUPS)
 def test_a_group_alone_prints_its_commands_like_docker(group):
     def minidocker(*args: str) -> subprocess.CompletedProcess:
