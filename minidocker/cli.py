@@ -200,8 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         return exercises.main(rest)
     if command in ("build", "history", "builder"):  # chapter 09: building images
         from minidocker import cli_build
+        from minidocker.client import DaemonUnreachable
 
-        return cli_build.main(command, rest, make_client(options))
+        try:
+            client = make_client(options)
+        except DaemonUnreachable as e:  # a bad -H or DOCKER_API_VERSION: one line
+            print(f"minidocker: {e}", file=sys.stderr)
+            return 1
+        return cli_build.main(command, rest, client)
     if command in CONTAINER_COMMANDS or command in IMAGE_COMMANDS or command == "network":
         from minidocker.client import APIError, DaemonUnreachable
 

@@ -195,9 +195,12 @@ def version(client: Client, argv: list[str]) -> int:
     from minidocker import __version__
     from minidocker.client import API_VERSION
 
-    print(f"Client:\n Version:           {__version__}\n API version:       {API_VERSION}\n")
     info = client.json("GET", "/version")
-    print(f"Server: minidocker\n Engine:\n  Version:          {info['Version']}\n"
+    spoken = getattr(client, "version", API_VERSION)  # negotiated down for an older daemon, as docker's
+    downgraded = f" (downgraded from {API_VERSION})" if spoken != API_VERSION else ""
+    print(f"Client:\n Version:           {__version__}\n API version:       {spoken}{downgraded}\n")
+    server = (info.get("Platform") or {}).get("Name") or "Docker Engine"
+    print(f"Server: {server}\n Engine:\n  Version:          {info['Version']}\n"
           f"  API version:      {info['ApiVersion']} (minimum version {info['MinAPIVersion']})\n"
           f"  OS/Arch:          {info['Os']}/{info['Arch']}\n  Kernel:           {info['KernelVersion']}")
     return 0

@@ -52,6 +52,9 @@ def test_the_minidocker_cli_drives_an_older_dockerd(tmp_path: Path, short_dir: P
 
     with dockerd:
         assert "API version:      1.41" in dockerd.docker("version").stdout  # older than ours: the point
+        ours = cli("version")
+        assert ours.returncode == 0 and " API version:       1.41 (downgraded from 1.50)\n" in ours.stdout, \
+            ours.stdout + ours.stderr
         build = cli("build", "-t", "md07:v1", str(context))
         assert build.returncode == 0, build.stderr
         assert "Step 4/4 : CMD [\"sh\"]" in build.stdout and "Successfully tagged md07:v1" in build.stdout
