@@ -30,8 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
     from typing import NoReturn
 
-__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_ENGINE", "EXIT_NOT_FOUND", "EngineError", "exec_command",
-           "exit_code", "forwarding_signals", "read_report"]
+__all__ = ["EXIT_CANNOT_EXECUTE", "EXIT_ENGINE", "EXIT_NOT_FOUND", "EngineError", "Forwarder", "exec_command",
+           "exit_code", "forwarding_signals", "from_terminal", "read_report"]
 
 EXIT_ENGINE = 125
 EXIT_CANNOT_EXECUTE = 126
@@ -55,7 +55,8 @@ def exit_code(wait_status: int) -> int:
 
 
 # exercise 01.3: Exec the command, or report why not
-# hint: reset SIGPIPE and SIGXFSZ to SIG_DFL and unblock every signal (signal.pthread_sigmask), then
+# hint: reset SIGPIPE, SIGXFSZ and the FORWARDED_SIGNALS to SIG_DFL and unblock every signal
+#   (signal.pthread_sigmask: the engine blocks those it forwards until it waits), then
 #   os.execvpe(argv[0], argv, env); on OSError, _describe_exec_error(name, e) gives the exit code
 #   (127 or 126) and the one-line reason: write it to report_fd, then os._exit(code). Never return.
 # --8<-- [start:exec_command]
@@ -65,10 +66,11 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str], report_fd: int) ->
     Never returns: on failure it writes one line to ``report_fd`` and exits 127 (not found) or
     126 (found but not executable), the codes shells and Docker use.
     """
-    # Python ignores SIGPIPE, the engine ignores SIGINT and SIGQUIT while it waits, and an ignored
-    # signal stays ignored across exec: the program must start with the defaults, or `yes | head`
-    # would never end and Ctrl-C would not reach it.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT):
+    # Python ignores SIGPIPE, a shell starts a background job with SIGINT and SIGQUIT ignored, and an
+    # ignored signal stays ignored across exec, a blocked one blocked: the program must start with
+    # the defaults, or `yes | head` would never end and Ctrl-C would not reach it. The defaults come
+    # before the unblocking: a SIGTERM that waited in the queue acts as it would on the program.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED_SIGNALS):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     name = argv[0] if argv else ""
@@ -113,55 +115,111 @@ def read_report(fd: int) -> str | None:
     return text or None
 
 
-# Signals the engine passes on to the container. SIGINT and SIGQUIT are not among them: the terminal
-# already sends those to the whole foreground process group, container included, so the engine just
-# ignores them while it waits (as system(3) does) instead of delivering them twice.
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# Signals the engine passes on to the container: all that ask a program to stop or to act. SIGINT
+# and SIGQUIT are among them (``docker run`` forwards them too): a supervisor's ``kill -INT`` must
+# stop the container, not the engine alone. But a terminal sends Ctrl-C (SIGINT) and Ctrl-\
+# (SIGQUIT) to its whole foreground process group, the container included: passed on, they would
+# arrive twice. Only the kernel tells the two apart, in the signal's ``si_code``: SI_USER for
+# kill(2), SI_KERNEL for a terminal. A Python handler never sees it; sigwaitinfo(2) does, so the
+# engine blocks these signals and reads them itself while it waits (:meth:`Forwarder.wait`).
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT,
+                     signal.SIGQUIT)
+
+# What a terminal sends to every process of its foreground group: Ctrl-C, Ctrl-\ and a resize.
+TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGWINCH})
+SI_KERNEL = 0x80  # si_code of a signal the kernel sent (<asm-generic/siginfo.h>; Python has no name)
+
+
+def from_terminal(info: signal.struct_siginfo) -> bool:
+    """Whether ``info`` is a terminal's Ctrl-C, Ctrl-\\ or resize, which its whole foreground group got."""
+    return info.si_signo in TERMINAL_SIGNALS and info.si_code == SI_KERNEL
 
 
 class Forwarder:
-    """Where the engine's termination signals go: the container, once :meth:`attach` names it.
+    """Where the engine's signals go: the container, once :meth:`wait` (or :meth:`attach`) names it.
 
-    A signal that arrives before the container exists is kept and delivered at :meth:`attach`, so
-    there is no window in which a SIGTERM would kill the engine and orphan the container.
+    :func:`forwarding_signals` blocks the signals before the container exists: the kernel keeps
+    any that arrive, with their sender, until :meth:`wait` reads them. So no SIGTERM can kill the
+    engine and orphan the container, and none is lost. (Processes forked meanwhile inherit the
+    blocked signals: :func:`exec_command` unblocks them.)
     """
 
     def __init__(self) -> None:
         self.pid: int | None = None
-        self.pending: list[int] = []
+        self.mask: set[int] | None = None  # the mask to restore while the signals are blocked
+
+    def wait(self, pid: int) -> int:
+        """Wait for our child ``pid`` to exit, passing the signals on to it; return its wait status.
+
+        A signal the terminal sent to the whole group (:func:`from_terminal`) is not passed on: the
+        container got it too. Every other one is, SIGINT from ``kill`` included.
+        """
+        if self.mask is None:  # not blocked (not the main thread): nothing to read
+            self.attach(pid)
+            return os.waitpid(pid, 0)[1]
+        self.pid = pid
+        watched = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # its exit wakes sigwaitinfo
+        try:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)  # it may be gone before SIGCHLD was blocked
+                if done:
+                    return status
+                info = signal.sigwaitinfo(watched)
+                if info.si_signo != signal.SIGCHLD and not from_terminal(info):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, info.si_signo)
+        finally:
+            self.pid = None  # reaped: its pid may soon be another process's
+            self._unblock()
 
     def attach(self, pid: int) -> None:
-        """From now on signals go to ``pid``; deliver those that came before."""
+        """Pass signals to ``pid`` from signal handlers instead (for a caller that waits itself).
+
+        Those that came before are delivered now. A handler cannot tell a terminal's SIGINT or
+        SIGQUIT from a ``kill``: it passes neither on (as system(3) would ignore them).
+        """
         self.pid = pid
-        while self.pending:
-            self.forward(self.pending.pop(0), None)
+        if self.mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+            self.mask = None
 
     def forward(self, signum: int, _frame: object) -> None:
-        if self.pid is None:
-            self.pending.append(signum)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signum)
+        """The signal handler of :meth:`attach`."""
+        if self.pid is not None and signum not in TERMINAL_SIGNALS:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def _unblock(self) -> None:
+        """Drop what is still blocked (its target is gone, or never was), then unblock."""
+        if self.mask is not None:
+            while signal.sigtimedwait({*FORWARDED_SIGNALS, signal.SIGCHLD}, 0):
+                pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+            self.mask = None
 
 
 @contextlib.contextmanager
 def forwarding_signals(pid: int | None = None) -> Iterator[Forwarder]:
-    """While the block runs, pass termination signals sent to the engine on to the container.
+    """While the block runs, pass the signals sent to the engine on to the container.
 
-    Enter it *before* forking the container and :meth:`Forwarder.attach` its pid once known (or
-    give ``pid`` at once). Only the main thread may set signal handlers: elsewhere nothing is
-    forwarded, and the caller must forward itself.
+    Enter it *before* forking the container, then :meth:`Forwarder.wait` for it (or
+    :meth:`Forwarder.attach` its pid and wait yourself; or give ``pid`` at once). Only the main
+    thread may set signal handlers: elsewhere nothing is forwarded, and the caller must forward itself.
     """
     forwarder = Forwarder()
-    if pid is not None:
-        forwarder.attach(pid)
     try:
         handlers = {sig: signal.signal(sig, forwarder.forward) for sig in FORWARDED_SIGNALS}
-        handlers |= {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)}
     except ValueError:  # not the main thread: "signal only works in main thread" (none was set)
         handlers = {}
+    if handlers:
+        forwarder.mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
+        if pid is not None:
+            forwarder.attach(pid)
         yield forwarder
     finally:
+        forwarder.pid = None
+        forwarder._unblock()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

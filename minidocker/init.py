@@ -21,7 +21,7 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
-from minidocker._process import exec_command, exit_code
+from minidocker._process import exec_command, exit_code, from_terminal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
@@ -34,28 +34,37 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 
 
 # exercise 02.12: A PID 1 that forwards signals and reaps orphans
-# hint: fork the command (the child exec_command()s); close report_fd; install a handler for every
-#   FORWARDED signal that os.kill()s the child; then os.waitpid(-1, 0) in a loop: exit with
-#   exit_code(status) when the command ends, with 0 when no child is left. Never return.
+# hint: block FORWARDED and SIGCHLD (signal.pthread_sigmask) and fork the command (the child
+#   exec_command()s, which unblocks them); close report_fd; then loop on signal.sigwaitinfo(): pass
+#   a FORWARDED signal on with os.kill(child, ...) unless from_terminal(info); on SIGCHLD reap with
+#   os.waitpid(-1, os.WNOHANG) until it returns (0, 0): exit with exit_code(status) when the command
+#   ends, with 0 when no child is left. Never return.
 # --8<-- [start:run_as_init]
 def run_as_init(argv: Sequence[str], env: Mapping[str, str], report_fd: int) -> NoReturn:
     """Be a well-behaved PID 1: start ``argv``, forward signals to it, reap orphans, exit with its status."""
+    # Blocked, the signals wait in a queue that sigwaitinfo(2) reads one by one, each with who sent
+    # it (tini does the same). Ctrl-C from the terminal reaches the command directly, as it
+    # reaches us: passed on, it would arrive twice.
+    watched = {*FORWARDED, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     child = os.fork()
     if child == 0:
         exec_command(argv, env, report_fd)
     os.close(report_fd)  # the engine sees EOF once the command has exec'd (or failed to)
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
-
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
     while True:
-        try:
-            pid, status = os.waitpid(-1, 0)  # any child: orphans are ours to reap too
-        except ChildProcessError:
-            os._exit(0)
-        if pid == child:
-            os._exit(exit_code(status))
+        info = signal.sigwaitinfo(watched)
+        if info.si_signo != signal.SIGCHLD:
+            if not from_terminal(info):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, info.si_signo)
+            continue
+        while True:  # one SIGCHLD may stand for many exits: orphans are ours to reap too
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                os._exit(0)
+            if pid == 0:
+                break
+            if pid == child:
+                os._exit(exit_code(status))
 # --8<-- [end:run_as_init]

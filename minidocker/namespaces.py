@@ -36,6 +36,7 @@ from minidocker import _stage, _syscalls, init, mounts
 from minidocker._process import (
     DEFAULT_PATH,
     EngineError,
+    Forwarder,
     exec_command,
     exit_code,
     forwarding_signals,
@@ -125,10 +126,13 @@ class Container:
     def __repr__(self) -> str:
         return f"Container(spec={self.spec!r}, pid={self.pid!r}, status={self.status!r})"
 
-    def wait(self) -> int:
-        """Wait for PID 1 to exit (the kernel then kills the rest); return its shell-style exit code."""
+    def wait(self, signals: Forwarder | None = None) -> int:
+        """Wait for PID 1 to exit (the kernel then kills the rest); return its shell-style exit code.
+
+        With ``signals`` (see :func:`run`), pass the engine's signals on to it meanwhile.
+        """
         if self.status is None:
-            _, self.status = os.waitpid(self.pid, 0)
+            self.status = signals.wait(self.pid) if signals else os.waitpid(self.pid, 0)[1]
             for hook in self.spec.on_exit:
                 hook(self.status)
         return exit_code(self.status)
@@ -297,15 +301,14 @@ def _container_process(spec: ContainerSpec, go_r: int, report_w: int) -> None:
 
 # --8<-- [start:run]
 def run(spec: ContainerSpec) -> int:
-    """Start the container, pass on termination signals while it runs, return its exit status.
+    """Start the container, pass on the signals sent to the engine while it runs, return its exit status.
 
     The forwarding starts before the container does: a SIGTERM that arrives while it is being
     created waits, and reaches it as soon as it exists.
     """
     with forwarding_signals() as signals:
         container = start(spec)
-        signals.attach(container.pid)
-        return container.wait()
+        return container.wait(signals)
 # --8<-- [end:run]
 
 

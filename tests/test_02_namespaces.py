@@ -13,6 +13,9 @@ import pytest
 
 from minidocker import chroot, namespaces
 from minidocker._process import EngineError
+from minidocker._syscalls import MNT_DETACH, MS_BIND, mount, umount2
+
+MS_SHARED = 1 << 20  # not in _syscalls: the engine never makes a mount shared
 
 
 def test_done_when_example(stage, rootfs):
@@ -42,18 +45,45 @@ def test_only_loopback_and_it_is_up(stage, rootfs):
     assert result.stdout.split() == ["lo", "up"], result.stderr
 
 
-def test_container_mounts_are_invisible_on_the_host(rootfs, tmp_path):
-    cmd = [sys.executable, "-m", "minidocker.namespaces", rootfs, "--", "/bin/sh", "-c",
-           "mkdir /dev/m && mount -t tmpfs inside /dev/m && echo mounted && sleep 30"]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout.readline() == "mounted\n"
-            with open("/proc/self/mountinfo") as f:
-                table = f.read()
-            assert f"{rootfs}/" not in table and " inside " not in table  # no /proc, /dev, tmpfs of ours
-        finally:
-            proc.kill()  # the engine dies: PR_SET_PDEATHSIG takes the container with it
-            proc.wait()
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f]
+
+
+def test_container_mounts_are_invisible_on_the_host(writable_rootfs):
+    """Nothing the container mounts shows on the host, even from a rootfs on a *shared* mount.
+
+    On systemd hosts ``/`` is a shared mount: mounts made under it in any copy of the mount table
+    propagate to the others, the host's included, unless the container makes its copy private
+    (``make_mounts_private``). Wherever the host's ``/`` is private, that case would never arise:
+    so the rootfs is made a shared mount of its own here.
+    """
+    root = writable_rootfs
+    mount(root, root, None, MS_BIND)
+    try:
+        mount(None, root, None, MS_SHARED)
+        cmd = [sys.executable, "-m", "minidocker.namespaces", root, "--", "/bin/sh", "-c",
+               "mkdir /dev/m && mount -t tmpfs inside /dev/m && echo mounted && sleep 30"]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                line = proc.stdout.readline()
+                with open("/proc/self/mountinfo") as f:
+                    table = f.read()
+            finally:
+                proc.kill()  # the engine dies: PR_SET_PDEATHSIG takes the container with it
+                proc.wait()
+            errors = proc.stderr.read()
+        while_it_ran = [row.split()[4] for row in table.splitlines()]
+        for points in (while_it_ran, _mount_points()):  # propagated mounts would outlive the container
+            under = [p for p in points if p == root or p.startswith(f"{root}/")]
+            assert under == [root], f"the container's mounts show on the host: {under}"
+        assert " inside " not in table  # no /proc, /dev, /sys or tmpfs of the container's: only ours
+        assert line == "mounted\n", errors
+    finally:
+        for _ in range(10):  # ours, and whatever propagated on top of it or under it
+            if root not in _mount_points():
+                break
+            umount2(root, MNT_DETACH)
 
 
 def test_minimal_dev(stage, rootfs):
@@ -141,6 +171,102 @@ def test_without_init_pid1_ignores_sigterm(rootfs):
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0  # sleep ran to its end
+
+
+def _wait_for_descendant(pid: int, name: str) -> None:
+    """Wait until a process named ``name`` runs under ``pid``: exec'd, not a shell about to exec it."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        todo = [pid]
+        while todo:
+            pid_now = todo.pop()
+            try:
+                with open(f"/proc/{pid_now}/comm") as f:
+                    if f.read().strip() == name and pid_now != pid:
+                        return
+                with open(f"/proc/{pid_now}/task/{pid_now}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+            except OSError:
+                pass
+        time.sleep(0.01)
+    raise AssertionError(f"no {name} under {pid}")
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGQUIT, 131)],
+                         ids=["SIGINT", "SIGQUIT"])
+def test_sigint_sent_to_the_engine_reaches_the_command_through_the_init(rootfs, signum, status):
+    """``kill -INT`` to an engine with no terminal (a supervisor's): the container must stop, not run on."""
+    cmd = [sys.executable, "-m", "minidocker.namespaces", "--init", rootfs, "--", "sleep", "30"]
+    with subprocess.Popen(cmd, start_new_session=True) as proc:
+        _wait_for_descendant(proc.pid, "sleep")  # a shell before it would ignore SIGQUIT
+        start = time.monotonic()
+        os.kill(proc.pid, signum)
+        assert proc.wait(timeout=10) == status  # sleep killed by the signal, as the init reports it
+        assert time.monotonic() - start < 5
+
+
+def test_sigint_sent_to_the_engine_reaches_pid1_that_traps_it(rootfs):
+    """Without --init the command is PID 1 and sees only the signals it has a handler for: a trap."""
+    cmd = [sys.executable, "-m", "minidocker.namespaces", rootfs, "--", "/bin/sh", "-c",
+           'trap "exit 7" INT; echo ready; sleep 30 & wait']
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        assert proc.stdout.readline() == "ready\n"
+        start = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=10) == 7
+        assert time.monotonic() - start < 5
+
+
+COUNT_SIGINTS = ('trap "echo got INT" INT; echo ready; sleep 2 & p=$!; '
+                 "while kill -0 $p 2>/dev/null; do wait $p; done; echo end")
+
+
+def _engine_on_a_terminal(pexpect, *args: str):
+    """The engine as a shell in a terminal starts it: a pty its controlling terminal, its group in front."""
+    return pexpect.spawn(sys.executable, ["-m", "minidocker.namespaces", *args], encoding="utf-8", timeout=20)
+
+
+@pytest.mark.parametrize("options", [[], ["--init"]], ids=["pid1", "init"])
+def test_ctrl_c_on_a_terminal_reaches_the_container_once(rootfs, options):
+    """The terminal sends Ctrl-C to its whole foreground group, the container included: once is enough.
+
+    A real Ctrl-C, through a pseudo-terminal, whose driver sends SIGINT with si_code SI_KERNEL. An
+    os.killpg() would not do: that is kill(2) (SI_USER) to every member of the group, which the
+    engine cannot tell from a kill of the engine alone, so it passes it on (as it does SIGTERM).
+    """
+    pexpect = pytest.importorskip("pexpect")
+    child = _engine_on_a_terminal(pexpect, *options, rootfs, "--", "/bin/sh", "-c", COUNT_SIGINTS)
+    try:
+        child.expect("ready")
+        child.sendintr()  # the terminal's VINTR character: ^C
+        child.expect(pexpect.EOF)
+        output = child.before
+    finally:
+        child.close(force=True)
+    assert output.count("got INT") == 1 and "end" in output, output
+    assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("options", [[], ["--init"]], ids=["pid1", "init"])
+def test_a_terminals_ctrl_c_is_not_passed_on(rootfs, options):
+    """The same, where a second copy cannot hide: a shell merges two SIGINTs that come close together.
+
+    The command leaves the terminal's process group (setsid), so it sees only what the engine and
+    the init pass on: nothing of a Ctrl-C, but a ``kill -INT`` of the engine.
+    """
+    pexpect = pytest.importorskip("pexpect")
+    script = 'trap "echo got INT; exit 0" INT; echo ready; sleep 30 & wait'
+    child = _engine_on_a_terminal(pexpect, *options, rootfs, "--", "setsid", "/bin/sh", "-c", script)
+    try:
+        child.expect("ready")
+        child.sendintr()
+        assert child.expect(["got INT", pexpect.TIMEOUT], timeout=0.5) == 1, "the Ctrl-C was passed on"
+        os.kill(child.pid, signal.SIGINT)
+        child.expect("got INT", timeout=5)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
 
 
 def test_engine_killed_takes_the_container_with_it(rootfs):
