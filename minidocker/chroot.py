@@ -50,8 +50,8 @@ def jail(rootfs: str) -> None:
 # exercise 01.2: Run a command in the jail: fork, jail, exec, wait
 # hint: refuse a rootfs that is not a directory (EngineError); fork: the child jail()s and
 #   exec_command()s, and reports any failure through an os.pipe2(os.O_CLOEXEC) pipe before
-#   os._exit(125); all inside `with forwarding_signals() as signals:` (signals.attach(pid) after the
-#   fork); the parent read_report()s and waitpid()s, then
+#   os._exit(125); all inside `with forwarding_signals() as signals:`; the parent read_report()s,
+#   then signals.wait(pid) (it passes signals on while it waits), then
 #   returns exit_code(status), or raises EngineError(report, exit_code(status)) if there was one.
 # --8<-- [start:run]
 def run(rootfs: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
@@ -75,10 +75,9 @@ def run(rootfs: str, argv: Sequence[str], env: Mapping[str, str] | None = None) 
             except BaseException as e:
                 os.write(report_w, f"chroot {rootfs}: {e}".encode())
             os._exit(125)
-        signals.attach(pid)
         os.close(report_w)
-        problem = read_report(report_r)
-        _, status = os.waitpid(pid, 0)
+        problem = read_report(report_r)  # signals stay pending meanwhile: wait() passes them on
+        status = signals.wait(pid)
     if problem:
         raise EngineError(problem, exit_code(status))
     return exit_code(status)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 
 from minidocker import chroot
 
@@ -50,6 +53,20 @@ def test_missing_rootfs_is_125(stage, tmp_path):
 def test_no_command_is_125(stage, rootfs):
     result = stage("chroot", rootfs)
     assert result.returncode == 125 and "no command given" in result.stderr
+
+
+def test_sigint_sent_to_the_engine_reaches_the_command(rootfs):
+    """``kill -INT`` to the engine (in a session of its own: no terminal) is passed on, as docker run's."""
+    engine = subprocess.Popen([sys.executable, "-m", "minidocker.chroot", rootfs, "--", "/bin/sh", "-c",
+                               'trap "exit 7" INT; echo ready; while :; do sleep 1; done'],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert engine.stdout.readline() == "ready\n"
+        engine.send_signal(signal.SIGINT)
+        assert engine.wait(timeout=10) == 7
+    finally:
+        engine.kill()
+        engine.wait()
 
 
 def test_run_api_returns_status(rootfs):
