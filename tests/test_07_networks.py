@@ -208,7 +208,7 @@ def test_a_group_alone_prints_its_commands_like_docker(group):
 def test_group_subcommands_run_their_commands(daemon):
     listed = daemon.cli("container", "ls", "-a", "--format", "{{.Names}}")
     assert listed.returncode == 0, listed.stderr
-    assert daemon.cli("image", "list", "--format", "{{.Repository}}").stdout.split() == ["busybox"]
+    assert "busybox" in daemon.cli("image", "list", "--format", "{{.Repository}}").stdout.split()
     image = json.loads(daemon.cli("image", "inspect", "busybox").stdout)
     assert image[0]["RepoTags"] == ["busybox:latest"]
     container = daemon.cli("container", "inspect", "busybox")  # an image, not a container
