@@ -23,11 +23,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import os
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from minidocker._process import EngineError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
+    import tarfile  # imported where a tar is written: a stage's start needs only the fingerprints
     from typing import BinaryIO
 
 __all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "LayerError", "add_path",
@@ -88,6 +87,8 @@ def open_layer(source: str | os.PathLike | BinaryIO, compression: str | None = N
                            "zstd" if head == b"\x28\xb5\x2f\xfd" else "none")
             raw = io.BufferedReader(_Prefixed(head, raw), CHUNK)
         if compression == "gzip":
+            import gzip  # only for a gzip layer
+
             yield gzip.GzipFile(fileobj=raw, mode="rb")
         elif compression == "zstd":
             import zstandard  # only when needed: it is not free to import
@@ -192,6 +193,8 @@ def add_path(tar: tarfile.TarFile, path: str | os.PathLike, arcname: str) -> Non
 
 def pack_tree(root: str | os.PathLike, out: BinaryIO) -> None:
     """Write the tree under ``root`` to ``out`` as a tar, sorted, so the same tree gives the same bytes."""
+    import tarfile  # only when a tree is packed: a stage's start needs only its fingerprint
+
     root = Path(root)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
         for directory, dirs, files in os.walk(root):

@@ -35,10 +35,14 @@ __all__ = ["main", "preload", "serve"]
 def preload() -> None:
     """Import what every monitor needs, once: the engine's stages, and netlink if it is there.
 
-    Also what the stages import only when they run (the network's links and firewall, the image
-    stage's pull): a module imported after the fork is a private copy in every monitor.
+    Also what the stages import only when they run (the network's links and firewall, a veth's
+    random name, the image stage's pull and its unpacking of layers): a module imported after the
+    fork is a private copy in every monitor.
     """
-    from minidocker import bridge, engine, firewall, monitor, pull, veth  # noqa: F401
+    import gzip  # noqa: F401
+    import secrets  # noqa: F401
+
+    from minidocker import _untar, bridge, engine, firewall, monitor, pull, veth  # noqa: F401
 
     with contextlib.suppress(ImportError):
         import pyroute2  # noqa: F401

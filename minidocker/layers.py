@@ -32,20 +32,17 @@ Run it: ``python -m minidocker.layers [ls | import PATH... | prune | rm CONTAINE
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import os
 import re
 import shutil
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from minidocker import _paths, _tar, _untar
+from minidocker import _paths, _tar
 from minidocker._tar import LayerError
 
 TYPE_CHECKING = False
@@ -132,6 +129,8 @@ class LayerStore:
         Written aside and renamed over: a reader sees the whole record or none (a torn one reads
         as none, so no fsync is needed: the directory is then simply packed again).
         """
+        import threading  # only here and to pack: a stage's start that finds its layer needs neither
+
         path = self.root / "trees" / fingerprint
         tmp = path.with_name(f".{fingerprint}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(canonical(diff_id) + "\n")
@@ -149,6 +148,8 @@ class LayerStore:
     def scratch(self) -> Iterator[Path]:
         """A private empty directory inside the store, removed on exit (or by a later prune if this
         process dies): where layers are unpacked and temporary tars written, on the same filesystem."""
+        import tempfile  # only when a layer is unpacked or written
+
         path = Path(tempfile.mkdtemp(dir=self.root / ".tmp"))
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)  # "in use": prune leaves it alone
@@ -174,6 +175,8 @@ class LayerStore:
                 if holder:
                     self.ref(expected_diff_id, holder)
                 return expected_diff_id
+        from minidocker import _untar  # only when a layer is unpacked
+
         with self.scratch() as scratch:
             (scratch / "diff").mkdir(mode=0o755)
             (scratch / "holders").mkdir()
@@ -199,6 +202,8 @@ class LayerStore:
 
     def _new_link(self, diff_id: str) -> str:
         """Create ``l/<random>`` -> the layer's diff dir. Random (not a digest prefix), never reused."""
+        import base64  # only for a new layer
+
         while True:
             short = base64.b32encode(os.urandom(10)).decode()[:12]
             with contextlib.suppress(FileExistsError):
@@ -224,6 +229,8 @@ class LayerStore:
 
     def remove_unused(self) -> list[str]:
         """Remove every layer nobody holds (and what dead processes left in ``.tmp``); return their IDs."""
+        import tempfile  # only when something is removed
+
         removed, doomed = [], []
         with self._lock():
             for diff_id in self.layers():
@@ -255,8 +262,9 @@ class LayerStore:
 # hint: a tar: as a directory below, with _tar.file_fingerprint, and store.add(path,
 #   expected_diff_id=_tar.tar_digest(path)) when not remembered; a directory: if
 #   store.remembered(_tar.tree_fingerprint(path)) names a layer, ref it and return it; else
-#   _tar.pack_tree into a pipe, twice (digest first, then add), and store.remember(fingerprint, diff_id)
-#   if the fingerprint is the same afterwards.
+#   _tar.pack_tree into a pipe, in a thread (import threading there: only this path needs it), twice
+#   (digest first, then add), and store.remember(fingerprint, diff_id) if the fingerprint is the same
+#   afterwards.
 # --8<-- [start:import_rootfs]
 def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str | None = None) -> str:
     """Import a root filesystem, a tarball (plain, gzip, zstd) or a directory, as one layer.
@@ -290,6 +298,8 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
         if holder:
             store.ref(known, holder)
         return known
+
+    import threading  # only when a directory must be packed
 
     def packed(consume):  # run consume(stream of the tar of source), packing in a thread
         read_fd, write_fd = os.pipe()

@@ -30,8 +30,6 @@ import argparse
 import contextlib
 import ipaddress
 import os
-import secrets
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,12 +37,14 @@ from dataclasses import dataclass, field
 from minidocker import _stage, _watchdog, namespaces, netfiles, overlay, ports
 from minidocker._paths import state_dir
 from minidocker._process import EngineError
-from minidocker.ipam import Ipam, Lease
 from minidocker.ports import PortMapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
+    import socket
     from typing import Any
+
+    from minidocker.ipam import Lease
 
 __all__ = ["MODES", "STAGES", "Endpoint", "Network", "NetworkConfig", "main"]
 
@@ -106,6 +106,8 @@ class Network:
     """
 
     def __init__(self, config: NetworkConfig | None = None) -> None:
+        from minidocker.ipam import Ipam  # only for a bridge: --network none or host leases no address
+
         self.config = config or NetworkConfig.from_env()
         self.ipam = Ipam(state_dir() / "networks" / self.config.bridge, self.config.subnet)
         self.prefixlen = self.ipam.network.prefixlen
@@ -135,6 +137,8 @@ class Network:
         address and add the DNAT rules; then plug a veth pair into the bridge and the container.
         If anything fails, everything done so far is undone.
         """
+        import secrets  # only when a container is attached: its veth gets a random name
+
         from pyroute2 import IPRoute
 
         from minidocker import bridge, firewall, veth
@@ -298,8 +302,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # exercise 05.11: Configure the network stage
 # hint: validate --network and -p; host: discard "net" from spec.namespaces and use the host's
-#   hostname; write the files and bind them before_pivot; bridge: reserve the ports now, attach in
-#   on_created (then rewrite hosts with the address), detach in on_exit and on cleanup.
+#   hostname (os.uname().nodename); write the files and bind them before_pivot; bridge: reserve the
+#   ports now, attach in on_created (then rewrite hosts with the address), detach in on_exit and on
+#   cleanup.
 # --8<-- [start:configure]
 def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
@@ -317,7 +322,7 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
                           "publish")
     if args.network == "host":
         spec.namespaces.discard("net")
-        spec.hostname = spec.hostname or socket.gethostname()
+        spec.hostname = spec.hostname or os.uname().nodename  # gethostname(2)
         spec.env["HOSTNAME"] = spec.hostname
     hostname = spec.hostname or spec.id[:12]
     directory = netfiles.files_dir(spec.id)

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from minidocker._process import EngineError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only
+    import socket
 
 __all__ = ["PortMapping", "parse_publish", "reserve"]
 
@@ -86,9 +89,10 @@ def parse_publish(text: str) -> PortMapping:
 
 
 # exercise 05.8: Hold each published host port with a socket, or fail cleanly
-# hint: a socket per mapping (SOCK_STREAM with SO_REUSEADDR and listen for tcp, SOCK_DGRAM for udp),
-#   bound to (host_ip or 0.0.0.0, host_port); EADDRINUSE and EADDRNOTAVAIL become EngineErrors; on
-#   any failure close every socket taken so far; return the mappings with the real host port.
+# hint: import socket in the function (a stage without -p never needs it); a socket per mapping
+#   (SOCK_STREAM with SO_REUSEADDR and listen for tcp, SOCK_DGRAM for udp), bound to (host_ip or
+#   0.0.0.0, host_port); EADDRINUSE and EADDRNOTAVAIL become EngineErrors; on any failure close every
+#   socket taken so far; return the mappings with the real host port.
 # --8<-- [start:reserve]
 def reserve(mappings: Sequence[PortMapping]) -> list[tuple[PortMapping, socket.socket]]:
     """Take each host port with a socket, or fail with one line and take none.
@@ -97,6 +101,8 @@ def reserve(mappings: Sequence[PortMapping]) -> list[tuple[PortMapping, socket.s
     forgives connections left in TIME_WAIT), so another server, or another container, cannot
     take the port while we hold it. Host port 0 becomes the free port the kernel picked.
     """
+    import socket  # only when ports are published: --network none or host never needs it
+
     taken: list[tuple[PortMapping, socket.socket]] = []
     try:
         for mapping in mappings:
