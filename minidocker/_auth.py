@@ -37,6 +37,10 @@ class AuthError(Exception):
     """The registry or its token server refused us: the message says why, in one line."""
 
 
+# exercise 06.2: Split a WWW-Authenticate challenge into its scheme and parameters
+# hint: partition the scheme at the first space; match _PARAM from position to position (stop when it does
+#   not move); a quoted value loses its quotes and its backslash escapes; lower-case the scheme and the keys.
+#   Never split on ','.
 # --8<-- [start:parse_challenge]
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """Split ``Scheme k1="v1",k2=v2`` into ``("scheme", {k1: v1, k2: v2})``.

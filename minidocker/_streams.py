@@ -27,6 +27,9 @@ CONTROL = 9  # between the daemon and a monitor only: one JSON object per frame
 _HEADER = struct.Struct(">BxxxL")
 
 
+# exercise 07.4: One frame of a multiplexed stream
+# hint: a byte for the stream, three zero bytes, the payload's length as 4 big-endian bytes (_HEADER),
+#   then the payload.
 # --8<-- [start:frame]
 def frame(stream: int, payload: bytes) -> bytes:
     """One multiplexed frame: ``[stream, 0, 0, 0, size (4 bytes, big-endian)]`` then the payload."""

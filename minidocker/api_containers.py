@@ -63,6 +63,9 @@ def container(request: web.Request) -> Container:
     return sup(request).find(request.match_info["id"])
 
 
+# exercise 07.2: The container's Config: the request's, the image's for the rest
+# hint: pick the Config keys from the body and let imageconfig.merge_api_config merge them; make the six
+#   Attach/Tty/Open/StdinOnce flags booleans; drop keys whose value is None, except Cmd and Entrypoint.
 # --8<-- [start:merge_config]
 def merge_config(image_config: dict, body: dict) -> dict:
     """The container's ``Config``: what the request says, the image's for the rest (chapter 06's rules)."""

@@ -67,6 +67,11 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".") if p.isdigit())
 
 
+# exercise 07.1: Check the API version and turn every failure into Docker's error JSON
+# hint: a /vX.YY newer than API_VERSION or older than MIN_API_VERSION: 400 (_version_tuple); await the
+#   handler; ApiError: error_response(status, message) (304 stays bare); an HTTPException of 400 and up:
+#   its status ('page not found' for 404); let ConnectionError and CancelledError through; anything
+#   else: log it, 500 'internal error: TYPE: message'.
 # --8<-- [start:middleware]
 @web.middleware
 async def docker_errors(request: web.Request, handler: Any) -> web.StreamResponse:

@@ -87,6 +87,11 @@ def known_options() -> set[str]:
     return {option for action in parser._actions for option in action.option_strings}
 
 
+# exercise 07.3: The container's config as the engine's command line
+# hint: --hostname (or the id's 12 first characters) --pull never --entrypoint ''; --init, --userns (the
+#   default IdMap only), -e for each KEY=VALUE, -w, -u; --memory, --cpus (NanoCpus / 1e9), --pids-limit,
+#   --network when set (an option the stages lack: EngineError); -p per port binding, -P's exposed ports;
+#   security.docker_argv(host); then IMAGE -- PATH ARGS...
 # --8<-- [start:stage_argv]
 def stage_argv(config: dict) -> list[str]:
     """Docker's container config as the latest stage's command line: ``[OPTIONS] IMAGE CMD...``.

@@ -70,6 +70,11 @@ def _env_dict(entries: list[str] | None) -> dict[str, str]:
     return result
 
 
+# exercise 06.7: Merge the docker run options over the image's config
+# hint: entrypoint: the option's, else the image's; cmd: the option's, else the image's only when no
+#   --entrypoint was given; [''] means none; env: PATH and HOSTNAME (TERM=xterm with a tty), the image's
+#   unless the user set them, then the user's; workdir, user, stop signal (parse_signal, SIGTERM), sorted
+#   ExposedPorts and Volumes, Labels: the option's, else the image's.
 # --8<-- [start:merge]
 def merge(image: dict[str, Any], options: RunOptions) -> RunConfig:
     """Docker's merge of ``docker run`` options over an image config (``{"config": {...}, ...}``)."""
@@ -148,6 +153,10 @@ def _entries(path: str) -> list[list[str]]:
         return []
 
 
+# exercise 06.8: Look USER[:GROUP] up in the image's passwd and group files
+# hint: the name (default '0') in ETC/passwd (_entries); a number matches a uid, or stands alone (gid 0,
+#   home '/'); an unknown name: EngineError; an explicit group (name or number) gives no supplementary
+#   groups; otherwise those of ETC/group listing the login, without the primary gid, sorted.
 # --8<-- [start:resolve_user]
 def resolve_user(user: str, etc: str = "/etc") -> tuple[int, int, list[int], str]:
     """``USER[:GROUP]`` (names or numbers) -> ``(uid, gid, supplementary gids, home)``.
@@ -175,6 +184,9 @@ def resolve_user(user: str, etc: str = "/etc") -> tuple[int, int, list[int], str
 # --8<-- [end:resolve_user]
 
 
+# exercise 06.9: Become the image's user inside the container
+# hint: return a function that resolves run.user, creates run.workdir (0o755, chowned to uid:gid) if
+#   missing, sets HOME if unset, then (only if a user is set) setgroups, setresgid, setresuid: in that order.
 # --8<-- [start:user_switcher]
 def user_switcher(run: RunConfig) -> Callable[[], None]:
     """A ``before_exec`` hook: create the working directory, then become the configured user.

@@ -111,6 +111,10 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
+# exercise 06.4: Pick this platform's manifest from an index
+# hint: skip attestations (vnd.docker.reference.type or os 'unknown'); match os and architecture; variants in
+#   order of preference (arm64: v8 then none; arm/vN: vN down to v5 then none; else want's variant then
+#   none, or any); return the best entry, or an EngineError 'no matching manifest for PLATFORM ...'.
 # --8<-- [start:select_manifest]
 def select_manifest(index: dict[str, Any], want: Platform) -> dict[str, Any]:
     """Pick the descriptor of ``want``'s manifest from an index (or Docker manifest list).
@@ -143,6 +147,10 @@ def select_manifest(index: dict[str, Any], want: Platform) -> dict[str, Any]:
 # --8<-- [end:select_manifest]
 
 
+# exercise 06.5: Decode a manifest or an index, and refuse what we cannot use
+# hint: json.loads (not JSON: EngineError); the media type is the document's, else Content-Type without
+#   parameters; refuse SCHEMA1 and schemaVersion 1; none at all: an index if it has 'manifests'; refuse
+#   types outside INDEX_TYPES + MANIFEST_TYPES, and a manifest without 'config'; return (type, document).
 # --8<-- [start:parse_manifest]
 def parse_manifest(raw: bytes, content_type: str | None, what: str) -> tuple[str, dict[str, Any]]:
     """Decode a manifest or index and tell which it is; refuse what we cannot (or must not) use.

@@ -36,6 +36,9 @@ def join_cgroups(pid: int) -> None:
 # --8<-- [end:join_cgroups]
 
 
+# exercise 07.5: Join each namespace of a running container
+# hint: for each kind in ORDER whose /proc/PID/ns/KIND inode differs from /proc/self/ns/KIND open it
+#   (O_RDONLY | O_CLOEXEC) first, all of them; then setns into each, in ORDER, closing each file.
 # --8<-- [start:join_namespaces]
 def join_namespaces(pid: int) -> None:
     """setns(2) into each namespace of ``pid`` that differs from ours (the same one is refused)."""

@@ -50,6 +50,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, path: Path 
         tar.addfile(info, f)
 
 
+# exercise 06.10: docker save: images as one OCI layout tarball
+# hint: per name: store.get; every blob once, in order (manifest, config, layers); an index.json entry
+#   (mediaType, digest, size; CONTAINERD_NAME and REF_NAME annotations when named by tag) and a
+#   manifest.json entry per image id (Config, RepoTags, Layers); a streamed PAX tar (_add): oci-layout,
+#   index.json, manifest.json, blobs/, blobs/sha256/, the blobs; write OUTPUT.PID.tmp, then os.replace
+#   ('-': a dup of stdout); a blob not in the store: EngineError.
 # --8<-- [start:save]
 def save(names: list[str], output: str, *, store: ImageStore | None = None) -> None:
     """Write the images ``names`` to ``output`` (``-``: standard output) as an OCI layout tarball."""

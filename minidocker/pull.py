@@ -55,6 +55,11 @@ def _quiet(_event: dict[str, Any]) -> None:
     pass
 
 
+# exercise 06.6: Pull: the mirrors first, then the registry
+# hint: reference.parse; the store (ImageStore() by default) cleans its temp files; the platform is
+#   Platform.parse(platform) or Platform.host(); for each url of registry.endpoints(ref.registry):
+#   registry.connect and _top_manifest, a RegistryError is noted and the next url tried; on success emit
+#   'Pulling from REPOSITORY' (id: tag or digest) and return _pull_image(...); all failed: raise _explain.
 # --8<-- [start:pull]
 def pull(name: str, *, store: ImageStore | None = None, platform: str | None = None,
          progress: Progress | None = None) -> Image:

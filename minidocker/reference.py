@@ -94,6 +94,11 @@ class Reference:
         return self.name + self._suffix()
 
 
+# exercise 06.1: Parse an image reference as docker pull does
+# hint: a 64-hex name is refused; _REFERENCE.fullmatch gives (name, tag, digest) (lowercase-only hint if
+#   only the lower-cased text matches); the first component is a registry only with '.', ':', 'localhost'
+#   or upper case, else DOCKER_HUB (index.docker.io too), whose one-part names get 'library/'; check the
+#   digest's length in _HEX_LENGTH; default_tag without tag or digest; one-line EngineErrors.
 # --8<-- [start:parse]
 def parse(text: str, default_tag: str | None = DEFAULT_TAG) -> Reference:
     """Parse an image reference the way ``docker pull`` does, or raise a one-line :class:`EngineError`.

@@ -352,6 +352,10 @@ class _Counting:
         return self.source.seek(offset, whence)
 
 
+# exercise 06.3: A registry's error answer as one line
+# hint: take code and message from response.json()['errors'][0] if it parses (else the reason); close the
+#   response; 404 not found, 401 unauthorized (log in first), 403 denied, 429 toomanyrequests, else the
+#   status: return a RegistryError(message, status, code or the default code); never raise it.
 # --8<-- [start:error]
 def error(response: Response, what: str) -> RegistryError:
     """Turn an error answer into one line: the registry's own error code and message, and what to do."""

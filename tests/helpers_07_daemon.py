@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from minidocker.client import Client, DaemonUnreachable
+from minidocker.client import APIError, Client, DaemonUnreachable
 
 
 class Daemon:
@@ -37,15 +37,33 @@ class Daemon:
         self.process = subprocess.Popen([sys.executable, "-m", "minidocker.daemon", "-H", self.host,
                                          *self.extra], env=self.env, stdout=log, stderr=log)
         log.close()
+        try:
+            self._wait_for_ping()
+        except BaseException:  # one that started but cannot serve must not outlive the test
+            try:
+                self.stop()  # SIGTERM: it stops its fork server too
+            except subprocess.TimeoutExpired:
+                self.stop(signal.SIGKILL)
+            raise
+        return self
+
+    def _wait_for_ping(self) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            with contextlib.suppress(DaemonUnreachable, OSError):
+            try:
                 self.client.request("GET", "/_ping", timeout=2).read()
-                return self
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the daemon exited: {(self.dir / 'daemon.log').read_text()[-2000:]}")
+                return
+            except (DaemonUnreachable, OSError):
+                pass
+            except APIError as e:  # it runs, but answers with an error: its log says why
+                raise RuntimeError(f"the daemon answered /_ping with {e}: {self.log_tail()}") from None
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the daemon exited: {self.log_tail()}")
             time.sleep(0.05)
-        raise RuntimeError("the daemon did not answer")
+        raise RuntimeError(f"the daemon did not answer: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return (self.dir / "daemon.log").read_text(errors="replace")[-2000:]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:

@@ -65,7 +65,7 @@ def test_the_minidocker_cli_drives_an_older_dockerd(tmp_path: Path, short_dir: P
         labels = dockerd.docker("image", "inspect", "-f", "{{.Config.Labels.chapter}}", "md07:v1").stdout
         assert labels == "07\n"  # what we built is dockerd's own image
         run = cli("run", "--rm", "--network", "none", "md07:v1", "sh", "-c", "echo hi; exit 3")
-        assert (run.returncode, run.stdout, run.stderr) == (3, "hi\n", "")
+        assert (run.returncode, run.stdout, run.stderr) == (3, "hi\n", ""), run.stderr
         started = cli("run", "-d", "--name", "bg", "--network", "none", "md07:v1", "sleep", "60")
         assert started.returncode == 0, started.stderr
         exec_ = cli("exec", "bg", "sh", "-c", "echo in bg; exit 4")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +54,12 @@ class Verification:
 
 
 def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: int = 6,
-           own: bool = False) -> Verification:
+           own: bool = False, tests: Sequence[str] | None = None) -> Verification:
     """Check that the reference passes and that each exercise's stub makes a test fail.
 
     With ``own``, only the chapter's own exercises and tests: quicker, for the chapter's author.
+    ``tests`` (test ids or files of those chapters) runs only those, as ``check`` does: an
+    exercise that none of them calls is reported.
     """
     started = time.monotonic()
     exercises = [e for e in find_exercises(package, chapter) if not own or e.chapter == chapter]
@@ -66,7 +69,7 @@ def verify(chapter: int, package: Path = PACKAGE, timeout: float = 900, rounds: 
         chapters = [chapter] if own else range(1, chapter + 1)
         switches = find_exercises(package, chapter)  # earlier chapters' stubs run the reference
         with RunTree(workspace, chapter, switches, package, timeout=timeout, test_chapters=chapters) as tree:
-            reference = tree.run(plan={"student": []})
+            reference = tree.run(tests, plan={"student": []})
             result.tests, result.reference_seconds = len(reference.results), reference.seconds
             failing = _failing(reference)
             for _ in range(2):  # a flaky test must fail three times in a row to count
