@@ -14,6 +14,7 @@ import io
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from minidocker.exercises.checker import FAILED, NOT_ATTEMPTED, PASSED, _halves,
 from minidocker.exercises.marks import PACKAGE, MarkError, find_exercises, function_node, problems
 from minidocker.exercises.runtree import RunTree
 from minidocker.exercises.verify import Verification, format_verify, verify
-from minidocker.exercises.workspace import ATTEMPTED, new_workspace, restore, statuses
+from minidocker.exercises.workspace import ATTEMPTED, body_lines, new_workspace, restore, statuses
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = find_exercises(strict=False)  # a broken mark fails only its own chapter's tests
@@ -208,6 +209,26 @@ def test_lab_shocker_attack_works_until_the_capability_is_dropped_again(tmp_path
     restore(ws, next(e for e in EXERCISES if e.id == lab.exercise))
     fixed = check(ws, 8, tests=attack)
     assert fixed.ok, [v.detail for v in fixed.verdicts] + fixed.others
+
+
+@pytest.mark.chapter(7)
+def test_a_daemon_started_by_an_earlier_test_runs_each_tests_own_code(tmp_path: Path) -> None:
+    """The daemon outlives the test that started it: a wrong 07.3 must still fail the test it breaks."""
+    ws = tmp_path / "ws"
+    new_workspace(7, ws)
+    for exercise in EXERCISES:
+        if exercise.chapter <= 7 and exercise.id != "07.3":
+            restore(ws, exercise)
+    wrong = next(e for e in EXERCISES if e.id == "07.3")
+    source = (PACKAGE.parent / wrong.path).read_text()
+    first, last = body_lines(function_node(ast.parse(source), wrong.function))
+    body = textwrap.dedent("".join(source.splitlines(keepends=True)[first - 1:last]))
+    assert '("-u", cfg.get("User"))' in body
+    restore(ws, wrong, body=body.replace('("-u", cfg.get("User"))', '("-u", None)'))  # forgets -u
+    tests = ["tests/test_07_cli.py::test_version_and_info",  # starts the module's daemon
+             "tests/test_07_cli.py::test_user_workdir_env_hostname_and_hardening"]
+    verdicts = {v.exercise.id: v.result for v in check(ws, 7, tests=tests).verdicts}
+    assert verdicts["07.3"] == FAILED and verdicts["07.2"] == PASSED
 
 
 def test_plain_words_and_halving() -> None:

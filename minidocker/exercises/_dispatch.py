@@ -13,6 +13,10 @@ module can take a reference to it (a ``STAGES`` tuple, say). At every call, the 
   calls the other exercises through their switches).
 
 The grader's pytest plugin sets both variables per test; stages started by a test inherit them.
+A process that outlives its test (a daemon a test module starts once, and its monitors) would keep
+the first test's values, so the plugin also writes the current test and its student exercises to
+the file ``$MINIDOCKER_EXERCISE_CURRENT`` before each test; the switch reads that, through a file
+descriptor opened at import (it works after chroot and pivot_root too), in preference.
 An exception escaping a student's function in a *forked child* ends that child (exit 125): it must
 never unwind into the code of the process that forked it (pytest, say). Standard library only: this
 module is imported by ``_process.py``, at the bottom of the package.
@@ -34,6 +38,8 @@ _MAIN_PID = os.getpid()
 _SEEN: set[tuple[str, str]] = set()
 _TRACE: int | None = None
 _CONFIG: dict[str, Any] | None = None
+_CURRENT: int | None = None
+CURRENT_SIZE = 4096  # the current-test record: one page, written whole by one pwrite
 
 
 def _config() -> dict[str, Any] | None:
@@ -44,7 +50,25 @@ def _config() -> dict[str, Any] | None:
         if os.environ.get("MINIDOCKER_EXERCISE_TRACE"):
             _TRACE = os.open(os.environ["MINIDOCKER_EXERCISE_TRACE"],
                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        global _CURRENT
+        if os.environ.get("MINIDOCKER_EXERCISE_CURRENT"):
+            try:
+                _CURRENT = os.open(os.environ["MINIDOCKER_EXERCISE_CURRENT"], os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                _CURRENT = None
     return _CONFIG
+
+
+def _current() -> tuple[str, list[str]]:
+    """The test now running and the exercises that run the student's code in it."""
+    if _CURRENT is not None:
+        try:
+            test, student = os.pread(_CURRENT, CURRENT_SIZE, 0).decode().split("\n")[:2]
+            return test, student.split(",")
+        except (OSError, ValueError):
+            pass
+    return os.environ.get("MINIDOCKER_EXERCISE_TEST", ""), os.environ.get("MINIDOCKER_EXERCISE_STUDENT",
+                                                                           "").split(",")
 
 
 def _origin() -> str:
@@ -52,8 +76,7 @@ def _origin() -> str:
     return spec.name if spec else os.path.basename(sys.argv[0] if sys.argv else "?")
 
 
-def _record(exercise: str) -> None:
-    test = os.environ.get("MINIDOCKER_EXERCISE_TEST", "")
+def _record(exercise: str, test: str) -> None:
     if _TRACE is None or (test, exercise) in _SEEN:
         return
     _SEEN.add((test, exercise))
@@ -66,8 +89,9 @@ def _record(exercise: str) -> None:
 def _switch(exercise: str, name: str, student: Callable | None, reference: Callable) -> Callable:
     @functools.wraps(reference)
     def switch(*args: Any, **kwargs: Any) -> Any:
-        _record(exercise)
-        if exercise not in os.environ.get("MINIDOCKER_EXERCISE_STUDENT", "").split(","):
+        test, student_exercises = _current()
+        _record(exercise, test)
+        if exercise not in student_exercises:
             return reference(*args, **kwargs)
         if student is None:
             raise NotImplementedError(f"exercise {exercise}: {name}() is missing from the workspace")

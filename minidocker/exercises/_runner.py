@@ -34,6 +34,19 @@ def _alarm(signum: int, frame: object) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("MINIDOCKER_EXERCISE_PLAN"):
         _PLAN.update(json.loads(Path(os.environ["MINIDOCKER_EXERCISE_PLAN"]).read_text()))
+        current = Path(os.environ["MINIDOCKER_EXERCISE_PLAN"]).with_suffix(".current")
+        _PLAN["_current"] = os.open(current, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        _set_current("", [])
+        os.environ["MINIDOCKER_EXERCISE_CURRENT"] = str(current)  # before any test starts a daemon
+
+
+def _set_current(test: str, student: list[str]) -> None:
+    """Tell every process of this run, long-lived ones too, which test runs now (see ``_dispatch``)."""
+    from minidocker.exercises._dispatch import CURRENT_SIZE
+
+    record = f"{test}\n{','.join(student)}\n".encode()
+    if "_current" in _PLAN and len(record) <= CURRENT_SIZE:
+        os.pwrite(_PLAN["_current"], record.ljust(CURRENT_SIZE), 0)
 
 
 def _entry(nodeid: str) -> dict[str, Any]:
@@ -46,6 +59,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     student = _PLAN.get("tests", {}).get(item.nodeid, _PLAN.get("student", []))
     os.environ["MINIDOCKER_EXERCISE_TEST"] = item.nodeid
     os.environ["MINIDOCKER_EXERCISE_STUDENT"] = ",".join(student)
+    _set_current(item.nodeid, list(student))
     doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
     _entry(item.nodeid)["doc"] = doc.strip().split("\n")[0]
     limit = _PLAN.get("timeouts", {}).get(item.nodeid)
@@ -58,6 +72,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finally:
         if limit:
             signal.setitimer(signal.ITIMER_REAL, 0)
+        _set_current(saved["MINIDOCKER_EXERCISE_TEST"] or "",
+                     (saved["MINIDOCKER_EXERCISE_STUDENT"] or "").split(",") if saved[
+                         "MINIDOCKER_EXERCISE_STUDENT"] else [])
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -223,9 +223,14 @@ def restore(workspace: Path, exercise: Exercise, body: str | None = None, packag
 
     For answer keys and for tests of the grader: a workspace with some exercises solved.
     """
-    if body is None:
+    path = Path(workspace) / exercise.path
+    if body is None:  # the reference's lines as they are: re-indenting would change a multi-line string
         source = (package.parent / exercise.path).read_text()
         first, last = body_lines(function_node(ast.parse(source), exercise.function))
-        body = textwrap.dedent("".join(source.splitlines(keepends=True)[first - 1:last]))
-    path = Path(workspace) / exercise.path
+        text = path.read_text()
+        start, end = body_lines(function_node(ast.parse(text), exercise.function))
+        lines = text.splitlines(keepends=True)
+        lines[start - 1:end] = source.splitlines(keepends=True)[first - 1:last]
+        path.write_text("".join(lines))
+        return
     path.write_text(replace_body(path.read_text(), exercise.function, body))
