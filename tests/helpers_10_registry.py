@@ -112,6 +112,7 @@ class Dockerd:
         self.env = {**os.environ, "DOCKER_CONFIG": str(base / "client-config")}
         self.process: subprocess.Popen | None = None
         self.client = shutil.which("docker")
+        self.cgroup_parent = f"minidocker-test-dockerd-{os.getpid()}"  # not /docker: removed on exit
 
     def unavailable(self) -> str | None:
         """Why dockerd cannot run here, or None."""
@@ -124,7 +125,8 @@ class Dockerd:
     def __enter__(self) -> Dockerd:
         daemon = (f"mount -t tmpfs dockerd-etc /etc/docker && exec dockerd --data-root {self.base}/data "
                   f"--exec-root {self.base}/exec --pidfile {self.base}/dockerd.pid -H unix://{self.socket} "
-                  "--bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false")
+                  "--bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false "
+                  f"--cgroup-parent {self.cgroup_parent}")
         self.log = open(self.base / "dockerd.log", "w")
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", daemon]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
@@ -159,6 +161,12 @@ class Dockerd:
             shutil.rmtree(self.base / "data")
         with contextlib.suppress(OSError):
             shutil.rmtree(self.base / "exec")
+        for top in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"):  # v1 (and v2 below)
+            for directory in sorted(top.glob("**/"), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        with contextlib.suppress(OSError):
+            Path("/sys/fs/cgroup", self.cgroup_parent).rmdir()
 
 
 @contextlib.contextmanager
