@@ -112,7 +112,10 @@ class Dockerd:
         self.env = {**os.environ, "DOCKER_CONFIG": str(base / "client-config")}
         self.process: subprocess.Popen | None = None
         self.client = shutil.which("docker")
-        self.cgroup_parent = f"minidocker-test-dockerd-{os.getpid()}"  # not /docker: removed on exit
+        # Absolute (a relative parent goes under dockerd's own cgroup, wherever that is), and named
+        # after the run's cgroup parent, so the leak check sees it if __exit__ does not remove it.
+        run = os.environ.get("MINIDOCKER_CGROUP_PARENT", f"minidocker-test-{os.getpid()}")
+        self.cgroup_parent = f"/{run}-dockerd"
 
     def unavailable(self) -> str | None:
         """Why dockerd cannot run here, or None."""
@@ -161,12 +164,11 @@ class Dockerd:
             shutil.rmtree(self.base / "data")
         with contextlib.suppress(OSError):
             shutil.rmtree(self.base / "exec")
-        for top in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_parent}"):  # v1 (and v2 below)
-            for directory in sorted(top.glob("**/"), key=lambda p: -len(p.parts)):
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-        with contextlib.suppress(OSError):
-            Path("/sys/fs/cgroup", self.cgroup_parent).rmdir()
+        name = self.cgroup_parent.lstrip("/")
+        found = [*Path("/sys/fs/cgroup").glob(name), *Path("/sys/fs/cgroup").glob(f"*/{name}")]  # v2, v1
+        for directory in sorted((d for top in found for d in top.glob("**/")), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 @contextlib.contextmanager

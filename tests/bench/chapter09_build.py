@@ -109,7 +109,7 @@ def main() -> int:
 
         script = (f"ip link set lo up && mount -t tmpfs bench09-etc /etc/docker && exec dockerd "
                   f"--data-root {base}/docker --exec-root {base}/dexec --pidfile {base}/dockerd.pid "
-                  f"-H unix://{base}/docker.sock --cgroup-parent {CGROUP_PARENT}")
+                  f"-H unix://{base}/docker.sock --cgroup-parent /{CGROUP_PARENT}")  # /: at the root
         with open(base / "dockerd.log", "w") as log:
             theirs = subprocess.Popen(["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
                                        script], stdout=log, stderr=subprocess.STDOUT)
