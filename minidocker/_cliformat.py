@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import sys
 import time
+
+from minidocker._helpformat import help_formatter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
@@ -91,24 +91,6 @@ def render_template(template: str, value: Any) -> str:
     return re.sub(r"\{\{(.*?)\}\}", one, template)
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's help formatter, as wide as the terminal (``$COLUMNS``, else the tty, else 80).
-
-    argparse makes one for every option added and, left alone, imports ``shutil`` (with bz2, lzma
-    and fnmatch: 2 ms of every command) only to ask for the terminal's width.
-    """
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
-        except (AttributeError, ValueError, OSError):
-            columns = 80
-    return argparse.HelpFormatter(prog, width=columns - 2)
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise SystemExit(f"minidocker {self.prog.split()[-1]}: {message} (see '{self.prog} --help')")
@@ -117,6 +99,6 @@ class _Parser(argparse.ArgumentParser):
 def parser(command: str, usage: str) -> argparse.ArgumentParser:
     """A parser for one subcommand; ``-h`` stays free (``run -h HOSTNAME``), ``--help`` prints usage."""
     p = _Parser(prog=f"minidocker {command}", usage=f"minidocker {command} {usage}", add_help=False,
-                formatter_class=_help_formatter)
+                formatter_class=help_formatter)
     p.add_argument("--help", action="help")
     return p

@@ -27,6 +27,7 @@ import sys
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 
+from minidocker._helpformat import help_formatter
 from minidocker._process import EXIT_ENGINE, EngineError
 
 TYPE_CHECKING = False
@@ -50,29 +51,11 @@ class Stage(namedtuple("Stage", "name add_arguments configure")):
     configure: Callable[[argparse.Namespace, Any, contextlib.ExitStack], None]
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's help formatter, as wide as the terminal by ``shutil.get_terminal_size``'s rule.
-
-    argparse makes one for every option added, and by itself would import ``shutil`` (with bz2,
-    lzma, fnmatch: 2 ms of every start of a stage) only to ask for the terminal's width.
-    """
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
-        except (AttributeError, ValueError, OSError):
-            columns = 80
-    return argparse.HelpFormatter(prog, width=columns - 2)
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is an :class:`EngineError` (one line, exit 125) as in Docker."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _help_formatter)
+        kwargs.setdefault("formatter_class", help_formatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
