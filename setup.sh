@@ -65,11 +65,11 @@ registry_answers() {
 case "${1:-}" in
     demo)
         # Docker Hub may be unreachable (it is on the machines this book is tested on): run our own
-        # registry (chapter 10) on 127.0.0.1:5000, push busybox to it, and give it to the daemon
+        # registry (chapter 09) on 127.0.0.1:5000, push busybox to it, and give it to the daemon
         # as a mirror. Where Docker Hub is reachable the same 'run busybox' works without it.
         mkdir -p /run/minidocker
         if ! registry_answers; then
-            setsid .venv/bin/python -m minidocker.registry_server serve --addr "$REGISTRY" \
+            setsid .venv/bin/python -m minidocker.registry serve --addr "$REGISTRY" \
                 --storage /var/lib/minidocker/registry </dev/null >>/run/minidocker/registry.log 2>&1 &
             tries=0
             until registry_answers; do

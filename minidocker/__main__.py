@@ -2,6 +2,6 @@
 
 import sys
 
-from minidocker.cli import main
+from minidocker.client.cli import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minidocker.cgroups import cgroup_mode  # chapter 03 owns the probe; re-exported here
+from minidocker.cgroups.stage import cgroup_mode  # chapter 03 owns the probe; re-exported here
 
 __all__ = ["Check", "cgroup_mode", "checks", "main"]
 
@@ -52,7 +52,7 @@ def _mount_overlay() -> None:
     """In a child: a private mount namespace, a tmpfs, and an overlay mount on it (all gone with it)."""
     import tempfile
 
-    from minidocker import _syscalls as sc
+    from minidocker.core import syscalls as sc
 
     sc.unshare(sc.CLONE_NEWNS)
     sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -93,7 +93,7 @@ def _root_propagation() -> str:
 
 def checks() -> list[Check]:
     """Probe the host; one :class:`Check` per feature, in the order the chapters need them."""
-    from minidocker import _syscalls as sc
+    from minidocker.core import syscalls as sc
 
     found: list[Check] = []
     root = os.geteuid() == 0
@@ -136,7 +136,7 @@ def checks() -> list[Check]:
         seccomp = "Seccomp:" in f.read()
     found.append(Check("seccomp", seccomp, "available" if seccomp else "missing",
                        "a kernel with CONFIG_SECCOMP_FILTER", required=False))
-    from minidocker._paths import cache_dir
+    from minidocker.core.paths import cache_dir
 
     try:
         cached = (cache_dir() / "busybox-static" / "bin" / "busybox").exists()

@@ -1,6 +1,6 @@
 """Chapter 00: the base root filesystem, busybox, built from Debian's package with no Docker Hub needed.
 
-Every container needs files to run. Docker pulls them as an image; before we can pull (chapter 06)
+Every container needs files to run. Docker pulls them as an image; before we can pull (chapter 07)
 we make our own: one static binary, ``busybox``, which is ``sh``, ``ls``, ``mount``, ``httpd`` and
 ~400 other commands at once, plus the few files a Unix userland expects (``/etc/passwd``, ``/tmp``).
 
@@ -28,8 +28,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from minidocker._paths import cache_dir
-from minidocker._process import EngineError
+from minidocker.core.paths import cache_dir
+from minidocker.core.process import EngineError
 
 __all__ = ["busybox_binary", "busybox_rootfs", "busybox_tar"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from minidocker._stage import run_stage
+from minidocker.core.stage import run_stage
 from tests import leaks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("minidocker's tests run containers on the real kernel: run them as root")
     # Orphans (a container whose engine died) come to us instead of the host's init, so the leak
     # check sees them as our descendants.
-    from minidocker import _syscalls
+    from minidocker.core import syscalls as _syscalls
 
     _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
 
@@ -125,7 +125,7 @@ def _unmount_views_of_dead_runs() -> None:
     A view belongs to a run whose pid and start time are in ``busybox-ro.owner`` beside it; a
     view without one (older runs) goes once its directory has been left alone for three hours.
     """
-    from minidocker import _syscalls as sc
+    from minidocker.core import syscalls as sc
 
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
@@ -151,8 +151,8 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     writes into it (a file left in /tmp, a ``2>/dev/null`` in a jail without /dev) would change
     what the others see. Read-only, such a test fails at once with "Read-only file system".
     """
-    from minidocker import _syscalls as sc
     from minidocker import rootfs as base
+    from minidocker.core import syscalls as sc
 
     _unmount_views_of_dead_runs()
     view = tmp_path_factory.getbasetemp() / "busybox-ro"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from minidocker import _syscalls
+from minidocker.core import syscalls as _syscalls
 
 SCOPE: dict[str, str] = {}  # filled by conftest: "tmp" -> this run's base temp dir
 
@@ -124,7 +124,7 @@ def netns() -> set[str]:
 
 
 def loop_devices() -> set[str]:
-    """Loop devices backed by a file under this run's temp dir (chapter 08's stand-in host disk)."""
+    """Loop devices backed by a file under this run's temp dir (chapter 06's stand-in host disk)."""
     tmp, found = SCOPE.get("tmp"), set()
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
         with contextlib.suppress(OSError):
@@ -173,7 +173,7 @@ def _del_table(line: str) -> None:
 
 
 def _release(entry: str) -> None:
-    from minidocker.network import Network
+    from minidocker.network.stage import Network
 
     with contextlib.suppress(Exception):
         Network().detach(entry.split()[1])

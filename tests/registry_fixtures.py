@@ -1,4 +1,4 @@
-"""Chapter 06's test tooling: images built here, pushed by skopeo into real registries; a token server.
+"""Chapter 07's test tooling: images built here, pushed by skopeo into real registries; a token server.
 
 Nothing here uses minidocker's own registry client, so the tests check it against clients and
 servers we did not write: images are written as OCI layouts by :class:`ImageBuilder`, copied into

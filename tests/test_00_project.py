@@ -54,7 +54,7 @@ def test_stages_import_only_earlier_chapters(name: str) -> None:
 
 
 def test_the_rule_above_would_catch_a_backward_import(tmp_path: Path) -> None:
-    fake = tmp_path / "chroot.py"
+    fake = tmp_path / "chroot/stage.py"
     fake.write_text('"""Chapter 01: x."""\nfrom minidocker import namespaces\n')
     assert chapter_of_module(fake) == 1 and package_imports(fake) == {"namespaces"}
     assert chapter_of_module(MODULES["namespaces"]) == 2

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from minidocker import chroot
+from minidocker.chroot import stage as chroot
 
 
 def test_command_sees_only_the_rootfs(stage, rootfs, tmp_path):

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from minidocker import chroot, namespaces
-from minidocker._process import EngineError
-from minidocker._syscalls import MNT_DETACH, MS_BIND, mount, umount2
+from minidocker.chroot import stage as chroot
+from minidocker.core.process import EngineError
+from minidocker.core.syscalls import MNT_DETACH, MS_BIND, mount, umount2
+from minidocker.namespaces import stage as namespaces
 
 MS_SHARED = 1 << 20  # not in _syscalls: the engine never makes a mount shared
 

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from minidocker import _paths, cgroups, cgroups_v2, doctor
-from minidocker._process import EngineError
-from minidocker.cgroup import Hierarchy
-from minidocker.cgroups import Cgroup, Limits, cgroup_mode, hierarchies, parse_limits, parse_size
+from minidocker import doctor
+from minidocker.cgroups import stage as cgroups
+from minidocker.cgroups import v2 as cgroups_v2
+from minidocker.cgroups.cgroup import Hierarchy
+from minidocker.cgroups.stage import Cgroup, Limits, cgroup_mode, hierarchies, parse_limits, parse_size
+from minidocker.core import paths as _paths
+from minidocker.core.process import EngineError
 from minidocker.rootfs import busybox_binary
 
 MODE = cgroup_mode()

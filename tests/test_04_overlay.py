@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from minidocker import _paths, _tar, namespaces, rootfs
-from minidocker._process import EngineError
-from minidocker.changes import commit, diff
-from minidocker.layers import LayerError, LayerStore, import_rootfs
-from minidocker.overlay import ContainerFS, mount_overlay
+from minidocker import rootfs
+from minidocker.core import paths as _paths
+from minidocker.core.process import EngineError
+from minidocker.namespaces import stage as namespaces
+from minidocker.overlay import tar as _tar
+from minidocker.overlay.changes import commit, diff
+from minidocker.overlay.layers import LayerError, LayerStore, import_rootfs
+from minidocker.overlay.stage import ContainerFS, mount_overlay
 
 KINDS = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
          "hardlink": tarfile.LNKTYPE, "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE,

@@ -23,10 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from minidocker import _paths, _syscalls, firewall, namespaces, netfiles, ports
-from minidocker._process import EngineError
-from minidocker.ipam import Ipam, process_identity
-from minidocker.network import Network, NetworkConfig
+from minidocker.core import paths as _paths
+from minidocker.core import syscalls as _syscalls
+from minidocker.core.process import EngineError
+from minidocker.namespaces import stage as namespaces
+from minidocker.network import firewall, netfiles, ports
+from minidocker.network.ipam import Ipam, process_identity
+from minidocker.network.stage import Network, NetworkConfig
 
 HTTPD = "ip -4 -o addr show eth0 | awk '{print $4}'; exec httpd -f -p 80 -h /etc"
 
@@ -78,7 +81,7 @@ def fetch(url: str, timeout: float = 5) -> str:
 
 @contextlib.contextmanager
 def container(rootfs: str, script: str, *options: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """A running ``minidocker.network`` container (with --init, so SIGTERM stops it) and its first line."""
+    """A running ``minidocker.network`` (with --init, so SIGTERM stops it) and its first line."""
     cmd = [sys.executable, "-m", "minidocker.network", "--init", *options, rootfs, "--", "/bin/sh", "-c",
            script]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
@@ -259,7 +262,7 @@ def client_namespace(run_network: NetworkConfig, code: str = CLIENT) -> Iterator
     """
     from pyroute2 import IPRoute, NetlinkError
 
-    from minidocker import veth
+    from minidocker.network import veth
 
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True)
@@ -558,7 +561,7 @@ def test_dns_files_are_not_created_in_a_shared_directory_but_in_an_overlay(writa
 # -- the API the daemon uses -----------------------------------------------------------------------
 
 def test_attach_and_detach_api(rootfs, run_network):
-    from minidocker.bridge import mac_for
+    from minidocker.network.bridge import mac_for
 
     net = Network()
     port = free_port()

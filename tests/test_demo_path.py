@@ -1,9 +1,9 @@
-"""The README's demo (``./setup.sh demo``): our registry (chapter 10) as the daemon's Docker Hub mirror.
+"""The README's demo (``./setup.sh demo``): our registry (chapter 09) as the daemon's Docker Hub mirror.
 
 Not a chapter's test: it needs the repository's setup.sh and .venv, which a student's exercise
 workspace does not have.
 
-setup.sh starts ``minidocker.registry_server`` on 127.0.0.1:5000, seeds it with busybox, starts the
+setup.sh starts ``minidocker.registry.server`` on 127.0.0.1:5000, seeds it with busybox, starts the
 daemon with ``--registry-mirror`` and runs ``busybox echo hello``. Here the same commands run on a
 free port, with the daemon's state, run directory and socket in the test's own directory.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from minidocker.registry_server import running
-from tests.helpers_07_daemon import kill_monitors
+from minidocker.registry.server import running
+from tests.helpers_10_daemon import kill_monitors
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIDOCKER = Path(sys.executable).parent / "minidocker"  # .venv/bin/minidocker, as setup.sh runs it
@@ -37,7 +37,7 @@ def _demo_commands() -> str:
 
 def test_setup_sh_demo_runs_busybox_from_our_registry(tmp_path):
     demo = _demo_commands()  # what this test does is still what the demo does
-    for line in ('-m minidocker.registry_server serve --addr "$REGISTRY"',
+    for line in ('-m minidocker.registry serve --addr "$REGISTRY"',
                  '-m minidocker.images seed "$REGISTRY"',
                  'minidocker daemon start --registry-mirror "http://$REGISTRY"',
                  "minidocker run --rm busybox echo hello"):

@@ -104,9 +104,9 @@ def test_fresh_workspace_fails_its_check(chapter: int, tmp_path: Path) -> None:
     assert "NotImplementedError" in raw.stdout or "exercise" in raw.stdout
 
 
-# Chapter 07's own tests take over a minute (a daemon per module). Here it is verified with one
+# Chapter 10's own tests take over a minute (a daemon per module). Here it is verified with one
 # module, whose tests reach each of its exercises; `minidocker exercises verify 7` runs them all.
-VERIFY_TESTS = {7: ["tests/test_07_ports.py"]}
+VERIFY_TESTS = {7: ["tests/test_10_ports.py"]}
 
 
 @functools.cache
@@ -193,13 +193,13 @@ def test_lab_pivot_root_attack_works_until_the_defence_is_back(tmp_path: Path) -
 
 @pytest.mark.chapter(8)
 def test_lab_shocker_attack_works_until_the_capability_is_dropped_again(tmp_path: Path) -> None:
-    from minidocker import _elf
+    from minidocker.security import elf as _elf
 
     if not _elf.supported():
         pytest.skip("the shocker lab's program is x86-64 machine code")
     lab = labs.LABS["08-shocker"]
     ws = labs.new_lab(lab.name, tmp_path / "lab")
-    weakened = (ws / "minidocker" / "capabilities.py").read_text()
+    weakened = (ws / "minidocker" / "security/capabilities.py").read_text()
     assert 'base = base | {"DAC_READ_SEARCH"}' in weakened and "def tweak(" in weakened
     assert lab.secret in (ws / "README.md").read_text()
     attack = [f"tests/{lab.test_file}::test_the_attack_fails"]
@@ -225,8 +225,8 @@ def test_a_daemon_started_by_an_earlier_test_runs_each_tests_own_code(tmp_path: 
     body = textwrap.dedent("".join(source.splitlines(keepends=True)[first - 1:last]))
     assert '("-u", cfg.get("User"))' in body
     restore(ws, wrong, body=body.replace('("-u", cfg.get("User"))', '("-u", None)'))  # forgets -u
-    tests = ["tests/test_07_cli.py::test_version_and_info",  # starts the module's daemon
-             "tests/test_07_cli.py::test_user_workdir_env_hostname_and_hardening"]
+    tests = ["tests/test_11_cli.py::test_version_and_info",  # starts the module's daemon
+             "tests/test_11_cli.py::test_user_workdir_env_hostname_and_hardening"]
     verdicts = {v.exercise.id: v.result for v in check(ws, 7, tests=tests).verdicts}
     assert verdicts["07.3"] == FAILED and verdicts["07.2"] == PASSED
 
@@ -256,5 +256,5 @@ def test_run_tree_is_removed(tmp_path: Path) -> None:
     ws = new_workspace(1, tmp_path / "ws")
     with RunTree(ws, 1, find_exercises(chapter=1), PACKAGE) as tree:
         assert (tree.path / "minidocker" / "exercises" / "_dispatch.py").exists()
-        assert "_exercise_switch.install" in (tree.path / "minidocker" / "chroot.py").read_text()
+        assert "_exercise_switch.install" in (tree.path / "minidocker" / "chroot/stage.py").read_text()
     assert not tree.path.exists()

@@ -2,8 +2,8 @@
 
 In its private copy of a workspace (never in the workspace itself) the grader puts, right after each
 exercise function, on the line of its snippet end marker (so no line number moves):
-``install(globals(), "minidocker.mounts", "pivot_into")``; and one more at the end of the module for
-any exercise a student deleted. That replaces the function by a switch *before* the rest of the
+``install(globals(), "minidocker.namespaces.mounts", "pivot_into")``; and one more at the end of the
+module for any exercise a student deleted. That replaces the function by a switch *before* the rest of the
 module can take a reference to it (a ``STAGES`` tuple, say). At every call, the switch
 
 * records "test X called exercise E" in the trace file (``$MINIDOCKER_EXERCISE_TRACE``), opened at
@@ -19,7 +19,7 @@ the file ``$MINIDOCKER_EXERCISE_CURRENT`` before each test; the switch reads tha
 descriptor opened at import (it works after chroot and pivot_root too), in preference.
 An exception escaping a student's function in a *forked child* ends that child (exit 125): it must
 never unwind into the code of the process that forked it (pytest, say). Standard library only: this
-module is imported by ``_process.py``, at the bottom of the package.
+module is imported by ``core/process.py``, at the bottom of the package.
 """
 
 from __future__ import annotations

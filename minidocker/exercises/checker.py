@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minidocker._process import EngineError
+from minidocker.core.process import EngineError
 from minidocker.exercises import labs
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises
 from minidocker.exercises.runtree import Run, RunTree

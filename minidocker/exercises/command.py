@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from minidocker import _stage
-from minidocker._process import EngineError
+from minidocker.core import stage as _stage
+from minidocker.core.process import EngineError
 from minidocker.exercises.marks import PACKAGE, MarkError, find_exercises
 
 __all__ = ["main"]

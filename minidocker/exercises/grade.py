@@ -20,7 +20,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from minidocker._process import EngineError
+from minidocker.core.process import EngineError
 from minidocker.exercises.checker import PASSED, check
 from minidocker.exercises.marks import PACKAGE
 from minidocker.exercises.texts import ROOT_WARNING

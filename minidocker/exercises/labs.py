@@ -13,7 +13,7 @@ deeper enters the working directory of PID 1 through ``/proc/1/cwd``, which is n
 own root, and ``cd ..`` from there never meets that root again, up to the host's ``/``.
 pivot_root plus detaching the old root leaves no such path: ``..`` stops at the container's root.
 
-Lab ``08-shocker``: chapter 08's ``tweak`` (exercise 08.1) starts from a default capability set
+Lab ``08-shocker``: chapter 06's ``tweak`` (exercise 06.1) starts from a default capability set
 with ``CAP_DAC_READ_SEARCH`` in it, as Docker 0.11 did in 2014. That capability also grants
 ``open_by_handle_at(2)``: open a file by *handle*, a few bytes naming an inode of a filesystem,
 with no path at all, so no root directory stops it. The container's root lives on the host's
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from minidocker._process import EngineError
+from minidocker.core.process import EngineError
 
 __all__ = ["LABS", "Lab", "cwd_escape_script", "new_lab", "shocker_script"]
 
@@ -60,10 +60,10 @@ def cwd_escape_script(marker: str) -> str:
 def shocker_script(marker: str) -> str:
     """A shell script that, in a container holding ``CAP_DAC_READ_SEARCH``, prints the host's ``marker``.
 
-    It writes chapter 08's :func:`minidocker.attacks.shocker_program` into the container's ``/dev``
+    It writes chapter 06's :func:`minidocker.security.attacks.shocker_program` into the container's ``/dev``
     (busybox's ``printf`` with octal escapes) and runs it. Needs x86-64.
     """
-    from minidocker.attacks import shocker_program
+    from minidocker.security.attacks import shocker_program
 
     octal = "".join(f"\\{byte:03o}" for byte in shocker_program(marker))
     return (f"printf '{octal}' > /dev/shocker && chmod 755 /dev/shocker || exit 2; "
@@ -123,7 +123,7 @@ PIVOT_ROOT = Lab(
     weakened='os.chroot(root)  # the lab: a chroot instead of pivot_root\nos.chdir("/")\n',
     attack=cwd_escape_script,
     story="""\
-In this copy of minidocker, `pivot_into()` in `minidocker/mounts.py` (exercise 02.9) has lost its
+In this copy of minidocker, `pivot_into()` in `minidocker/namespaces/mounts.py` (exercise 02.9) has lost its
 defence: instead of `pivot_root(2)` and detaching the old root, it does what chapter 01 did, a
 `chroot(2)`. Everything still seems to work: containers start, have their own PIDs, hostname,
 `/proc`, `/dev`. Even chapter 01's breakout fails, because the PID namespace hides the host's
@@ -141,10 +141,10 @@ SHOCKER = Lab(
     stage="security",
     prepend=True,
     secret="/var/tmp/secret",  # /tmp may be a tmpfs; the attack needs /var/lib/minidocker's filesystem
-    question=("`shocker_program()` in `minidocker/attacks.py` wrote the program in `attack.sh`:\n"
+    question=("`shocker_program()` in `minidocker/security/attacks.py` wrote the program in `attack.sh`:\n"
               "which of its four syscalls needs a capability, and why does no root directory stop it?"),
     story="""\
-In this copy of minidocker, `tweak()` in `minidocker/capabilities.py` (exercise 08.1) starts
+In this copy of minidocker, `tweak()` in `minidocker/security/capabilities.py` (exercise 06.1) starts
 from a default capability set with one capability too many: `CAP_DAC_READ_SEARCH`, as Docker
 0.11 did in 2014. It sounds harmless: "bypass read permission checks on directories". But it is
 also the capability that `open_by_handle_at(2)` asks for, and that syscall opens a file from a

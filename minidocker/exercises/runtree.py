@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidocker import _syscalls
-from minidocker._process import EngineError
+from minidocker.core import syscalls as _syscalls
+from minidocker.core.process import EngineError
 from minidocker.exercises import texts
 from minidocker.exercises.marks import PACKAGE, Exercise, function_node
 from minidocker.exercises.workspace import copy_tests, reference_tests

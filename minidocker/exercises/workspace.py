@@ -8,7 +8,7 @@ and imports. The tests of chapters 01..02 come along, with a README that says wh
 
 Example::
 
-    ws = new_workspace(2, "/tmp/ws")         # then edit /tmp/ws/minidocker/mounts.py ...
+    ws = new_workspace(2, "/tmp/ws")         # then edit /tmp/ws/minidocker/namespaces/mounts.py ...
     statuses(ws, find_exercises(chapter=2))  # {"02.9": "not attempted", ...}
 """
 
@@ -26,7 +26,7 @@ import textwrap
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-from minidocker._process import EngineError
+from minidocker.core.process import EngineError
 from minidocker.exercises import texts
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises, function_node
 

@@ -1,18 +1,18 @@
-"""Chapter 09's measurements: one Dockerfile built by minidocker and by Docker's classic builder.
+"""Chapter 08's measurements: one Dockerfile built by minidocker and by Docker's classic builder.
 
 Not a test (it takes a minute or two and needs Debian's docker.io): run it by hand, as root::
 
     .venv/bin/python -m tests.bench.chapter09_build [--runs 5]
 
 dockerd runs on private paths, in a network and mount namespace of its own (its docker0 bridge,
-iptables rules and mounts never reach the host), as in chapter 07's benchmark; minidockerd on a
+iptables rules and mounts never reach the host), as in chapter 10's benchmark; minidockerd on a
 private state directory with its own bridge name. Both build the same context FROM the same
 busybox files (``docker import``ed for dockerd, built FROM scratch for minidocker), RUN steps on
 the default bridge network. Prints medians (whole command, wall clock) and their ratios:
 
 * a first build (``--no-cache``): every step runs;
 * a fully cached rebuild: every step comes from the cache;
-* minidocker also without a daemon (``python -m minidocker.build``), to show what the API costs.
+* minidocker also without a daemon (``python -m minidocker.build.builder``), to show what the API costs.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> int:
         seed.mkdir()
         shutil.copy(rootfs.busybox_tar(), seed / "busybox.tar")
         (seed / "Dockerfile").write_text('FROM scratch\nADD busybox.tar /\nCMD ["sh"]\n')
-        local = [sys.executable, "-m", "minidocker.build"]
+        local = [sys.executable, "-m", "minidocker.build.builder"]
         subprocess.run([*local, "-t", "busybox", str(seed)], env=env, check=True, capture_output=True)
 
         ours = subprocess.Popen([sys.executable, "-m", "minidocker.daemon", "-H", f"unix://{base}/mini.sock"],
@@ -124,7 +124,7 @@ def main() -> int:
 
         builders = {"docker build (classic) -> dockerd 20.10": ([*docker, "build"], denv),
                     "minidocker build -> minidockerd": ([*minidocker, "build"], env),
-                    "python -m minidocker.build (no daemon)": (local, env)}
+                    "python -m minidocker.build.builder (no daemon)": (local, env)}
         first: dict[str, list[float]] = {name: [] for name in builders}
         cached: dict[str, list[float]] = {name: [] for name in builders}
         for command, e in builders.values():  # warm-up, and the cache for the cached runs

@@ -1,11 +1,11 @@
-"""Chapter 10's measurements: skopeo pushes to and pulls from our registry and Debian's, side by side.
+"""Chapter 09's measurements: skopeo pushes to and pulls from our registry and Debian's, side by side.
 
 Not a test (it takes a minute or two and needs Debian's skopeo and docker-registry): run it by hand::
 
     .venv/bin/python -m tests.bench.chapter10_registry [--runs 7]
 
-Our server (``python -m minidocker.registry_server serve``) and Debian's ``docker-registry``
-(distribution 2.8, Go, started by :class:`minidocker._localregistry.LocalRegistry` with the tests'
+Our server (``python -m minidocker.registry serve``) and Debian's ``docker-registry``
+(distribution 2.8, Go, started by :class:`minidocker.testing.localregistry.LocalRegistry` with the tests'
 config: filesystem storage, quiet logs) run on 127.0.0.1, each on a free port and a storage
 directory of its own under one private temporary directory, removed at the end.
 
@@ -51,8 +51,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from minidocker import _ocilayout, _syscalls  # noqa: E402
-from minidocker._localregistry import LocalRegistry, answers, free_port  # noqa: E402
+from minidocker.core import syscalls as _syscalls  # noqa: E402
+from minidocker.testing import ocilayout as _ocilayout  # noqa: E402
+from minidocker.testing.localregistry import LocalRegistry, answers, free_port  # noqa: E402
 
 MIB = 1024 * 1024
 LAYERS = 4
@@ -126,7 +127,7 @@ def start_ours(storage: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "minidocker.registry_server", "serve", "--addr", f"127.0.0.1:{port}",
+            [sys.executable, "-m", "minidocker.registry", "serve", "--addr", f"127.0.0.1:{port}",
              "--storage", str(storage)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT,
             preexec_fn=lambda: _syscalls.prctl(_syscalls.PR_SET_PDEATHSIG, signal.SIGTERM))
     deadline = time.monotonic() + 30

@@ -110,8 +110,8 @@ class Context:
         if self.registry is None:
             if "registry" in self.missing:
                 raise BenchError(self.missing["registry"])
-            from minidocker import push
-            from minidocker._localregistry import LocalRegistry
+            from minidocker.images import push
+            from minidocker.testing.localregistry import LocalRegistry
 
             self.registry = LocalRegistry(self.base / "registry").start()
             push.seed_busybox(self.registry.host)
@@ -135,7 +135,7 @@ class Context:
         return self._engines[name]
 
     def _start_minidocker(self) -> Engine:
-        from tests.helpers_07_daemon import Daemon
+        from tests.helpers_10_daemon import Daemon
 
         mirror = f"http://{self.registry_host()}"
         directory = self.base / "minidockerd"
@@ -178,7 +178,7 @@ class Context:
 
     def close(self) -> None:
         """Stop the engines and the registry (the sandbox then kills whatever is left)."""
-        from tests.helpers_07_daemon import kill_monitors
+        from tests.helpers_10_daemon import kill_monitors
 
         if self._daemon is not None:
             with contextlib.suppress(Exception):

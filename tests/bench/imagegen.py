@@ -25,8 +25,10 @@ import random
 import tarfile
 from dataclasses import dataclass
 
-from minidocker import manifest, registry, rootfs
-from minidocker._process import DEFAULT_PATH
+from minidocker import rootfs
+from minidocker.core.process import DEFAULT_PATH
+from minidocker.images import distribution as registry
+from minidocker.images import manifest
 
 __all__ = ["LARGE", "MULTILAYER", "ImageInfo", "LayerSpec", "push_generated"]
 

@@ -26,8 +26,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from minidocker import _syscalls, mounts
-from minidocker.namespaces import loopback_up
+from minidocker.core import syscalls as _syscalls
+from minidocker.namespaces import mounts
+from minidocker.namespaces.stage import loopback_up
 
 __all__ = ["Sandbox", "descendants"]
 

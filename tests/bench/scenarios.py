@@ -59,8 +59,8 @@ def runtime(ctx: Context, runs: int, warmup: int, only: Sequence[str]) -> list[T
     rootfs, python = ctx.rootfs, sys.executable
     rows: list[Contender] = []
     stages = (("minidocker-namespaces", "minidocker namespaces stage (ch. 02)", ["minidocker.namespaces"]),
-              ("minidocker-runtime", "minidocker full runtime (ch. 08 stage)",
-               ["minidocker.security", "--network", "none"]))
+              ("minidocker-runtime", "minidocker full runtime (ch. 06 stage)",
+               ["minidocker.security.stage", "--network", "none"]))
     for key, label, module in stages:
         argv = [python, "-m", *module, rootfs, "--", "true"]
         rows.append(Contender(key, label, command(argv), ours=True,
@@ -68,7 +68,7 @@ def runtime(ctx: Context, runs: int, warmup: int, only: Sequence[str]) -> list[T
     floor = ["unshare", "--pid", "--mount", "--uts", "--ipc", "--net", "--fork", "chroot", rootfs, "true"]
     rows.append(Contender("unshare-chroot", "unshare + chroot (the floor)", command(floor),
                           shown="unshare --pid --mount --uts --ipc --net --fork chroot ROOTFS true"))
-    notes = ["all on the same busybox rootfs; minidocker's full runtime is every stage up to chapter 08 "
+    notes = ["all on the same busybox rootfs; minidocker's full runtime is every stage up to chapter 06 "
              "(cgroups, overlay, network none, hardening); runc and crun get an OCI bundle with the same "
              "namespaces and a cgroup each"]
     ids = itertools.count()

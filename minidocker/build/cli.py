@@ -1,0 +1,238 @@
+"""Chapter 08: ``minidocker build`` and ``minidocker history``, and ``python -m minidocker.build.builder``.
+
+The client packs the context directory into a tar (minus ``.dockerignore``), sends it as the body
+of ``POST /build`` with the options in the query string, and prints the stream of events that
+comes back as it comes: ``Step 1/4 : ...`` lines, the commands' output, ``Successfully tagged``.
+A failed ``RUN`` ends the stream with an error line that carries the command's exit code, which
+becomes the client's own, as with ``docker build``.
+
+The same printing serves ``python -m minidocker.build.builder``, which builds in this process instead
+(no daemon): the engine as of this chapter, like every other chapter's module.
+
+Example::
+
+    $ minidocker build -t hello:v1 .
+    Step 1/2 : FROM busybox
+     ---> 3f57d9401f8d
+    Step 2/2 : RUN echo hello > /greeting
+     ---> Running in 9a1b2c3d4e5f
+    Removing intermediate container 9a1b2c3d4e5f
+     ---> 4c1b2a9e0f37
+    Successfully built 4c1b2a9e0f37
+    Successfully tagged hello:v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import IO, Any
+
+from minidocker.core.console import ago, human_size, parser, table
+
+__all__ = ["COMMANDS", "build_options", "cmd_build", "cmd_builder", "cmd_history", "local_main", "main",
+           "render"]
+
+
+def build_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``docker build``'s options that minidocker honours."""
+    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag of the image (repeatable)")
+    p.add_argument("-f", "--file", default=None, help="the Dockerfile (default: PATH/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time ARG")
+    p.add_argument("--target", default=None, help="build up to this stage (FROM ... AS TARGET)")
+    p.add_argument("--no-cache", action="store_true", help="run every step, ignoring the build cache")
+    p.add_argument("--pull", action="store_true", help="always pull the FROM images")
+    p.add_argument("--network", default="default", help="network of the RUN steps: default, none, host")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="a label on the image")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
+    p.add_argument("path", metavar="PATH", help="the build context: a directory")
+    return p
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise SystemExit(f"minidocker build: invalid {what} {item!r}: use KEY=VALUE")
+        if sep:
+            found[key] = value
+        elif key in os.environ:  # --build-arg HTTP_PROXY: the client's own value, as Docker does
+            found[key] = os.environ[key]
+    return found
+
+
+def _dockerfile(opts: argparse.Namespace) -> tuple[str, dict[str, bytes]]:
+    """The Dockerfile's name in the context tar, and its bytes when it lives outside the context."""
+    if opts.file is None:
+        return "Dockerfile", {}
+    path = os.path.abspath(opts.file if os.path.isabs(opts.file) or os.path.exists(opts.file)
+                           else os.path.join(opts.path, opts.file))
+    root = os.path.abspath(opts.path)
+    if path.startswith(root + os.sep):
+        return os.path.relpath(path, root), {}
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SystemExit(f"minidocker build: cannot read the Dockerfile {opts.file}: {e.strerror}") from None
+    name = f".dockerfile.{os.urandom(10).hex()}"
+    return name, {name: data}
+
+
+# --8<-- [start:render]
+def render(event: dict[str, Any], out: IO[str], quiet: bool = False) -> None:
+    """Print one event of a build stream as ``docker build`` does (the error line is the caller's)."""
+    if quiet:
+        return
+    if "stream" in event:
+        out.write(event["stream"])
+    elif "status" in event and event["status"] not in ("Downloading", "Extracting", "Waiting"):
+        out.write(f"{event['id']}: {event['status']}\n" if event.get("id") else f"{event['status']}\n")
+    out.flush()
+# --8<-- [end:render]
+
+
+# --8<-- [start:cmd_build]
+def cmd_build(client: Any, argv: list[str]) -> int:
+    """``minidocker build``: send the context to ``POST /build``, print the stream, exit like docker."""
+    import tempfile
+
+    from minidocker.build import context as buildcontext
+
+    opts = build_options(parser("build", "[OPTIONS] PATH")).parse_args(argv)
+    name, extra = _dockerfile(opts)
+    query = {"t": opts.tag, "dockerfile": name,
+             "buildargs": json.dumps(_pairs(opts.build_arg, "--build-arg")),
+             "labels": json.dumps(_pairs(opts.label, "--label")), "target": opts.target, "rm": True,
+             "nocache": opts.no_cache, "pull": opts.pull, "networkmode": opts.network, "q": opts.quiet}
+    with tempfile.TemporaryFile() as body:
+        try:
+            buildcontext.pack(opts.path, body, dockerfile=name, extra=extra)
+        except buildcontext.ContextError as e:
+            print(f"minidocker: {e}", file=sys.stderr)
+            return 1
+        body.seek(0)
+        response = client.request("POST", "/build", query, body=body,
+                                  headers={"Content-Type": "application/x-tar"})
+        image_id = ""
+        for line in response:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if "error" in event:
+                print(event["error"], file=sys.stderr)
+                return int((event.get("errorDetail") or {}).get("code") or 1)
+            image_id = (event.get("aux") or {}).get("ID", image_id)
+            render(event, sys.stdout, opts.quiet)
+    if opts.quiet:
+        print(image_id)
+    return 0
+# --8<-- [end:cmd_build]
+
+
+def history_rows(entries: list[dict[str, Any]], no_trunc: bool = False,
+                 human: bool = True) -> list[list[str]]:
+    """``docker history``'s table: IMAGE, CREATED, CREATED BY, SIZE, COMMENT."""
+    rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for e in entries:
+        image = e["Id"] if no_trunc or e["Id"] == "<missing>" else e["Id"].removeprefix("sha256:")[:12]
+        created_by = e["CreatedBy"].replace("\t", " ").replace("\n", " ")
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append([image, ago(e["Created"]) if human else str(e["Created"]), created_by,
+                     human_size(e["Size"]) if human else str(e["Size"]), e.get("Comment") or ""])
+    return rows
+
+
+def cmd_history(client: Any, argv: list[str]) -> int:
+    """``minidocker history IMAGE``: each layer, newest first, with the instruction that made it."""
+    p = parser("history", "[OPTIONS] IMAGE")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-H", "--human", default="true")
+    p.add_argument("image")
+    opts = p.parse_args(argv)
+    entries = client.json("GET", f"/images/{opts.image}/history")
+    if opts.quiet:
+        print("\n".join(e["Id"] if opts.no_trunc else e["Id"].removeprefix("sha256:")[:12] for e in entries))
+    else:
+        print(table(history_rows(entries, opts.no_trunc, opts.human.lower() != "false")))
+    return 0
+
+
+def cmd_builder(client: Any, argv: list[str]) -> int:
+    """``minidocker builder prune [-f]``: drop the daemon's build cache."""
+    p = parser("builder", "prune [-f]")
+    p.add_argument("action", choices=["prune"])
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    if not p.parse_args(argv).force:
+        from minidocker.client.images import confirm
+
+        if not confirm("WARNING! This will remove all dangling build cache."):
+            return 0
+    answer = client.json("POST", "/build/prune")
+    print("Deleted build cache objects:\n" + "".join(f"{k}\n" for k in answer.get("CachesDeleted") or []))
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "history": cmd_history, "builder": cmd_builder}
+
+
+def main(command: str, argv: list[str], client: Any) -> int:
+    """``minidocker build|history|builder ...`` against a daemon (what ``minidocker.client.cli`` calls)."""
+    from minidocker.client.client import APIError, DaemonUnreachable
+
+    try:
+        return COMMANDS[command](client, argv)
+    except DaemonUnreachable as e:
+        print(f"minidocker: {e}", file=sys.stderr)
+    except APIError as e:
+        print(f"Error response from daemon: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 1
+
+
+def local_main(argv: list[str]) -> int:
+    """``python -m minidocker.build.builder``: build here, without a daemon (and ``history``, ``prune``)."""
+    from minidocker.core import stage as _stage
+
+    def body() -> int:
+        from minidocker.build import builder
+        from minidocker.build.image import history
+        from minidocker.images.store import ImageStore
+
+        if argv[:1] == ["history"] and len(argv) == 2:
+            store = ImageStore()
+            print(table(history_rows(history(store.get(argv[1]), store))))
+            return 0
+        if argv == ["prune"]:
+            from minidocker.build.cache import BuildCache
+
+            keys, reclaimed = BuildCache().prune()
+            print(f"Deleted build cache objects: {len(keys)}\nTotal reclaimed space: {human_size(reclaimed)}")
+            return 0
+        p = build_options(_stage._Parser(prog="python -m minidocker.build.builder",
+                                         description="Build an image from a Dockerfile, here (no daemon)."))
+        opts = p.parse_args(argv)
+        name, extra = _dockerfile(opts)
+        if extra:
+            raise builder.BuildError("-f outside the context: use the minidocker client, or move the "
+                                     "Dockerfile into PATH")
+        image_id = builder.build(opts.path, dockerfile=name, tags=opts.tag,
+                                 build_args=_pairs(opts.build_arg, "--build-arg"), target=opts.target,
+                                 no_cache=opts.no_cache, pull=opts.pull, network=opts.network,
+                                 labels=_pairs(opts.label, "--label") or None,
+                                 on_event=lambda e: render(e, sys.stdout, opts.quiet))
+        if opts.quiet:
+            print(image_id)
+        return 0
+
+    return _stage.guarded(body)

@@ -1,0 +1,233 @@
+"""The ``minidocker`` command: a Docker-style client of the daemon, plus a few host tools.
+
+``minidocker run``, ``ps``, ``images`` ... talk to ``minidockerd`` over its socket (chapter 11); the
+daemon address comes from ``-H``/``--host``, else ``$MINIDOCKER_HOST``, else the default socket, so
+one client can drive several daemons. ``doctor`` and ``rootfs`` work without a daemon.
+
+Start-up time matters for a command typed a hundred times a day: this module imports nothing
+heavy, and each command imports only its own module (never aiohttp, pyroute2 or the daemon).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY] COMMAND
+
+containers:
+  run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff, port
+images:
+  pull, push, images, rmi, tag, save, load, login, logout, build, history, builder prune
+groups (alone, each lists its commands; `minidocker container ls` is `minidocker ps`):
+  container, image, volume, network, system, builder
+other:
+  version, info, system prune, network ls|inspect
+  daemon start|stop|status   start (as root) or stop a minidockerd in the background
+  registry serve|gc|htpasswd a registry server (chapter 09)
+  exercises ...              exercises generated from the code, and their grading
+  doctor                     check what this host supports, and how to fix what is missing
+  rootfs                     build (once) and print the busybox root filesystem
+"""
+
+CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
+                      "inspect", "wait", "stats", "commit", "diff", "port", "container"}
+IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
+                  "volume", "version", "info", "system", "image", "container-prune", "image-prune"}
+
+# Docker's management commands: GROUP -> (what it is, {SUBCOMMAND: (the command it runs, what it does)}).
+# For container and image, ``minidocker container ls ARGS`` runs ``minidocker ps ARGS``; the other
+# groups' modules read the subcommand themselves (None). Aliases as docker's: ls = list, rm = remove.
+GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
+    "container": ("Manage containers", {
+        "commit": ("commit", "Create a new image from a container's changes"),
+        "create": ("create", "Create a new container"),
+        "diff": ("diff", "Inspect changes to files or directories on a container's filesystem"),
+        "exec": ("exec", "Execute a command in a running container"),
+        "inspect": ("inspect", "Display detailed information on one or more containers"),
+        "kill": ("kill", "Kill one or more running containers"),
+        "logs": ("logs", "Fetch the logs of a container"),
+        "ls": ("ps", "List containers"),
+        "port": ("port", "List port mappings or a specific mapping for the container"),
+        "restart": ("restart", "Restart one or more containers"),
+        "rm": ("rm", "Remove one or more containers"),
+        "prune": ("container-prune", "Remove all stopped containers"),
+        "run": ("run", "Create and run a new container from an image"),
+        "start": ("start", "Start one or more stopped containers"),
+        "stats": ("stats", "Display a live stream of container(s) resource usage statistics"),
+        "stop": ("stop", "Stop one or more running containers"),
+        "wait": ("wait", "Block until one or more containers stop, then print their exit codes")}),
+    "image": ("Manage images", {
+        "build": ("build", "Build an image from a Dockerfile"),
+        "history": ("history", "Show the history of an image"),
+        "inspect": ("inspect", "Display detailed information on one or more images"),
+        "load": ("load", "Load an image from a tar archive or STDIN"),
+        "ls": ("images", "List images"),
+        "pull": ("pull", "Download an image from a registry"),
+        "prune": ("image-prune", "Remove unused images"),
+        "push": ("push", "Upload an image to a registry"),
+        "rm": ("rmi", "Remove one or more images"),
+        "save": ("save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+        "tag": ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")}),
+    "volume": ("Manage volumes", {
+        "create": (None, "Create a volume"), "inspect": (None, "Display detailed information on one or "
+                                                                "more volumes"),
+        "ls": (None, "List volumes"), "prune": (None, "Remove unused local volumes"),
+        "rm": (None, "Remove one or more volumes")}),
+    "network": ("Manage networks (the built-in bridge, host and none)", {
+        "create": (None, "Create a network (the daemon refuses: only built-in networks)"),
+        "inspect": (None, "Display detailed information on one or more networks"),
+        "ls": (None, "List networks"), "prune": (None, "Remove all unused networks"),
+        "rm": (None, "Remove one or more networks")}),
+    "system": ("Manage minidocker", {"info": (None, "Display system-wide information"),
+                                     "prune": (None, "Remove unused data")}),
+    "builder": ("Manage builds", {"prune": (None, "Remove build cache")}),
+    "daemon": ("Manage the minidockerd daemon", {
+        "start": (None, "Start a minidockerd in the background (as root)"),
+        "status": (None, "Tell whether a minidockerd answers"),
+        "stop": (None, "Stop the minidockerd of this run directory (containers keep running)")}),
+}
+ALIASES = {"container": {"list": "ls", "ps": "ls", "remove": "rm"},
+           "image": {"list": "ls", "images": "ls", "remove": "rm", "rmi": "rm"},
+           "volume": {"list": "ls", "remove": "rm"}, "network": {"list": "ls", "remove": "rm"}}
+
+
+def _global_options(argv: list[str]) -> tuple[dict[str, str | bool], list[str]]:
+    """``-H HOST``, ``--host=HOST`` and Docker's TLS flags, before the command."""
+    found: dict[str, str | bool] = {}
+    with_value = {"-H": "host", "--host": "host", "--tlscacert": "ca", "--tlscert": "cert", "--tlskey": "key"}
+    while argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        option, _, value = argv.pop(0).partition("=")
+        if option in with_value:
+            if not value:
+                if not argv:
+                    raise SystemExit(f"minidocker: {option} needs a value")
+                value = argv.pop(0)
+            found[with_value[option]] = value
+        elif option in ("--tls", "--tlsverify"):
+            found["tls"] = True
+        else:
+            raise SystemExit(f"minidocker: unknown option {option!r} (see 'minidocker --help')")
+    return found, argv
+
+
+def _subcommands(group: str) -> dict[str, tuple[str | None, str]]:
+    """The group's subcommands this client has (a container or image command must exist here)."""
+    known = CONTAINER_COMMANDS | IMAGE_COMMANDS | {"build", "history"}
+    return {name: entry for name, entry in GROUPS[group][1].items() if entry[0] is None or entry[0] in known}
+
+
+def group_help(group: str) -> str:
+    """What ``docker container`` prints: the group's usage and its commands."""
+    commands = _subcommands(group)
+    width = max(len(name) for name in commands) + 2
+    lines = [f"  {name.ljust(width)}{about}" for name, (_, about) in sorted(commands.items())]
+    return (f"Usage:  minidocker {group} COMMAND\n\n{GROUPS[group][0]}\n\nCommands:\n" + "\n".join(lines)
+            + f"\n\nRun 'minidocker {group} COMMAND --help' for more information on a command.\n")
+
+
+def resolve_group(group: str, rest: list[str]) -> tuple[str, list[str]] | int:
+    """``minidocker GROUP SUB ARGS`` -> the command to run and its arguments, or an exit status.
+
+    As docker: the group alone prints its help on stderr (exit 0), ``--help`` on stdout (exit 0),
+    an unknown subcommand says so (exit 1).
+    """
+    if not rest or rest[0] in ("-h", "--help"):
+        print(group_help(group), end="", file=sys.stderr if not rest else sys.stdout)
+        return 0
+    commands = _subcommands(group)
+    sub = ALIASES.get(group, {}).get(rest[0], rest[0])
+    if sub not in commands:
+        print(f"minidocker: unknown command: minidocker {group} {rest[0]}\n\nUsage:  minidocker {group} "
+              f"COMMAND\n\nRun 'minidocker {group} --help' for more information", file=sys.stderr)
+        return 1
+    target = commands[sub][0]
+    if target is None:  # the group's module reads the subcommand
+        return group, [sub, *rest[1:]]
+    if target == "inspect":  # `container inspect` looks for containers only, `image inspect` for images
+        return target, ["--type", group, *rest[1:]]
+    return target, rest[1:]
+
+
+def make_client(options: dict) -> object:
+    """A :class:`minidocker.client.client.Client` for the daemon the options (or environment) name."""
+    import os
+
+    from minidocker.client.client import Client
+
+    tls = None
+    if options.get("tls") or options.get("ca") or os.environ.get("MINIDOCKER_TLS_VERIFY"):
+        certs = os.environ.get("MINIDOCKER_CERT_PATH", os.path.expanduser("~/.minidocker"))
+        tls = {"ca": options.get("ca") or f"{certs}/ca.pem",
+               "cert": options.get("cert") or f"{certs}/cert.pem",
+               "key": options.get("key") or f"{certs}/key.pem"}
+    return Client(options.get("host"), tls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand, importing only that subcommand's module."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options, argv = _global_options(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in GROUPS:
+        resolved = resolve_group(command, rest)
+        if isinstance(resolved, int):
+            return resolved
+        command, rest = resolved
+    if command == "doctor":
+        from minidocker import doctor
+
+        return doctor.main(rest)
+    if command == "rootfs":
+        from minidocker import rootfs
+
+        return rootfs.main(rest)
+    if command == "daemon":
+        from minidocker.client import daemon as cli_daemon
+
+        return cli_daemon.main(rest, options)
+    if command == "registry":  # chapter 09: a registry server of our own
+        from minidocker.registry import server as registry_server
+
+        return registry_server.main(rest, prog="minidocker registry")
+    if command == "exercises":  # for teachers: exercises generated from the code
+        from minidocker import exercises
+
+        return exercises.main(rest)
+    if command in ("build", "history", "builder"):  # chapter 08: building images
+        from minidocker.build import cli as cli_build
+        from minidocker.client.client import DaemonUnreachable
+
+        try:
+            client = make_client(options)
+        except DaemonUnreachable as e:  # a bad -H or DOCKER_API_VERSION: one line
+            print(f"minidocker: {e}", file=sys.stderr)
+            return 1
+        return cli_build.main(command, rest, client)
+    if command in CONTAINER_COMMANDS or command in IMAGE_COMMANDS or command == "network":
+        from minidocker.client.client import APIError, DaemonUnreachable
+
+        if command in CONTAINER_COMMANDS:
+            from minidocker.client import containers as module
+        elif command == "network":
+            from minidocker.client import networks as module  # type: ignore[no-redef]
+        else:
+            from minidocker.client import images as module  # type: ignore[no-redef]
+        try:
+            return module.COMMANDS[command](make_client(options), rest)
+        except DaemonUnreachable as e:
+            print(f"minidocker: {e}", file=sys.stderr)
+            return 125 if command in ("run", "create") else 1
+        except APIError as e:
+            print(f"Error response from daemon: {e}", file=sys.stderr)
+            return 125 if command in ("run", "create") else 1
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            return 0
+    print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
+    return 125

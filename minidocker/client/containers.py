@@ -1,0 +1,225 @@
+"""Chapter 11: the other container commands of the ``minidocker`` client: ps, logs, stop, rm, inspect ...
+
+Each is one or two API calls and a printout in the shape ``docker`` prints. Commands that take
+several containers act on each, print each name done, and report each failure (exit status 1).
+
+Example::
+
+    $ minidocker ps -a
+    CONTAINER ID   IMAGE     COMMAND       CREATED          STATUS                      PORTS     NAMES
+    4bf2315b4ab9   busybox   "sleep 100"   4 seconds ago    Up 4 seconds                          web
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+from minidocker.client.client import APIError, Client
+from minidocker.client.run import COMMANDS as RUN_COMMANDS
+from minidocker.client.run import _each
+from minidocker.core.console import ago, parser, render_template, table
+
+__all__ = ["COMMANDS"]
+
+
+def stop(client: Client, argv: list[str], path: str = "stop") -> int:
+    p = parser(path, "[-t SECONDS] [-s SIGNAL] CONTAINER...")
+    p.add_argument("-t", "--time", "--timeout", type=int)
+    p.add_argument("-s", "--signal")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    query = {"t": opts.time, "signal": opts.signal}
+    return _each(opts.containers,
+                 lambda ref: client.request("POST", f"/containers/{ref}/{path}", query).read())
+
+
+def kill(client: Client, argv: list[str]) -> int:
+    p = parser("kill", "[-s SIGNAL] CONTAINER...")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    return _each(opts.containers, lambda ref: client.request(
+        "POST", f"/containers/{ref}/kill", {"signal": opts.signal}).read())
+
+
+def rm(client: Client, argv: list[str]) -> int:
+    p = parser("rm", "[-f] [-v] CONTAINER...")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    return _each(opts.containers, lambda ref: client.request(
+        "DELETE", f"/containers/{ref}", {"force": opts.force, "v": opts.volumes}).read())
+
+
+def ps(client: Client, argv: list[str]) -> int:
+    p = parser("ps", "[-a] [-q] [--no-trunc] [-f FILTER] [--format TEMPLATE]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    opts = p.parse_args(argv)
+    filters: dict[str, list[str]] = {}
+    for item in opts.filter:
+        key, _, value = item.partition("=")
+        filters.setdefault(key, []).append(value)
+    found = client.json("GET", "/containers/json", {"all": opts.all, "filters": json.dumps(filters)
+                                                     if filters else None})
+    if opts.quiet:
+        print("\n".join(c["Id"] if opts.no_trunc else c["Id"][:12] for c in found) if found else "", end="\n"
+              if found else "")
+        return 0
+    if opts.format:
+        for c in found:
+            print(render_template(opts.format, {**c, "ID": c["Id"][:12], "Names": c["Names"][0][1:]}))
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    for c in found:
+        command = c["Command"] if opts.no_trunc or len(c["Command"]) <= 20 else c["Command"][:19] + "…"
+        ports = ", ".join(f"{p.get('IP', '0.0.0.0')}:{p['PublicPort']}->{p['PrivatePort']}/{p['Type']}"
+                          if p.get("PublicPort") else f"{p['PrivatePort']}/{p['Type']}" for p in c["Ports"])
+        rows.append([c["Id"] if opts.no_trunc else c["Id"][:12], c["Image"], f'"{command}"',
+                     ago(c["Created"]),
+                     c["Status"], ports, ",".join(n.lstrip("/") for n in c["Names"])])
+    print(table(rows))
+    return 0
+
+
+def logs(client: Client, argv: list[str]) -> int:
+    p = parser("logs", "[-f] [-t] [-n N] CONTAINER")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-n", "--tail", default="all")
+    p.add_argument("container")
+    opts = p.parse_args(argv)
+    info = client.json("GET", f"/containers/{opts.container}/json")
+    response = client.request("GET", f"/containers/{info['Id']}/logs", {
+        "stdout": True, "stderr": True, "follow": opts.follow, "timestamps": opts.timestamps,
+        "tail": opts.tail})
+    from minidocker.core.streams import STDERR, Demux
+
+    demux = Demux()
+    while chunk := response.read1(65536):
+        if info["Config"]["Tty"]:
+            sys.stdout.buffer.write(chunk)
+        else:
+            for stream, payload in demux.feed(chunk):
+                (sys.stderr if stream == STDERR else sys.stdout).buffer.write(payload)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+def inspect(client: Client, argv: list[str]) -> int:
+    p = parser("inspect", "[-f TEMPLATE] NAME...")
+    p.add_argument("-f", "--format")
+    p.add_argument("--type", choices=["container", "image", "volume"])
+    p.add_argument("names", nargs="+")
+    opts = p.parse_args(argv)
+    found, status = [], 0
+    for name in opts.names:
+        paths = {"container": f"/containers/{name}/json", "image": f"/images/{name}/json",
+                 "volume": f"/volumes/{name}"}
+        for kind in [opts.type] if opts.type else ["container", "image", "volume"]:
+            try:
+                found.append(client.json("GET", paths[kind]))
+                break
+            except APIError as e:
+                if e.status != 404:
+                    raise
+        else:
+            print(f"Error: No such object: {name}", file=sys.stderr)
+            status = 1
+    if opts.format:
+        for item in found:
+            print(render_template(opts.format, item))
+    else:
+        print(json.dumps(found, indent=4))
+    return status
+
+
+
+
+def wait(client: Client, argv: list[str]) -> int:
+    p = parser("wait", "CONTAINER...")
+    p.add_argument("containers", nargs="+")
+    status = 0
+    for ref in p.parse_args(argv).containers:
+        try:
+            print(client.json("POST", f"/containers/{ref}/wait")["StatusCode"])
+        except APIError as e:
+            print(f"Error response from daemon: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def commit(client: Client, argv: list[str]) -> int:
+    p = parser("commit", "CONTAINER [REPOSITORY[:TAG]]")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(argv)
+    ref = opts.reference or ""
+    repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    print(client.json("POST", "/commit", {"container": opts.container, "repo": repo or None,
+                                          "tag": tag or None}, {})["Id"])
+    return 0
+
+
+def diff(client: Client, argv: list[str]) -> int:
+    p = parser("diff", "CONTAINER")
+    p.add_argument("container")
+    for change in client.json("GET", f"/containers/{p.parse_args(argv).container}/changes") or []:
+        print(f"{'CAD'[change['Kind']]} {change['Path']}")
+    return 0
+
+
+def port(client: Client, argv: list[str]) -> int:
+    """``port CONTAINER [PORT[/PROTO]]``: where the container's ports are published (``-p``, ``-P``)."""
+    p = parser("port", "CONTAINER [PRIVATE_PORT[/PROTO]]")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    opts = p.parse_args(argv)
+    ports = client.json("GET", f"/containers/{opts.container}/json")["NetworkSettings"].get("Ports") or {}
+    wanted = opts.port if not opts.port or "/" in opts.port else f"{opts.port}/tcp"
+    found = [(key, b) for key, bindings in ports.items() if key == wanted or not wanted
+             for b in bindings or []]
+    if wanted and not found:
+        print(f"Error: No public port '{wanted}' published for {opts.container}", file=sys.stderr)
+        return 1
+    for key, b in found:
+        print(f"{b['HostIp']}:{b['HostPort']}" if wanted else f"{key} -> {b['HostIp']}:{b['HostPort']}")
+    return 0
+
+
+def stats(client: Client, argv: list[str]) -> int:
+    p = parser("stats", "--no-stream [CONTAINER...]")
+    p.add_argument("--no-stream", action="store_true")
+    p.add_argument("containers", nargs="*")
+    opts = p.parse_args(argv)
+    from minidocker.core.console import human_size
+
+    refs = opts.containers or [c["Id"] for c in client.json("GET", "/containers/json")]
+    rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]]
+    for ref in refs:
+        s = json.loads(client.request("GET", f"/containers/{ref}/stats", {"stream": False}).read())
+        cpu, pre = s["cpu_stats"], s["precpu_stats"]
+        system = cpu["system_cpu_usage"] - pre["system_cpu_usage"]
+        percent = (cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"]) / system * \
+            cpu["online_cpus"] * 100 if system > 0 else 0.0
+        memory = s["memory_stats"]
+        rows.append([s["id"][:12], s["name"].lstrip("/"), f"{percent:.2f}%",
+                     f"{human_size(memory['usage'])} / {human_size(memory['limit'])}",
+                     f"{100 * memory['usage'] / memory['limit'] if memory['limit'] else 0:.2f}%",
+                     str(s["pids_stats"]["current"])])
+    print(table(rows))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
+    **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
+    "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
+    "diff": diff, "stats": stats, "port": port,
+}

@@ -1,0 +1,106 @@
+"""Chapter 11: ``minidocker daemon start|stop|status``: run ``minidockerd`` in the background, on demand.
+
+There is no systemd here to keep the daemon running, so the client can start one: a detached
+``python -m minidocker.daemon`` in its own session, its output in ``RUN/minidockerd.log``; we wait
+until it answers ``/_ping``. ``stop`` sends SIGTERM: the daemon goes, containers keep running
+(their monitors hold them), and a new daemon finds them again.
+
+Example::
+
+    $ minidocker daemon start
+    minidockerd is running (pid 4242) on unix:///run/minidocker.sock
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from minidocker.client.client import Client, DaemonUnreachable
+
+__all__ = ["main", "start", "stop"]
+
+
+def _pid() -> int | None:
+    from minidocker.core.paths import run_dir
+
+    try:
+        pid = int((run_dir() / "minidockerd.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(client: Client) -> bool:
+    try:
+        client.request("GET", "/_ping", timeout=2).read()
+        return True
+    except (DaemonUnreachable, OSError):
+        return False
+
+
+def start(client: Client, extra: list[str]) -> int:
+    """Start a daemon unless one answers already; wait (10 s at most) until it does."""
+    from minidocker.core.paths import run_dir
+
+    if _alive(client):
+        print(f"minidockerd is already running on {client.host}")
+        return 0
+    if os.geteuid() != 0:
+        print("minidocker: the daemon runs containers: start it as root", file=sys.stderr)
+        return 1
+    hosts = ["-H", client.host] if client.scheme == "unix" else []
+    log = open(run_dir() / "minidockerd.log", "ab")  # noqa: SIM115 (handed to the daemon)
+    daemon = subprocess.Popen([sys.executable, "-m", "minidocker.daemon", *hosts, *extra],
+                              stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            print(f"minidocker: the daemon exited with status {daemon.returncode}: see "
+                  f"{run_dir() / 'minidockerd.log'}", file=sys.stderr)
+            return 1
+        if _alive(client):
+            print(f"minidockerd is running (pid {daemon.pid}) on {client.host}")
+            return 0
+        time.sleep(0.05)
+    print("minidocker: the daemon did not answer within 10 seconds", file=sys.stderr)
+    return 1
+
+
+def stop(client: Client) -> int:
+    """SIGTERM the daemon of this run directory and wait for it to go (containers keep running)."""
+    pid = _pid()
+    if pid is None:
+        print("minidockerd is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    print(f"minidockerd (pid {pid}) stopped")
+    return 0
+
+
+def main(argv: list[str], options: dict) -> int:
+    from minidocker.client.cli import make_client
+
+    client = make_client(options)
+    action = argv[0] if argv else "status"
+    if action == "start":
+        return start(client, argv[1:])
+    if action == "stop":
+        return stop(client)
+    if action == "status":
+        alive = _alive(client)
+        print(f"minidockerd is {'running' if alive else 'not running'} on {client.host}")
+        return 0 if alive else 1
+    print("usage: minidocker daemon start|stop|status", file=sys.stderr)
+    return 2

@@ -1,0 +1,319 @@
+"""Chapter 11: ``minidocker run``, ``create``, ``start`` and ``exec``: the commands that attach to a process.
+
+Each command is a few API calls in the order the real ``docker`` CLI makes them. ``run`` is the
+interesting one: create (pull and retry on 404), attach *before* start so no output is lost, ask
+for the exit with ``/wait`` (whose answer comes when the container stops), start, pump the
+streams, and exit with the container's status, or 125/126/127 when it could not start.
+
+Example::
+
+    $ minidocker run --rm busybox sh -c 'echo hi; exit 3'; echo $?
+    hi
+    3
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from minidocker.client.client import APIError, Client
+from minidocker.core.console import parser
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    from typing import Any
+
+__all__ = ["COMMANDS", "create_body", "run", "split_run_args"]
+
+_WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user", "-h", "--hostname",
+               "-p", "--publish", "--network", "--net", "-v", "--volume", "-m", "--memory", "--cpus",
+               "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label", "--cap-add",
+               "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns"}
+
+
+def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
+    """``[OPTIONS] IMAGE [COMMAND...]``: options, image, command (options after IMAGE are the command's)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        if argv[i] == "--":
+            i += 1
+            break
+        i += 2 if argv[i] in _WITH_VALUE else 1
+    if i >= len(argv):
+        raise SystemExit("minidocker: an image is required: minidocker run [OPTIONS] IMAGE [COMMAND...]")
+    return argv[:i], argv[i], argv[i + 1:]
+
+
+def _run_parser(command: str) -> Any:
+    p = parser(command, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("--init", action="store_true")
+    p.add_argument("--name", default="")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("--entrypoint")
+    p.add_argument("-u", "--user", default="")
+    p.add_argument("-h", "--hostname", default="")
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-P", "--publish-all", action="store_true")
+    p.add_argument("--expose", action="append", default=[])
+    p.add_argument("--userns", default="", help="host: no user namespace, if the daemon has --userns-remap")
+    p.add_argument("--network", "--net", default="")
+    p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("-m", "--memory", default="")
+    p.add_argument("--cpus", type=float, default=0)
+    p.add_argument("--pids-limit", type=int, default=0)
+    p.add_argument("--stop-timeout", type=int)
+    p.add_argument("--stop-signal", default="")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--read-only", action="store_true")
+    for option in ("--cap-add", "--cap-drop", "--security-opt", "--ulimit"):
+        p.add_argument(option, action="append", default=[])
+    return p
+
+
+def _bytes(text: str) -> int:
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], 1)
+    return int(float(text.rstrip("bkmg")) * scale)
+
+
+def _ports(specs: list[str]) -> tuple[dict, dict]:
+    """``-p [IP:]HOST:CONTAINER[/PROTO]`` -> ExposedPorts, PortBindings."""
+    exposed, bindings = {}, {}
+    for spec in specs:
+        parts = spec.split(":")
+        container, _, proto = parts[-1].partition("/")
+        key = f"{container}/{proto or 'tcp'}"
+        host_ip, host_port = (parts[0], parts[1]) if len(parts) == 3 else (
+            "", parts[0] if len(parts) == 2 else "")
+        exposed[key] = {}
+        bindings.setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
+    return exposed, bindings
+
+
+def _ulimit(text: str) -> dict:
+    """``nofile=1024:2048`` -> Docker's ``{"Name", "Soft", "Hard"}``."""
+    name, _, limits = text.partition("=")
+    soft, _, hard = limits.partition(":")
+    return {"Name": name, "Soft": int(soft), "Hard": int(hard or soft)}
+
+
+def create_body(opts: Any, image: str, command: list[str]) -> dict:
+    """The ``POST /containers/create`` body for ``run``/``create`` options, as the docker CLI sends it."""
+    env = [e if "=" in e else f"{e}={os.environ[e]}" for e in opts.env if "=" in e or e in os.environ]
+    exposed, bindings = _ports(opts.publish)
+    exposed.update({p if "/" in p else f"{p}/tcp": {} for p in opts.expose})
+    body: dict = {
+        "Hostname": opts.hostname, "User": opts.user, "AttachStdin": opts.interactive and not opts.detach,
+        "AttachStdout": not opts.detach, "AttachStderr": not opts.detach, "Tty": opts.tty,
+        "OpenStdin": opts.interactive, "StdinOnce": opts.interactive and not opts.detach, "Env": env,
+        "Cmd": command or None, "Image": image, "WorkingDir": opts.workdir,
+        "Labels": dict(item.partition("=")[::2] for item in opts.label), "ExposedPorts": exposed,
+        "HostConfig": {"Binds": opts.volume, "AutoRemove": opts.rm, "Init": opts.init or None,
+                       "NetworkMode": opts.network or "default", "PortBindings": bindings,
+                       "PublishAllPorts": opts.publish_all, "UsernsMode": opts.userns,
+                       "Memory": _bytes(opts.memory) if opts.memory else 0,
+                       "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None,
+                       "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
+                       "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "SecurityOpt": opts.security_opt,
+                       "Ulimits": [_ulimit(u) for u in opts.ulimit]}}
+    if opts.entrypoint is not None:
+        body["Entrypoint"] = [opts.entrypoint] if opts.entrypoint else [""]
+    if opts.stop_timeout is not None:
+        body["StopTimeout"] = opts.stop_timeout
+    if opts.stop_signal:
+        body["StopSignal"] = opts.stop_signal
+    if opts.tty:
+        from minidocker.client.terminal import terminal_size
+
+        body["HostConfig"]["ConsoleSize"] = list(terminal_size())
+    return body
+
+
+def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, Any]:
+    options, image, command = split_run_args(argv)
+    opts = _run_parser(command_name).parse_args(options)
+    body = create_body(opts, image, command)
+    query = {"name": opts.name or None}
+    try:
+        created = client.json("POST", "/containers/create", query, body)
+    except APIError as e:
+        if e.status != 404 or "No such image" not in str(e):
+            raise
+        shown = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
+        print(f"Unable to find image '{shown}' locally", file=sys.stderr)
+        from minidocker.client.images import pull_image
+
+        pull_image(client, image, sys.stderr)
+        created = client.json("POST", "/containers/create", query, body)
+    return created["Id"], opts
+
+
+def create(client: Client, argv: list[str]) -> int:
+    cid, _ = _create(client, argv, "create")
+    print(cid)
+    return 0
+
+
+def _start_error_code(message: str) -> int:
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    return 126 if "permission denied" in message else 125
+
+
+# --8<-- [start:run]
+def run(client: Client, argv: list[str]) -> int:
+    """``run``: create, attach, wait, start, stream; exit with the container's status."""
+    cid, opts = _create(client, argv, "run")
+    if opts.detach:
+        client.request("POST", f"/containers/{cid}/start").read()
+        print(cid)
+        return 0
+    sock = client.hijack(f"/containers/{cid}/attach", {"stream": True, "stdout": True, "stderr": True,
+                                                        "stdin": opts.interactive})
+    result: dict = {}
+    waiting = threading.Event()
+
+    def wait_for_exit() -> None:  # the answer's headers arrive at once, the body at the exit
+        try:
+            response = client.request("POST", f"/containers/{cid}/wait",
+                                      {"condition": "removed" if opts.rm else "next-exit"})
+            waiting.set()
+            result.update(json.loads(response.read()))
+        except Exception as e:
+            result["error"] = e
+        waiting.set()
+
+    waiter = threading.Thread(target=wait_for_exit, daemon=True)
+    waiter.start()
+    waiting.wait()
+    try:
+        client.request("POST", f"/containers/{cid}/start").read()
+    except APIError as e:
+        sock.close()
+        print(f"minidocker: Error response from daemon: {e}", file=sys.stderr)
+        return _start_error_code(str(e))
+    _stream(client, sock, f"/containers/{cid}", opts.tty, opts.interactive, cid)
+    waiter.join(timeout=30)
+    if "error" in result:
+        raise result["error"]
+    return int(result.get("StatusCode", 125))
+# --8<-- [end:run]
+
+
+def _stream(client: Client, sock: Any, resize_path: str, tty: bool, interactive: bool,
+            cid: str | None = None) -> None:
+    """Pump an attached stream; with a terminal, raw mode and resizes; otherwise forward Ctrl-C."""
+    from minidocker.client import terminal
+
+    def resize(*_: object) -> None:
+        rows, columns = terminal.terminal_size()
+        try:
+            client.request("POST", f"{resize_path}/resize", {"h": rows, "w": columns}).read()
+        except (APIError, OSError):
+            pass
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            client.request("POST", f"/containers/{cid}/kill", {"signal": signum}).read()
+        except (APIError, OSError):
+            pass
+
+    stdin_fd = 0 if interactive else None
+    if tty:
+        resize()
+        signal.signal(signal.SIGWINCH, resize)
+        with terminal.raw_terminal(0) if interactive else _nothing():
+            terminal.pump(sock, True, stdin_fd)
+    else:
+        if cid:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, forward)
+        terminal.pump(sock, False, stdin_fd)
+    sock.close()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def start(client: Client, argv: list[str]) -> int:
+    p = parser("start", "[-a] [-i] CONTAINER...")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    if opts.attach:
+        ref = opts.containers[0]
+        info = client.json("GET", f"/containers/{ref}/json")
+        tty = info["Config"]["Tty"]
+        sock = client.hijack(f"/containers/{ref}/attach", {"stream": True, "stdout": True, "stderr": True,
+                                                            "stdin": opts.interactive})
+        client.request("POST", f"/containers/{ref}/start").read()
+        _stream(client, sock, f"/containers/{ref}", tty, opts.interactive, info["Id"])
+        return int(client.json("POST", f"/containers/{ref}/wait")["StatusCode"])
+    return _each(opts.containers, lambda ref: client.request("POST", f"/containers/{ref}/start").read())
+
+
+def _each(refs: list[str], action: Callable[[str], Any]) -> int:
+    """Docker's multi-container commands: print each name done, report each failure, exit 1 if any."""
+    status = 0
+    for ref in refs:
+        try:
+            action(ref)
+            print(ref)
+        except APIError as e:
+            print(f"Error response from daemon: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def exec_(client: Client, argv: list[str]) -> int:
+    p = parser("exec", "[-i] [-t] [-d] [-e K=V] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir", default="")
+    p.add_argument("-u", "--user", default="")
+    options, container, command = split_run_args(argv)
+    opts = p.parse_args(options)
+    if not command:
+        raise SystemExit("minidocker exec: a command is required: minidocker exec CONTAINER COMMAND [ARG...]")
+    body: dict = {"AttachStdin": opts.interactive, "AttachStdout": not opts.detach, "AttachStderr":
+                  not opts.detach, "Tty": opts.tty, "Cmd": command, "Env": opts.env,
+                  "WorkingDir": opts.workdir,
+                  "User": opts.user}
+    if opts.tty:
+        from minidocker.client.terminal import terminal_size
+
+        body["ConsoleSize"] = list(terminal_size())
+    exec_id = client.json("POST", f"/containers/{container}/exec", None, body)["Id"]
+    if opts.detach:
+        client.request("POST", f"/exec/{exec_id}/start", None, {"Detach": True}).read()
+        return 0
+    sock = client.hijack(f"/exec/{exec_id}/start", None, {"Detach": False, "Tty": opts.tty,
+                                                           "ConsoleSize": body.get("ConsoleSize")})
+    _stream(client, sock, f"/exec/{exec_id}", opts.tty, opts.interactive)
+    code = client.json("GET", f"/exec/{exec_id}/json")["ExitCode"]
+    return 126 if code is None else int(code)
+
+
+COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
+    "run": run, "create": create, "start": start, "exec": exec_,
+}

@@ -1,0 +1,170 @@
+"""The engine as assembled from all the chapters: what the daemon's monitors run a container with.
+
+Each chapter's module is a stage, and the last stage's command line is the whole engine
+(``python -m minidocker.images run [OPTIONS] IMAGE CMD...``, with chapter 06's hardening options
+added here). The daemon does not reimplement any
+of it: a container's monitor turns Docker's container config into that command line
+(:func:`stage_argv`), parses it with the stages' own parser and lets every stage configure the
+container (:func:`container_spec`), exactly as if you had typed it. As dockerd -> containerd ->
+shim -> runc, so: daemon -> monitor -> the stages.
+
+A later chapter joins the engine by changing :func:`stages` (one line) and, if it has options the
+Docker API can set, one line in :func:`stage_argv`.
+
+Example::
+
+    argv = stage_argv({"Id": cid, "Image": "busybox", "Path": "true", "Args": [], "Config": {},
+                       "HostConfig": {}})
+    with contextlib.ExitStack() as cleanup:
+        spec = container_spec(cid, argv, cleanup)
+        namespaces.run(spec)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from minidocker.core import stage as _stage
+from minidocker.core.process import EngineError
+from minidocker.images import run as imagerun
+from minidocker.namespaces import stage as namespaces
+from minidocker.overlay import stage as overlay
+from minidocker.security import stage as security
+
+__all__ = ["PROG", "STAGES", "container_spec", "exec_hooks", "images", "stage_argv", "start"]
+
+
+# --8<-- [start:persistent_overlay]
+def persistent_overlay(args: argparse.Namespace, spec: Any, cleanup: contextlib.ExitStack) -> None:
+    """Chapter 04's overlay stage, for a daemon: a container keeps its files from one start to the
+    next (``docker stop``, ``docker start``) until ``docker rm`` deletes them."""
+    try:
+        fs = overlay.ContainerFS.open(overlay.LayerStore(), spec.id)
+    except EngineError:  # the first start: chapter 04 makes it, and keeps it when the container exits
+        args.keep = True
+        overlay.configure(args, spec, cleanup)
+        return
+    spec.rootfs = str(fs.mount())
+    cleanup.callback(fs.unmount)
+# --8<-- [end:persistent_overlay]
+
+
+# --8<-- [start:stages]
+def stages() -> tuple[_stage.Stage, ...]:
+    """Chapter 07's image stages around every earlier chapter's, plus chapter 06's hardening."""
+    found = [_stage.Stage(s.name, s.add_arguments, persistent_overlay) if s.name == "overlay" else s
+             for s in imagerun.STAGES]
+    at = next(i for i, s in enumerate(found) if s.name == "image-config")  # the last one
+    found[at:at] = [security.STAGES[-1]]
+    return tuple(found)
+# --8<-- [end:stages]
+
+
+STAGES = stages()
+PROG = "minidockerd's engine"
+new_spec: Callable[[], Any] = namespaces.ContainerSpec
+start = namespaces.start
+
+# What every ``docker exec``'d process gets too, given the container's record: chapter 06's
+# capabilities, seccomp filter and limits, as PID 1 has them.
+exec_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_hooks]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """``[OPTIONS] IMAGE [CMD...]`` with the options of all :data:`STAGES` (as chapter 07's ``run``)."""
+    parser = _stage._Parser(prog=PROG, usage=f"{PROG} [OPTIONS] IMAGE [CMD [ARG...]]")
+    for stage in STAGES:
+        stage.add_arguments(parser)
+    parser.add_argument("image")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    return parser.parse_args(argv)
+
+
+def known_options() -> set[str]:
+    """Every option string the assembled stages accept (``--hostname``, ``--memory``, ...)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for stage in STAGES:
+        stage.add_arguments(parser)
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+# exercise 10.3: The container's config as the engine's command line
+# hint: --hostname (or the id's 12 first characters) --pull never --entrypoint ''; --init, --userns (the
+#   default IdMap only), -e for each KEY=VALUE, -w, -u; --memory, --cpus (NanoCpus / 1e9), --pids-limit,
+#   --network when set (an option the stages lack: EngineError); -p per port binding, -P's exposed ports;
+#   security.docker_argv(host); then IMAGE -- PATH ARGS...
+# --8<-- [start:stage_argv]
+def stage_argv(config: dict) -> list[str]:
+    """Docker's container config as the latest stage's command line: ``[OPTIONS] IMAGE CMD...``.
+
+    The daemon has already merged the image's config into the container's (``docker inspect``
+    shows the result), so the command goes with ``--entrypoint ""``: the image's is not added twice.
+    """
+    cfg, host = config["Config"], config["HostConfig"]
+    known = known_options()
+    argv = ["--hostname", cfg.get("Hostname") or config["Id"][:12], "--pull", "never", "--entrypoint", ""]
+    if host.get("Init"):
+        argv.append("--init")
+    if config.get("IdMap"):  # the daemon's --userns-remap (see api_containers.user_namespace)
+        if tuple(config["IdMap"]) != tuple(namespaces.IdMap()):
+            raise EngineError(f"id map {config['IdMap']} not supported: the engine's --userns maps 0 to "
+                              f"{namespaces.IdMap().outside}")
+        argv.append("--userns")
+    for item in cfg.get("Env") or []:
+        if "=" in item:
+            argv += ["-e", item]
+    for option, value in (("-w", cfg.get("WorkingDir")), ("-u", cfg.get("User"))):
+        if value:
+            argv += [option, value]
+    mode = host.get("NetworkMode") or "default"
+    wanted = {  # option -> value, for the options of later chapters
+        "--memory": host.get("Memory") or None,
+        "--cpus": host.get("NanoCpus") and f"{host['NanoCpus'] / 1e9:g}",
+        "--pids-limit": host.get("PidsLimit") if (host.get("PidsLimit") or 0) > 0 else None,
+        "--network": None if mode == "default" else mode,
+    }
+    for option, value in wanted.items():
+        if value is None or value == 0:
+            continue
+        if option not in known:
+            raise EngineError(f"{option} is not supported by this engine: its chapter's stage is missing")
+        argv += [option, str(value)]
+    bound = host.get("PortBindings") or {}
+    for port, bindings in bound.items():
+        for b in bindings or [{}]:
+            where = ":".join(x for x in (b.get("HostIp"), b.get("HostPort") or "") if x is not None)
+            argv += ["-p", f"{where}:{port}" if b.get("HostIp") or b.get("HostPort") else port]
+    if host.get("PublishAllPorts") and mode in ("default", "bridge"):  # -P: the rest on free host ports
+        for port in sorted(set(cfg.get("ExposedPorts") or {}) - set(bound)):
+            argv += ["-p", port]
+    argv += security.docker_argv(host)
+    return [*argv, config["Image"], "--", config["Path"], *config["Args"]]
+# --8<-- [end:stage_argv]
+
+
+# --8<-- [start:container_spec]
+def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitStack) -> Any:
+    """Parse ``argv`` with the stages' own parser and let each stage configure a fresh spec."""
+    args = parse(argv)
+    spec = new_spec()
+    spec.id = container_id
+    for stage in STAGES:
+        stage.configure(args, spec, cleanup)
+    # Chapter 07 puts its user switch first; chapter 06's restrictions need root. As in runc, the
+    # process is restricted first and becomes the image's user last.
+    switch = [h for h in spec.before_exec if h.__qualname__.startswith("user_switcher.")]
+    spec.before_exec = [h for h in spec.before_exec if h not in switch] + switch
+    return spec
+# --8<-- [end:container_spec]
+
+
+# --8<-- [start:images]
+def images(in_use: Callable[[str], list[str]] | None = None) -> Any:
+    """The daemon's image store: chapter 07's, served by :class:`minidocker.daemon.images.ImageService`."""
+    from minidocker.daemon.images import ImageService
+
+    return ImageService(in_use)
+# --8<-- [end:images]

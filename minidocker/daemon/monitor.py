@@ -1,0 +1,413 @@
+"""Chapter 10: the per-container monitor, minidocker's shim: it outlives the daemon, and so do containers.
+
+Docker runs each container under a tiny ``containerd-shim`` process, not under dockerd: the shim is
+the container's parent, holds its stdio, keeps its exit status. dockerd can then restart (upgrade,
+crash) while containers run on. minidocker does the same. The daemon starts one monitor per
+container (``python -m minidocker.daemon.monitor ID``, in a session of its own) and talks to it over a
+UNIX socket in the run directory. The monitor:
+
+1. runs the container through the engine's stages (:mod:`minidocker.daemon.engine`), as its parent;
+2. holds its stdio (:mod:`minidocker.daemon.stdio`), logs its output (:mod:`minidocker.daemon.logs`) and
+   serves attach, resize and exec (:mod:`minidocker.daemon.nsenter`) to the daemon;
+3. records the exit status in ``state.json`` (atomically) the moment PID 1 exits, daemon or not;
+4. cleans up what the stages set up, then exits. The daemon notices through a pidfd.
+
+It is single-threaded (a ``selectors`` loop): setns(2) into a mount namespace, needed by exec,
+is refused to a multi-threaded process.
+
+The protocol: each connection sends one JSON line and gets one back; ``attach`` and ``exec``
+connections then carry Docker's multiplexed frames (:mod:`minidocker.core.streams`) both ways.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from minidocker.cgroups.cgroup import Cgroup
+from minidocker.core.atomic import read_json, rfc3339, write_json
+from minidocker.core.paths import run_dir, state_dir
+from minidocker.core.process import EngineError
+from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
+from minidocker.daemon import engine, stdio
+from minidocker.daemon.containers import start_time
+from minidocker.daemon.execs import ExecSession
+from minidocker.daemon.logs import JsonLog, parse_size
+from minidocker.daemon.volumes import volume_mounts
+
+__all__ = ["Monitor", "log_path", "main", "run", "socket_path"]
+
+FLOW_LIMIT = 1 << 20  # stop reading the container while a client has this much unsent output
+
+
+def log_path(container_id: str) -> Path:
+    """The monitor's own log (its stderr), in the container's directory."""
+    return state_dir() / "containers" / container_id / "monitor.log"
+
+
+def socket_path(container_id: str) -> Path:
+    """Where the monitor of ``container_id`` listens (short: UNIX socket paths max out at 108 bytes)."""
+    directory = run_dir() / "monitors"
+    directory.mkdir(exist_ok=True)
+    return directory / f"{container_id[:12]}.sock"
+
+
+class Monitor:
+    """The event loop of one container's monitor."""
+
+    def __init__(self, container_id: str, listener: socket.socket) -> None:
+        self.id = container_id
+        self.dir = state_dir() / "containers" / container_id
+        self.config = read_json(self.dir / "config.json")
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.conns: dict[int, Conn] = {}
+        self.execs: dict[int, ExecSession] = {}  # pidfd -> session
+        self.cleanup = contextlib.ExitStack()
+        self.io: stdio.Stdio | None = None
+        self.container: Any = None
+        self.pidfd: int | None = None
+        self.spec: Any = None
+        self.finished = False
+        log_config = self.config["HostConfig"].get("LogConfig", {}).get("Config") or {}
+        self.log = JsonLog(self.dir / "json.log", parse_size(log_config.get("max-size")),
+                           int(log_config.get("max-file") or 2))
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def serve(self) -> NoReturn:
+        """Run until the container has exited and every client has its last bytes; then exit."""
+        while not (self.finished and not self.conns):
+            interest: dict[int, int] = {self.listener.fileno(): selectors.EVENT_READ}
+            stalled = any(len(c.outbuf) > FLOW_LIMIT for c in self.conns.values())
+            for fd, conn in self.conns.items():
+                interest[fd] = (selectors.EVENT_READ if not conn.closing else 0) | (
+                    selectors.EVENT_WRITE if conn.outbuf else 0)
+            for source in ([self.io] if self.io else []) + [s.io for s in self.execs.values()]:
+                for fd in source.outputs:
+                    interest[fd] = 0 if stalled else selectors.EVENT_READ
+                if source.stdin is not None and source.stdin_buffer:
+                    interest[source.stdin] = interest.get(source.stdin, 0) | selectors.EVENT_WRITE
+            for fd in (self.pidfd, *self.execs):
+                if fd is not None:
+                    interest[fd] = selectors.EVENT_READ
+            self._watch(interest)
+            for key, events in self.selector.select(timeout=None if not self.finished else 1):
+                try:
+                    self._dispatch(key.fd, events)
+                except Exception:  # a bug must not take the container down: drop that connection
+                    traceback.print_exc()
+                    if key.fd in self.conns:
+                        self._drop(self.conns[key.fd])
+            if self.finished and not self.conns:
+                break
+            if self.finished:  # give slow clients a moment, not forever
+                self._flush_all(deadline=5)
+        self._exit()
+
+    def _watch(self, interest: dict[int, int]) -> None:
+        current = {key.fd: key.events for key in self.selector.get_map().values()}
+        for fd, events in current.items():
+            if interest.get(fd, 0) == 0:
+                self.selector.unregister(fd)
+            elif interest[fd] != events:
+                self.selector.modify(fd, interest[fd])
+        for fd, events in interest.items():
+            if events and fd not in current:
+                self.selector.register(fd, events)
+
+    def _dispatch(self, fd: int, events: int) -> None:
+        if fd == self.listener.fileno():
+            sock, _ = self.listener.accept()
+            sock.setblocking(False)
+            self.conns[sock.fileno()] = Conn(sock)
+        elif fd in self.conns:
+            conn = self.conns[fd]
+            if events & selectors.EVENT_WRITE:
+                self._write(conn)
+            if events & selectors.EVENT_READ and fd in self.conns:
+                self._read(conn)
+        elif fd == self.pidfd:
+            self._container_exited()
+        elif fd in self.execs:
+            self._exec_exited(fd)
+        else:
+            self._output(fd)
+
+    # ---- connections ------------------------------------------------------------------------
+    def _read(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        if conn.kind == "request":
+            conn.inbuf += data
+            if b"\n" in conn.inbuf:
+                line, _, rest = bytes(conn.inbuf).partition(b"\n")
+                conn.inbuf.clear()
+                self._request(conn, line, rest)
+            elif len(conn.inbuf) > 1 << 20:
+                self._drop(conn)
+        else:
+            self._frames(conn, data)
+
+    def _frames(self, conn: Conn, data: bytes) -> None:
+        for stream, payload in conn.demux.feed(data):
+            if conn.target is None:
+                continue
+            io = conn.target if isinstance(conn.target, stdio.Stdio) else conn.target.io
+            if stream == STDIN:
+                io.write_stdin(payload)
+            elif stream == CONTROL:
+                message = json.loads(payload)
+                if "resize" in message:
+                    io.resize(*message["resize"])
+                if message.get("close_stdin") and self._stdin_once(conn):
+                    io.close_stdin()
+
+    def _stdin_once(self, conn: Conn) -> bool:
+        if isinstance(conn.target, ExecSession):
+            return True
+        return bool(self.config["Config"].get("StdinOnce"))
+
+    def _write(self, conn: Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.outbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        del conn.outbuf[:sent]
+        if conn.closing and not conn.outbuf:
+            self._drop(conn)
+
+    def _drop(self, conn: Conn) -> None:
+        self.conns.pop(conn.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn.sock)
+        conn.sock.close()
+
+    def _finish(self, conn: Conn) -> None:
+        conn.closing = True
+        if not conn.outbuf:
+            self._drop(conn)
+
+    def _flush_all(self, deadline: float) -> None:
+        end = time.monotonic() + deadline
+        for conn in list(self.conns.values()):
+            conn.sock.setblocking(True)
+            conn.sock.settimeout(max(0.1, end - time.monotonic()))
+            with contextlib.suppress(OSError):
+                conn.sock.sendall(conn.outbuf)
+            conn.outbuf.clear()
+            self._drop(conn)
+
+    def _request(self, conn: Conn, line: bytes, rest: bytes) -> None:
+        try:
+            request = json.loads(line)
+            op = request["op"]
+        except (ValueError, KeyError, TypeError):
+            self._reply(conn, {"error": "bad request"}, close=True)
+            return
+        if op == "attach":
+            if self.finished:
+                self._reply(conn, {"ok": True, "exited": True}, close=True)
+                return
+            conn.kind, conn.streams = "attach", set(request.get("streams", [STDOUT, STDERR]))
+            conn.target = self._stdio() if request.get("stdin") else None  # input may come before start
+            self._reply(conn, {"ok": True})
+        elif op == "start":  # after the daemon has attached the clients that were waiting
+            self._reply(conn, self._start(), close=True)
+        elif op == "resize":
+            if self.io:
+                self.io.resize(int(request["h"]), int(request["w"]))
+            self._reply(conn, {"ok": True}, close=True)
+        elif op == "exec":
+            self._exec(conn, request)
+        else:
+            self._reply(conn, {"error": f"unknown op {op!r}"}, close=True)
+        if rest and conn.kind in ("attach", "exec"):
+            self._frames(conn, rest)
+
+    def _reply(self, conn: Conn, message: dict, close: bool = False) -> None:
+        conn.send(json.dumps(message).encode() + b"\n")
+        if close:
+            conn.kind = "done"
+            self._finish(conn)
+
+    # ---- the container ----------------------------------------------------------------------
+    # --8<-- [start:start]
+    def _start(self) -> dict:
+        """Create the container through the engine's stages, as its parent; report pid or error."""
+        if self.container is not None or self.finished:
+            return {"error": "already started"}
+        cfg = self.config["Config"]
+        try:
+            self._stdio()
+            argv = engine.stage_argv(self.config)
+            with self.io.as_standard_fds():
+                self.spec = engine.container_spec(self.id, argv, self.cleanup)
+                if cfg.get("Tty"):
+                    self.spec.env.setdefault("TERM", "xterm")
+                    self.spec.before_exec.insert(0, stdio.take_terminal)
+                if self.config.get("Mounts"):
+                    self.spec.before_pivot.append(volume_mounts(self.config["Mounts"]))
+                self.container = engine.start(self.spec)
+            self.io.started()
+        except EngineError as e:
+            self._record_exit(e.exit_code, str(e))
+            return {"error": str(e), "code": e.exit_code}
+        except Exception as e:  # a bug or a host problem: still one line, still recorded
+            self._record_exit(125, f"starting the container: {e}")
+            return {"error": f"starting the container: {e}", "code": 125}
+        self.pidfd = os.pidfd_open(self.container.pid)
+        write_json(self.dir / "state.json", {
+            "Status": "running", "Pid": self.container.pid, "MonitorPid": os.getpid(),
+            "MonitorStart": start_time(os.getpid()),
+            "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""})
+        return {"pid": self.container.pid}
+    # --8<-- [end:start]
+
+    def _stdio(self) -> stdio.Stdio:
+        """The container's stdio, made on first need (an attach with stdin may come before start)."""
+        if self.io is None:
+            cfg, host = self.config["Config"], self.config["HostConfig"]
+            if cfg.get("Tty"):
+                rows, columns = (host.get("ConsoleSize") or [24, 80])[:2]
+                self.io = stdio.Stdio.terminal(rows or 24, columns or 80)
+            else:
+                self.io = stdio.Stdio.pipes(bool(cfg.get("OpenStdin")))
+        return self.io
+
+    def _output(self, fd: int) -> None:
+        if self.io and fd in self.io.outputs:
+            stream, data = self.io.read(fd)
+            if data is None:
+                return
+            if not data:
+                self.io.close_output(fd)
+            else:
+                self._output_data(stream, data)
+        elif self.io and fd == self.io.stdin:
+            self.io.flush_stdin()
+        else:
+            for session in self.execs.values():
+                session.ready(fd)
+
+    def _drain(self) -> None:
+        while self.io and self.io.outputs:
+            for fd in list(self.io.outputs):
+                stream, data = self.io.read(fd)
+                if not data:  # ended (or nothing left: PID 1 is gone, nothing else will write)
+                    self.io.close_output(fd)
+                else:
+                    self._output_data(stream, data)
+
+    def _output_data(self, stream: int, data: bytes) -> None:
+        self.log.write("stdout" if stream == STDOUT else "stderr", data)
+        for conn in self.conns.values():
+            if conn.kind == "attach" and stream in conn.streams:
+                conn.send(frame(stream, data))
+
+    def _container_exited(self) -> None:
+        status = self.container.wait()  # waitpid, then the stages' on_exit hooks
+        self._drain()
+        oom = False  # chapter 03's stage made the cgroup (under the cgroup parent); _exit removes it
+        with contextlib.suppress(EngineError, OSError, ValueError):
+            oom = Cgroup.open(self.id).oom_killed()
+        self._record_exit(status, "", oom)
+
+    # --8<-- [start:record_exit]
+    def _record_exit(self, code: int, error: str, oom: bool = False) -> None:
+        """The exit status goes to disk first: whatever happens next, it is known."""
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        previous = read_json(self.dir / "state.json", {})
+        write_json(self.dir / "state.json", {
+            **previous, "Status": "exited", "Pid": 0, "MonitorPid": os.getpid(),
+            "StartedAt": previous.get("StartedAt", ""), "FinishedAt": rfc3339(), "ExitCode": code,
+            "OOMKilled": oom, "Error": error})
+        self.finished = True
+        for conn in list(self.conns.values()):
+            if conn.kind in ("attach", "exec"):
+                self._finish(conn)
+        for pidfd in list(self.execs):
+            self.execs.pop(pidfd).close()
+    # --8<-- [end:record_exit]
+
+    def _exit(self) -> NoReturn:
+        with contextlib.suppress(Exception):
+            self.cleanup.close()  # what the stages set up: cgroups, network, mounts
+        if self.io:
+            self.io.close()
+        self.log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path(self.id))
+        os._exit(0)
+
+    # ---- exec -------------------------------------------------------------------------------
+    def _exec(self, conn: Conn, request: dict) -> None:
+        if self.container is None or self.finished:
+            self._reply(conn, {"error": "container is not running"}, close=True)
+            return
+        try:
+            session = ExecSession.start(self.container.pid, self.spec, self.config, request)
+        except (EngineError, OSError) as e:
+            self._reply(conn, {"error": str(e)}, close=True)
+            return
+        session.conn = conn
+        conn.kind, conn.target = "exec", session
+        self.execs[session.pidfd] = session
+        self._reply(conn, {"ok": True, "pid": session.pid})
+
+    def _exec_exited(self, pidfd: int) -> None:
+        session = self.execs.pop(pidfd)
+        code, problem = session.finish()
+        conn = session.conn
+        if problem:
+            conn.send(frame(STDERR, f"{problem}\n".encode()))
+        conn.send(frame(CONTROL, json.dumps({"exit": code}).encode()))
+        self._finish(conn)
+
+
+def run(container_id: str, ready_fd: int) -> NoReturn:
+    """Listen on the container's socket, write ``ready`` to ``ready_fd`` (then closed), and serve."""
+    path = socket_path(container_id)
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    listener.setblocking(False)
+    monitor = Monitor(container_id, listener)
+    os.write(ready_fd, f"ready {os.getpid()}\n".encode())
+    os.close(ready_fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    for n in (0, 1):  # stderr stays: the monitor's log
+        os.dup2(null, n)
+    os.close(null)
+    monitor.serve()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """``python -m minidocker.daemon.monitor CONTAINER_ID``: listen, say "ready PID" on stdout, serve."""
+    argv = sys.argv[1:] if argv is None else argv
+    run(argv[0], os.dup(1))
+
+
+if __name__ == "__main__":
+    main()

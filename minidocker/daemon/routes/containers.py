@@ -1,0 +1,409 @@
+"""Chapter 10: the containers half of the Docker Engine API: create, start, stop, wait, logs, list, remove.
+
+Each handler is small because the work is elsewhere: :mod:`minidocker.daemon.supervisor` runs the life
+cycle, :mod:`minidocker.daemon.containers` gives the JSON shapes, the monitor holds the streams. What is
+here is the contract real clients rely on: status codes (201, 204, 304, 404, 409), query flags
+that may be ``1``, ``true`` or ``True``, the image config merged into the container's, and the
+``/wait`` answer whose headers go out at once while the body waits for the exit.
+
+Example (what ``docker run -d busybox sleep 9`` sends)::
+
+    POST /v1.50/containers/create        {"Image": "busybox", "Cmd": ["sleep", "9"], ...}  -> 201
+    POST /v1.50/containers/ID/wait?condition=next-exit                                     -> 200 ...
+    POST /v1.50/containers/ID/start                                                        -> 204
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from minidocker.core.atomic import rfc3339, write_json
+from minidocker.core.process import EngineError
+from minidocker.core.streams import STDERR, STDOUT, frame
+from minidocker.daemon import volumes
+from minidocker.daemon.containers import NAME, Container, random_name
+from minidocker.daemon.logs import parse_lines, tail_entries
+from minidocker.daemon.supervisor import ApiError, Supervisor, parse_signal
+from minidocker.images import config as imageconfig
+from minidocker.namespaces import stage as namespaces
+from minidocker.network import stage as network
+
+__all__ = ["flag", "json_body", "routes"]
+
+routes = web.RouteTableDef()
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter as Docker reads it (``1``, ``true``, ``True`` ...)."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("", "0", "no", "false", "none")
+
+
+async def json_body(request: web.Request, default: Any = None) -> Any:
+    """The request's JSON body (``default`` if empty); 400 if it is not JSON."""
+    text = await request.text()
+    if not text.strip():
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ApiError(400, f"invalid JSON in request body: {e}") from None
+
+
+def sup(request: web.Request) -> Supervisor:
+    return request.app["supervisor"]
+
+
+def container(request: web.Request) -> Container:
+    return sup(request).find(request.match_info["id"])
+
+
+# exercise 10.2: The container's Config: the request's, the image's for the rest
+# hint: pick the Config keys from the body and let imageconfig.merge_api_config merge them; make the six
+#   Attach/Tty/Open/StdinOnce flags booleans; drop keys whose value is None, except Cmd and Entrypoint.
+# --8<-- [start:merge_config]
+def merge_config(image_config: dict, body: dict) -> dict:
+    """The container's ``Config``: what the request says, the image's for the rest (chapter 07's rules)."""
+    cfg = imageconfig.merge_api_config(image_config, {key: body.get(key) for key in (
+        "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
+        "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
+        "Labels", "StopSignal", "StopTimeout", "ExposedPorts")})
+    for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
+        cfg[key] = bool(cfg[key])
+    return {k: v for k, v in cfg.items() if v is not None or k in ("Cmd", "Entrypoint")}
+# --8<-- [end:merge_config]
+
+
+@routes.post("/containers/create")
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request, {})
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid container config: expected a JSON object")
+    supervisor, name = sup(request), request.query.get("name", "")
+    if name and not NAME.match(name):
+        raise ApiError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    name = name.lstrip("/")
+    if name in supervisor.names():
+        other = supervisor.find(name).id
+        raise ApiError(409, f'Conflict. The container name "/{name}" is already in use by container '
+                            f'"{other}". You have to remove (or rename) that container to be able to '
+                            'reuse that name.')
+    ref = body.get("Image")
+    if not isinstance(ref, str) or not ref:
+        raise ApiError(400, "no image given: Config.Image must be set")
+    store = request.app["images"]
+    image = await asyncio.get_running_loop().run_in_executor(None, store.find, ref)
+    if image is None:
+        raise ApiError(404, f"No such image: {ref if ':' in ref or '@' in ref else ref + ':latest'}")
+    for key in ("Cmd", "Entrypoint", "Env"):  # Go would refuse to decode anything else
+        value = body.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ApiError(400, f"invalid container config: {key} must be a list of strings")
+    if not isinstance(body.get("HostConfig") or {}, dict):
+        raise ApiError(400, "invalid container config: HostConfig must be an object")
+    try:
+        cfg = merge_config(image.get("Config") or {}, body)
+        command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
+        host = dict(body.get("HostConfig") or {})
+        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
+        if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
+            host["NetworkMode"] = request.app["config"].get("default-network") or "default"
+        if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
+            cfg["Hostname"] = os.uname().nodename
+        for key in ("Memory", "NanoCpus", "PidsLimit"):
+            if host.get(key) is not None and not isinstance(host[key], int):
+                raise ApiError(400, f"invalid HostConfig.{key}: expected an integer")
+        for key in ("MaskedPaths", "ReadonlyPaths"):  # the engine gets them as one PATH:PATH option
+            if host.get(key) is not None and not (isinstance(host[key], list) and all(
+                    isinstance(p, str) and p.startswith("/") and ":" not in p for p in host[key])):
+                raise ApiError(400, f"invalid HostConfig.{key}: expected a list of absolute paths")
+        id_map = user_namespace(request.app["config"], host)
+        mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
+        remap_volumes(mounts, id_map)
+    except (TypeError, AttributeError, ValueError, EngineError) as e:
+        raise ApiError(400, f"invalid container config: {e}") from None
+    if not command:
+        raise ApiError(400, "No command specified")
+    cid = os.urandom(32).hex()
+    name = name or random_name(supervisor.names())
+    directory = supervisor.root / cid
+    directory.mkdir()
+    try:
+        config = {"Id": cid, "Name": f"/{name}", "Created": rfc3339(), "Path": command[0],
+                  "Args": command[1:], "Config": {**cfg, "Image": ref}, "HostConfig": host,
+                  "Image": image["Id"], "ImageName": ref, "Driver": store.driver, "Mounts": mounts,
+                  "PortList": _port_list(host), **({"IdMap": id_map} if id_map else {})}
+        write_json(directory / "config.json", config)
+    except BaseException:
+        await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
+        raise
+    supervisor.add(Container(directory, config))
+    return web.json_response({"Id": cid, "Warnings": []}, status=201)
+
+
+# --8<-- [start:user_namespace]
+def user_namespace(daemon_config: dict, host: dict) -> list[int] | None:
+    """The container's id map: the daemon's ``--userns-remap`` unless ``--userns=host`` opts out. As
+    Docker, no remapped root gets the host's powers back (``--privileged``, its network or PIDs)."""
+    mode = host.get("UsernsMode") or ""
+    if mode not in ("", "host"):
+        raise ApiError(400, f"invalid UsernsMode {mode!r}: only host is supported (docker run --userns=host)")
+    if mode == "host" or not daemon_config.get("userns-remap"):
+        return None
+    if host.get("Privileged"):
+        raise ApiError(400, "privileged mode is incompatible with user namespaces.  You must run the "
+                            "container in the host namespace when running privileged mode")
+    if host.get("NetworkMode") == "host":
+        raise ApiError(400, "cannot share the host's network namespace when user namespaces are enabled")
+    if host.get("PidMode") == "host":
+        raise ApiError(400, "cannot share the host PID namespace when user namespaces are enabled")
+    return list(namespaces.IdMap())  # root inside is 100000 outside
+
+
+def remap_volumes(mounts: list[dict], id_map: list[int] | None) -> None:
+    """A new (empty) named volume belongs to the container's root, as under Docker's userns-remap."""
+    for m in mounts if id_map else []:
+        path = m["Source"]
+        if m["Type"] == "volume" and os.stat(path).st_uid == 0 and not os.listdir(path):
+            os.chown(path, id_map[1], id_map[1])
+# --8<-- [end:user_namespace]
+
+
+def _port_list(host: dict) -> list[dict]:
+    """``docker ps``' PORTS: one entry per published port."""
+    found = []
+    for port, bindings in (host.get("PortBindings") or {}).items():
+        number, _, proto = port.partition("/")
+        for b in bindings or []:
+            found.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(number),
+                          "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return found
+
+
+def _rmtree(path: Any) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@routes.post("/containers/{id}/start")
+async def start(request: web.Request) -> web.Response:
+    c = container(request)
+    try:
+        await sup(request).start(c)
+    except ApiError as e:
+        if e.status == 304:
+            return web.Response(status=304)
+        raise
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/stop")
+async def stop(request: web.Request) -> web.Response:
+    c = container(request)
+    timeout = _int(request, "t")
+    signum = _signal(request.query["signal"]) if request.query.get("signal") else None
+    stopped = await sup(request).stop(c, timeout, signum)
+    return web.Response(status=204 if stopped else 304)
+
+
+@routes.post("/containers/{id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    c = container(request)
+    await sup(request).stop(c, _int(request, "t"))
+    await sup(request).start(c)
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/kill")
+async def kill(request: web.Request) -> web.Response:
+    c = container(request)
+    sup(request).signal(c, _signal(request.query.get("signal") or "SIGKILL"))
+    return web.Response(status=204)
+
+
+def _signal(value: str) -> int:
+    try:
+        return parse_signal(value)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f"invalid value for {name}: {value!r}") from None
+
+
+@routes.post("/containers/{id}/wait")
+async def wait(request: web.Request) -> web.StreamResponse:
+    c = container(request)
+    seen = c.exit_count
+    condition = request.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise ApiError(400, f"invalid condition: {condition!r}")
+    # Headers now, body at the exit: `docker run` starts the container only after it got them.
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    code = await sup(request).wait(c, condition, seen)
+    await response.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+@routes.get("/containers/json")
+async def list_containers(request: web.Request) -> web.Response:
+    show_all = flag(request, "all")
+    try:
+        filters = json.loads(request.query.get("filters") or "{}")
+        filters = {k: list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]
+                   for k, v in filters.items()}
+    except (ValueError, AttributeError, TypeError):
+        raise ApiError(400, "invalid filters") from None
+    found = [c for c in sup(request).containers.values()
+             if (show_all or c.running or filters.get("status")) and c.matches(filters)]
+    found.sort(key=lambda c: c.config["Created"], reverse=True)
+    limit = _int(request, "limit")
+    if limit is not None and limit > 0:
+        found = found[:limit]
+    summaries, endpoints = [c.summary() for c in found], _endpoints() if any(c.running for c in found) else {}
+    for c, summary in zip(found, summaries, strict=True):
+        if c.running:  # the host ports really taken (-P's, -p 80's), and the exposed ones
+            ports = network_settings(c.config, endpoints.get(c.id))["Ports"]
+            summary["Ports"] = [{"PrivatePort": int(port.partition("/")[0]),
+                                 "Type": port.partition("/")[2] or "tcp",
+                                 **({"IP": b["HostIp"], "PublicPort": int(b["HostPort"])} if b else {})}
+                                for port, bindings in ports.items() for b in bindings or [None]]
+    return web.json_response(summaries)
+
+
+def _endpoints() -> dict[str, Any]:
+    """Chapter 05's record of the containers on the bridge: addresses and published ports."""
+    with contextlib.suppress(EngineError, OSError, ValueError):
+        return {e.container_id: e for e in network.Network().endpoints()}
+    return {}
+
+
+def network_settings(config: dict, endpoint: Any) -> dict:
+    """``NetworkSettings`` of a running container: its address, and ``Ports`` as Docker shows them
+    (every exposed port, with the host ports it is published on, ``null`` if none)."""
+    ports: dict[str, list[dict] | None] = {p: None for p in config["Config"].get("ExposedPorts") or {}}
+    found: dict[str, Any] = {"Ports": ports}
+    if endpoint is not None:
+        for m in endpoint.ports:
+            key = f"{m.container_port}/{m.protocol}"
+            binding = {"HostIp": m.host_ip or "0.0.0.0", "HostPort": str(m.host_port)}
+            ports[key] = [*(ports.get(key) or []), binding]
+        found.update(IPAddress=endpoint.ip, IPPrefixLen=endpoint.prefixlen, Gateway=endpoint.gateway,
+                     MacAddress=endpoint.mac)
+    return found
+
+
+@routes.get("/containers/{id}/json")
+async def inspect(request: web.Request) -> web.Response:
+    c = container(request)
+    info = c.inspect()
+    if c.running:
+        info["NetworkSettings"] = {**info["NetworkSettings"],
+                                   **network_settings(c.config, _endpoints().get(c.id))}
+    return web.json_response(info)
+
+
+@routes.delete("/containers/{id}")
+async def remove(request: web.Request) -> web.Response:
+    c = container(request)
+    await sup(request).remove(c, force=flag(request, "force"))
+    return web.Response(status=204)
+
+
+@routes.post("/containers/prune")
+async def prune(request: web.Request) -> web.Response:
+    deleted = []
+    for c in list(sup(request).containers.values()):
+        if not c.running and c.state.get("Status") != "starting":
+            await sup(request).remove(c)
+            deleted.append(c.id)
+    return web.json_response({"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+
+
+@routes.post("/containers/{id}/resize")
+async def resize(request: web.Request) -> web.Response:
+    c = container(request)
+    h, w = _int(request, "h") or 0, _int(request, "w") or 0
+    if c.running:
+        with contextlib.suppress(ApiError, OSError):
+            await sup(request).ask(c, {"op": "resize", "h": h, "w": w})
+    return web.Response(status=200)
+
+
+# --8<-- [start:logs]
+@routes.get("/containers/{id}/logs")
+async def logs(request: web.Request) -> web.StreamResponse:
+    """The json-file log, framed like attach output; with ``follow`` until the container stops."""
+    c = container(request)
+    streams = {"stdout": flag(request, "stdout"), "stderr": flag(request, "stderr")}
+    if not any(streams.values()):
+        raise ApiError(400, "You must choose at least one stream")
+    tail = request.query.get("tail", "all")
+    count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
+    try:
+        since = float(request.query.get("since") or 0)  # a UNIX time, as Docker's API takes it
+    except ValueError:
+        raise ApiError(400, f"invalid since {request.query['since']!r}: a UNIX time in seconds") from None
+    stamps = flag(request, "timestamps")
+
+    def render(entries: list[dict]) -> bytes:
+        out = []
+        for e in entries:
+            if not streams.get(e.get("stream"), False) or (since and _epoch(e["time"]) < since):
+                continue
+            data = (f"{e['time']} " if stamps else "").encode() + e["log"].encode()
+            out.append(data if c.tty else frame(STDOUT if e["stream"] == "stdout" else STDERR, data))
+        return b"".join(out)
+
+    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if c.tty
+                                           else "application/vnd.docker.multiplexed-stream"})
+    await response.prepare(request)
+    path = c.dir / "json.log"
+    entries, offset = tail_entries(path, count)
+    await response.write(render(entries))
+    while flag(request, "follow") and not c.removed.is_set():
+        live = c.running or c.state.get("Status") == "starting"
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < offset:
+                    offset = 0  # rotated
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            break
+        whole = data.rfind(b"\n") + 1
+        if whole:
+            offset += whole
+            await response.write(render(parse_lines(data[:whole])))
+        elif not live:
+            break
+        else:
+            await asyncio.sleep(0.05)
+    await response.write_eof()
+    return response
+# --8<-- [end:logs]
+
+
+def _epoch(stamp: str) -> float:
+    from minidocker.daemon.containers import _seconds
+
+    return _seconds(stamp)

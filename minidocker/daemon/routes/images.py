@@ -1,0 +1,235 @@
+"""Chapter 10: the images half of the API: pull and push (with progress), list, inspect, tag, remove, commit.
+
+The daemon holds the image store (``request.app["images"]``, from :func:`minidocker.daemon.engine.images`)
+and answers in Docker's shapes. Two details matter to clients: image names travel *inside* the
+path (``/images/docker.io/library/busybox:latest/json``, slashes and all), and long operations
+answer with a stream of JSON lines, flushed as they go, so the CLI can draw its progress bars.
+An error after the stream has started can no longer be an HTTP status: it is a last line
+``{"errorDetail": {"message": M}, "error": M}``.
+
+Example::
+
+    POST /images/create?fromImage=busybox&tag=latest
+    {"status": "Pulling from library/busybox", "id": "latest"}
+    {"status": "Pulling fs layer", "progressDetail": {}, "id": "a6551a2e0037"}
+    ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from minidocker.core.process import EngineError
+from minidocker.daemon.routes.containers import container, flag, json_body, sup
+from minidocker.daemon.supervisor import ApiError
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+def store(request: web.Request) -> Any:
+    return request.app["images"]
+
+
+async def progress_stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    return response
+
+
+async def send(response: web.StreamResponse, message: dict) -> None:
+    await response.write(json.dumps(message).encode() + b"\r\n")
+
+
+async def _blocking(function: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def registry_auth(request: web.Request) -> Any:
+    """The credentials the client sent for the registry (``X-Registry-Auth``): they go before the
+    daemon's own config file, as the user logged in on the client's side. A bad header: 400."""
+    from minidocker.core import dockerconfig as _dockerconfig
+
+    try:
+        return _dockerconfig.parse_registry_auth(request.headers.get("X-Registry-Auth", ""))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+@routes.post("/images/create")
+async def create(request: web.Request) -> web.StreamResponse:
+    ref = request.query.get("fromImage", "")
+    if not ref:
+        raise ApiError(400, "fromImage must be given (importing with fromSrc is not supported)")
+    tag = request.query.get("tag", "")
+    if tag and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
+        ref = f"{ref}@{tag}" if tag.startswith("sha256:") else f"{ref}:{tag}"
+    auth = registry_auth(request)
+    try:
+        return await store(request).pull(request, ref, progress_stream, send, auth)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+@routes.post("/images/{name:.+}/push")
+async def push(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    tag = request.query.get("tag", "")
+    ref = f"{name}:{tag}" if tag and ":" not in name.rsplit("/", 1)[-1] else name
+    auth = registry_auth(request)
+    if await _blocking(store(request).find, ref) is None:
+        raise ApiError(404, f"No such image: {ref}")
+    return await store(request).push(request, ref, progress_stream, send, auth)
+
+
+@routes.get("/images/json")
+async def list_images(request: web.Request) -> web.Response:
+    return web.json_response(await _blocking(store(request).list_images))
+
+
+@routes.get("/images/{name:.+}/json")
+async def inspect(request: web.Request) -> web.Response:
+    found = await _blocking(store(request).inspect, request.match_info["name"])
+    if found is None:
+        raise ApiError(404, f"No such image: {request.match_info['name']}")
+    return web.json_response(found)
+
+
+@routes.post("/images/{name:.+}/tag")
+async def tag(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
+    if not repo:
+        raise ApiError(400, "repository name must be given (repo=)")
+    if await _blocking(store(request).find, name) is None:
+        raise ApiError(404, f"No such image: {name}")
+    try:
+        await _blocking(store(request).tag, name, f"{repo}:{tag_}")
+    except EngineError as e:  # an invalid name: the client's mistake
+        raise ApiError(400, str(e)) from None
+    return web.Response(status=201)
+
+
+@routes.delete("/images/{name:.+}")
+async def remove(request: web.Request) -> web.Response:
+    ref = request.match_info["name"]
+    if await _blocking(store(request).find, ref) is None:
+        raise ApiError(404, f"No such image: {ref}")
+    try:
+        done = await _blocking(lambda: store(request).remove(ref, flag(request, "force")))
+    except Exception as e:  # chapter 07's one-line reason: in use, several repositories ...
+        raise ApiError(409, str(e)) from None
+    return web.json_response(done)
+
+
+@routes.post("/images/prune")
+async def prune(request: web.Request) -> web.Response:
+    """``docker image prune``: untagged images; with ``dangling=false`` (``-a``) every unused one."""
+    try:
+        filters = json.loads(request.query.get("filters") or "{}")
+    except ValueError:
+        raise ApiError(400, "invalid filters: a JSON object is expected") from None
+    dangling = filters.get("dangling", {}) if isinstance(filters, dict) else {}
+    everything = "false" in (dangling if isinstance(dangling, list) else list(dangling))
+    deleted = await _blocking(store(request).prune, everything)
+    return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+@routes.post("/commit")
+async def commit(request: web.Request) -> web.Response:
+    """``docker commit``: the container's read-write layer becomes a layer of a new image."""
+    c = sup(request).find(request.query.get("container", ""))
+    body = await json_body(request, {}) or {}
+    repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
+    changes = {k: v for k, v in (body if isinstance(body, dict) else {}).items()
+               if k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts")}
+    try:
+        image_id = await _blocking(store(request).commit, c.id, f"{repo}:{tag_}" if repo else None, changes)
+    except Exception as e:
+        raise ApiError(500, f"commit: {e}") from None
+    return web.json_response({"Id": image_id}, status=201)
+
+
+@routes.get("/containers/{id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    """``docker diff``: what the container added (1), changed (0) or deleted (2)."""
+    from minidocker.overlay import changes as chapter04
+
+    c = container(request)
+    try:
+        found = await _blocking(lambda: chapter04.diff(store(request).container_fs(c.id)))
+    except Exception:
+        found = []  # never started: no changes yet
+    kinds = {"C": 0, "A": 1, "D": 2}
+    return web.json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in found])
+
+
+@routes.get("/images/get")
+async def save(request: web.Request) -> web.StreamResponse:
+    """``docker save``: an OCI image layout as a tarball (chapter 07's ``ocilayout.save``)."""
+    import tempfile
+
+    from minidocker.images import archive as ocilayout
+
+    names = request.query.getall("names", [])
+    if not names:
+        raise ApiError(400, "no image names given (names=)")
+    for name in names:
+        if await _blocking(store(request).find, name) is None:
+            raise ApiError(404, f"No such image: {name}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/images.tar"
+        await _blocking(lambda: ocilayout.save(names, path, store=store(request).store))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await response.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@routes.post("/images/load")
+async def load(request: web.Request) -> web.StreamResponse:
+    """``docker load``: the tarball of ``save`` (or of ``docker save``) into the store."""
+    import tempfile
+
+    from minidocker.images import archive as ocilayout
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/images.tar"
+        with open(path, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                f.write(chunk)
+        response = await progress_stream(request)
+        try:
+            for line in await _blocking(lambda: ocilayout.load(path, store=store(request).store)):
+                await send(response, {"stream": f"{line}\n"})
+        except Exception as e:
+            await send(response, {"errorDetail": {"message": str(e)}, "error": str(e)})
+    await response.write_eof()
+    return response
+
+
+@routes.post("/auth")
+async def auth(request: web.Request) -> web.Response:
+    """``docker login``: check the credentials against the registry (the client keeps them)."""
+    from minidocker.images import distribution as registry
+
+    body = await json_body(request, {}) or {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "a JSON object {username, password, serveraddress} is expected")
+    server = str(body.get("serveraddress") or "docker.io").removeprefix("https://").removeprefix("http://")
+    server = "docker.io" if server.startswith("index.docker.io") else server.rstrip("/")
+    try:
+        await _blocking(lambda: registry.connect(server, (str(body.get("username", "")),
+                                                          str(body.get("password", "")))).check_login())
+    except Exception as e:
+        raise ApiError(401, f"login attempt to {server} failed: {e}") from None
+    return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+

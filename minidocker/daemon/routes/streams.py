@@ -1,0 +1,240 @@
+"""Chapter 10: the streaming half of the API: attach and exec, over hijacked connections.
+
+The daemon is a relay here. The client's socket (hijacked, :mod:`minidocker.daemon.hijack`) on one side,
+a connection to the container's monitor on the other; frames go one way, keystrokes the other.
+Three rules from real clients shape it:
+
+* ``docker run`` attaches *before* it starts the container, so an attach to a created container
+  waits and is connected to the monitor before the monitor starts the process: no output is lost;
+* the client half-closes when it has no more input: we tell the monitor "stdin closed" and keep
+  streaming output until the process ends, then close (EOF is how the client learns it ended);
+* an exec's exit code is recorded *before* its stream closes: the client asks for it right after.
+
+Example (what ``docker exec c hostname`` sends)::
+
+    POST /v1.50/containers/c/exec  {"Cmd": ["hostname"], "AttachStdout": true, ...}  -> 201 {"Id": E}
+    POST /v1.50/exec/E/start       (Upgrade: tcp)                      -> 101, frames, EOF
+    GET  /v1.50/exec/E/json                                            -> {"ExitCode": 0, ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Demux, frame
+from minidocker.daemon.containers import Container
+from minidocker.daemon.hijack import MULTIPLEXED, RAW, RawStream, finished, hijack
+from minidocker.daemon.monitor import socket_path
+from minidocker.daemon.routes.containers import container, flag, json_body, sup
+from minidocker.daemon.supervisor import ApiError
+
+__all__ = ["Relay", "routes"]
+
+routes = web.RouteTableDef()
+
+
+class Relay:
+    """One client connected through the daemon to a monitor (an attach, or an exec)."""
+
+    def __init__(self, c: Container, raw: RawStream, request: dict, with_stdin: bool, tty: bool,
+                 on_control: Callable[[dict], None] = lambda message: None) -> None:
+        self.c, self.raw, self.request, self.with_stdin, self.tty = c, raw, request, with_stdin, tty
+        self.on_control = on_control
+        self.connected = asyncio.Event()
+        self.cancelled = False
+        self.reply: dict = {}
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        """Open the connection to the monitor and make the request; the relay can then run."""
+        try:
+            self.reader, self.writer = await asyncio.open_unix_connection(str(socket_path(self.c.id)))
+            self.writer.write(json.dumps(self.request).encode() + b"\n")
+            line = await self.reader.readline()
+            self.reply = json.loads(line) if line else {"error": "the container has exited"}
+        except OSError:
+            self.reply = {"error": "the container is not running"}
+        self.connected.set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.connected.set()
+
+    # --8<-- [start:relay]
+    async def run(self) -> None:
+        """Copy frames monitor -> client and input client -> monitor, until the monitor hangs up."""
+        await self.connected.wait()
+        if self.cancelled or "error" in self.reply or self.reader is None:
+            return
+
+        async def downstream() -> None:
+            demux = Demux()
+            while chunk := await self.reader.read(65536):
+                for stream, payload in demux.feed(chunk):
+                    if stream == CONTROL:
+                        self.on_control(json.loads(payload))
+                    elif not await self.raw.write(payload if self.tty else frame(stream, payload)):
+                        return
+
+        async def upstream() -> None:
+            while data := await self.raw.read():
+                if self.with_stdin:
+                    self.writer.write(frame(STDIN, data))
+                    await self.writer.drain()
+            if self.with_stdin and not self.raw.lost.is_set():  # a half-close: stdin ended
+                self.writer.write(frame(CONTROL, b'{"close_stdin": true}'))
+                await self.writer.drain()
+
+        down = asyncio.ensure_future(downstream())
+        up = asyncio.ensure_future(upstream())
+        lost = asyncio.ensure_future(self.raw.lost.wait())
+        try:
+            await asyncio.wait([down, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (up, lost, down):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                self.writer.close()
+    # --8<-- [end:relay]
+
+    def send_control(self, message: dict) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(frame(CONTROL, json.dumps(message).encode()))
+
+
+# --8<-- [start:attach]
+@routes.post("/containers/{id}/attach")
+async def attach(request: web.Request) -> web.StreamResponse:
+    """Hijack the connection and relay the container's streams (waiting for the start if need be)."""
+    c = container(request)
+    streams = [s for s, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if flag(request, name)]
+    with_stdin = flag(request, "stdin")
+    if flag(request, "logs"):
+        raise ApiError(400, "attach with logs=1 is not supported: use GET /containers/ID/logs")
+    raw = await hijack(request, RAW if c.tty else MULTIPLEXED)
+    try:
+        relay = Relay(c, raw, {"op": "attach", "streams": streams, "stdin": with_stdin},
+                      with_stdin, c.tty)
+        if c.running:
+            await relay.connect()
+        elif c.state.get("Status") in ("created", "exited", "starting") and flag(request, "stream", True):
+            c.pending_attach.append(relay)  # start() connects it just before the process starts
+        else:
+            relay.cancel()
+        await relay.run()
+    finally:
+        if relay in c.pending_attach:
+            c.pending_attach.remove(relay)
+    return finished(request, raw)
+# --8<-- [end:attach]
+
+
+# ---- exec -------------------------------------------------------------------------------------
+@routes.post("/containers/{id}/exec")
+async def exec_create(request: web.Request) -> web.Response:
+    c = container(request)
+    body = await json_body(request, {})
+    if not isinstance(body, dict) or not isinstance(body.get("Cmd"), list) or not body["Cmd"]:
+        raise ApiError(400, "No exec command specified")
+    if not c.running:
+        raise ApiError(409, f"Container {c.id} is not running")
+    exec_id = os.urandom(32).hex()
+    request.app["execs"][exec_id] = {
+        "ID": exec_id, "ContainerID": c.id, "Running": False, "ExitCode": None, "Pid": 0,
+        "OpenStdin": bool(body.get("AttachStdin")), "OpenStdout": bool(body.get("AttachStdout")),
+        "OpenStderr": bool(body.get("AttachStderr")), "CanRemove": False, "DetachKeys": "",
+        "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": str(body["Cmd"][0]),
+                          "arguments": [str(a) for a in body["Cmd"][1:]], "privileged": False,
+                          "user": body.get("User") or ""},
+        "_request": {"op": "exec", "Cmd": [str(a) for a in body["Cmd"]], "Tty": bool(body.get("Tty")),
+                     "Env": body.get("Env") or [], "WorkingDir": body.get("WorkingDir") or "",
+                     "User": body.get("User") or "", "AttachStdin": bool(body.get("AttachStdin")),
+                     "ConsoleSize": body.get("ConsoleSize")}}
+    c.exec_ids.append(exec_id)
+    return web.json_response({"Id": exec_id}, status=201)
+
+
+def _exec(request: web.Request) -> dict[str, Any]:
+    found = request.app["execs"].get(request.match_info["id"])
+    if found is None:
+        raise ApiError(404, f"No such exec instance: {request.match_info['id']}")
+    return found
+
+
+# --8<-- [start:exec_start]
+@routes.post("/exec/{id}/start")
+async def exec_start(request: web.Request) -> web.StreamResponse:
+    """Run the exec in the container's monitor; relay its streams; record its exit code first."""
+    info = _exec(request)
+    body = await json_body(request, {}) or {}
+    if info["Running"] or info["ExitCode"] is not None:
+        raise ApiError(409, f"exec {info['ID']} has already run")
+    c = sup(request).find(info["ContainerID"])
+    if not c.running:
+        raise ApiError(409, f"Container {c.id} is not running")
+    tty = info["_request"]["Tty"]
+    if isinstance(body, dict) and body.get("ConsoleSize"):
+        info["_request"]["ConsoleSize"] = body["ConsoleSize"]
+
+    def on_control(message: dict) -> None:
+        if "exit" in message:
+            info.update(ExitCode=message["exit"], Running=False)
+
+    detached = isinstance(body, dict) and body.get("Detach")
+    raw = None if detached else await hijack(request, RAW if tty else MULTIPLEXED)
+    relay = Relay(c, raw or _Sink(), info["_request"], info["OpenStdin"], tty, on_control)
+    info["_relay"] = relay
+    await relay.connect()
+    if "error" in relay.reply:
+        info.update(ExitCode=126, Running=False)
+        if raw is None:
+            raise ApiError(409, relay.reply["error"])
+        await raw.write(relay.reply["error"].encode() + b"\n" if tty else frame(STDERR, relay.reply[
+            "error"].encode() + b"\n"))
+        return finished(request, raw)
+    info.update(Running=True, Pid=relay.reply.get("pid", 0))
+    if raw is None:
+        asyncio.get_running_loop().create_task(relay.run())
+        return web.Response(status=200)
+    await relay.run()
+    if info["Running"]:  # the container went away under it
+        info.update(Running=False, ExitCode=info["ExitCode"] if info["ExitCode"] is not None else 137)
+    return finished(request, raw)
+# --8<-- [end:exec_start]
+
+
+class _Sink:
+    """Where a detached exec's output goes: nowhere."""
+
+    lost = asyncio.Event()
+
+    async def write(self, data: bytes) -> bool:
+        return True
+
+    async def read(self) -> bytes:
+        await asyncio.Event().wait()
+        return b""
+
+
+@routes.post("/exec/{id}/resize")
+async def exec_resize(request: web.Request) -> web.Response:
+    info = _exec(request)
+    relay = info.get("_relay")
+    h, w = int(request.query.get("h") or 0), int(request.query.get("w") or 0)
+    if relay is not None:
+        relay.send_control({"resize": [h, w]})
+    return web.Response(status=200)
+
+
+@routes.get("/exec/{id}/json")
+async def exec_inspect(request: web.Request) -> web.Response:
+    info = _exec(request)
+    return web.json_response({k: v for k, v in info.items() if not k.startswith("_")})

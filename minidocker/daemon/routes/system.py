@@ -1,0 +1,157 @@
+"""Chapter 10: the system and volume endpoints: ``_ping``, ``version``, ``info``, volumes.
+
+Clients decide a lot from these small answers. The ``docker`` CLI sends ``HEAD /_ping`` before every
+command and takes the API version to speak from the ``Api-Version`` header; docker-py starts with
+``GET /version`` and compares ``GET /_ping``'s body with ``OK``; ``docker info`` needs a ``Swarm``
+object even on a daemon without swarm.
+
+Example::
+
+    $ curl --unix-socket /run/minidocker.sock http://d/_ping
+    OK
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from aiohttp import web
+
+from minidocker import __version__
+from minidocker.cgroups.cgroup import cgroup_mode
+from minidocker.core.paths import state_dir
+from minidocker.daemon import volumes
+from minidocker.daemon.routes.containers import json_body, sup
+from minidocker.daemon.supervisor import ApiError
+
+__all__ = ["API_VERSION", "MIN_API_VERSION", "routes"]
+
+API_VERSION = "1.50"
+MIN_API_VERSION = "1.24"
+routes = web.RouteTableDef()
+
+
+@routes.get("/_ping")
+@routes.head("/_ping")
+async def ping(request: web.Request) -> web.Response:
+    body = b"" if request.method == "HEAD" else b"OK"
+    return web.Response(body=body, content_type="text/plain", headers={
+        "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"})
+
+
+@routes.get("/version")
+async def version(request: web.Request) -> web.Response:
+    uname = os.uname()
+    return web.json_response({
+        "Platform": {"Name": "minidocker"}, "Version": __version__, "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION, "GitCommit": "", "GoVersion": f"python{platform.python_version()}",
+        "Os": "linux", "Arch": _arch(), "KernelVersion": uname.release, "BuildTime": "",
+        "Components": [{"Name": "Engine", "Version": __version__, "Details": {
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": _arch(),
+            "KernelVersion": uname.release}}]})
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+@routes.get("/info")
+async def info(request: web.Request) -> web.Response:
+    containers = list(sup(request).containers.values())
+    running = sum(c.running for c in containers)
+    images = request.app["images"].list_images()
+    with open("/proc/meminfo") as f:
+        mem_total = int(f.readline().split()[1]) * 1024
+    uname = os.uname()
+    return web.json_response({
+        "ID": request.app["daemon_id"], "Containers": len(containers), "ContainersRunning": running,
+        "ContainersPaused": 0, "ContainersStopped": len(containers) - running, "Images": len(images),
+        "Driver": request.app["images"].driver, "DriverStatus": [], "DockerRootDir": str(state_dir()),
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "PidsLimit": True, "IPv4Forwarding": True, "Debug": False, "NFd": len(os.listdir("/proc/self/fd")),
+        "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": _cgroup_version(),
+        "KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSType": "linux",
+        "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem_total,
+        "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": {
+            "IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+            "Mirrors": request.app["config"].get("registry-mirrors", [])},
+        "Name": uname.nodename, "Labels": [], "ExperimentalBuild": False, "ServerVersion": __version__,
+        "Runtimes": {"minidocker": {"path": "python -m minidocker.daemon.monitor"}},
+        "DefaultRuntime": "minidocker",
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                  "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns",
+                            *(["name=userns"] if request.app["config"].get("userns-remap") else [])],
+        "Warnings": []})
+
+
+def _cgroup_version() -> str:
+    """As Docker says it: "2" on a v2-only host, "1" on v1 and hybrid ones (from the mount table)."""
+    return "2" if cgroup_mode() == "v2" else "1"
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+# ---- volumes ----------------------------------------------------------------------------------
+@routes.post("/volumes/create")
+async def volume_create(request: web.Request) -> web.Response:
+    body = await json_body(request, {}) or {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid volume config: expected a JSON object")
+    if not isinstance(body.get("Name") or "", str) or not isinstance(body.get("Labels") or {}, dict):
+        raise ApiError(400, "invalid volume config: Name must be a string and Labels an object")
+    try:
+        return web.json_response(volumes.create(body.get("Name"), body.get("Labels")), status=201)
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
+
+
+@routes.get("/volumes")
+async def volume_list(request: web.Request) -> web.Response:
+    return web.json_response({"Volumes": volumes.list_volumes(), "Warnings": []})
+
+
+@routes.get("/volumes/{name}")
+async def volume_inspect(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(volumes.inspect(request.match_info["name"]))
+    except KeyError:
+        raise ApiError(404, f"get {request.match_info['name']}: no such volume") from None
+
+
+@routes.delete("/volumes/{name}")
+async def volume_remove(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    users = [c.id for c in sup(request).containers.values()
+             if any(m.get("Name") == name for m in c.config.get("Mounts", []))]
+    if users:
+        raise ApiError(409, f"remove {name}: volume is in use - [{', '.join(users)}]")
+    try:
+        volumes.remove(name)
+    except KeyError:
+        raise ApiError(404, f"get {name}: no such volume") from None
+    return web.Response(status=204)
+
+
+@routes.post("/volumes/prune")
+async def volume_prune(request: web.Request) -> web.Response:
+    used = {m.get("Name") for c in sup(request).containers.values() for m in c.config.get("Mounts", [])}
+    deleted = [v["Name"] for v in volumes.list_volumes() if v["Name"] not in used]
+    for name in deleted:
+        volumes.remove(name)
+    return web.json_response({"VolumesDeleted": deleted, "SpaceReclaimed": 0})

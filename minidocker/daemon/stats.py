@@ -1,0 +1,96 @@
+"""Chapter 10: ``docker stats``: what the kernel counts for a container, read from its cgroups.
+
+Nothing is measured by the engine itself: the kernel already counts, per cgroup, the memory in use
+(``memory.usage_in_bytes`` or ``memory.current``), the CPU time (``cpuacct.usage`` or ``cpu.stat``)
+and the processes (``pids.current``). Chapter 03 reads them: we find the container's cgroup from
+its PID 1 (:meth:`minidocker.cgroups.cgroup.Cgroup.of_process`), take its
+:meth:`~minidocker.cgroups.cgroup.Cgroup.stats` and answer in the shape of Docker's stats API. CPU %
+needs two readings: ``docker stats --no-stream`` gets this one and the one before (``precpu_stats``).
+
+Example::
+
+    $ curl --unix-socket /run/minidocker.sock 'http://d/containers/web/stats?stream=false'
+    {"read": "...", "memory_stats": {"usage": 1032192, "limit": 33554432}, ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from aiohttp import web
+
+from minidocker.cgroups.cgroup import Cgroup, Hierarchy, hierarchies
+from minidocker.cgroups.resources import Stats
+from minidocker.core.atomic import rfc3339
+from minidocker.core.process import EngineError
+from minidocker.daemon.routes.containers import container
+
+__all__ = ["routes", "sample"]
+
+routes = web.RouteTableDef()
+_PROBE_EVERY = 10.0  # seconds: cgroup trees are mounted at boot, stats are polled every second
+_probed: dict[str, Any] = {"at": float("-inf"), "trees": []}
+
+
+def _trees() -> list[Hierarchy]:
+    """Chapter 03's probe of the mount table for cgroup trees, redone at most every ``_PROBE_EVERY``."""
+    if time.monotonic() - _probed["at"] > _PROBE_EVERY:
+        _probed.update(at=time.monotonic(), trees=hierarchies())
+    return _probed["trees"]
+
+
+# --8<-- [start:sample]
+def sample(pid: int) -> dict[str, Any]:
+    """Memory, CPU time (ns) and process count of the cgroup of ``pid``, v1 or v2 (zeros if it is gone)."""
+    try:
+        used = Cgroup.of_process(pid, found=_trees()).stats()
+    except (EngineError, OSError, ValueError):
+        used = Stats()
+    with open("/proc/stat") as f:
+        system = sum(int(v) for v in f.readline().split()[1:8]) * (10**9 // os.sysconf("SC_CLK_TCK"))
+    return {"memory": used.memory, "limit": used.memory_limit or _mem_total(), "cpu": used.cpu_ns,
+            "system": system, "pids": used.pids}
+# --8<-- [end:sample]
+
+
+def _mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) * 1024
+
+
+def _shape(now: dict, before: dict, c: Any) -> dict[str, Any]:
+    cpus = os.cpu_count() or 1
+
+    def cpu_stats(s: dict) -> dict:
+        return {"cpu_usage": {"total_usage": s["cpu"], "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                "system_cpu_usage": s["system"], "online_cpus": cpus, "throttling_data": {}}
+
+    return {"read": rfc3339(), "preread": rfc3339(time.time() - 0.5), "id": c.id, "name": c.name,
+            "pids_stats": {"current": now["pids"]}, "num_procs": 0, "blkio_stats": {}, "storage_stats": {},
+            "cpu_stats": cpu_stats(now), "precpu_stats": cpu_stats(before),
+            "memory_stats": {"usage": now["memory"], "limit": now["limit"], "stats": {}},
+            "networks": {}}
+
+
+@routes.get("/containers/{id}/stats")
+async def stats(request: web.Request) -> web.StreamResponse:
+    """One sample (``stream=false``), or one a second until the container stops."""
+    c = container(request)
+    stream = request.query.get("stream", "1").lower() not in ("0", "false")
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    empty = {"memory": 0, "limit": 0, "cpu": 0, "system": 0, "pids": 0}
+    before = sample(int(c.state["Pid"])) if c.running else empty
+    while True:
+        await asyncio.sleep(0.5 if not stream else 1)
+        now = sample(int(c.state["Pid"])) if c.running else empty
+        await response.write(json.dumps(_shape(now, before, c)).encode() + b"\n")
+        before = now
+        if not stream or not c.running:
+            break
+    await response.write_eof()
+    return response

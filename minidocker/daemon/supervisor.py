@@ -1,0 +1,298 @@
+"""Chapter 10: the daemon's side of a container's life: create, start, watch, wait, stop, remove.
+
+The daemon never runs a container itself. To start one it launches its monitor
+(``python -m minidocker.daemon.monitor ID``, in a new session so no signal for the daemon reaches it),
+waits for the monitor's "ready", connects the clients that attached early, and then says "start".
+From then on it only *watches* the monitor through a pidfd (a file descriptor that becomes readable
+when a process exits, even one that is not our child): when the monitor exits the container has
+exited, and ``state.json`` says how.
+
+When the daemon starts it does the same for every container on disk: a monitor still alive is
+watched again; a container whose monitor is gone has its recorded exit status.
+
+Example (in the daemon's event loop)::
+
+    sup = Supervisor(); await sup.restore()
+    c = sup.find("web")
+    await sup.start(c); code = await sup.wait(c, "not-running")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from minidocker.core.atomic import write_json
+from minidocker.core.paths import run_dir, state_dir
+from minidocker.daemon.containers import Container, pid_is_monitor
+from minidocker.daemon.monitor import socket_path
+
+__all__ = ["ApiError", "Supervisor"]
+
+
+class ApiError(Exception):
+    """An error for the API client: an HTTP status and Docker's one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Supervisor:
+    """Every container of this daemon, and the operations on them."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, Container] = {}
+        self.root = state_dir() / "containers"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.on_removed: list[Any] = []  # callbacks(container): release its filesystem, ...
+        self.forkserver: subprocess.Popen | None = None
+
+    # ---- finding ----------------------------------------------------------------------------
+    def find(self, ref: str) -> Container:
+        """A container by full id, name (with or without ``/``) or unique id prefix: 404 otherwise."""
+        ref = ref.lstrip("/") if ref.startswith("/") else ref
+        if ref in self.containers:
+            return self.containers[ref]
+        for c in self.containers.values():
+            if c.name == f"/{ref}":
+                return c
+        found = [c for c in self.containers.values() if c.id.startswith(ref)] if ref else []
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ApiError(400, f"multiple IDs found with provided prefix: {ref}")
+        raise ApiError(404, f"No such container: {ref}")
+
+    def names(self) -> set[str]:
+        return {c.name.lstrip("/") for c in self.containers.values()}
+
+    def add(self, c: Container) -> None:
+        self.containers[c.id] = c
+
+    # ---- after a daemon restart -------------------------------------------------------------
+    async def restore(self) -> None:
+        """Load every container on disk; watch the monitors still running, settle the others."""
+        for directory in sorted(self.root.iterdir()):
+            c = Container.load(directory)
+            if c is None:
+                shutil.rmtree(directory, ignore_errors=True)  # a create that never finished
+                continue
+            self.add(c)
+            monitor = int(c.state.get("MonitorPid") or 0)
+            if c.running and pid_is_monitor(monitor, int(c.state.get("MonitorStart") or 0)):
+                self._watch(c, monitor, child=False)
+            elif c.running:  # the monitor died without recording an exit (SIGKILL, reboot)
+                c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
+                write_json(c.dir / "state.json", c.state)
+            if not c.running and c.config["HostConfig"].get("AutoRemove") and c.state["Status"] == "exited":
+                await self.remove(c, force=True)
+
+    # ---- start and watch --------------------------------------------------------------------
+    # --8<-- [start:start]
+    async def start(self, c: Container) -> None:
+        """Launch the container's monitor, connect early attachers, then tell it to start."""
+        async with c.lock:
+            if c.running:
+                raise ApiError(304, "container already started")
+            if c.removing:
+                raise ApiError(409, f"container {c.id} is being removed")
+            pid = await self._spawn_monitor(c)
+            c.state.update(Status="starting")
+            self._watch(c, pid, child=True)
+            for attach in c.pending_attach:
+                await attach.connect()
+            c.pending_attach.clear()
+            reply = await self.ask(c, {"op": "start"})
+            if "error" in reply:
+                await self._gone(c)  # the monitor recorded the failure and exits
+                code = reply.get("code", 125)
+                raise ApiError(400 if code in (126, 127) else 500, reply["error"])
+            c.reload_state()
+    # --8<-- [end:start]
+
+    async def _spawn_monitor(self, c: Container) -> int:
+        """A new monitor for ``c``: forked by the fork server, or else a fresh ``python -m``."""
+        line = b""
+        if self.forkserver is not None and self.forkserver.poll() is not None:  # it died: another
+            self.forkserver.wait()
+            await asyncio.get_running_loop().run_in_executor(None, self.start_forkserver)
+        if self.forkserver is not None and self.forkserver.poll() is None:
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_unix_connection(str(self.forkserver_socket))
+                writer.write(c.id.encode() + b"\n")
+                line = await reader.readline()
+                writer.close()
+        if not line.startswith(b"ready "):
+            monitor = subprocess.Popen(
+                [sys.executable, "-m", "minidocker.daemon.monitor", c.id], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=open(c.dir / "monitor.log", "ab"),  # noqa: SIM115
+                start_new_session=True)
+            line = await asyncio.get_running_loop().run_in_executor(None, monitor.stdout.readline)
+            monitor.stdout.close()
+        if not line.startswith(b"ready "):
+            raise ApiError(500, f"the container's monitor failed to start: see {c.dir}/monitor.log")
+        return int(line.split()[1])
+
+    def start_forkserver(self) -> None:
+        """Start the fork server that makes monitors fast (see :mod:`minidocker.daemon.forkserver`)."""
+        self.forkserver_socket = run_dir() / "forkserver.sock"
+        self.forkserver = subprocess.Popen(
+            [sys.executable, "-m", "minidocker.daemon.forkserver", str(self.forkserver_socket)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+        if self.forkserver.stdout.readline() != b"ready\n":
+            self.forkserver.kill()
+            self.forkserver.wait()
+            self.forkserver = None
+        else:
+            self.forkserver.stdout.close()
+
+    def stop_forkserver(self) -> None:
+        if self.forkserver is not None:
+            self.forkserver.terminate()
+            self.forkserver.wait()
+            self.forkserver = None
+
+    def _watch(self, c: Container, pid: int, child: bool) -> None:
+        """Call :meth:`_exited` when the monitor ``pid`` exits (a pidfd works for any process)."""
+        c.monitor_pid = pid
+        c.monitor_gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            loop.call_soon(self._exited, c, -1, child)
+            return
+        loop.add_reader(pidfd, self._exited, c, pidfd, child)
+
+    def _exited(self, c: Container, pidfd: int, child: bool) -> None:
+        if pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(pidfd)
+            os.close(pidfd)
+        with contextlib.suppress(ChildProcessError):  # ours if we are its subreaper
+            os.waitpid(c.monitor_pid, os.WNOHANG)
+        c.reload_state()
+        if c.state.get("Status") in ("running", "starting"):
+            c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
+            write_json(c.dir / "state.json", c.state)
+        c.monitor_gone.set()
+        c.exit_count += 1
+        asyncio.get_running_loop().create_task(self._after_exit(c))
+
+    async def _after_exit(self, c: Container) -> None:
+        async with c.exited:
+            c.exited.notify_all()
+        if c.config["HostConfig"].get("AutoRemove") and c.id in self.containers:
+            await self.remove(c, force=True)
+
+    async def _gone(self, c: Container) -> None:
+        await c.monitor_gone.wait()
+
+    async def ask(self, c: Container, request: dict) -> dict:
+        """One request to the container's monitor, one JSON reply."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(socket_path(c.id)))
+        except OSError as e:
+            raise ApiError(409, f"container {c.id} is not running") from e
+        try:
+            writer.write(json.dumps(request).encode() + b"\n")
+            line = await reader.readline()
+            return json.loads(line) if line else {"error": "the monitor closed the connection"}
+        except (OSError, ValueError) as e:
+            return {"error": f"the container's monitor failed: {e}"}
+        finally:
+            writer.close()
+
+    # ---- wait, stop, kill -------------------------------------------------------------------
+    # --8<-- [start:wait]
+    async def wait(self, c: Container, condition: str = "not-running", seen: int | None = None) -> int:
+        """Block until ``condition`` holds: ``not-running``, ``next-exit`` or ``removed``.
+
+        ``seen`` is the exit count when the request arrived: an exit after that is the "next" one,
+        even if it happens before we get here.
+        """
+        seen = c.exit_count if seen is None else seen
+        if condition == "removed":
+            await c.removed.wait()
+            return int(c.state.get("ExitCode") or 0)
+        async with c.exited:
+            if condition == "not-running" and not c.running and c.state.get("Status") != "starting":
+                return int(c.state.get("ExitCode") or 0)
+            await c.exited.wait_for(lambda: c.exit_count > seen)
+        return int(c.state.get("ExitCode") or 0)
+    # --8<-- [end:wait]
+
+    def signal(self, c: Container, signum: int) -> None:
+        """Send ``signum`` to the container's PID 1 (409 if it is not running)."""
+        if not c.running:
+            raise ApiError(409, f"Container {c.id} is not running")
+        try:
+            os.kill(int(c.state["Pid"]), signum)
+        except ProcessLookupError:
+            pass
+
+    # --8<-- [start:stop]
+    async def stop(self, c: Container, timeout: float | None = None, signum: int | None = None) -> bool:
+        """Docker's stop: the stop signal, ``timeout`` seconds of grace, then SIGKILL (False: not running)."""
+        if not c.running:
+            return False
+        cfg = c.config["Config"]
+        signum = signum or parse_signal(cfg.get("StopSignal") or "SIGTERM")
+        timeout = timeout if timeout is not None else cfg.get("StopTimeout") or 10
+        seen = c.exit_count
+        with contextlib.suppress(ApiError):
+            self.signal(c, signum)
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                async with c.exited:
+                    await c.exited.wait_for(lambda: c.exit_count > seen)
+        except TimeoutError:
+            with contextlib.suppress(ApiError):
+                self.signal(c, signal.SIGKILL)
+            async with c.exited:
+                await c.exited.wait_for(lambda: c.exit_count > seen)
+        return True
+    # --8<-- [end:stop]
+
+    # ---- remove -----------------------------------------------------------------------------
+    async def remove(self, c: Container, force: bool = False) -> None:
+        """Delete the container and its files; a running one only with ``force`` (409 otherwise)."""
+        if c.running or c.state.get("Status") == "starting":
+            if not force:
+                raise ApiError(409, f"You cannot remove a running container {c.id}. Stop the "
+                                    "container before attempting removal or force remove")
+            await self.stop(c, timeout=0, signum=signal.SIGKILL)
+        if c.removing or c.id not in self.containers:
+            await c.removed.wait()
+            return
+        c.removing = True
+        for callback in self.on_removed:
+            await callback(c)
+        for attach in c.pending_attach:
+            attach.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, _delete_tree, c.dir)
+        self.containers.pop(c.id, None)
+        c.removed.set()
+
+
+def _delete_tree(path: Any) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def parse_signal(value: str | int) -> int:
+    """``"SIGTERM"``, ``"TERM"``, ``"15"`` or 15 -> 15; ValueError for anything else."""
+    text = str(value).strip().upper()
+    if text.isdigit():
+        number = int(text)
+    else:
+        number = getattr(signal, text if text.startswith("SIG") else f"SIG{text}", None)
+    if not isinstance(number, int) or not 0 < int(number) < 65:
+        raise ValueError(f"invalid signal: {value}")
+    return int(number)

@@ -1,0 +1,109 @@
+"""Chapter 10: volumes: data that outlives its containers, bind-mounted into them before pivot_root.
+
+A container's own files go away with it. A *volume* is a directory of the host (a named one that
+the engine manages under ``STATE/volumes/NAME/_data``, or any host path with ``-v /host:/ctr``)
+that is bind-mounted into the container's tree, so what is written there stays. The bind mount
+happens inside the container's mount namespace, after /proc, /dev and /sys are mounted and before
+pivot_root (the ``before_pivot`` hook): the host never sees it.
+
+Example::
+
+    mounts = parse_binds(["data:/var/lib/db", "/etc/hosts:/etc/hosts:ro"])   # creates "data"
+    spec.before_pivot.append(volume_mounts(mounts))
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from minidocker.core.atomic import read_json, rfc3339, write_json
+from minidocker.core.paths import state_dir
+from minidocker.core.process import EngineError
+from minidocker.core.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount
+
+__all__ = ["create", "inspect", "list_volumes", "parse_binds", "remove", "volume_mounts"]
+
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def _dir(name: str) -> Path:
+    return state_dir() / "volumes" / name
+
+
+def create(name: str | None = None, labels: dict | None = None) -> dict:
+    """Create the named volume (a random name if none); creating an existing one returns it."""
+    name = name or os.urandom(32).hex()
+    if not NAME.match(name):
+        raise ValueError(f"invalid volume name {name!r}: use letters, digits, '_', '.', '-'")
+    if (found := read_json(_dir(name) / "volume.json")) is not None:
+        return found
+    (_dir(name) / "_data").mkdir(parents=True, exist_ok=True)
+    info = {"Name": name, "Driver": "local", "Mountpoint": str(_dir(name) / "_data"),
+            "CreatedAt": rfc3339(), "Labels": labels or {}, "Scope": "local", "Options": {}}
+    write_json(_dir(name) / "volume.json", info)
+    return info
+
+
+def inspect(name: str) -> dict:
+    """The volume's description; ``KeyError`` if there is none."""
+    found = read_json(_dir(name) / "volume.json")
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
+def list_volumes() -> list[dict]:
+    base = state_dir() / "volumes"
+    return [v for d in sorted(base.iterdir()) if (v := read_json(d / "volume.json"))] if base.is_dir() else []
+
+
+def remove(name: str) -> None:
+    inspect(name)
+    shutil.rmtree(_dir(name))
+
+
+# --8<-- [start:parse_binds]
+def parse_binds(binds: list[str]) -> list[dict]:
+    """``-v`` values -> Docker's ``Mounts`` entries; named volumes are created on first use."""
+    mounts = []
+    for bind in binds:
+        parts = bind.split(":")
+        if len(parts) not in (2, 3) or not parts[1].startswith("/") or ".." in parts[1].split("/"):
+            raise EngineError(f"invalid volume specification {bind!r}: use SOURCE:/TARGET[:ro]")
+        source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+        if mode not in ("", "ro", "rw"):
+            raise EngineError(f"invalid mode {mode!r} in {bind!r}: use ro or rw")
+        if source.startswith("/"):
+            os.makedirs(source, exist_ok=True) if not os.path.exists(source) else None
+            entry = {"Type": "bind", "Source": source}
+        else:
+            volume = create(source)
+            entry = {"Type": "volume", "Name": source, "Source": volume["Mountpoint"], "Driver": "local"}
+        mounts.append({**entry, "Destination": target, "Mode": mode, "RW": mode != "ro",
+                       "Propagation": "rprivate"})
+    return mounts
+# --8<-- [end:parse_binds]
+
+
+# --8<-- [start:volume_mounts]
+def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
+    """A ``before_pivot`` hook: bind-mount each source at its target in the container's tree."""
+
+    def hook(root: str) -> None:
+        for m in mounts:
+            target = os.path.join(root, m["Destination"].lstrip("/"))
+            if os.path.isdir(m["Source"]):
+                os.makedirs(target, exist_ok=True)
+            elif not os.path.exists(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                open(target, "a").close()  # a file is mounted over a file
+            mount(m["Source"], target, None, MS_BIND | MS_REC)
+            if not m["RW"]:  # read-only needs a second step: a bind mount starts with the source's flags
+                mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+    return hook
+# --8<-- [end:volume_mounts]

@@ -1,0 +1,162 @@
+"""Chapter 05: the container's ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf``.
+
+Programs find names through three small files. An image cannot know what to put in them (its
+hostname, its address, the resolvers of the host it will run on), so the engine writes them per
+container, in the container's state directory, and bind-mounts them over the image's copies
+just before pivot_root, as Docker does. They stay writable, and vanish with the container.
+
+``resolv.conf`` needs care: the host's resolver may be on its loopback (``127.0.0.53`` for
+systemd-resolved, ``127.0.0.1`` for dnsmasq), which inside the container's own network
+namespace is the *container's* loopback, where nothing answers. Such nameservers are dropped;
+if none is left, public resolvers are used instead, with a warning (Docker's rule).
+
+Example::
+
+    >>> text, warnings = resolv_conf("nameserver 127.0.0.53\\nsearch lan\\n")
+    >>> print(text, warnings)
+    search lan
+    nameserver 8.8.8.8
+    nameserver 8.8.4.4
+     ['no usable nameserver in the host's resolv.conf (only loopback ones): using 8.8.8.8 8.8.4.4']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from minidocker.core.paths import state_dir
+from minidocker.core.syscalls import MS_BIND, mount
+
+__all__ = ["DEFAULT_NAMESERVERS", "NAMES", "bind_files", "files_dir", "host_resolv_conf", "hosts_file",
+           "remove_files", "resolv_conf", "write_files"]
+
+DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+NAMES = ("hosts", "hostname", "resolv.conf")
+LOCALHOST = """\
+127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+
+
+def hosts_file(hostname: str, ip: str | None) -> str:
+    """``/etc/hosts`` as Docker writes it: localhost, and the container's own name at its address."""
+    return LOCALHOST + (f"{ip}\t{hostname}\n" if ip else "")
+
+
+# exercise 05.9: The container's resolv.conf from the host's
+# hint: keep non-nameserver lines; keep IPv4 nameservers that are not loopback; none left: the
+#   DEFAULT_NAMESERVERS and a warning. Return the text (one line each) and the warnings.
+# --8<-- [start:resolv_conf]
+def resolv_conf(host_text: str) -> tuple[str, list[str]]:
+    """The container's ``resolv.conf`` from the host's: without loopback (or IPv6) nameservers.
+
+    ``search`` and ``options`` lines are kept. Returns the text and the warnings to show.
+    """
+    kept, servers, warnings = [], [], []
+    for line in host_text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            try:
+                address = ipaddress.ip_address(words[1].split("%")[0])
+            except ValueError:
+                continue
+            if address.version == 4 and not address.is_loopback:
+                servers.append(words[1])
+        elif words:
+            kept.append(line)
+    if not servers:
+        servers = list(DEFAULT_NAMESERVERS)
+        warnings.append("no usable nameserver in the host's resolv.conf (only loopback ones): "
+                        f"using {' '.join(servers)}")
+    return "".join(f"{line}\n" for line in kept + [f"nameserver {s}" for s in servers]), warnings
+# --8<-- [end:resolv_conf]
+
+
+def host_resolv_conf() -> str:
+    """The host's ``/etc/resolv.conf``; behind systemd-resolved's stub, the real upstream list."""
+    text = Path("/etc/resolv.conf").read_text() if os.path.exists("/etc/resolv.conf") else ""
+    upstream = Path("/run/systemd/resolve/resolv.conf")
+    if "nameserver 127.0.0.53" in text and upstream.exists():
+        text = upstream.read_text()
+    return text
+
+
+def files_dir(container_id: str) -> Path:
+    """Where a container's files live: ``STATE/containers/ID`` (Docker: ``/var/lib/docker/containers/ID``)."""
+    return state_dir() / "containers" / container_id
+
+
+def remove_files(directory: Path) -> None:
+    """Remove the three files, and the directory if nothing else is left in it."""
+    for name in NAMES:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def write_files(directory: Path, hostname: str, ip: str | None, mode: str) -> dict[str, str]:
+    """Write the three files for a container into ``directory``; return ``{target: source}``.
+
+    ``mode`` is the network mode: with ``host`` the container shares the host's network, so it
+    gets the host's ``hosts`` and ``resolv.conf`` unchanged (its loopback *is* the host's).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    if mode == "host":
+        hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else LOCALHOST
+        resolv = host_resolv_conf()
+    else:
+        hosts = hosts_file(hostname, ip)
+        resolv, warnings = resolv_conf(host_resolv_conf())
+        for warning in warnings:
+            print(f"minidocker: warning: {warning}", file=sys.stderr)
+    files = {"/etc/hosts": hosts, "/etc/hostname": f"{hostname}\n", "/etc/resolv.conf": resolv}
+    for target, text in files.items():
+        (directory / target.rsplit("/", 1)[1]).write_text(text)
+    return {target: str(directory / target.rsplit("/", 1)[1]) for target in files}
+
+
+# exercise 05.10: Bind-mount the DNS files over the image's
+# hint: for each target: the path under root; if it is missing, create it only in an overlay root
+#   (_filesystem_at), else skip it and print one note; mount(source, path, None, MS_BIND).
+# --8<-- [start:bind_files]
+def bind_files(root: str, files: dict[str, str]) -> None:
+    """Bind-mount each ``source`` over ``root/target``, in the container, before pivot_root.
+
+    A bind mount needs an existing file to cover. In a root of the container's own (an overlay,
+    chapter 04) a missing one is created; a plain directory may be shared by every container
+    (like the busybox rootfs), so nothing is created there: the file is skipped with a note.
+    """
+    private = _filesystem_at(root) == "overlay"
+    skipped = []
+    for target, source in files.items():
+        path = os.path.join(root, target.lstrip("/"))
+        if not os.path.isfile(path):
+            if not private or not os.path.isdir(os.path.dirname(path)):
+                skipped.append(target)
+                continue
+            open(path, "a").close()
+        mount(source, path, None, MS_BIND)
+    if skipped:
+        print(f"minidocker: note: {' '.join(skipped)} missing in the shared directory {root}: not "
+              "created there (use an image, or create empty files)", file=sys.stderr)
+# --8<-- [end:bind_files]
+
+
+def _filesystem_at(path: str) -> str:
+    """The type of the filesystem mounted at ``path`` (the last mount on it wins), or ""."""
+    found = ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4].replace("\\040", " ") == path:
+                found = fields[fields.index("-") + 1]
+    return found

@@ -1,0 +1,248 @@
+"""Layer tars: decompress and hash them as a stream, unpack them safely, write them back.
+
+A layer is a tar archive, often gzip- or zstd-compressed, that comes from somewhere we do not trust
+(a registry, a file a user passed). Its *diff ID* is the sha256 of the uncompressed tar. This module:
+
+* opens a layer as a stream of uncompressed bytes, whatever the compression, without ever holding
+  the whole archive in memory (:func:`open_layer`, :class:`HashingReader`, :func:`tar_digest`);
+* writes trees back as tars with the metadata a layer needs: numeric owners, nanosecond times,
+  extended attributes (:func:`tar_info`, :func:`add_path`, :func:`pack_tree`);
+* tells, from metadata alone, whether a tree would pack to the same tar as before
+  (:func:`tree_fingerprint`).
+
+Unpacking an untrusted tar safely is the job of :mod:`minidocker.overlay.untar`.
+
+Example::
+
+    >>> with open_layer("layer.tar.gz") as stream:           # gzip, zstd or plain: by magic bytes
+    ...     reader = HashingReader(stream)
+    ...     reader.drain(); reader.diff_id()                  # the sha256 of the *uncompressed* tar
+    'sha256:4f2c...'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from minidocker.core.process import EngineError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
+    import tarfile  # imported where a tar is written: a stage's start needs only the fingerprints
+    from typing import BinaryIO
+
+__all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "LayerError", "add_path",
+           "open_layer", "pack_tree", "tar_digest", "tar_info", "tree_fingerprint"]
+
+WHITEOUT_PREFIX = ".wh."  # OCI: "dir/.wh.NAME" deletes NAME of the layers below
+OPAQUE = ".wh..wh..opq"  # OCI: "dir/.wh..wh..opq" hides everything below dir in the layers below
+OVERLAY_OPAQUE = "trusted.overlay.opaque"  # overlayfs: xattr "y" on a directory of a lower layer
+CHUNK = 1 << 20
+SETTLED_SECONDS = 2.0  # tree_fingerprint: younger changes may hide in one tick of a filesystem's clock
+
+
+class LayerError(EngineError):
+    """A layer that cannot be used: hostile or corrupt tar, unknown compression, wrong digest."""
+
+
+# --- reading: decompression and digests -------------------------------------------------------
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (to look at the magic number) and put back."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def open_layer(source: str | os.PathLike | BinaryIO, compression: str | None = None) -> Iterator[BinaryIO]:
+    """Yield the *uncompressed* bytes of a layer given as a path or a binary stream.
+
+    ``compression`` is ``"gzip"``, ``"zstd"``, ``"none"``, or None to decide by the magic bytes
+    (``1f 8b`` gzip, ``28 b5 2f fd`` zstd), as registries' media types are not always right.
+    """
+    with contextlib.ExitStack() as stack:
+        raw = source if hasattr(source, "read") else stack.enter_context(open(source, "rb"))
+        if compression is None:
+            head = raw.read(4)
+            compression = ("gzip" if head[:2] == b"\x1f\x8b" else
+                           "zstd" if head == b"\x28\xb5\x2f\xfd" else "none")
+            raw = io.BufferedReader(_Prefixed(head, raw), CHUNK)
+        if compression == "gzip":
+            import gzip  # only for a gzip layer
+
+            yield gzip.GzipFile(fileobj=raw, mode="rb")
+        elif compression == "zstd":
+            import zstandard  # only when needed: it is not free to import
+
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, read_across_frames=True)
+            yield io.BufferedReader(reader, CHUNK)
+        elif compression in ("none", "", "tar"):
+            yield raw
+        else:
+            raise LayerError(f"unknown layer compression {compression!r}: use gzip, zstd or none")
+
+
+class HashingReader:
+    """Wrap a stream: everything read through it goes into a sha256, so the diff ID costs one pass.
+
+    It also counts its position and can seek *forward* (by reading), which is all ``tarfile``'s
+    random-access mode needs from a stream read in order; its stream mode (``r|``) would copy its
+    whole buffer at every 512-byte header.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream, self._sha, self.size = stream, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._stream.read(n)
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; zstd's too
+            raise LayerError(f"layer is not valid compressed data: {e}") from None
+        except Exception as e:
+            if type(e).__name__ == "ZstdError":
+                raise LayerError(f"layer is not valid zstd data: {e}") from None
+            raise
+        self._sha.update(data)
+        self.size += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self.size
+        if whence == io.SEEK_END or offset < self.size:
+            raise io.UnsupportedOperation("a layer stream only moves forward")
+        while self.size < offset and self.read(min(CHUNK, offset - self.size)):
+            pass
+        return self.size
+
+    def drain(self) -> None:
+        """Read (and hash) the rest: the tar's end-of-archive padding counts in its digest."""
+        while self.read(CHUNK):
+            pass
+
+    def diff_id(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
+
+
+def tar_digest(source: str | os.PathLike | BinaryIO, compression: str | None = None) -> str:
+    """The diff ID (``sha256:`` of the uncompressed tar) of a layer, without unpacking it."""
+    with open_layer(source, compression) as stream:
+        reader = HashingReader(stream)
+        reader.drain()
+        return reader.diff_id()
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def tar_info(tar: tarfile.TarFile, path: str | os.PathLike, arcname: str) -> tarfile.TarInfo | None:
+    """A tar header for the file at ``path`` (not followed): numeric owner, exact time, xattrs.
+
+    Hard links to a file already added become link members (``tarfile`` tracks inodes). Returns
+    None for sockets, which tar cannot hold.
+    """
+    info = tar.gettarinfo(os.fspath(path), arcname)
+    if info is None:
+        return None
+    st = os.lstat(path)
+    info.uname = info.gname = ""  # ids only: names mean nothing on another machine
+    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if nanos:
+        info.pax_headers["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
+    with contextlib.suppress(OSError):
+        for name in os.listxattr(path, follow_symlinks=False):
+            if not name.startswith("trusted.overlay."):
+                value = os.getxattr(path, name, follow_symlinks=False)
+                info.pax_headers["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+    return info
+
+
+def add_path(tar: tarfile.TarFile, path: str | os.PathLike, arcname: str) -> None:
+    """Append the file at ``path`` under ``arcname`` (content included for regular files)."""
+    info = tar_info(tar, path, arcname)
+    if info is None:
+        return
+    if info.isreg():
+        with open(path, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        tar.addfile(info)
+
+
+def pack_tree(root: str | os.PathLike, out: BinaryIO) -> None:
+    """Write the tree under ``root`` to ``out`` as a tar, sorted, so the same tree gives the same bytes."""
+    import tarfile  # only when a tree is packed: a stage's start needs only its fingerprint
+
+    root = Path(root)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
+        for directory, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(dirs + files):
+                path = Path(directory, name)
+                add_path(tar, path, str(path.relative_to(root)))
+
+
+# --8<-- [start:tree_fingerprint]
+def tree_fingerprint(root: str | os.PathLike) -> str | None:
+    """A digest of the metadata of every entry :func:`pack_tree` would pack; None if one just changed.
+
+    For each entry, in pack_tree's order: its path, inode and device, type and permissions, owner,
+    link count, size, device number, mtime and ctime. Whatever changes a file (its content, mode,
+    owner, xattrs, links, even its mtime set back by hand) sets its ctime to the current time, which
+    only a clock set back could undo; a new file or a rename changes the paths or the inodes. So the same
+    fingerprint means the same tar, and costs one lstat(2) per entry instead of reading every byte.
+
+    A timestamp is only as fine as its filesystem's clock tick (up to 2 s on FAT): a file changed,
+    fingerprinted and changed again within one tick would keep its times. So a tree with a change
+    younger than ``SETTLED_SECONDS`` gets no fingerprint (git calls such entries "racily clean").
+    """
+    started, root = time.time_ns(), os.fspath(root)
+    lines, newest = ["minidocker tree fingerprint 1\n"], 0
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            newest = max(newest, st.st_ctime_ns)
+            lines.append(f"{path[len(root):]}\0{st.st_ino} {st.st_dev} {st.st_mode} {st.st_uid} {st.st_gid} "
+                         f"{st.st_nlink} {st.st_size} {st.st_rdev} {st.st_mtime_ns} {st.st_ctime_ns}\n")
+    if newest > started - SETTLED_SECONDS * 1e9:
+        return None
+    return hashlib.sha256("".join(lines).encode(errors="surrogateescape")).hexdigest()
+# --8<-- [end:tree_fingerprint]
+
+
+def file_fingerprint(path: str | os.PathLike) -> str | None:
+    """:func:`tree_fingerprint` for one file (a layer tar): its identity, size and times.
+
+    The same fingerprint means the same bytes, for the reasons given there, so a tar given again
+    unchanged (``--layer big.tar`` on every start) need not be read and hashed again.
+    """
+    started, st = time.time_ns(), os.stat(path)
+    if st.st_ctime_ns > started - SETTLED_SECONDS * 1e9:
+        return None
+    line = (f"minidocker file fingerprint 1\n{os.path.realpath(path)}\0{st.st_ino} {st.st_dev} {st.st_mode} "
+            f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}\n")
+    return hashlib.sha256(line.encode(errors="surrogateescape")).hexdigest()

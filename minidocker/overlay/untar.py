@@ -1,0 +1,317 @@
+"""Unpack a layer tar that nobody vouches for, so that nothing can land outside its directory.
+
+Layers come from registries and from users' files: a hostile one may name ``../../etc/cron.d/x``,
+``/etc/passwd``, plant a symlink ``evil -> /etc`` and then write ``evil/passwd``, or hard-link
+``/etc/shadow`` into the layer to read it from a container. Python's ``tarfile`` filters check
+member *names*, but then write through ordinary paths, which the kernel resolves by following
+symlinks planted by earlier members.
+
+Here no path is ever followed. Every directory is opened relative to its already verified parent,
+one component at a time, with ``O_NOFOLLOW`` (the ``openat(2)`` discipline): a symlink on the way
+is an error, not a detour. Each member is then created *in* that directory by name (``mkdirat``,
+``mknodat``, ``linkat``...). Device nodes are refused; ownership, modes, times (to the nanosecond)
+and extended attributes are kept. OCI whiteouts are converted to the form overlayfs reads in a
+lower layer: ``.wh.NAME`` -> a character device 0/0 named NAME, ``.wh..wh..opq`` -> the xattr
+``trusted.overlay.opaque=y`` on the directory.
+
+Example::
+
+    >>> with open_layer("layer.tar.gz") as stream:           # from minidocker.overlay.tar
+    ...     unpack(stream, "/tmp/empty-dir")                  # LayerError if the tar is hostile
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import tarfile
+
+from minidocker.overlay.tar import CHUNK, OPAQUE, OVERLAY_OPAQUE, WHITEOUT_PREFIX, HashingReader, LayerError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
+    from typing import BinaryIO
+
+__all__ = ["open_dir", "set_metadata", "split_name", "unpack", "unpack_member"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _refuse(member: str, why: str) -> LayerError:
+    return LayerError(f"layer refused: member {member!r} {why}")
+
+
+# exercise 04.1: Refuse member names that could leave the layer
+# hint: refuse a name starting with '/'; drop '' and '.' components;
+#   refuse any '..' among the rest (raise _refuse(name, why)).
+# --8<-- [start:split_name]
+def split_name(name: str) -> list[str]:
+    """The components of a member name, refusing any that could point outside the layer.
+
+    ``./etc/passwd`` -> ``["etc", "passwd"]``; ``.`` -> ``[]`` (the layer's root). An absolute
+    name or a ``..`` anywhere is refused outright: no legitimate layer needs them.
+    """
+    if name.startswith("/"):
+        raise _refuse(name, "has an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise _refuse(name, "leaves the layer ('..' in its path)")
+    return parts
+# --8<-- [end:split_name]
+
+
+# exercise 04.2: Open a directory of the layer without following a symlink
+# hint: os.open(part, _DIR_FLAGS, dir_fd=parent) for each part; mkdir what is missing when create;
+#   ELOOP/ENOTDIR: lstat says symlink (refuse) or whiteout (replace by an opaque dir).
+# --8<-- [start:open_dir]
+def open_dir(root_fd: int, parts: list[str], member: str, create: bool = True) -> int:
+    """Open the directory ``parts`` below ``root_fd``, one component at a time, never following a link.
+
+    Each step is ``openat(parent, name, O_DIRECTORY | O_NOFOLLOW)``: a symlink anywhere on the way
+    makes it fail instead of being followed, so a link planted by an earlier member can never
+    redirect a write. Missing directories are created (0755, root), as tar does.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for i, part in enumerate(parts):
+            where = "/".join(parts[:i + 1])
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise _refuse(member, f"needs {where!r}, which is not in this layer") from None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                st = os.lstat(part, dir_fd=fd)
+                if stat.S_ISLNK(st.st_mode):
+                    raise _refuse(member, f"goes through the symlink {where!r}") from None
+                if not (create and _is_whiteout(st)):
+                    raise _refuse(member, f"goes through {where!r}, which is not a directory") from None
+                os.unlink(part, dir_fd=fd)  # deleted from the layers below, made again here:
+                os.mkdir(part, 0o755, dir_fd=fd)  # a new, opaque directory
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.setxattr(next_fd, OVERLAY_OPAQUE, b"y")
+            os.close(fd)
+            fd = next_fd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+# --8<-- [end:open_dir]
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime, mtime) in ns, exact when a PAX header carries a decimal fraction."""
+    def ns(text: str | None, fallback: float) -> int:
+        if text is None:
+            return int(fallback) * 1_000_000_000
+        whole, _, frac = text.partition(".")
+        sign = -1 if whole.startswith("-") else 1
+        return int(whole) * 1_000_000_000 + sign * int((frac + "000000000")[:9])
+
+    mtime = ns(member.pax_headers.get("mtime"), member.mtime)
+    atime = ns(member.pax_headers["atime"], 0) if "atime" in member.pax_headers else mtime
+    return atime, mtime
+
+
+def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+    """Extended attributes of a member (PAX ``SCHILY.xattr.*``), minus overlayfs' own: a layer must
+    not forge ``trusted.overlay.*`` (redirects, opaque dirs) behind the whiteout conversion's back."""
+    found = {}
+    for key, value in member.pax_headers.items():
+        if key.startswith("SCHILY.xattr.") and not key.startswith("SCHILY.xattr.trusted.overlay."):
+            found[key[len("SCHILY.xattr."):]] = value.encode("utf-8", "surrogateescape")
+    return found
+
+
+# exercise 04.3: Give an open file the tar's owner, xattrs and mode, in that order
+# hint: os.chown(fd, uid, gid) first (it clears set-id bits and capabilities),
+#   then os.setxattr for each of _xattrs(member), then os.chmod(fd, mode & 0o7777).
+# --8<-- [start:set_metadata]
+def set_metadata(fd: int, member: tarfile.TarInfo) -> None:
+    """Give the open file ``fd`` the owner, extended attributes and mode recorded in the tar.
+
+    The order matters: chown(2) clears set-user-ID bits and file capabilities, so it goes first;
+    the capability (``security.capability``) comes next, and the mode last.
+    """
+    os.chown(fd, member.uid, member.gid)
+    for name, value in _xattrs(member).items():
+        os.setxattr(fd, name, value)
+    os.chmod(fd, member.mode & 0o7777)
+# --8<-- [end:set_metadata]
+
+
+def _copy_data(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
+    source = tar.extractfile(member)
+    assert source is not None
+    while chunk := source.read(CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)  # fd-based: never follows a symlink inside
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+# exercise 04.4: Unpack one member, in overlayfs form
+# hint: split_name, then open_dir on the parent; .wh..wh..opq -> opaque xattr on the parent;
+#   .wh.NAME -> mknod NAME as a 0/0 char device; dirs: mkdir, set_metadata, times later;
+#   anything else: remove what is there, then _create_leaf.
+# --8<-- [start:unpack_member]
+def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
+                  dir_times: dict[tuple[str, ...], tuple[int, int]]) -> int:
+    """Create one member below ``root_fd``, in overlayfs form; return the bytes of content written.
+
+    Everything happens relative to the member's verified parent directory: a member can only
+    ever create the one entry its name says, there. OCI whiteouts become what overlayfs reads:
+    ``.wh.NAME`` a character device 0/0 named NAME, ``.wh..wh..opq`` an xattr on the directory.
+    """
+    parts = split_name(member.name)
+    if not parts:  # "./": the layer root's own metadata
+        if member.isdir():
+            set_metadata(root_fd, member)
+            dir_times[()] = _times_ns(member)
+        return 0
+    parent = open_dir(root_fd, parts[:-1], member.name)
+    try:
+        name = parts[-1]
+        existing = _lstat(name, parent)
+        if name == OPAQUE:
+            os.setxattr(parent, OVERLAY_OPAQUE, b"y")
+        elif name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            pass  # other ".wh..wh." names are AUFS bookkeeping: ignored, as Docker does
+        elif name.startswith(WHITEOUT_PREFIX):
+            hidden = name[len(WHITEOUT_PREFIX):]
+            if split_name(hidden) != [hidden]:  # ".wh.." would name the parent
+                raise _refuse(member.name, "is a whiteout of an invalid name")
+            found = _lstat(hidden, parent)
+            if found is None:
+                os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            elif stat.S_ISDIR(found.st_mode):  # this layer re-creates it: hide only the old content
+                fd = os.open(hidden, _DIR_FLAGS, dir_fd=parent)
+                os.setxattr(fd, OVERLAY_OPAQUE, b"y")
+                os.close(fd)
+        elif member.isdir():
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                _remove(name, parent, existing)
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            try:
+                set_metadata(fd, member)
+                if existing is not None and _is_whiteout(existing):
+                    os.setxattr(fd, OVERLAY_OPAQUE, b"y")
+            finally:
+                os.close(fd)
+            dir_times[tuple(parts)] = _times_ns(member)  # set last: creating children changes them
+        else:
+            if existing is not None:
+                _remove(name, parent, existing)
+            return _create_leaf(tar, member, root_fd, parent, name)
+        return 0
+    finally:
+        os.close(parent)
+# --8<-- [end:unpack_member]
+
+
+def _create_leaf(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int, parent: int, name: str) -> int:
+    """A file, symlink, hard link or FIFO named ``name`` in the directory ``parent``."""
+    atime, mtime = _times_ns(member)
+    if member.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=parent)
+        try:
+            _copy_data(tar, member, fd)
+            set_metadata(fd, member)
+            os.utime(fd, ns=(atime, mtime))
+        finally:
+            os.close(fd)
+        return member.size
+    if member.issym():  # the target is only text, resolved later inside the container: any is fine
+        os.symlink(member.linkname, name, dir_fd=parent)
+        os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        for key, value in _xattrs(member).items():
+            with contextlib.suppress(OSError):  # user.* xattrs are not allowed on symlinks
+                os.setxattr(f"/proc/self/fd/{parent}/{name}", key, value, follow_symlinks=False)
+        os.utime(name, ns=(atime, mtime), dir_fd=parent, follow_symlinks=False)
+    elif member.islnk():  # the target must be a file this layer already holds
+        target = split_name(member.linkname)
+        if not target:
+            raise _refuse(member.name, "is a hard link to the layer's root")
+        target_dir = open_dir(root_fd, target[:-1], member.name, create=False)
+        try:
+            os.link(target[-1], name, src_dir_fd=target_dir, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise _refuse(member.name, f"links to {member.linkname!r}, which is not in this layer") from None
+        except PermissionError:
+            raise _refuse(member.name, f"is a hard link to the directory {member.linkname!r}") from None
+        finally:
+            os.close(target_dir)
+    elif member.isfifo():
+        os.mkfifo(name, 0o600, dir_fd=parent)
+        os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        os.chmod(name, member.mode & 0o7777, dir_fd=parent)
+        os.utime(name, ns=(atime, mtime), dir_fd=parent, follow_symlinks=False)
+    elif member.ischr() and member.devmajor == 0 and member.devminor == 0:  # already overlayfs form
+        os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+    elif member.isdev():
+        raise _refuse(member.name, "is a device node: layers may not create devices")
+    else:
+        raise _refuse(member.name, f"has an unsupported type {member.type!r}")
+    return 0
+
+
+# exercise 04.5: Unpack a whole layer tar, once and in order
+# hint: wrap the stream in a HashingReader; tarfile.open(fileobj=..., mode='r:');
+#   unpack_member for each tar.next(); directory times last; TarError/OSError -> LayerError.
+# --8<-- [start:unpack]
+def unpack(stream: BinaryIO, dest: str | os.PathLike) -> int:
+    """Unpack an uncompressed layer tar from ``stream`` into the directory ``dest``, safely.
+
+    The tar is read strictly in order, once: nothing is held in memory but the current member.
+    Raises :class:`LayerError` at the first unsafe or broken member; the caller throws ``dest``
+    away then. Returns the number of bytes of file content.
+    """
+    reader = stream if isinstance(stream, HashingReader) else HashingReader(stream)
+    root_fd = os.open(dest, _DIR_FLAGS)
+    size = 0
+    dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
+    try:
+        with tarfile.open(fileobj=reader, mode="r:") as tar:  # in order: forward "seeks" only
+            while (member := tar.next()) is not None:
+                size += unpack_member(tar, member, root_fd, dir_times)
+                tar.members.clear()  # a stream has no index to keep: constant memory
+        for parts, times in dir_times.items():  # directory times last: children changed them
+            with contextlib.suppress(LayerError):  # unless a later member replaced the directory
+                fd = open_dir(root_fd, list(parts), "/".join(parts), create=False)
+                os.utime(fd, ns=times)
+                os.close(fd)
+    except tarfile.TarError as e:
+        raise LayerError(f"layer is not a valid tar archive: {e}") from None
+    except OSError as e:
+        raise LayerError(f"layer could not be unpacked: {e}") from None
+    finally:
+        os.close(root_fd)
+    return size
+# --8<-- [end:unpack]

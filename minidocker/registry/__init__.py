@@ -1,0 +1,1 @@
+"""Chapter 09: the registry server: the OCI distribution API over content-addressed storage."""

@@ -1,0 +1,288 @@
+"""Chapter 06: hardening: root in a container must not be root on the host. Docker's defaults, every one.
+
+Namespaces change what a container *sees*; they do not change what its root *may do*. Root in a
+chapter-02 container can still load kernel modules, mount the host's disk, reboot the machine,
+set its clock. This stage takes those powers away, the way Docker does, in layers, so that one
+mistake is not enough:
+
+* **capabilities**: root keeps 14 of 41 (:mod:`minidocker.security.capabilities`);
+* **seccomp**: ~300 syscalls allowed, the rest fail with EPERM (:mod:`minidocker.security.seccomp`);
+* **masked and read-only paths** in /proc and /sys (:mod:`minidocker.security.masking`);
+* **devices**: the devices cgroup lets the container use only harmless devices
+  (:mod:`minidocker.security.devices`);
+* opt-in: ``no-new-privileges`` (setuid binaries stop working), ``--read-only``, ``--ulimit``,
+  ``--userns`` with an idmapped root filesystem (:mod:`minidocker.security.idmap`).
+
+``--privileged`` turns all of it off, and ``--cap-add``, ``--cap-drop``, ``--security-opt`` adjust it.
+
+Run it (as root)::
+
+    python -m minidocker.security "$(python -m minidocker.rootfs)" -- grep -E 'Cap|Seccomp' /proc/self/status
+    python -m minidocker.security --privileged ROOTFS -- /bin/sh     # Docker's --privileged
+
+Options: ``--privileged``, ``--cap-add CAP``, ``--cap-drop CAP``, ``--security-opt OPT``
+(``seccomp=unconfined|PROFILE.json``, ``no-new-privileges``, ``systempaths=unconfined``),
+``--read-only``, ``--ulimit NAME=SOFT[:HARD]``, ``--pid host``, ``--masked-paths`` and
+``--readonly-paths`` (``PATH:PATH...``, replacing Docker's lists, as the API's ``HostConfig.MaskedPaths``
+and ``ReadonlyPaths`` do), and those of the earlier chapters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from minidocker.cgroups.cgroup import Cgroup
+from minidocker.core import stage as _stage
+from minidocker.core import syscalls as _syscalls
+from minidocker.core.process import EngineError
+from minidocker.namespaces import stage as namespaces
+from minidocker.network import stage as network
+from minidocker.security import capabilities, devices, idmap, masking, rlimits, seccomp
+
+__all__ = ["STAGES", "Hardening", "SecurityOptions", "docker_argv", "exec_hooks", "harden", "main", "plan",
+           "restrict_process"]
+
+
+@dataclass
+class SecurityOptions:
+    """What ``docker run`` lets a user change about a container's security (Docker's names)."""
+
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)  # "seccomp=...", "no-new-privileges", ...
+    read_only: bool = False  # --read-only: the root filesystem
+    ulimits: list[str] = field(default_factory=list)  # "nofile=1024:2048"
+    masked_paths: list[str] | None = None  # None: Docker's; the API's HostConfig.MaskedPaths
+    readonly_paths: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """The options worked out and checked, in the engine, before the container exists."""
+
+    capabilities: frozenset[str]
+    seccomp: bytes | None  # the compiled filter; None: unconfined
+    seccomp_flags: int
+    no_new_privileges: bool
+    masked_paths: tuple[str, ...]
+    readonly_paths: tuple[str, ...]
+    read_only_root: bool
+    rlimits: dict[str, tuple[int, int]]
+    privileged: bool
+
+
+def _security_opts(items: Sequence[str]) -> tuple[str, bool, bool]:
+    """``--security-opt`` values -> (seccomp setting, no_new_privileges, system paths confined)."""
+    profile, no_new_privs, confined = "builtin", False, True
+    for item in items:
+        if item.startswith(("seccomp=", "seccomp:")):
+            profile = item[len("seccomp="):]
+        elif item.startswith("no-new-privileges") and \
+                item[len("no-new-privileges"):].lstrip("=:").lower() in ("", "true", "false"):
+            no_new_privs = not item.lower().endswith("false")
+        elif item == "systempaths=unconfined":
+            confined = False
+        elif not item.startswith(("apparmor=", "apparmor:", "label=", "label:")):  # no AppArmor/SELinux here
+            raise EngineError(f"invalid --security-opt {item[:60]!r}: use seccomp=unconfined|PROFILE.json, "
+                              "no-new-privileges, or systempaths=unconfined")
+    return profile, no_new_privs, confined
+
+
+# exercise 06.13: Work out the hardening from the options, before anything exists
+# hint: caps = capabilities.tweak(cap_add, cap_drop, privileged); _security_opts() gives the seccomp
+#   setting, no-new-privileges and systempaths; no filter when privileged or "unconfined", else
+#   load_profile() (or default_profile() for "builtin") and compile_profile(profile, caps); no masked
+#   or read-only paths when privileged or systempaths=unconfined; rlimits.parse(ulimits).
+# --8<-- [start:plan]
+def plan(options: SecurityOptions) -> Hardening:
+    """Check the options and compile the seccomp filter, in the engine: a mistake is an error *now*.
+
+    The filter depends on the capabilities: Docker's profile allows ``mount`` to a container that
+    has ``CAP_SYS_ADMIN``, for instance. ``--privileged`` means: every capability, no filter, no
+    masked or read-only paths (and every device, see :func:`harden`).
+    """
+    caps = capabilities.tweak(options.cap_add, options.cap_drop, options.privileged)
+    profile_opt, no_new_privs, confined = _security_opts(options.security_opt)
+    program, flags = None, 0
+    if not options.privileged and profile_opt != "unconfined":
+        profile = seccomp.default_profile() if profile_opt in ("builtin", "") else \
+            seccomp.load_profile(profile_opt)
+        program, flags = seccomp.compile_profile(profile, caps), seccomp.profile_flags(profile)
+    system = confined and not options.privileged
+    masked = options.masked_paths if options.masked_paths is not None else masking.MASKED_PATHS
+    readonly = options.readonly_paths if options.readonly_paths is not None else masking.READONLY_PATHS
+    return Hardening(capabilities=caps, seccomp=program, seccomp_flags=flags,
+                     no_new_privileges=no_new_privs, masked_paths=tuple(masked) if system else (),
+                     readonly_paths=tuple(readonly) if system else (), read_only_root=options.read_only,
+                     rlimits=rlimits.parse(options.ulimits), privileged=options.privileged)
+# --8<-- [end:plan]
+
+
+# exercise 06.14: Restrict the process, in the right order
+# hint: if capget() shows effective != permitted (a user switch ran first), capset the permitted set
+#   as effective again; rlimits.apply; PR_SET_NO_NEW_PRIVS if asked; without it the filter must go in
+#   while we still hold CAP_SYS_ADMIN, so seccomp.install before
+#   capabilities.apply(for_user(caps, os.getuid())); with it, install the filter last.
+# --8<-- [start:restrict_process]
+def restrict_process(hardening: Hardening) -> None:
+    """In the container, last thing before exec: rlimits, no_new_privs, capabilities, seccomp.
+
+    Installing a filter needs ``CAP_SYS_ADMIN`` or no_new_privs. With no_new_privs the filter
+    goes in last, after the capabilities are dropped; without, it must go in while we still have
+    ``CAP_SYS_ADMIN`` (as runc does), so the filter must allow capset(2) and prctl(2): Docker's does.
+    An image's ``USER`` may have been switched to already: it kept the permitted set
+    (``PR_SET_KEEPCAPS``, see :func:`harden`) but lost the effective one, which we switch back on.
+    """
+    effective, permitted, inheritable = _syscalls.capget()
+    if effective != permitted:
+        _syscalls.capset(permitted, permitted, inheritable)
+    rlimits.apply(hardening.rlimits)
+    if hardening.no_new_privileges:
+        _syscalls.prctl(_syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    if hardening.seccomp and not hardening.no_new_privileges:
+        seccomp.install(hardening.seccomp, hardening.seccomp_flags)
+    capabilities.apply(capabilities.for_user(hardening.capabilities, os.getuid()))
+    if hardening.seccomp and hardening.no_new_privileges:
+        seccomp.install(hardening.seccomp, hardening.seccomp_flags)
+# --8<-- [end:restrict_process]
+
+
+# --8<-- [start:protect_filesystem]
+def protect_filesystem(hardening: Hardening, root: str) -> None:
+    """In the container, before pivot_root: mask, freeze, and (privileged) open up /sys and /dev."""
+    masking.mask_paths(root, hardening.masked_paths)
+    masking.make_read_only(root, hardening.readonly_paths)
+    if hardening.privileged:
+        masking.writable_sys(root)
+        masking.add_host_devices(root)
+    if hardening.read_only_root:
+        masking.remount_read_only(root)
+# --8<-- [end:protect_filesystem]
+
+
+# exercise 06.15: Hook the hardening into a container spec
+# hint: plan(options); refuse privileged together with spec.id_map; unless privileged, restrict the
+#   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec); append to before_pivot
+#   protect_filesystem and PR_SET_KEEPCAPS, to before_exec restrict_process; return the plan.
+# --8<-- [start:harden]
+def harden(spec: namespaces.ContainerSpec, options: SecurityOptions | None = None) -> Hardening:
+    """Apply Docker's defaults (adjusted by ``options``) to the container ``spec``; call it last.
+
+    It appends hooks: ``restrict_process`` must be the last ``before_exec`` hook that needs
+    privileges. A switch to the image's user may come before it (chapter 07 puts it first) or after
+    it: ``PR_SET_KEEPCAPS`` keeps the permitted capabilities across it, so that the capabilities can
+    still be set as Docker does. The container's cgroup (chapter 03), if it has one already, gets
+    Docker's device allow-list. With a user namespace the root filesystem is idmapped, so the
+    container's root owns its files without a single chown.
+    """
+    hardening = plan(options or SecurityOptions())
+    if hardening.privileged and spec.id_map:
+        raise EngineError("--privileged and --userns do not go together: privileged means the host's root")
+    if not hardening.privileged:
+        with contextlib.suppress(EngineError):  # no cgroup: a bare spec, without chapter 03's stage
+            devices.restrict(Cgroup.open(spec.id))
+    idmap.idmap_rootfs(spec)
+    spec.before_pivot.append(lambda root: protect_filesystem(hardening, root))
+    spec.before_pivot.append(lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
+    spec.before_exec.append(lambda: restrict_process(hardening))
+    return hardening
+# --8<-- [end:harden]
+
+
+def exec_hooks(config: dict) -> list[Callable[[], None]]:
+    """For ``docker exec``: the hooks that give an exec'd process the container's restrictions.
+
+    ``config`` is the daemon's container record (``HostConfig`` in Docker's API form). Masks and
+    mounts are already in the container's mount namespace; capabilities, seccomp, no_new_privs and
+    rlimits belong to each process.
+    """
+    hardening = plan(options_from_docker(config.get("HostConfig") or {}))
+    return [lambda: restrict_process(hardening)]
+
+
+def options_from_docker(host: dict) -> SecurityOptions:
+    """Docker API ``HostConfig`` -> :class:`SecurityOptions`."""
+    return SecurityOptions(
+        privileged=bool(host.get("Privileged")), cap_add=list(host.get("CapAdd") or []),
+        cap_drop=list(host.get("CapDrop") or []), security_opt=list(host.get("SecurityOpt") or []),
+        read_only=bool(host.get("ReadonlyRootfs")),
+        ulimits=[f"{u['Name']}={u.get('Soft', -1)}:{u.get('Hard', u.get('Soft', -1))}"
+                 for u in host.get("Ulimits") or []],
+        masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"))
+
+
+def docker_argv(host: dict) -> list[str]:
+    """Docker API ``HostConfig`` -> this stage's options, for the daemon's ``engine.stage_argv``."""
+    options, argv = options_from_docker(host), []
+    argv += ["--privileged"] if options.privileged else []
+    argv += ["--read-only"] if options.read_only else []
+    for flag, values in (("--cap-add", options.cap_add), ("--cap-drop", options.cap_drop),
+                         ("--security-opt", options.security_opt), ("--ulimit", options.ulimits)):
+        for value in values:
+            argv += [flag, value]
+    for flag, paths in (("--masked-paths", options.masked_paths),
+                        ("--readonly-paths", options.readonly_paths)):
+        if paths is not None:  # the API's list replaces Docker's; [] means none
+            if any(":" in path for path in paths):
+                raise EngineError(f"{flag}: a path with ':' cannot be masked here: {paths}")
+            argv += [flag, ":".join(paths)]
+    if host.get("PidMode") == "host":
+        argv += ["--pid", "host"]
+    return argv
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of chapter 06, spelled as in ``docker run``."""
+    group = parser.add_argument_group("hardening (chapter 06)")
+    group.add_argument("--privileged", action="store_true",
+                       help="turn the hardening off: every capability and device, no seccomp, no masks")
+    group.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                       help="add a capability (or ALL)")
+    group.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                       help="drop a capability (or ALL)")
+    group.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                       help="seccomp=unconfined|PROFILE.json, no-new-privileges, systempaths=unconfined")
+    group.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    group.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                       help="a resource limit, e.g. nofile=1024:2048")
+    group.add_argument("--pid", choices=["host"], help="share the host's PID namespace")
+    group.add_argument("--masked-paths", metavar="PATH[:PATH...]", type=_paths,
+                       help="the paths to mask instead of Docker's list ('' for none; the API's MaskedPaths)")
+    group.add_argument("--readonly-paths", metavar="PATH[:PATH...]", type=_paths,
+                       help="the paths to make read-only instead of Docker's ('' for none; ReadonlyPaths)")
+
+
+def _paths(text: str) -> list[str]:
+    paths = [p for p in text.split(":") if p]
+    if not all(p.startswith("/") for p in paths):
+        raise argparse.ArgumentTypeError(f"{text!r}: absolute paths, separated by ':'")
+    return paths
+
+
+def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
+              cleanup: contextlib.ExitStack) -> None:
+    """Fill the spec from the options of chapter 06: Docker's defaults unless told otherwise."""
+    if args.pid == "host":
+        spec.namespaces.discard("pid")
+    harden(spec, SecurityOptions(privileged=args.privileged, cap_add=args.cap_add,
+                                 cap_drop=args.cap_drop, security_opt=args.security_opt,
+                                 read_only=args.read_only, ulimits=args.ulimit,
+                                 masked_paths=args.masked_paths, readonly_paths=args.readonly_paths))
+
+
+STAGES = (*network.STAGES, _stage.Stage("security", add_arguments, configure))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m minidocker.security [OPTIONS] ROOTFS -- CMD [ARG...]``."""
+    return _stage.main(argv, prog="python -m minidocker.security", doc=__doc__, stages=STAGES,
+                       new_spec=namespaces.ContainerSpec, run=namespaces.run)
+
+
+if __name__ == "__main__":
+    _stage.exit_now(main())

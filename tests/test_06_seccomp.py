@@ -1,0 +1,229 @@
+"""Chapter 06: the pieces under the hardening: the BPF assembler and interpreter, the profile compiler
+(checked against Python's own comparisons, then on the real kernel), capabilities, rlimits, the probes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minidocker.core import syscalls as _syscalls
+from minidocker.core.process import EngineError
+from minidocker.security import bpf, capabilities, rlimits, seccomp
+from minidocker.security import elf as _elf
+from minidocker.security.syscall_table import numbers
+
+ALLOW, EPERM = seccomp.ACTIONS["SCMP_ACT_ALLOW"], seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.EPERM
+NR = numbers("x86_64")
+
+
+def verdict(program: bytes, name: str | int, *args: int, arch: int = seccomp.AUDIT_ARCH["x86_64"]) -> int:
+    nr = NR[name] if isinstance(name, str) else name
+    return bpf.run(program, seccomp.seccomp_data(nr, args, arch))
+
+
+# ---- the assembler -----------------------------------------------------------------------------
+
+def test_assemble_resolves_labels_and_runs():
+    program = bpf.assemble([bpf.ld(0), bpf.jeq(39, 0, "deny"), bpf.ret(ALLOW),
+                            bpf.Label("deny"), bpf.ret(EPERM)])
+    assert len(program) == 4 * 8
+    assert bpf.disassemble(program)[1] == "   1: jeq #0x27 jt 2 jf 3"
+    assert verdict(program, 39) == ALLOW and verdict(program, 40) == EPERM
+
+
+def test_assembler_refuses_what_the_kernel_would():
+    with pytest.raises(ValueError, match="undefined"):
+        bpf.assemble([bpf.jeq(1, "nowhere"), bpf.ret(0)])
+    with pytest.raises(ValueError, match="out of range"):
+        bpf.assemble([bpf.jeq(1, "far"), *[bpf.ret(0)] * 300, bpf.Label("far"), bpf.ret(1)])
+    with pytest.raises(ValueError, match="out of range"):  # no backward jumps in classic BPF
+        bpf.assemble([bpf.Label("back"), bpf.ld(0), bpf.jeq(1, "back"), bpf.ret(0)])
+    with pytest.raises(ValueError, match="twice"):
+        bpf.assemble([bpf.Label("a"), bpf.Label("a"), bpf.ret(0)])
+    with pytest.raises(ValueError):
+        bpf.assemble([bpf.ret(0)] * (bpf.MAX_INSNS + 1))
+    # ja has 32 bits: the way over 255 instructions
+    far = bpf.assemble([bpf.ja("far"), *[bpf.ret(0)] * 300, bpf.Label("far"), bpf.ret(7)])
+    assert bpf.run(far, bytes(64)) == 7
+
+
+# ---- the compiler: every comparison against Python's ------------------------------------------
+
+EDGES = [0, 1, 0xFFFFFFFF, 0x100000000, 0x1FFFFFFFF, 0xFFFFFFFF00000000, 0xFFFFFFFFFFFFFFFF, 40, 2**63]
+OPS = {"SCMP_CMP_EQ": lambda a, v: a == v, "SCMP_CMP_NE": lambda a, v: a != v,
+       "SCMP_CMP_GT": lambda a, v: a > v, "SCMP_CMP_GE": lambda a, v: a >= v,
+       "SCMP_CMP_LT": lambda a, v: a < v, "SCMP_CMP_LE": lambda a, v: a <= v}
+
+
+def one_rule(*conditions: dict) -> bytes:
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "args": list(conditions)}]}
+    return seccomp.compile_profile(profile, capabilities=(), machine="x86_64", release="6.1")
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_64_bit_comparisons(op):
+    rng = random.Random(op)
+    values = EDGES + [rng.getrandbits(64) for _ in range(6)] + [rng.getrandbits(32) for _ in range(4)]
+    for value in values:
+        program = one_rule({"index": 2, "value": value, "op": op})
+        for arg in [*values, value - 1 if value else 0, (value + 1) % 2**64]:
+            expected = ALLOW if OPS[op](arg, value) else EPERM
+            assert verdict(program, "getpid", 0, 0, arg) == expected, (op, hex(value), hex(arg))
+
+
+def test_masked_eq_and_combined_conditions():
+    program = one_rule({"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"})
+    assert verdict(program, "getpid", 0x11) == ALLOW and verdict(program, "getpid", 0x10000011) == EPERM
+    eq = "SCMP_CMP_EQ"
+    both = one_rule({"index": 0, "value": 1, "op": eq}, {"index": 1, "value": 2, "op": eq})
+    assert verdict(both, "getpid", 1, 2) == ALLOW and verdict(both, "getpid", 1, 3) == EPERM  # and
+    either = one_rule({"index": 0, "value": 1, "op": eq}, {"index": 0, "value": 2, "op": eq})
+    assert verdict(either, "getpid", 2) == ALLOW and verdict(either, "getpid", 3) == EPERM  # runc: or
+
+
+def test_the_default_profile():
+    docker = seccomp.compile_profile(seccomp.default_profile(), capabilities.DOCKER_DEFAULT, "x86_64", "6.18")
+    admin = seccomp.compile_profile(seccomp.default_profile(), capabilities.DOCKER_DEFAULT | {"SYS_ADMIN"},
+                                    "x86_64", "6.18")
+    assert verdict(docker, "read") == ALLOW and verdict(docker, "mount") == EPERM
+    assert verdict(admin, "mount") == ALLOW
+    for name in ("reboot", "init_module", "kexec_load", "keyctl", "bpf", "unshare", "setns", "swapon",
+                 "userfaultfd", "settimeofday", "open_by_handle_at"):
+        assert verdict(docker, name) == EPERM, name
+    assert verdict(docker, "clone", 0x11) == ALLOW and verdict(docker, "clone", 0x10000011) == EPERM
+    assert verdict(admin, "clone", 0x10000011) == ALLOW
+    assert verdict(docker, "clone3") == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS  # libc falls back
+    assert verdict(docker, "socket", 2) == ALLOW and verdict(docker, "socket", seccomp.AF_VSOCK) == EPERM
+    assert verdict(docker, "personality", 8) == ALLOW and verdict(docker, "personality", 0x400000) == EPERM
+    assert verdict(docker, "ptrace") == ALLOW  # kernels >= 4.8 check ptrace after seccomp
+    old = seccomp.compile_profile(seccomp.default_profile(), capabilities.DOCKER_DEFAULT, "x86_64", "4.4")
+    assert verdict(old, "ptrace") == EPERM
+    assert verdict(docker, max(NR.values()) + 1) == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
+    assert verdict(docker, 0x40000000 | NR["getpid"]) == EPERM  # x32: not allowed
+    assert verdict(docker, "getpid", arch=0x40000003) == seccomp.ACTIONS["SCMP_ACT_KILL_PROCESS"]
+
+
+def test_a_real_profile_we_did_not_write():
+    """Podman's default profile (containers/common's, descended from moby's; see tests/data/README.md).
+
+    Its default is ENOSYS, not EPERM; it names the dangerous calls in an EPERM rule of its own, has
+    rules on two arguments at once (socket: an audit netlink socket without CAP_AUDIT_WRITE gets
+    EINVAL) and ``"args": null``. Our compiler must read it as runc would.
+    """
+    profile = seccomp.load_profile(str(Path(__file__).parent / "data" / "containers-common-seccomp.json"))
+
+    def compiled(*extra: str, without: str = "") -> bytes:
+        caps = (capabilities.DOCKER_DEFAULT | set(extra)) - {without}
+        return seccomp.compile_profile(profile, caps, "x86_64", "6.18")
+
+    podman = compiled()
+    for name in ("kexec_load", "swapon", "init_module", "open_by_handle_at"):
+        assert verdict(podman, name) == EPERM, name
+    for name in ("read", "write", "openat", "execve", "mount", "reboot"):  # podman leaves these to the caps
+        assert verdict(podman, name) == ALLOW, name
+    assert verdict(podman, "add_key") == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS  # named nowhere
+    assert verdict(compiled("SYS_MODULE"), "init_module") == ALLOW
+    netlink, audit, no_audit = 16, 9, compiled(without="AUDIT_WRITE")
+    assert verdict(no_audit, "socket", netlink, 3, audit) == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.EINVAL
+    assert verdict(no_audit, "socket", netlink, 3, 0) == ALLOW
+    assert verdict(podman, "socket", netlink, 3, audit) == ALLOW
+
+
+def test_profile_errors_are_engine_errors():
+    odd = {"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "op": "SCMP_CMP_ODD"}]}
+    notify = {"names": ["read"], "action": "SCMP_ACT_NOTIFY"}
+    for profile in ({"defaultAction": "SCMP_ACT_MAYBE"},
+                    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [notify]},
+                    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [odd]}):
+        with pytest.raises(EngineError):
+            seccomp.compile_profile(profile, (), "x86_64", "6.1")
+    with pytest.raises(EngineError, match="no syscall table"):
+        seccomp.compile_profile(seccomp.default_profile(), (), "sparc64", "6.1")
+
+
+def test_installed_filter_on_the_real_kernel():
+    """In a child: the default filter blocks mount and unshare, everything else still works."""
+    program = seccomp.compile_profile(seccomp.default_profile(), capabilities.DOCKER_DEFAULT)
+    errors = seccomp.compile_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES}]}, ())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        results = []
+        try:
+            seccomp.install(program)
+            seccomp.install(errors)  # filters stack: both apply
+            for attempt in (lambda: _syscalls.mount("none", "/mnt", "tmpfs"),
+                            lambda: _syscalls.unshare(_syscalls.CLONE_NEWUSER), os.getcwd, os.getpid):
+                try:
+                    attempt()
+                    results.append("ok")
+                except OSError as e:
+                    results.append(errno.errorcode[e.errno])
+            os.write(write, " ".join(results).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        assert f.read() == "EPERM EPERM EACCES ok"
+
+
+# ---- capabilities, rlimits, probes --------------------------------------------------------------
+
+def test_capability_rules_are_dockers():
+    default = capabilities.DOCKER_DEFAULT
+    assert capabilities.mask(default) == 0xA80425FB and capabilities.names(0xA80425FB) == default
+    assert capabilities.tweak(["cap_net_admin"], ["MKNOD"]) == (default - {"MKNOD"}) | {"NET_ADMIN"}
+    assert capabilities.tweak(["NET_ADMIN"], ["ALL"]) == {"NET_ADMIN"}
+    assert capabilities.tweak(["ALL"], ["SYS_ADMIN"]) == capabilities.available() - {"SYS_ADMIN"}
+    assert capabilities.tweak(privileged=True) == capabilities.available()
+    with pytest.raises(EngineError, match="unknown capability"):
+        capabilities.tweak(["CAP_TELEPORT"])
+
+
+def test_apply_capabilities_in_a_child():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            capabilities.apply(capabilities.for_user(frozenset({"KILL", "CHOWN"}), uid=0))
+            effective, permitted, inheritable = _syscalls.capget()
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                last = int(f.read())
+            bounding = [_syscalls.prctl(_syscalls.PR_CAPBSET_READ, n) for n in range(last + 1)]
+            os.write(write, f"{effective:x} {permitted:x} {inheritable:x} {sum(bounding)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        assert f.read() == "21 21 0 2"  # CHOWN (bit 0) and KILL (bit 5), nothing else anywhere
+
+
+def test_rlimits_parse():
+    inf = resource.RLIM_INFINITY
+    assert rlimits.parse(["nofile=1024:2048", "core=0", "memlock=-1", "nproc=unlimited:unlimited"]) == {
+        "nofile": (1024, 2048), "core": (0, 0), "memlock": (inf, inf), "nproc": (inf, inf)}
+    for bad in ("nofile", "nofile=2:1", "nofile=x", "flux=1", "nofile=-5", "nofile=unlimited:5"):
+        with pytest.raises(EngineError):
+            rlimits.parse([bad])
+
+
+def test_syscall_probes_run_here(tmp_path):
+    if not _elf.supported():
+        pytest.skip("the probes are x86-64 machine code")
+    for name, program, expected in (("getpid", _elf.syscall_program(39), 0),
+                                    ("open", _elf.syscall_program(2, b"/nonexistent\0", 0), errno.ENOENT),
+                                    ("kill", _elf.syscall_program(62, 2**22 + 7, 0), errno.ESRCH)):
+        path = tmp_path / name
+        path.write_bytes(program)
+        path.chmod(0o755)
+        assert subprocess.run([str(path)]).returncode == expected, name

@@ -1,0 +1,125 @@
+"""Chapter 10, driven by a client we did not write: the real ``docker`` CLI, ``DOCKER_HOST=unix://...``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers_10_daemon import daemon_fixture
+
+DOCKER = shutil.which("docker", path="/usr/local/bin:/usr/bin")
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI here: apt-get install docker.io")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    yield from daemon_fixture(tmp_path_factory)
+
+
+@pytest.fixture
+def docker(daemon, tmp_path):
+    env = {**daemon.env, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([DOCKER, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+    run.env = env
+    return run
+
+
+def test_version_and_info(docker):
+    version = docker("version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout == "1.50 linux\n"
+    info = docker("info", "--format", "{{.Driver}} {{.LoggingDriver}} {{.Swarm.LocalNodeState}}")
+    assert info.stdout == "overlay2 json-file inactive\n", info.stderr
+
+
+def test_pull_and_images(docker):
+    pulled = docker("pull", "busybox")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "Status: Image is up to date for busybox:latest" in pulled.stdout
+    assert pulled.stdout.rstrip().endswith("docker.io/library/busybox:latest")
+    images = docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+    assert re.search(r"^busybox:latest [0-9a-f]{12}$", images.stdout, re.M)
+
+
+def test_run_rm_output_and_exit_code(docker):
+    result = docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    missing = docker("run", "--rm", "busybox", "nope")
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
+    assert docker("ps", "-aq").stdout == ""
+
+
+def test_run_d_logs_follow_stop_rm(docker):
+    cid = docker("run", "-d", "--name", "web", "busybox", "sh", "-c",
+                 "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    follower = subprocess.Popen([DOCKER, "logs", "-f", "web"], stdout=subprocess.PIPE, text=True,
+                                env=docker.env)
+    try:
+        assert follower.stdout.readline() == "ready\n"
+        assert docker("stop", "web").stdout == "web\n"
+        assert follower.stdout.read() == "bye\n"
+        assert follower.wait(timeout=10) == 0
+    finally:
+        follower.kill()
+        follower.wait()
+    assert docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web").stdout == "exited 0\n"
+    assert docker("rm", "web").stdout == "web\n"
+
+
+def test_exec_inspect_ps(docker):
+    docker("run", "-d", "--name", "box", "busybox", "sleep", "60")
+    try:
+        result = docker("exec", "box", "sh", "-c", "echo inside; exit 5")
+        assert (result.returncode, result.stdout) == (5, "inside\n")
+        assert docker("exec", "box", "nope").returncode == 127
+        info = json.loads(docker("inspect", "box").stdout)[0]
+        assert info["State"]["Running"] and info["HostConfig"]["LogConfig"]["Type"] == "json-file"
+        ps = docker("ps", "-a", "--format", "{{.Names}}|{{.Status}}|{{.Command}}").stdout
+        assert re.search(r'^box\|Up .*\|"sleep 60"$', ps, re.M)
+        refused = docker("rm", "box")
+        assert refused.returncode == 1 and "Stop the container" in refused.stderr
+    finally:
+        assert docker("rm", "-f", "box").returncode == 0
+
+
+def test_rmi(docker):
+    assert docker("tag", "busybox", "other:2").returncode == 0
+    removed = docker("rmi", "other:2")
+    assert removed.returncode == 0 and removed.stdout == "Untagged: other:2\n"
+    assert "No such image" in docker("rmi", "other:2").stderr
+
+
+def test_interactive_terminal(docker):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(DOCKER, ["run", "-it", "--rm", "busybox", "sh"], env=docker.env, encoding="utf-8",
+                          timeout=20, dimensions=(30, 100))
+    try:
+        child.expect(r"# ")
+        child.sendline("stty size")
+        child.expect("30 100")
+        child.setwinsize(40, 120)
+        time.sleep(0.3)
+        child.sendline("stty size")
+        child.expect("40 120")
+        child.sendline("exit 7")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 7
+
+
+def test_stdin_piped_through(docker):
+    result = subprocess.run([DOCKER, "run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z; exit 2"],
+                            input="hello\n", capture_output=True, text=True, env=docker.env, timeout=60)
+    assert (result.returncode, result.stdout) == (2, "HELLO\n")
+    assert sys.version_info >= (3, 11)

@@ -1,0 +1,130 @@
+"""Chapter 10, driven by the Python ``docker`` SDK (docker-py), a client we did not write."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers_10_daemon import daemon_fixture
+
+docker = pytest.importorskip("docker")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    yield from daemon_fixture(tmp_path_factory)
+
+
+@pytest.fixture
+def client(daemon):
+    sdk = docker.DockerClient(base_url=daemon.host, timeout=60)
+    yield sdk
+    sdk.close()
+
+
+def test_version_info_ping(client):
+    assert client.ping() is True
+    assert client.version()["ApiVersion"] == "1.50"
+    assert client.info()["Driver"] == "overlay2"
+
+
+def test_pull_and_images(client):
+    image = client.images.pull("busybox", tag="latest")
+    assert "busybox:latest" in image.tags
+    assert any("busybox:latest" in i.tags for i in client.images.list())
+
+
+def test_containers_run_returns_output(client):
+    assert client.containers.run("busybox", "echo hi") == b"hi\n"
+    assert client.containers.run("busybox", "echo hi", remove=True) == b"hi\n"
+    with pytest.raises(docker.errors.ContainerError) as failed:
+        client.containers.run("busybox", "sh -c 'exit 3'", remove=True)
+    assert failed.value.exit_status == 3
+    for c in client.containers.list(all=True):
+        c.remove(force=True)
+
+
+def test_detached_logs_stop_remove(client):
+    c = client.containers.run("busybox", ["sh", "-c", "echo started; sleep 60"], detach=True, name="sdk")
+    try:
+        assert [x.name for x in client.containers.list()] == ["sdk"]
+        for line in c.logs(stream=True, follow=True):
+            assert line == b"started\n"
+            break
+        c.stop(timeout=1)
+        assert c.wait()["StatusCode"] == 137
+        c.reload()
+        assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 137
+    finally:
+        c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("sdk")
+
+
+def test_list_all_shows_what_is_not_running(client):
+    """``containers.list()`` is ``docker ps``: running ones; ``all=True`` is ``ps -a``: every state."""
+    created = client.containers.create("busybox", "true", name="sdk-created")
+    running = client.containers.run("busybox", "sleep 60", detach=True, name="sdk-running")
+    try:
+        assert [c.name for c in client.containers.list()] == ["sdk-running"]
+        states = {c.name: c.status for c in client.containers.list(all=True)}
+        assert states == {"sdk-created": "created", "sdk-running": "running"}
+        created.start()
+        assert created.wait()["StatusCode"] == 0
+        states = {c.name: c.status for c in client.containers.list(all=True)}
+        assert states == {"sdk-created": "exited", "sdk-running": "running"}
+        exited = client.containers.list(all=True, filters={"status": "exited"})
+        assert [c.name for c in exited] == ["sdk-created"]
+    finally:
+        for c in (created, running):
+            c.remove(force=True)
+    assert client.containers.list(all=True) == []
+
+
+def test_networks(client):
+    """The three built-in networks; a container on the bridge is listed with its address."""
+    assert [n.name for n in client.networks.list()] == ["bridge", "host", "none"]
+    c = client.containers.run("busybox", "sleep 60", detach=True, name="sdk-net")
+    try:
+        bridge = client.networks.get("bridge")
+        assert bridge.attrs["Driver"] == "bridge" and [x.name for x in bridge.containers] == ["sdk-net"]
+        c.reload()
+        address = c.attrs["NetworkSettings"]["IPAddress"]
+        assert bridge.attrs["Containers"][c.id]["IPv4Address"].startswith(f"{address}/")
+        assert client.networks.get(bridge.id[:12]).name == "bridge"
+    finally:
+        c.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        client.networks.get("nope")
+    with pytest.raises(docker.errors.APIError) as refused:
+        client.networks.create("mine")
+    assert refused.value.status_code == 501 and "use bridge, host or none" in str(refused.value)
+
+
+def test_exec_run(client):
+    c = client.containers.run("busybox", "sleep 60", detach=True)
+    try:
+        result = c.exec_run(["sh", "-c", "echo in; exit 4"])
+        assert (result.exit_code, result.output) == (4, b"in\n")
+    finally:
+        c.remove(force=True)
+
+
+def test_errors_are_typed(client):
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get("nope-nope")
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get("nope:none")
+    c = client.containers.create("busybox", "true", name="taken")
+    try:
+        with pytest.raises(docker.errors.APIError) as conflict:
+            client.containers.create("busybox", "true", name="taken")
+        assert conflict.value.status_code == 409
+    finally:
+        c.remove()
+
+
+def test_rmi(client):
+    client.images.get("busybox").tag("sdk-tag", "1")
+    client.images.remove("sdk-tag:1")
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get("sdk-tag:1")

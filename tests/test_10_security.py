@@ -1,0 +1,78 @@
+"""Chapter 06 through the daemon: ``--userns-remap`` and ``--userns=host``; the API's masked and
+read-only paths."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from minidocker.client.client import APIError
+from tests.helpers_10_daemon import daemon_fixture, running_daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    yield from daemon_fixture(tmp_path_factory)
+
+
+def run_api(daemon, host_config: dict, script: str) -> tuple[int, str]:
+    """Create, start and wait for a container with this ``HostConfig``, by raw API calls; its output."""
+    body = {"Image": "busybox", "Cmd": ["sh", "-c", script], "HostConfig": host_config}
+    cid = daemon.client.json("POST", "/containers/create", None, body)["Id"]
+    try:
+        daemon.client.request("POST", f"/containers/{cid}/start").read()
+        code = daemon.client.json("POST", f"/containers/{cid}/wait")["StatusCode"]
+        return code, daemon.cli("logs", cid).stdout
+    finally:
+        daemon.client.request("DELETE", f"/containers/{cid}").read()
+
+
+def test_masked_and_readonly_paths_from_the_api(daemon):
+    script = ("wc -c < /etc/hostname; touch /usr/x 2>/dev/null && echo rw || echo ro; "
+              "grep -c ' /proc/sys ' /proc/self/mountinfo; grep -c ' /proc/timer_list ' /proc/self/mountinfo")
+    code, out = run_api(daemon, {"MaskedPaths": ["/etc/hostname"], "ReadonlyPaths": ["/usr"]}, script)
+    assert code == 1 and out.split() == ["0", "ro", "0", "0"]  # the API's lists replace Docker's
+    code, out = run_api(daemon, {}, script)
+    timer_list = "1" if os.path.exists("/proc/timer_list") else "0"
+    assert code == 0 and out.split() == ["13", "rw", "1", timer_list]  # Docker's: /proc/sys, /proc/timer_list
+    code, out = run_api(daemon, {"MaskedPaths": [], "ReadonlyPaths": []}, script)
+    assert out.split() == ["13", "rw", "0", "0"]
+    with pytest.raises(APIError) as refused:
+        run_api(daemon, {"MaskedPaths": ["relative"]}, "true")
+    assert refused.value.status == 400
+
+
+def test_userns_remap_daemon_and_userns_host(daemon, tmp_path):
+    tmp_path.chmod(0o711)  # the remapped root walks down to its volumes and DNS files
+    env = {"MINIDOCKER_STATE": str(tmp_path / "state"), "MINIDOCKER_RUN": str(tmp_path / "run")}
+    with running_daemon(tmp_path, daemon.registry.url, "--userns-remap", "default", env=env) as remapped:
+        assert remapped.cli("pull", "busybox").returncode == 0
+        assert "name=userns" in remapped.client.json("GET", "/info")["SecurityOptions"]
+        assert "name=userns" not in daemon.client.json("GET", "/info")["SecurityOptions"]
+        script = ("cat /proc/self/uid_map; id -u; stat -c %u /etc/passwd; "
+                  "touch /data/mine /etc/mine && echo ok")
+        result = remapped.cli("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", script)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["0", "100000", "65536"] and lines[1:] == ["0", "0", "ok"]
+        volume = json.loads(remapped.cli("volume", "inspect", "data").stdout)[0]
+        assert os.stat(Path(volume["Mountpoint"]) / "mine").st_uid == 100000  # nobody on the host
+        host = remapped.cli("run", "--rm", "--userns=host", "busybox", "cat", "/proc/self/uid_map")
+        assert host.stdout.split() == ["0", "0", "4294967295"], host.stderr
+        for option, words in (("--privileged", "privileged mode is incompatible"),
+                              ("--network=host", "host's network namespace")):
+            refused = remapped.cli("run", "--rm", option, "busybox", "true")
+            assert refused.returncode == 125 and words in refused.stderr
+        assert remapped.cli("run", "--rm", "--privileged", "--userns=host", "busybox", "true").returncode == 0
+        # stopped and started again: the same mapping, and its root still owns its own files
+        remapped.cli("run", "-d", "--name", "again", "busybox", "sleep", "60")
+        try:
+            assert remapped.cli("restart", "-t", "0", "again").returncode == 0
+            script = "cat /proc/self/uid_map; stat -c %u /; touch /x"
+            again = remapped.cli("exec", "again", "sh", "-c", script)
+            assert again.stdout.split() == ["0", "100000", "65536", "0"], again.stderr
+        finally:
+            remapped.cli("rm", "-f", "again")

@@ -1,0 +1,286 @@
+"""Chapter 11, driven by our own client: the ``minidocker`` command against a daemon on a private socket."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minidocker.cgroups.cgroup import cgroup_mode
+from tests.helpers_10_daemon import daemon_fixture
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    yield from daemon_fixture(tmp_path_factory)
+
+
+def test_version_and_info(daemon):
+    version = daemon.cli("version")
+    assert version.returncode == 0 and "API version:      1.50" in version.stdout
+    info = daemon.cli("info")
+    assert info.returncode == 0 and re.search(r"Containers: \d+", info.stdout)
+    assert "Storage Driver: overlay2" in info.stdout
+
+
+def test_pull_and_images(daemon):
+    pulled = daemon.cli("pull", "busybox")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "Digest: sha256:" in pulled.stdout
+    assert "Status: Image is up to date for busybox:latest" in pulled.stdout
+    images = daemon.cli("images")
+    assert images.stdout.splitlines()[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert re.search(r"^busybox\s+latest\s+[0-9a-f]{12}\s", images.stdout, re.M)
+
+
+def test_run_rm_output_and_exit_code(daemon):
+    result = daemon.cli("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert daemon.cli("run", "--rm", "busybox", "nope").returncode == 127
+    assert daemon.cli("run", "--rm", "busybox", "/etc/passwd").returncode == 126
+    assert daemon.cli("ps", "-aq").stdout == ""  # --rm removed them all
+
+
+def test_run_d_logs_follow_stop_rm(daemon):
+    cid = daemon.cli("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+                     "trap 'echo bye; exit 0' TERM; for i in 1 2 3; do echo tick $i; done; "
+                     "while true; do sleep 0.1; done").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    follower = subprocess.Popen([sys.executable, "-m", "minidocker", "-H", daemon.host, "logs", "-f",
+                                 "ticker"], stdout=subprocess.PIPE, text=True, env=daemon.env)
+    try:
+        assert [follower.stdout.readline() for _ in range(3)] == ["tick 1\n", "tick 2\n", "tick 3\n"]
+        assert daemon.cli("stop", "-t", "5", "ticker").stdout == "ticker\n"
+        assert follower.stdout.read() == "bye\n"  # the follow ends with the container
+        assert follower.wait(timeout=10) == 0
+    finally:
+        follower.kill()
+        follower.wait()
+    ps = daemon.cli("ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}")
+    assert re.search(r"^ticker exited Exited \(0\) ", ps.stdout, re.M)
+    assert daemon.cli("logs", "ticker").stdout == "tick 1\ntick 2\ntick 3\nbye\n"
+    assert daemon.cli("rm", "ticker").returncode == 0
+    assert "ticker" not in daemon.cli("ps", "-a").stdout
+
+
+def test_exec_inspect_ps(daemon):
+    daemon.cli("run", "-d", "--name", "box", "-e", "GREETING=hi", "busybox", "sleep", "60")
+    try:
+        result = daemon.cli("exec", "-e", "X=1", "box", "sh", "-c", 'echo "$GREETING $X $(hostname)"; exit 4')
+        assert result.returncode == 4
+        greeting, x, hostname = result.stdout.split()
+        assert (greeting, x) == ("hi", "1")
+        info = json.loads(daemon.cli("inspect", "box").stdout)[0]
+        assert info["State"]["Running"] is True and info["Config"]["Hostname"] in ("", hostname)
+        assert info["Id"].startswith(hostname) and info["Name"] == "/box"
+        assert daemon.cli("exec", "box", "nope").returncode == 127
+        assert daemon.cli("inspect", "-f", "{{.State.Status}}", "box").stdout == "running\n"
+        ps = daemon.cli("ps").stdout.splitlines()
+        assert ps[0].split()[:2] == ["CONTAINER", "ID"] and any(line.endswith("box") for line in ps)
+        # Removing a running container needs force: 409, and nothing changes.
+        refused = daemon.cli("rm", "box")
+        assert refused.returncode == 1 and "Stop the container" in refused.stderr
+    finally:
+        assert daemon.cli("rm", "-f", "box").returncode == 0
+
+
+def test_rmi_and_tag(daemon):
+    assert daemon.cli("tag", "busybox", "mine:1").returncode == 0
+    assert "mine" in daemon.cli("images").stdout
+    removed = daemon.cli("rmi", "mine:1")
+    assert removed.returncode == 0 and removed.stdout == "Untagged: mine:1\n"
+    assert daemon.cli("rmi", "nothing:here").returncode == 1
+
+
+def test_name_conflict_and_missing_things(daemon):
+    daemon.cli("create", "--name", "twice", "busybox", "true")
+    try:
+        again = daemon.cli("run", "--name", "twice", "busybox", "true")
+        assert again.returncode == 125 and "is already in use" in again.stderr
+    finally:
+        daemon.cli("rm", "twice")
+    missing = daemon.cli("logs", "nobody-here")
+    assert missing.returncode == 1
+    assert missing.stderr == "Error response from daemon: No such container: nobody-here\n"
+
+
+def test_volumes_named_and_bind(daemon, tmp_path):
+    assert daemon.cli("volume", "create", "data").stdout == "data\n"
+    try:
+        daemon.cli("run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+        kept = daemon.cli("run", "--rm", "-v", "data:/data:ro", "busybox", "cat", "/data/f")
+        assert kept.stdout == "kept\n"
+        ro = daemon.cli("run", "--rm", "-v", "data:/data:ro", "busybox", "touch", "/data/g")
+        assert ro.returncode == 1 and "Read-only file system" in ro.stderr
+        (tmp_path / "host.txt").write_text("from the host\n")
+        bind = daemon.cli("run", "--rm", "-v", f"{tmp_path}:/mnt", "busybox", "cat", "/mnt/host.txt")
+        assert bind.stdout == "from the host\n"
+        assert "data" in daemon.cli("volume", "ls").stdout
+        assert json.loads(daemon.cli("volume", "inspect", "data").stdout)[0]["Name"] == "data"
+    finally:
+        assert daemon.cli("volume", "rm", "data").stdout == "data\n"
+
+
+def test_limits_and_oom(daemon):
+    result = daemon.cli("run", "--rm", "--memory", "32m", "--pids-limit", "20", "busybox", "sh", "-c",
+                        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                        "2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max")
+    assert result.stdout.split() == ["33554432", "20"], result.stderr
+    daemon.cli("run", "--name", "hog", "--memory", "16m", "busybox", "sh", "-c",
+               "dd if=/dev/zero bs=1M count=64 | cat > /dev/shm/x; tail /dev/zero")
+    try:
+        state = json.loads(daemon.cli("inspect", "hog").stdout)[0]["State"]
+        assert state["ExitCode"] == 137 and state["OOMKilled"] is True
+    finally:
+        daemon.cli("rm", "hog")
+
+
+def test_interactive_terminal(daemon):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(sys.executable, ["-m", "minidocker", "-H", daemon.host, "run", "-it", "--rm",
+                                           "busybox", "sh"], env=daemon.env, encoding="utf-8", timeout=20,
+                          dimensions=(30, 100))
+    try:
+        child.expect(r"# ")
+        child.sendline("echo $((6*7)); stty size")
+        child.expect("42")
+        child.expect("30 100")
+        child.setwinsize(40, 120)  # SIGWINCH -> resize -> the container's terminal
+        time.sleep(0.3)
+        child.sendline("stty size")
+        child.expect("40 120")
+        child.sendline("sleep 30")  # Ctrl-C reaches the container's foreground job
+        time.sleep(0.3)
+        child.sendcontrol("c")
+        child.expect(r"# ")
+        child.sendline("exit 7")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 7
+
+
+def test_daemon_not_reachable_says_how_to_start_it(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minidocker", "-H", f"unix://{tmp_path}/none.sock", "ps"],
+                            capture_output=True, text=True, env={**os.environ})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "minidocker daemon start" in result.stderr
+
+
+def test_ps_imports_nothing_heavy():
+    code = ("import sys; from minidocker import cli; sys.argv=['minidocker','ps']; "
+            "import minidocker.client.containers, minidocker.client.client; "
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('aiohttp', 'pyroute2', 'docker', 'asyncio')"
+            " or m in ('minidocker.daemon.server', 'minidocker.daemon.monitor',"
+            " 'minidocker.daemon.supervisor')]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_ps_and_images_stay_within_their_import_budget(daemon):
+    """The commands typed most import ~45 modules and none of the dear ones: counted, not timed.
+
+    Each module named here cost 2-30 ms of every ``minidocker ps`` when it crept in (``http.client``
+    brings the ``email`` package; ``ssl`` is for TLS hosts only); a count catches the rest.
+    """
+    dear = ("http", "email", "ssl", "urllib", "typing", "shutil", "datetime", "dataclasses", "inspect",
+            "asyncio", "aiohttp", "pyroute2")
+    for verb in ("ps", "images"):
+        code = ("import sys; before = set(sys.modules); from minidocker.client.cli import main; "
+                f"status = main(['-H', {daemon.host!r}, {verb!r}]); "
+                "print(status, sorted(set(sys.modules) - before))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=daemon.env)
+        status, _, modules = result.stdout.splitlines()[-1].partition(" ")
+        imported = ast.literal_eval(modules)
+        assert status == "0", result.stderr
+        assert [m for m in imported if m.split(".")[0] in dear] == [], verb
+        assert len(imported) <= 60, f"{verb} imports {len(imported)} modules: {imported}"
+
+
+def test_stats_diff_commit(daemon):
+    daemon.cli("run", "-d", "--name", "busy", "--memory", "64m", "busybox", "sh", "-c",
+               "echo x > /added; rm /etc/group; sleep 60")
+    try:
+        time.sleep(0.5)
+        stats = daemon.cli("stats", "--no-stream", "busy")
+        header, row = stats.stdout.splitlines()
+        assert header.split()[:3] == ["CONTAINER", "ID", "NAME"]
+        assert row.split()[1] == "busy" and "/ 67.1MB" in row, stats.stdout
+        assert daemon.cli("diff", "busy").stdout.splitlines() == ["A /added", "C /etc", "D /etc/group"]
+        image_id = daemon.cli("commit", "busy", "snap:1").stdout.strip()
+        assert image_id.startswith("sha256:")
+        result = daemon.cli("run", "--rm", "snap:1", "sh", "-c", "cat /added; ls /etc/group")
+        assert result.stdout == "x\n" and result.returncode == 1
+    finally:
+        daemon.cli("rm", "-f", "busy")
+        daemon.cli("rmi", "snap:1")
+
+
+def test_stats_info_and_exec_go_through_chapter_03s_cgroup(daemon):
+    """No limit is the host's memory (not v1's 2**63), the version is the mount table's, exec joins."""
+    daemon.cli("run", "-d", "--name", "free", "busybox", "sleep", "60")
+    try:
+        info = daemon.client.json("GET", "/info")
+        assert info["CgroupVersion"] == ("2" if cgroup_mode() == "v2" else "1")
+        s = json.loads(daemon.client.request("GET", "/containers/free/stats", {"stream": False}).read())
+        assert s["memory_stats"]["limit"] == info["MemTotal"] and s["pids_stats"]["current"] == 1
+        assert s["memory_stats"]["usage"] > 0 and s["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+        # in the container's cgroup namespace its cgroup is "/": an exec outside it would see "/.."
+        inside = daemon.cli("exec", "free", "cat", "/proc/self/cgroup").stdout.splitlines()
+        assert inside and all(line.endswith(":/") for line in inside), inside
+    finally:
+        daemon.cli("rm", "-f", "free")
+
+
+def test_save_and_load(daemon, tmp_path):
+    daemon.cli("tag", "busybox", "saved:1")
+    assert daemon.cli("save", "-o", str(tmp_path / "img.tar"), "saved:1").returncode == 0
+    assert daemon.cli("rmi", "saved:1").returncode == 0
+    loaded = daemon.cli("load", "-i", str(tmp_path / "img.tar"))
+    assert loaded.returncode == 0 and "saved:1" in loaded.stdout, loaded.stderr
+    assert daemon.cli("run", "--rm", "saved:1", "echo", "back").stdout == "back\n"
+    daemon.cli("rmi", "saved:1")
+
+
+def test_exec_interactive_terminal(daemon):
+    pexpect = pytest.importorskip("pexpect")
+    daemon.cli("run", "-d", "--name", "shell", "busybox", "sleep", "60")
+    command = ["-m", "minidocker", "-H", daemon.host, "exec", "-it", "shell", "sh"]
+    child = pexpect.spawn(sys.executable, command, env=daemon.env, encoding="utf-8", timeout=20,
+                          dimensions=(25, 90))
+    try:
+        child.expect(r"# ")
+        child.sendline("stty size; echo $TERM")
+        child.expect("25 90")
+        child.expect("xterm")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        daemon.cli("rm", "-f", "shell")
+    assert child.exitstatus == 5
+
+
+def test_user_workdir_env_hostname_and_hardening(daemon):
+    script = 'echo "$A $(pwd) $(id -u) $(hostname)"; grep CapEff /proc/self/status'
+    result = daemon.cli("run", "--rm", "-e", "A=1", "-w", "/tmp/new", "-u", "nobody", "--hostname", "hh",
+                        "busybox", "sh", "-c", script)
+    assert result.stdout == "1 /tmp/new 65534 hh\nCapEff:\t0000000000000000\n", result.stderr
+    root = daemon.cli("run", "--rm", "busybox", "grep", "-E", "CapEff|Seccomp:", "/proc/self/status")
+    assert root.stdout == "CapEff:\t00000000a80425fb\nSeccomp:\t2\n"  # Docker's default set, filtered
+    privileged = daemon.cli("run", "--rm", "--privileged", "busybox", "grep", "Seccomp:", "/proc/self/status")
+    assert privileged.stdout == "Seccomp:\t0\n"
+    daemon.cli("run", "-d", "--name", "hard", "busybox", "sleep", "60")
+    try:  # an exec'd process gets the same restrictions as PID 1
+        exec_ = daemon.cli("exec", "-u", "nobody", "hard", "sh", "-c",
+                           "id -u; grep Seccomp: /proc/self/status")
+        assert exec_.stdout == "65534\nSeccomp:\t2\n"
+    finally:
+        daemon.cli("rm", "-f", "hard")
