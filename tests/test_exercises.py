@@ -191,23 +191,23 @@ def test_lab_pivot_root_attack_works_until_the_defence_is_back(tmp_path: Path) -
     assert fixed.ok, [v.detail for v in fixed.verdicts] + fixed.others
 
 
-@pytest.mark.chapter(8)
+@pytest.mark.chapter(6)
 def test_lab_shocker_attack_works_until_the_capability_is_dropped_again(tmp_path: Path) -> None:
     from minidocker.security import elf as _elf
 
     if not _elf.supported():
         pytest.skip("the shocker lab's program is x86-64 machine code")
-    lab = labs.LABS["08-shocker"]
+    lab = labs.LABS["06-shocker"]
     ws = labs.new_lab(lab.name, tmp_path / "lab")
     weakened = (ws / "minidocker" / "security/capabilities.py").read_text()
     assert 'base = base | {"DAC_READ_SEARCH"}' in weakened and "def tweak(" in weakened
     assert lab.secret in (ws / "README.md").read_text()
     attack = [f"tests/{lab.test_file}::test_the_attack_fails"]
-    broken = check(ws, 8, tests=attack)
+    broken = check(ws, 6, tests=attack)
     assert not broken.ok and broken.verdicts[0].result == FAILED
     assert "the attack worked" in broken.verdicts[0].detail
     restore(ws, next(e for e in EXERCISES if e.id == lab.exercise))
-    fixed = check(ws, 8, tests=attack)
+    fixed = check(ws, 6, tests=attack)
     assert fixed.ok, [v.detail for v in fixed.verdicts] + fixed.others
 
 

@@ -13,7 +13,7 @@ deeper enters the working directory of PID 1 through ``/proc/1/cwd``, which is n
 own root, and ``cd ..`` from there never meets that root again, up to the host's ``/``.
 pivot_root plus detaching the old root leaves no such path: ``..`` stops at the container's root.
 
-Lab ``08-shocker``: chapter 06's ``tweak`` (exercise 06.1) starts from a default capability set
+Lab ``06-shocker``: chapter 06's ``tweak`` (exercise 06.1) starts from a default capability set
 with ``CAP_DAC_READ_SEARCH`` in it, as Docker 0.11 did in 2014. That capability also grants
 ``open_by_handle_at(2)``: open a file by *handle*, a few bytes naming an inode of a filesystem,
 with no path at all, so no root directory stops it. The container's root lives on the host's
@@ -132,9 +132,9 @@ root process can climb back up to it.""",
 )
 
 SHOCKER = Lab(
-    name="08-shocker",
-    chapter=8,
-    exercise="08.1",
+    name="06-shocker",
+    chapter=6,
+    exercise="06.1",
     title="a capability not dropped: CAP_DAC_READ_SEARCH",
     weakened='base = base | {"DAC_READ_SEARCH"}  # the lab: one capability too many, as in Docker 0.11\n',
     attack=shocker_script,
