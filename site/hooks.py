@@ -1,8 +1,8 @@
 """mkdocs hook: serve the book from where it really lives instead of copying it into docs/.
 
 * ``README.md`` becomes the home page;
-* ``chapters/*.md`` and ``notebooks/*.ipynb`` keep their paths, so the README's and chapters'
-  relative links work both on the site and in the repository;
+* ``chapters/*.md``, their pictures (``chapters/img/``) and ``notebooks/*.ipynb`` keep their
+  paths, so the README's and chapters' relative links work both on the site and in the repository;
 * a notebook executed by the test suite (``.build/notebooks/NAME.ipynb``, with its outputs) is
   rendered instead of the committed one, which is kept without outputs.
 """
@@ -26,6 +26,8 @@ def on_files(files: Files, config) -> Files:
     add("README.md", ROOT)
     for chapter in sorted((ROOT / "chapters").glob("*.md")):
         add(f"chapters/{chapter.name}", ROOT)
+    for image in sorted((ROOT / "chapters" / "img").glob("*")):
+        add(f"chapters/img/{image.name}", ROOT)
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         executed = (EXECUTED / notebook.name).exists()
         add(f"notebooks/{notebook.name}", EXECUTED.parent if executed else ROOT)
