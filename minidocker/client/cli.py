@@ -165,6 +165,7 @@ def make_client(options: dict) -> object:
     return Client(options.get("host"), tls)
 
 
+# --8<-- [start:main]
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand, importing only that subcommand's module."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -231,3 +232,4 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
     return 125
+# --8<-- [end:main]

@@ -32,6 +32,7 @@ class ProtocolError(ConnectionError):
     """The peer did not speak HTTP/1.1, or closed the connection in the middle of an answer."""
 
 
+# --8<-- [start:send_request]
 def send_request(sock: socket.socket, method: str, target: str, headers: dict[str, str],
                  body: bytes | io.BufferedIOBase | None = None) -> None:
     """Write the request line, the headers and the body: bytes, ``None``, or a file (sent chunked)."""
@@ -51,8 +52,10 @@ def send_request(sock: socket.socket, method: str, target: str, headers: dict[st
     while chunk := body.read(1 << 16):
         sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
     sock.sendall(b"0\r\n\r\n")
+# --8<-- [end:send_request]
 
 
+# --8<-- [start:read_head]
 def read_head(readline: Callable[[], bytes]) -> tuple[int, str, dict[str, str]]:
     """Status, reason and headers (names in lower case) from a source of lines; ``100 Continue`` skipped."""
     while True:
@@ -72,6 +75,7 @@ def read_head(readline: Callable[[], bytes]) -> tuple[int, str, dict[str, str]]:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         if code != "100":
             return int(code), reason, headers
+# --8<-- [end:read_head]
 
 
 def read_line(source: io.BufferedReader | socket.socket) -> bytes:

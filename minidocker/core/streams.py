@@ -37,6 +37,7 @@ def frame(stream: int, payload: bytes) -> bytes:
 # --8<-- [end:frame]
 
 
+# --8<-- [start:Demux]
 class Demux:
     """Split a byte stream of frames back into ``(stream, payload)`` pairs, whatever the read sizes."""
 
@@ -59,6 +60,7 @@ class Demux:
     def pending(self) -> int:
         """Bytes of an incomplete frame still waiting."""
         return len(self._buffer)
+# --8<-- [end:Demux]
 
 
 class Conn:
