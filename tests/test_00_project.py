@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
@@ -10,54 +9,100 @@ from pathlib import Path
 
 import pytest
 
+from tests.importgraph import ImportGraph
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "minidocker"
 
 
-def chapter_of_module(path: Path) -> int | None:
-    """A chapter module's docstring starts with ``Chapter NN:``; shared ``_`` helpers and tools have none."""
-    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    match = re.match(r"Chapter (\d\d):", doc)
-    return int(match.group(1)) if match else None
+def test_every_import_follows_the_rules_and_none_makes_a_cycle() -> None:
+    """Every module's imports, lazy ones included, against the rules of :mod:`tests.importgraph`."""
+    graph = ImportGraph.of(PACKAGE)
+    problems = graph.violations() + graph.cycles()
+    print(f"{len(graph.files)} modules, {len(graph.edges)} imports of the package checked")
+    assert len(graph.files) > 100  # the walk found the package, not an empty directory
+    assert not problems, "\n" + "\n".join(problems)
 
 
-def package_imports(path: Path) -> set[str]:
-    """The minidocker modules that ``path`` imports (at any depth in the file)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("minidocker"):
-            if node.module == "minidocker":
-                found |= {a.name for a in node.names}
-            else:
-                found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("minidocker.")}
-    return found
+@pytest.mark.parametrize("module", ["minidocker.build.builder", "minidocker.images.run",
+                                    "minidocker.images.cli", "minidocker.registry.server"])
+def test_a_module_run_as_a_program_is_not_imported_again(module: str) -> None:
+    """``python -m M`` runs M as ``__main__``; an import of M through a cycle would load it a second time.
+
+    No cycle (above) means no second copy; this shows it for the modules that are programs.
+    """
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", module, "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    twice = [line for line in result.stderr.splitlines() if line.rstrip().endswith(f"| {module}")]
+    assert twice == []
 
 
-MODULES = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+def _scratch_package(root: Path, files: dict[str, str]) -> ImportGraph:
+    """A package named minidocker under ``root`` made of ``files`` (path -> source), parsed."""
+    for name, text in files.items():
+        path = root / "minidocker" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for directory in (root / "minidocker").rglob("*"):
+        if directory.is_dir():
+            (directory / "__init__.py").touch()
+    (root / "minidocker" / "__init__.py").touch()
+    return ImportGraph.of(root / "minidocker")
 
 
-@pytest.mark.parametrize("name", sorted(MODULES))
-def test_stages_import_only_earlier_chapters(name: str) -> None:
-    """Chapter N's module imports only chapters <= N and shared helpers; helpers import only helpers."""
-    path = MODULES[name]
-    mine = chapter_of_module(path)
-    for imported in package_imports(path):
-        if imported not in MODULES:
-            continue
-        theirs = chapter_of_module(MODULES[imported])
-        if name.startswith("_") and not name.startswith("__"):
-            assert imported.startswith("_"), f"shared helper {name} imports the stage {imported}"
-        elif mine is not None and theirs is not None:
-            assert theirs <= mine, f"{name} (chapter {mine:02}) imports {imported} (chapter {theirs:02})"
+def test_the_import_rules_catch_each_kind_of_violation(tmp_path: Path) -> None:
+    """A scratch package with one violation of each kind: each is one line naming file:line and the rule."""
+    graph = _scratch_package(tmp_path, {
+        "core/paths.py": "from minidocker.overlay import layers\n",
+        "overlay/layers.py": "import os\n\n\ndef lazy():\n    from minidocker.network.bridge import up\n",
+        "network/bridge.py": "def up():\n    pass\n",
+        "client/cli.py": "def main():\n    from minidocker.daemon import engine\n",
+        "client/images.py": "from minidocker.images import reference\n",
+        "daemon/engine.py": "from minidocker.client.client import default_socket\n",
+        "client/client.py": "",
+        "images/reference.py": "from minidocker import doctor\n",
+        "doctor.py": "",
+        "build/builder.py": "from minidocker.build import cli\n",
+        "build/cli.py": "def main():\n    from . import builder\n",
+        "testing/fixtures.py": "from minidocker.registry import server\n",
+        "registry/server.py": "",
+    })
+    found = graph.violations()
+    expected = [
+        "minidocker/client/cli.py:2: from minidocker.daemon import engine: only the daemon imports",
+        "minidocker/client/images.py:1: from minidocker.images import reference: the client imports only",
+        "minidocker/core/paths.py:1: from minidocker.overlay import layers: core imports only core",
+        "minidocker/daemon/engine.py:1: from minidocker.client.client import default_socket: chapter 10 "
+        "(daemon) imports only chapters <= 10, not chapter 11 (client)",
+        "minidocker/images/reference.py:1: from minidocker import doctor: chapter 07 (images) imports only "
+        "core, rootfs, testing and chapters",
+        "minidocker/overlay/layers.py:5: from minidocker.network.bridge import up: chapter 04 (overlay) "
+        "imports only chapters <= 04, not chapter 05 (network)",
+        "minidocker/testing/fixtures.py:1: from minidocker.registry import server: testing imports only core",
+    ]
+    assert len(found) == len(expected), "\n".join(found)
+    for line, start in zip(sorted(found), expected, strict=True):
+        assert line.startswith(start), line
+        assert "\n" not in line
+    cycles = graph.cycles()
+    assert cycles == ["import cycle: minidocker.build.builder (minidocker/build/builder.py:1) -> "
+                      "minidocker.build.cli (minidocker/build/cli.py:2) -> minidocker.build.builder"]
 
 
-def test_the_rule_above_would_catch_a_backward_import(tmp_path: Path) -> None:
-    fake = tmp_path / "chroot/stage.py"
-    fake.write_text('"""Chapter 01: x."""\nfrom minidocker import namespaces\n')
-    assert chapter_of_module(fake) == 1 and package_imports(fake) == {"namespaces"}
-    assert chapter_of_module(MODULES["namespaces"]) == 2
+def test_the_import_rules_let_the_assembler_and_the_exercises_import_lazily(tmp_path: Path) -> None:
+    graph = _scratch_package(tmp_path, {
+        "__main__.py": "def main():\n    from minidocker.build import cli\n    import minidocker.rootfs\n",
+        "rootfs.py": "",
+        "exercises/grade.py": "def grade():\n    from minidocker.network import bridge\n",
+        "exercises/verify.py": "from minidocker.network import bridge\n",
+        "network/bridge.py": "from minidocker import __version__\n",
+        "build/cli.py": "", "doctor.py": "from minidocker.cgroups import stage\n", "cgroups/stage.py": "",
+    })
+    assert graph.violations() == ["minidocker/exercises/verify.py:1: from minidocker.network import bridge: "
+                                  "exercises import only core at import time (the chapters lazily, inside "
+                                  "functions)"]
+    assert graph.cycles() == []
 
 
 def test_ruff_is_clean() -> None:

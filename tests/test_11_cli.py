@@ -174,7 +174,7 @@ def test_daemon_not_reachable_says_how_to_start_it(tmp_path):
 
 
 def test_ps_imports_nothing_heavy():
-    code = ("import sys; from minidocker import cli; sys.argv=['minidocker','ps']; "
+    code = ("import sys; from minidocker.client import cli; sys.argv=['minidocker','ps']; "
             "import minidocker.client.containers, minidocker.client.client; "
             "heavy = [m for m in sys.modules if m.split('.')[0] in "
             "('aiohttp', 'pyroute2', 'docker', 'asyncio')"

@@ -334,10 +334,41 @@ def summarize(events: list[Event]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m minidocker.build.builder [OPTIONS] PATH``, ``history IMAGE``, ``prune``."""
-    from minidocker.build import cli as cli_build
+    """``python -m minidocker.build [OPTIONS] PATH``, ``history IMAGE``, ``prune``: here, without a daemon."""
+    from minidocker.build import cli
+    from minidocker.core import stage as _stage
+    from minidocker.core.console import human_size, table
 
-    return cli_build.local_main(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+
+    def body() -> int:
+        from minidocker.build.image import history
+
+        if argv[:1] == ["history"] and len(argv) == 2:
+            store = ImageStore()
+            print(table(cli.history_rows(history(store.get(argv[1]), store))))
+            return 0
+        if argv == ["prune"]:
+            keys, reclaimed = BuildCache().prune()
+            print(f"Deleted build cache objects: {len(keys)}\nTotal reclaimed space: {human_size(reclaimed)}")
+            return 0
+        about = "Build an image from a Dockerfile, here (no daemon)."
+        p = cli.build_options(_stage._Parser(prog="python -m minidocker.build", description=about))
+        opts = p.parse_args(argv)
+        name, extra = cli.dockerfile_option(opts)
+        if extra:
+            raise BuildError("-f outside the context: use the minidocker client, or move the Dockerfile "
+                             "into PATH")
+        image_id = build(opts.path, dockerfile=name, tags=opts.tag,
+                         build_args=cli.pairs(opts.build_arg, "--build-arg"), target=opts.target,
+                         no_cache=opts.no_cache, pull=opts.pull, network=opts.network,
+                         labels=cli.pairs(opts.label, "--label") or None,
+                         on_event=lambda e: cli.render(e, sys.stdout, opts.quiet))
+        if opts.quiet:
+            print(image_id)
+        return 0
+
+    return _stage.guarded(body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Chapter 08: ``minidocker build`` and ``minidocker history``, and ``python -m minidocker.build.builder``.
+"""Chapter 08: ``minidocker build``, ``history`` and ``builder prune``: the build's client side.
 
 The client packs the context directory into a tar (minus ``.dockerignore``), sends it as the body
 of ``POST /build`` with the options in the query string, and prints the stream of events that
@@ -6,8 +6,11 @@ comes back as it comes: ``Step 1/4 : ...`` lines, the commands' output, ``Succes
 A failed ``RUN`` ends the stream with an error line that carries the command's exit code, which
 becomes the client's own, as with ``docker build``.
 
-The same printing serves ``python -m minidocker.build.builder``, which builds in this process instead
-(no daemon): the engine as of this chapter, like every other chapter's module.
+The commands take the client as an argument and never import it: the ``minidocker`` command
+(:mod:`minidocker.__main__`) plugs :data:`COMMANDS` into the client, which reports a daemon's errors
+as for its own commands. The options and the printing also serve ``python -m minidocker.build``
+(:func:`minidocker.build.builder.main`), which builds in this process instead (no daemon): the
+engine as of this chapter, like every other chapter's module.
 
 Example::
 
@@ -30,10 +33,10 @@ import os
 import sys
 from typing import IO, Any
 
-from minidocker.core.console import ago, human_size, parser, table
+from minidocker.core.console import ago, confirm, human_size, parser, table
 
-__all__ = ["COMMANDS", "build_options", "cmd_build", "cmd_builder", "cmd_history", "local_main", "main",
-           "render"]
+__all__ = ["COMMANDS", "build_options", "cmd_build", "cmd_builder", "cmd_history", "dockerfile_option",
+           "history_rows", "pairs", "render"]
 
 
 def build_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -51,7 +54,7 @@ def build_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def _pairs(items: list[str], what: str) -> dict[str, str]:
+def pairs(items: list[str], what: str) -> dict[str, str]:
     found = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -64,7 +67,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return found
 
 
-def _dockerfile(opts: argparse.Namespace) -> tuple[str, dict[str, bytes]]:
+def dockerfile_option(opts: argparse.Namespace) -> tuple[str, dict[str, bytes]]:
     """The Dockerfile's name in the context tar, and its bytes when it lives outside the context."""
     if opts.file is None:
         return "Dockerfile", {}
@@ -103,10 +106,10 @@ def cmd_build(client: Any, argv: list[str]) -> int:
     from minidocker.build import context as buildcontext
 
     opts = build_options(parser("build", "[OPTIONS] PATH")).parse_args(argv)
-    name, extra = _dockerfile(opts)
+    name, extra = dockerfile_option(opts)
     query = {"t": opts.tag, "dockerfile": name,
-             "buildargs": json.dumps(_pairs(opts.build_arg, "--build-arg")),
-             "labels": json.dumps(_pairs(opts.label, "--label")), "target": opts.target, "rm": True,
+             "buildargs": json.dumps(pairs(opts.build_arg, "--build-arg")),
+             "labels": json.dumps(pairs(opts.label, "--label")), "target": opts.target, "rm": True,
              "nocache": opts.no_cache, "pull": opts.pull, "networkmode": opts.network, "q": opts.quiet}
     with tempfile.TemporaryFile() as body:
         try:
@@ -169,11 +172,8 @@ def cmd_builder(client: Any, argv: list[str]) -> int:
     p.add_argument("action", choices=["prune"])
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-a", "--all", action="store_true")
-    if not p.parse_args(argv).force:
-        from minidocker.client.images import confirm
-
-        if not confirm("WARNING! This will remove all dangling build cache."):
-            return 0
+    if not p.parse_args(argv).force and not confirm("WARNING! This will remove all dangling build cache."):
+        return 0
     answer = client.json("POST", "/build/prune")
     print("Deleted build cache objects:\n" + "".join(f"{k}\n" for k in answer.get("CachesDeleted") or []))
     print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
@@ -181,58 +181,3 @@ def cmd_builder(client: Any, argv: list[str]) -> int:
 
 
 COMMANDS = {"build": cmd_build, "history": cmd_history, "builder": cmd_builder}
-
-
-def main(command: str, argv: list[str], client: Any) -> int:
-    """``minidocker build|history|builder ...`` against a daemon (what ``minidocker.client.cli`` calls)."""
-    from minidocker.client.client import APIError, DaemonUnreachable
-
-    try:
-        return COMMANDS[command](client, argv)
-    except DaemonUnreachable as e:
-        print(f"minidocker: {e}", file=sys.stderr)
-    except APIError as e:
-        print(f"Error response from daemon: {e}", file=sys.stderr)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-    return 1
-
-
-def local_main(argv: list[str]) -> int:
-    """``python -m minidocker.build.builder``: build here, without a daemon (and ``history``, ``prune``)."""
-    from minidocker.core import stage as _stage
-
-    def body() -> int:
-        from minidocker.build import builder
-        from minidocker.build.image import history
-        from minidocker.images.store import ImageStore
-
-        if argv[:1] == ["history"] and len(argv) == 2:
-            store = ImageStore()
-            print(table(history_rows(history(store.get(argv[1]), store))))
-            return 0
-        if argv == ["prune"]:
-            from minidocker.build.cache import BuildCache
-
-            keys, reclaimed = BuildCache().prune()
-            print(f"Deleted build cache objects: {len(keys)}\nTotal reclaimed space: {human_size(reclaimed)}")
-            return 0
-        p = build_options(_stage._Parser(prog="python -m minidocker.build.builder",
-                                         description="Build an image from a Dockerfile, here (no daemon)."))
-        opts = p.parse_args(argv)
-        name, extra = _dockerfile(opts)
-        if extra:
-            raise builder.BuildError("-f outside the context: use the minidocker client, or move the "
-                                     "Dockerfile into PATH")
-        image_id = builder.build(opts.path, dockerfile=name, tags=opts.tag,
-                                 build_args=_pairs(opts.build_arg, "--build-arg"), target=opts.target,
-                                 no_cache=opts.no_cache, pull=opts.pull, network=opts.network,
-                                 labels=_pairs(opts.label, "--label") or None,
-                                 on_event=lambda e: render(e, sys.stdout, opts.quiet))
-        if opts.quiet:
-            print(image_id)
-        return 0
-
-    return _stage.guarded(body)

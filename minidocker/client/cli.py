@@ -1,18 +1,38 @@
-"""The ``minidocker`` command: a Docker-style client of the daemon, plus a few host tools.
+"""The ``minidocker`` command's client: Docker-style commands sent to the daemon over its socket.
 
 ``minidocker run``, ``ps``, ``images`` ... talk to ``minidockerd`` over its socket (chapter 11); the
 daemon address comes from ``-H``/``--host``, else ``$MINIDOCKER_HOST``, else the default socket, so
-one client can drive several daemons. ``doctor`` and ``rootfs`` work without a daemon.
+one client can drive several daemons.
+
+The client is a client of the API and nothing else, as docker's CLI: it imports only ``core``. The
+commands that need more (``build``, whose context is chapter 08's tar; ``doctor``, ``rootfs``,
+``registry``, ``exercises``, which work on this host without a daemon) are plugged in by whoever
+assembles the command, :mod:`minidocker.__main__`: :func:`main` takes them as ``tools`` (run without
+a daemon) and ``commands`` (run with a client, errors reported like the client's own).
 
 Start-up time matters for a command typed a hundred times a day: this module imports nothing
 heavy, and each command imports only its own module (never aiohttp, pyroute2 or the daemon).
+
+Example::
+
+    main(["-H", "unix:///run/minidocker.sock", "ps"])          # the client's own command
+    main(["doctor"], tools={"doctor": doctor.main})             # a plugged-in host tool
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["main"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    from collections.abc import Callable
+
+    from minidocker.client.client import Client
+
+    Tool = Callable[[list[str]], int]  # a command without a daemon: its arguments -> exit status
+    Command = Callable[[Client, list[str]], int]  # a command against the daemon
+
+__all__ = ["main", "make_client"]
 
 USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY] COMMAND
 
@@ -166,8 +186,30 @@ def make_client(options: dict) -> object:
 
 
 # --8<-- [start:main]
-def main(argv: list[str] | None = None) -> int:
-    """Dispatch to a subcommand, importing only that subcommand's module."""
+def _command(command: str) -> Command | None:
+    """The client's own command ``command``, its module imported now (and only it), or None."""
+    if command == "daemon":
+        from minidocker.client import daemon as cli_daemon
+
+        return lambda client, rest: cli_daemon.main(rest, client)
+    if command in CONTAINER_COMMANDS:
+        from minidocker.client import containers as module
+    elif command == "network":
+        from minidocker.client import networks as module  # type: ignore[no-redef]
+    elif command in IMAGE_COMMANDS:
+        from minidocker.client import images as module  # type: ignore[no-redef]
+    else:
+        return None
+    return module.COMMANDS[command]
+
+
+def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
+         commands: dict[str, Command] | None = None) -> int:
+    """Dispatch to a subcommand, importing only that subcommand's module.
+
+    ``tools`` and ``commands`` are the commands plugged in by the assembler (:mod:`minidocker.__main__`):
+    a tool runs without a daemon, a command gets a client and has its errors reported as ours.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     options, argv = _global_options(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -179,57 +221,24 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(resolved, int):
             return resolved
         command, rest = resolved
-    if command == "doctor":
-        from minidocker import doctor
+    if tools and command in tools:
+        return tools[command](rest)
+    run = (commands or {}).get(command) or _command(command)
+    if run is None:
+        print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
+        return 125
+    from minidocker.client.client import APIError, DaemonUnreachable
 
-        return doctor.main(rest)
-    if command == "rootfs":
-        from minidocker import rootfs
-
-        return rootfs.main(rest)
-    if command == "daemon":
-        from minidocker.client import daemon as cli_daemon
-
-        return cli_daemon.main(rest, options)
-    if command == "registry":  # chapter 09: a registry server of our own
-        from minidocker.registry import server as registry_server
-
-        return registry_server.main(rest, prog="minidocker registry")
-    if command == "exercises":  # for teachers: exercises generated from the code
-        from minidocker import exercises
-
-        return exercises.main(rest)
-    if command in ("build", "history", "builder"):  # chapter 08: building images
-        from minidocker.build import cli as cli_build
-        from minidocker.client.client import DaemonUnreachable
-
-        try:
-            client = make_client(options)
-        except DaemonUnreachable as e:  # a bad -H or DOCKER_API_VERSION: one line
-            print(f"minidocker: {e}", file=sys.stderr)
-            return 1
-        return cli_build.main(command, rest, client)
-    if command in CONTAINER_COMMANDS or command in IMAGE_COMMANDS or command == "network":
-        from minidocker.client.client import APIError, DaemonUnreachable
-
-        if command in CONTAINER_COMMANDS:
-            from minidocker.client import containers as module
-        elif command == "network":
-            from minidocker.client import networks as module  # type: ignore[no-redef]
-        else:
-            from minidocker.client import images as module  # type: ignore[no-redef]
-        try:
-            return module.COMMANDS[command](make_client(options), rest)
-        except DaemonUnreachable as e:
-            print(f"minidocker: {e}", file=sys.stderr)
-            return 125 if command in ("run", "create") else 1
-        except APIError as e:
-            print(f"Error response from daemon: {e}", file=sys.stderr)
-            return 125 if command in ("run", "create") else 1
-        except KeyboardInterrupt:
-            return 130
-        except BrokenPipeError:
-            return 0
-    print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
-    return 125
+    try:
+        return run(make_client(options), rest)
+    except DaemonUnreachable as e:  # also a bad -H or DOCKER_API_VERSION: one line
+        print(f"minidocker: {e}", file=sys.stderr)
+        return 125 if command in ("run", "create") else 1
+    except APIError as e:
+        print(f"Error response from daemon: {e}", file=sys.stderr)
+        return 125 if command in ("run", "create") else 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
 # --8<-- [end:main]

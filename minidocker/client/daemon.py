@@ -89,10 +89,8 @@ def stop(client: Client) -> int:
     return 0
 
 
-def main(argv: list[str], options: dict) -> int:
-    from minidocker.client.cli import make_client
-
-    client = make_client(options)
+def main(argv: list[str], client: Client) -> int:
+    """``minidocker daemon start|stop|status``, for the daemon ``client`` speaks to."""
     action = argv[0] if argv else "status"
     if action == "start":
         return start(client, argv[1:])

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
-from minidocker.core.console import ago, human_size, parser, render_template, table
+from minidocker.core.console import ago, confirm, human_size, parser, render_template, table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
@@ -50,13 +50,9 @@ def _auth_headers(name: str) -> dict[str, str]:
     The daemon uses these credentials rather than its own: the user logged in here, on the client.
     """
     from minidocker.core import dockerconfig as _dockerconfig
-    from minidocker.core.process import EngineError
-    from minidocker.images import reference
 
     try:
-        header = _dockerconfig.registry_auth_header(reference.parse(name).registry)
-    except EngineError:  # not a valid name: the daemon's answer will say so
-        return {}
+        header = _dockerconfig.registry_auth_header(_dockerconfig.registry_of(name))
     except ValueError as e:  # a broken config file: go on without credentials, as docker does
         print(f"WARNING: {e}", file=sys.stderr)
         return {}
@@ -218,17 +214,6 @@ def info(client: Client, argv: list[str]) -> int:
           f" CPUs: {i['NCPU']}\n Total Memory: {human_size(i['MemTotal'])}\n Name: {i['Name']}\n"
           f" Docker Root Dir: {i['DockerRootDir']}")
     return 0
-
-
-def confirm(message: str) -> bool:
-    """Docker's question before a prune: ``MESSAGE`` then ``Are you sure you want to continue? [y/N]``.
-
-    As docker does, the answer is a line read from stdin, a terminal or not: only ``y`` (or ``Y``)
-    goes on; an empty line, or no input at all (``</dev/null``, a script), is no. ``-f`` skips it.
-    """
-    print(f"{message}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
-    answer = sys.stdin.readline() if sys.stdin else ""
-    return answer.strip().lower() == "y"
 
 
 def system(client: Client, argv: list[str]) -> int:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
-from minidocker.core.console import parser, render_template, table
+from minidocker.core.console import confirm, parser, render_template, table
 
 __all__ = ["ACTIONS", "COMMANDS", "network"]
 
@@ -99,8 +99,6 @@ def rm(client: Client, argv: list[str]) -> int:
 def prune(client: Client, argv: list[str]) -> int:
     p = parser("network prune", "[-f]")
     p.add_argument("-f", "--force", action="store_true")
-    from minidocker.client.images import confirm
-
     if not p.parse_args(argv).force and not confirm(
             "WARNING! This will remove all custom networks not used by at least one container."):
         return 0

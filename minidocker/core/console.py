@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 
 from minidocker.core.helpformat import help_formatter
@@ -22,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
     from typing import Any
 
-__all__ = ["ago", "human_duration", "human_size", "parser", "render_template", "table"]
+__all__ = ["ago", "confirm", "human_duration", "human_size", "parser", "render_template", "table"]
 
 
 def table(rows: list[list[str]]) -> str:
@@ -102,3 +103,20 @@ def parser(command: str, usage: str) -> argparse.ArgumentParser:
                 formatter_class=help_formatter)
     p.add_argument("--help", action="help")
     return p
+
+
+def confirm(message: str) -> bool:
+    """Docker's question before a prune: ``MESSAGE`` then ``Are you sure you want to continue? [y/N]``.
+
+    As docker does, the answer is a line read from stdin, a terminal or not: only ``y`` (or ``Y``)
+    goes on; an empty line, or no input at all (``</dev/null``, a script), is no. ``-f`` skips it.
+    Here, not in the client, because chapter 08's ``builder prune`` asks it too.
+
+    Example::
+
+        if not confirm("WARNING! This will remove all stopped containers."):
+            return 0
+    """
+    print(f"{message}\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    answer = sys.stdin.readline() if sys.stdin else ""
+    return answer.strip().lower() == "y"

@@ -33,8 +33,11 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from minidocker.core.atomic import atomic_write
+
 __all__ = ["RegistryAuth", "config_path", "credentials_for", "erase_credentials", "insecure_registries",
-           "load", "mirrors", "parse_registry_auth", "registry_auth_header", "store_credentials"]
+           "load", "mirrors", "parse_registry_auth", "registry_auth_header", "registry_of",
+           "store_credentials"]
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
@@ -60,12 +63,7 @@ def load() -> dict[str, Any]:
 def _save(data: dict[str, Any]) -> None:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent="\t")
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent="\t") + "\n", mode=0o600)  # it holds credentials
 
 
 def _key(registry: str) -> str:
@@ -89,6 +87,25 @@ class RegistryAuth(NamedTuple):
 
     credentials: tuple[str, str] | None
     identity_token: str = ""
+
+
+def registry_of(image: str) -> str:
+    """The registry an image is on: ``127.0.0.1:5000/app`` -> ``127.0.0.1:5000``, ``busybox`` -> Docker Hub.
+
+    Chapter 07's :func:`minidocker.images.reference.parse` rule, and only it: the first component
+    is a registry if it has a ``.`` or a ``:``, is ``localhost`` or has upper case. The client needs
+    just this to pick the credentials it sends, and must not import chapter 07 (the daemon checks
+    the whole name).
+
+    Example::
+
+        >>> registry_of("localhost/app:v1"), registry_of("bitnami/redis"), registry_of("index.docker.io/x")
+        ('localhost', 'docker.io', 'docker.io')
+    """
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        return "docker.io" if first == "index.docker.io" else first
+    return "docker.io"
 
 
 def registry_auth_header(registry: str) -> str | None:
