@@ -1,9 +1,10 @@
-"""Chapter 08: building images: the cache, what each instruction means in the built image, the daemon.
+"""Chapter 08: building images: the cache, what each instruction means in the built image.
 
 Images are built here from chapter 00's busybox (``FROM scratch`` + ``ADD busybox.tar``: the
 builder makes its own base) and checked by *running* them through chapter 07's ``images run``.
 RUN steps get the network by default (a private bridge for this module, like chapter 05's tests):
-the semantics test and the daemon's builds use it; the others build with ``network="none"``.
+the semantics test uses it; the others build with ``network="none"``. Builds through the
+daemon are tested with it: ``test_10_build.py`` (the docker CLI) and ``test_11_build.py`` (our client).
 """
 
 from __future__ import annotations
@@ -386,76 +387,3 @@ def test_a_built_image_pushes_and_pulls_back_identical(busybox: str, tmp_path: P
     assert pulled.id == image_id and pulled.manifest_digest == digest
     assert pulled.repo_digests == [f"{server.host}/team/pushed@{digest}"]
     assert pulled.diff_ids == store.get("pushed").diff_ids
-
-
-def test_docker_cli_builds_against_our_daemon_and_the_cache_outlives_a_restart(busybox: str,
-                                                                              tmp_path: Path) -> None:
-    from tests.helpers_10_daemon import running_daemon
-
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("no docker CLI on this machine: install Debian's docker.io (./setup.sh does)")
-    ctx = context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nARG WHO=nobody\nCOPY a.txt /\n"
-                                                   "RUN echo hello $WHO > /hello\n"
-                                                   "CMD [\"cat\", \"/hello\"]\n",
-                                     "a.txt": "a"})
-    (tmp_path / "daemon").mkdir()
-    with running_daemon(tmp_path / "daemon", "http://127.0.0.1:9") as daemon:
-        env = {**daemon.env, "DOCKER_HOST": daemon.host, "DOCKER_BUILDKIT": "0",
-               "DOCKER_CONFIG": str(tmp_path / "docker-config")}
-
-        def docker_build() -> subprocess.CompletedProcess:
-            command = [docker, "build", "-t", "from-docker:v1", "--build-arg", "WHO=docker", str(ctx)]
-            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-
-        first = docker_build()
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert "Successfully tagged from-docker:v1" in first.stdout and "Using cache" not in first.stdout
-        ran = subprocess.run([docker, "run", "--rm", "from-docker:v1"], env=env, capture_output=True,
-                             text=True, timeout=60)
-        assert ran.stdout == "hello docker\n", ran.stderr
-        from_stdin = subprocess.run([docker, "build", "-t", "from-stdin", "-"],  # a Dockerfile, no context
-                                    input="FROM busybox\nRUN echo piped\n", env=env, capture_output=True,
-                                    text=True, timeout=120)
-        assert from_stdin.returncode == 0 and "\npiped\n" in from_stdin.stdout, from_stdin.stderr
-        outside = tmp_path / "elsewhere.Dockerfile"  # -f outside the context: the CLI appends it, unpadded
-        outside.write_text("FROM busybox\nCOPY a.txt /from-outside\n")
-        elsewhere = subprocess.run([docker, "build", "-t", "from-outside", "-f", str(outside), str(ctx)],
-                                   env=env, capture_output=True, text=True, timeout=120)
-        assert elsewhere.returncode == 0 and "Successfully tagged from-outside" in elsewhere.stdout, \
-            elsewhere.stdout + elsewhere.stderr
-        daemon.stop()
-        daemon.start()
-        again = docker_build()
-        assert again.stdout.count("Using cache") == 4, again.stdout  # ARG, COPY, RUN, CMD
-        history = subprocess.run([docker, "history", "--no-trunc", "from-docker:v1"], env=env,
-                                 capture_output=True, text=True)
-        assert "|1 WHO=docker /bin/sh -c echo hello $WHO > /hello" in history.stdout
-        pruned = subprocess.run([docker, "system", "prune", "-f"], env=env, capture_output=True, text=True)
-        assert pruned.returncode == 0 and "Deleted build cache objects" in pruned.stdout, pruned.stdout
-        assert "Using cache" not in docker_build().stdout
-        (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 4\n")
-        failed = docker_build()
-        assert failed.returncode == 4 and "returned a non-zero code: 4" in failed.stderr
-
-
-def test_our_client_builds_through_the_daemon(busybox: str, tmp_path: Path) -> None:
-    from tests.helpers_10_daemon import running_daemon
-
-    ctx = context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY a.txt /\nRUN cat /a.txt\n",
-                                     "a.txt": "a\n", ".dockerignore": "ignored\n", "ignored": "i"})
-    (tmp_path / "daemon").mkdir()
-    with running_daemon(tmp_path / "daemon", "http://127.0.0.1:9") as daemon:
-        built = daemon.cli("build", "-t", "ours:v1", str(ctx))
-        assert built.returncode == 0, built.stderr
-        assert built.stdout.startswith("Step 1/3 : FROM busybox\n")
-        assert "\na\nRemoving intermediate container" in built.stdout  # the RUN's output, streamed
-        assert built.stdout.endswith("Successfully tagged ours:v1\n")
-        history = daemon.cli("history", "ours:v1").stdout.splitlines()
-        assert "/bin/sh -c cat /a.txt" in history[1] and history[1].endswith("0B")  # it changed no file
-        (ctx / "Dockerfile").write_text("FROM busybox\nRUN exit 5\n")
-        failed = daemon.cli("build", str(ctx))
-        assert failed.returncode == 5 and failed.stderr == "The command '/bin/sh -c exit 5' returned a " \
-                                                          "non-zero code: 5\n"
-        pruned = daemon.cli("builder", "prune", "-f")
-        assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout
