@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from minidocker.core import errors
 from minidocker.core.dockerconfig import RegistryAuth
 from minidocker.core.process import EngineError
 from minidocker.images import cli as chapter06
@@ -28,6 +30,8 @@ from minidocker.images.store import ImageStore
 from minidocker.overlay.stage import ContainerFS
 
 __all__ = ["ImageService"]
+
+log = logging.getLogger("minidockerd")
 
 
 class ImageService:
@@ -42,7 +46,7 @@ class ImageService:
         """``{"Id", "Config"}`` of the image ``ref`` names, or None."""
         try:
             image = self.store.get(ref)
-        except EngineError:
+        except errors.NotFound:
             return None
         return {"Id": image.id, "Config": image.config.get("config") or {}}
 
@@ -52,7 +56,7 @@ class ImageService:
     def inspect(self, ref: str) -> dict[str, Any] | None:
         try:
             return chapter06.inspect_image(self.store.get(ref), self.store)
-        except EngineError:
+        except errors.NotFound:
             return None
 
     def tag(self, ref: str, target: str) -> None:
@@ -105,6 +109,8 @@ class ImageService:
         try:
             await job
         except Exception as e:  # the headers are gone: the error is the stream's last line
+            if not isinstance(e, EngineError):  # a bug: its traceback goes to the log too
+                log.exception("%s %s", request.method, request.path)
             await send(response, {"errorDetail": {"message": str(e)}, "error": str(e)})
         await response.write_eof()
         return response
@@ -116,10 +122,7 @@ class ImageService:
         from minidocker.images import distribution as registry
         from minidocker.images import pull
 
-        try:
-            parsed = reference.parse(ref)
-        except EngineError as e:
-            raise ValueError(str(e)) from None
+        parsed = reference.parse(ref)  # InvalidArgument (a 400) before the stream starts
 
         def work(progress: Callable[[dict], None]) -> None:
             with registry.given_credentials(parsed.registry, auth):

@@ -35,8 +35,10 @@ from typing import Any
 from aiohttp import web
 
 from minidocker.client.client import default_socket
+from minidocker.core import errors
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.paths import run_dir, state_dir
+from minidocker.core.process import EngineError
 from minidocker.daemon import engine, hijack, stats
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
@@ -45,7 +47,7 @@ from minidocker.daemon.routes import networks as api_networks
 from minidocker.daemon.routes import streams as api_streams
 from minidocker.daemon.routes import system as api_system
 from minidocker.daemon.routes.system import API_VERSION, MIN_API_VERSION
-from minidocker.daemon.supervisor import ApiError, Supervisor
+from minidocker.daemon.supervisor import Supervisor
 
 __all__ = ["create_app", "main", "serve"]
 
@@ -65,9 +67,10 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 # exercise 10.1: Check the API version and turn every failure into Docker's error JSON
 # hint: a /vX.YY newer than API_VERSION or older than MIN_API_VERSION: 400 (_version_tuple); await the
-#   handler; ApiError: error_response(status, message) (304 stays bare); an HTTPException of 400 and up:
-#   its status ('page not found' for 404); let ConnectionError and CancelledError through; anything
-#   else: log it, 500 'internal error: TYPE: message'.
+#   handler; an EngineError: error_response(errors.http_status(e), message) (304 stays bare; a 500 is
+#   logged in one line); an HTTPException of 400 and up: its status ('page not found' for 404); let
+#   ConnectionError and CancelledError through; anything else is a bug: log its traceback, 500
+#   'internal error: TYPE: message'.
 # --8<-- [start:middleware]
 @web.middleware
 async def docker_errors(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -81,17 +84,20 @@ async def docker_errors(request: web.Request, handler: Any) -> web.StreamRespons
                                    f"version is {MIN_API_VERSION}, please upgrade your client")
     try:
         return await handler(request)
-    except ApiError as e:
-        if e.status == 304:
+    except EngineError as e:  # classified by the code that raised it (minidocker.core.errors)
+        status = errors.http_status(e)
+        if status == 304:
             return web.Response(status=304)
-        return error_response(e.status, str(e))
+        if status == 500:
+            log.error("%s %s: %s", request.method, request.path, e)
+        return error_response(status, str(e))
     except web.HTTPException as e:
         if e.status < 400:
             raise
         return error_response(e.status, "page not found" if e.status == 404 else e.reason)
     except (ConnectionError, asyncio.CancelledError):
         raise
-    except Exception as e:  # a bug must not take the daemon down: log it, answer 500
+    except Exception as e:  # a bug: it costs this request, not the daemon; its traceback goes to the log
         log.exception("%s %s", request.method, request.path)
         return error_response(500, f"internal error: {type(e).__name__}: {e}")
 # --8<-- [end:middleware]

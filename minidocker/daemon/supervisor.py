@@ -29,20 +29,13 @@ import subprocess
 import sys
 from typing import Any
 
+from minidocker.core import errors
 from minidocker.core.atomic import write_json
 from minidocker.core.paths import run_dir, state_dir
 from minidocker.daemon.containers import Container, pid_is_monitor
 from minidocker.daemon.monitor import socket_path
 
-__all__ = ["ApiError", "Supervisor"]
-
-
-class ApiError(Exception):
-    """An error for the API client: an HTTP status and Docker's one-line message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["Supervisor"]
 
 
 class Supervisor:
@@ -57,7 +50,7 @@ class Supervisor:
 
     # ---- finding ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
-        """A container by full id, name (with or without ``/``) or unique id prefix: 404 otherwise."""
+        """A container by full id, name (with or without ``/``) or unique id prefix; else NoSuchContainer."""
         ref = ref.lstrip("/") if ref.startswith("/") else ref
         if ref in self.containers:
             return self.containers[ref]
@@ -68,8 +61,8 @@ class Supervisor:
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
-            raise ApiError(400, f"multiple IDs found with provided prefix: {ref}")
-        raise ApiError(404, f"No such container: {ref}")
+            raise errors.InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise errors.NoSuchContainer(ref)
 
     def names(self) -> set[str]:
         return {c.name.lstrip("/") for c in self.containers.values()}
@@ -101,9 +94,9 @@ class Supervisor:
         """Launch the container's monitor, connect early attachers, then tell it to start."""
         async with c.lock:
             if c.running:
-                raise ApiError(304, "container already started")
+                raise errors.NotModified("container already started")
             if c.removing:
-                raise ApiError(409, f"container {c.id} is being removed")
+                raise errors.Conflict(f"container {c.id} is being removed")
             pid = await self._spawn_monitor(c)
             c.state.update(Status="starting")
             self._watch(c, pid, child=True)
@@ -113,8 +106,8 @@ class Supervisor:
             reply = await self.ask(c, {"op": "start"})
             if "error" in reply:
                 await self._gone(c)  # the monitor recorded the failure and exits
-                code = reply.get("code", 125)
-                raise ApiError(400 if code in (126, 127) else 500, reply["error"])
+                kind = errors.InvalidArgument if reply.get("code", 125) in (126, 127) else errors.Failed
+                raise kind(reply["error"])  # a command that cannot run is the caller's to fix
             c.reload_state()
     # --8<-- [end:start]
 
@@ -138,7 +131,7 @@ class Supervisor:
             line = await asyncio.get_running_loop().run_in_executor(None, monitor.stdout.readline)
             monitor.stdout.close()
         if not line.startswith(b"ready "):
-            raise ApiError(500, f"the container's monitor failed to start: see {c.dir}/monitor.log")
+            raise errors.Failed(f"the container's monitor failed to start: see {c.dir}/monitor.log")
         return int(line.split()[1])
 
     def start_forkserver(self) -> None:
@@ -200,7 +193,7 @@ class Supervisor:
         try:
             reader, writer = await asyncio.open_unix_connection(str(socket_path(c.id)))
         except OSError as e:
-            raise ApiError(409, f"container {c.id} is not running") from e
+            raise errors.NotRunning(c.id) from e
         try:
             writer.write(json.dumps(request).encode() + b"\n")
             line = await reader.readline()
@@ -230,9 +223,9 @@ class Supervisor:
     # --8<-- [end:wait]
 
     def signal(self, c: Container, signum: int) -> None:
-        """Send ``signum`` to the container's PID 1 (409 if it is not running)."""
+        """Send ``signum`` to the container's PID 1 (NotRunning if it is not running)."""
         if not c.running:
-            raise ApiError(409, f"Container {c.id} is not running")
+            raise errors.NotRunning(c.id)
         try:
             os.kill(int(c.state["Pid"]), signum)
         except ProcessLookupError:
@@ -247,14 +240,14 @@ class Supervisor:
         signum = signum or parse_signal(cfg.get("StopSignal") or "SIGTERM")
         timeout = timeout if timeout is not None else cfg.get("StopTimeout") or 10
         seen = c.exit_count
-        with contextlib.suppress(ApiError):
+        with contextlib.suppress(errors.NotRunning):
             self.signal(c, signum)
         try:
             async with asyncio.timeout(max(timeout, 0)):
                 async with c.exited:
                     await c.exited.wait_for(lambda: c.exit_count > seen)
         except TimeoutError:
-            with contextlib.suppress(ApiError):
+            with contextlib.suppress(errors.NotRunning):
                 self.signal(c, signal.SIGKILL)
             async with c.exited:
                 await c.exited.wait_for(lambda: c.exit_count > seen)
@@ -263,11 +256,11 @@ class Supervisor:
 
     # ---- remove -----------------------------------------------------------------------------
     async def remove(self, c: Container, force: bool = False) -> None:
-        """Delete the container and its files; a running one only with ``force`` (409 otherwise)."""
+        """Delete the container and its files; a running one only with ``force`` (Conflict otherwise)."""
         if c.running or c.state.get("Status") == "starting":
             if not force:
-                raise ApiError(409, f"You cannot remove a running container {c.id}. Stop the "
-                                    "container before attempting removal or force remove")
+                raise errors.Conflict(f"You cannot remove a running container {c.id}. Stop the "
+                                      "container before attempting removal or force remove")
             await self.stop(c, timeout=0, signum=signal.SIGKILL)
         if c.removing or c.id not in self.containers:
             await c.removed.wait()

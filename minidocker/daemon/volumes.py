@@ -20,9 +20,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from minidocker.core import errors
 from minidocker.core.atomic import read_json, rfc3339, write_json
 from minidocker.core.paths import state_dir
-from minidocker.core.process import EngineError
 from minidocker.core.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount
 
 __all__ = ["create", "inspect", "list_volumes", "parse_binds", "remove", "volume_mounts"]
@@ -38,7 +38,7 @@ def create(name: str | None = None, labels: dict | None = None) -> dict:
     """Create the named volume (a random name if none); creating an existing one returns it."""
     name = name or os.urandom(32).hex()
     if not NAME.match(name):
-        raise ValueError(f"invalid volume name {name!r}: use letters, digits, '_', '.', '-'")
+        raise errors.InvalidArgument(f"invalid volume name {name!r}: use letters, digits, '_', '.', '-'")
     if (found := read_json(_dir(name) / "volume.json")) is not None:
         return found
     (_dir(name) / "_data").mkdir(parents=True, exist_ok=True)
@@ -49,10 +49,10 @@ def create(name: str | None = None, labels: dict | None = None) -> dict:
 
 
 def inspect(name: str) -> dict:
-    """The volume's description; ``KeyError`` if there is none."""
+    """The volume's description; :class:`~minidocker.core.errors.NoSuchVolume` if there is none."""
     found = read_json(_dir(name) / "volume.json")
     if found is None:
-        raise KeyError(name)
+        raise errors.NoSuchVolume(name)
     return found
 
 
@@ -73,10 +73,10 @@ def parse_binds(binds: list[str]) -> list[dict]:
     for bind in binds:
         parts = bind.split(":")
         if len(parts) not in (2, 3) or not parts[1].startswith("/") or ".." in parts[1].split("/"):
-            raise EngineError(f"invalid volume specification {bind!r}: use SOURCE:/TARGET[:ro]")
+            raise errors.InvalidArgument(f"invalid volume specification {bind!r}: use SOURCE:/TARGET[:ro]")
         source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
         if mode not in ("", "ro", "rw"):
-            raise EngineError(f"invalid mode {mode!r} in {bind!r}: use ro or rw")
+            raise errors.InvalidArgument(f"invalid mode {mode!r} in {bind!r}: use ro or rw")
         if source.startswith("/"):
             os.makedirs(source, exist_ok=True) if not os.path.exists(source) else None
             entry = {"Type": "bind", "Source": source}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from minidocker.core.process import EngineError
+from minidocker.core.errors import InvalidArgument
 
 __all__ = ["DOCKER_HUB", "Reference", "parse"]
 
@@ -98,23 +98,23 @@ class Reference:
 # hint: a 64-hex name is refused; _REFERENCE.fullmatch gives (name, tag, digest) (lowercase-only hint if
 #   only the lower-cased text matches); the first component is a registry only with '.', ':', 'localhost'
 #   or upper case, else DOCKER_HUB (index.docker.io too), whose one-part names get 'library/'; check the
-#   digest's length in _HEX_LENGTH; default_tag without tag or digest; one-line EngineErrors.
+#   digest's length in _HEX_LENGTH; default_tag without tag or digest; one-line InvalidArguments.
 # --8<-- [start:parse]
 def parse(text: str, default_tag: str | None = DEFAULT_TAG) -> Reference:
-    """Parse an image reference the way ``docker pull`` does, or raise a one-line :class:`EngineError`.
+    """Parse an image reference the way ``docker pull`` does, or raise a one-line :class:`InvalidArgument`.
 
     Without a tag or digest, ``default_tag`` is used (``latest``; pass ``None`` to keep none).
     """
     if re.fullmatch(r"[a-f0-9]{64}", text):
-        raise EngineError(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
+        raise InvalidArgument(f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings")
     match = _REFERENCE.fullmatch(text)
     if not match:
         if _REFERENCE.fullmatch(text.lower()):
-            raise EngineError(f"invalid reference format: repository name ({text}) must be lowercase")
-        raise EngineError(f"invalid reference format: {text!r} ({_FORMAT})")
+            raise InvalidArgument(f"invalid reference format: repository name ({text}) must be lowercase")
+        raise InvalidArgument(f"invalid reference format: {text!r} ({_FORMAT})")
     name, tag, digest = match.groups()
     if len(name) > 255:
-        raise EngineError(f"invalid reference format: repository name ({name[:40]}…) must not be more "
+        raise InvalidArgument(f"invalid reference format: repository name ({name[:40]}…) must not be more "
                           "than 255 characters")
     # Is the first component a registry? Only with a '.', a ':', as 'localhost', or in upper case.
     first, slash, rest = name.partition("/")
@@ -127,13 +127,13 @@ def parse(text: str, default_tag: str | None = DEFAULT_TAG) -> Reference:
     if registry == DOCKER_HUB and "/" not in repository:
         repository = f"library/{repository}"
     if repository.lower() != repository:
-        raise EngineError(f"invalid reference format: repository name ({repository}) must be lowercase")
+        raise InvalidArgument(f"invalid reference format: repository name ({repository}) must be lowercase")
     if digest:
         algorithm, _, hexdigits = digest.partition(":")
         if algorithm not in _HEX_LENGTH:
-            raise EngineError(f"invalid reference format: unsupported digest algorithm {algorithm!r}")
+            raise InvalidArgument(f"invalid reference format: unsupported digest algorithm {algorithm!r}")
         if len(hexdigits) != _HEX_LENGTH[algorithm]:
-            raise EngineError(f"invalid reference format: invalid checksum digest length in {digest!r}")
+            raise InvalidArgument(f"invalid reference format: invalid checksum digest length in {digest!r}")
     if not tag and not digest:
         tag = default_tag
     return Reference(registry, repository, tag, digest)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from minidocker.core import errors
 from minidocker.core.paths import run_dir, state_dir
 from minidocker.core.process import EngineError
 from minidocker.images import reference
@@ -293,10 +294,10 @@ class ImageStore:
             matches = [i for i in records if i[7:].startswith(full.group(1))]
             if len(matches) == 1:
                 return matches[0]
-        raise EngineError(f"No such image: {name}")
+        raise errors.NoSuchImage(name)
 
     def get(self, name: str) -> Image:
-        """The image ``name`` means, or ``EngineError("No such image: …")``."""
+        """The image ``name`` means, or :class:`~minidocker.core.errors.NoSuchImage`."""
         image_id = self.resolve(name)
         record = json.loads(self._record_path(image_id).read_text())
         manifest = json.loads(self.read_blob(record["manifest"]))
@@ -323,7 +324,7 @@ class ImageStore:
         image_id = self.resolve(source)
         ref = reference.parse(target)
         if ref.digest:
-            raise EngineError(f"refusing to create a tag with a digest reference: {target}")
+            raise errors.InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
         with self.locked():
             tags = self.tags()
             tags[str(ref)] = image_id
@@ -349,11 +350,11 @@ class ImageStore:
             users = self.in_use(image_id)
             repositories = {reference.parse(t).name for t in names}
             if not force and not by_name and len(repositories) > 1:
-                raise EngineError(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
-                                  "referenced in multiple repositories")
+                raise errors.Conflict(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image "
+                                      "is referenced in multiple repositories")
             if users and not force:
-                raise EngineError(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image is "
-                                  f"being used by container {users[0]}")
+                raise errors.Conflict(f"conflict: unable to delete {image_id[7:19]} (must be forced) - image "
+                                      f"is being used by container {users[0]}")
             events = [{"Untagged": reference.parse(t).familiar} for t in names]
             for tag in names:
                 del tags[tag]

@@ -30,8 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
+from minidocker.core import errors
 from minidocker.daemon.routes.containers import flag
-from minidocker.daemon.supervisor import ApiError
 
 __all__ = ["register", "routes"]
 
@@ -42,30 +42,29 @@ def _json_query(request: web.Request, name: str) -> dict[str, str]:
     try:
         value = json.loads(request.query.get(name) or "{}")
     except ValueError:
-        raise ApiError(400, f"invalid {name}: not JSON") from None
+        raise errors.InvalidArgument(f"invalid {name}: not JSON") from None
     if not isinstance(value, dict):
-        raise ApiError(400, f"invalid {name}: a JSON object is expected")
+        raise errors.InvalidArgument(f"invalid {name}: a JSON object is expected")
     return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
 def _options(request: web.Request) -> dict[str, Any]:
-    """The query string as :func:`minidocker.build.builder.build`'s keyword arguments (400 if bad)."""
-    from minidocker.core.process import EngineError
+    """The query string as :func:`minidocker.build.builder.build`'s keyword arguments (or InvalidArgument)."""
     from minidocker.images import reference
 
     query = request.query
     if query.get("remote"):
-        raise ApiError(400, "remote build contexts (URLs, git) are not supported: send the context as the "
-                            "request body")
+        raise errors.InvalidArgument("remote build contexts (URLs, git) are not supported: send the context "
+                                     "as the request body")
     if query.get("version") == "2":
-        raise ApiError(400, "BuildKit (version=2) is not supported by minidockerd: use the classic builder "
-                            "(DOCKER_BUILDKIT=0 docker build)")
+        raise errors.InvalidArgument("BuildKit (version=2) is not supported by minidockerd: use the classic "
+                                     "builder (DOCKER_BUILDKIT=0 docker build)")
     tags = query.getall("t", [])
     for tag in tags:
         try:
             reference.parse(tag)
-        except EngineError as e:
-            raise ApiError(400, f"invalid tag {tag!r}: {e}") from None
+        except errors.InvalidArgument as e:
+            raise errors.InvalidArgument(f"invalid tag {tag!r}: {e}") from None
     return {"dockerfile": query.get("dockerfile") or "Dockerfile", "tags": tags,
             "build_args": _json_query(request, "buildargs"), "target": query.get("target") or None,
             "no_cache": flag(request, "nocache"), "pull": flag(request, "pull"),
@@ -160,7 +159,6 @@ async def prune(request: web.Request) -> web.Response:
 async def image_history(request: web.Request) -> web.Response:
     """``docker history IMAGE``: each layer with the instruction that made it and its size."""
     from minidocker.build.image import history
-    from minidocker.core.process import EngineError
 
     store = request.app["images"].store
     name = request.match_info["name"]
@@ -168,10 +166,7 @@ async def image_history(request: web.Request) -> web.Response:
     def work() -> list[dict]:
         return history(store.get(name), store)
 
-    try:
-        return web.json_response(await asyncio.get_running_loop().run_in_executor(None, work))
-    except EngineError:
-        raise ApiError(404, f"No such image: {name}") from None
+    return web.json_response(await asyncio.get_running_loop().run_in_executor(None, work))  # or NoSuchImage
 
 
 # --8<-- [start:register]

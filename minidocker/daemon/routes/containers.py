@@ -19,17 +19,19 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 from typing import Any
 
 from aiohttp import web
 
+from minidocker.core import errors
 from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
 from minidocker.core.streams import STDERR, STDOUT, frame
 from minidocker.daemon import volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, tail_entries
-from minidocker.daemon.supervisor import ApiError, Supervisor, parse_signal
+from minidocker.daemon.supervisor import Supervisor, parse_signal
 from minidocker.images import config as imageconfig
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import stage as network
@@ -48,14 +50,14 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 async def json_body(request: web.Request, default: Any = None) -> Any:
-    """The request's JSON body (``default`` if empty); 400 if it is not JSON."""
+    """The request's JSON body (``default`` if empty); InvalidArgument if it is not JSON."""
     text = await request.text()
     if not text.strip():
         return default
     try:
         return json.loads(text)
     except ValueError as e:
-        raise ApiError(400, f"invalid JSON in request body: {e}") from None
+        raise errors.InvalidArgument(f"invalid JSON in request body: {e}") from None
 
 
 def sup(request: web.Request) -> Supervisor:
@@ -86,53 +88,43 @@ def merge_config(image_config: dict, body: dict) -> dict:
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request, {})
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid container config: expected a JSON object")
+        raise errors.InvalidArgument("invalid container config: expected a JSON object")
     supervisor, name = sup(request), request.query.get("name", "")
     if name and not NAME.match(name):
-        raise ApiError(400, f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        raise errors.InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are "
+                                     "allowed")
     name = name.lstrip("/")
     if name in supervisor.names():
         other = supervisor.find(name).id
-        raise ApiError(409, f'Conflict. The container name "/{name}" is already in use by container '
-                            f'"{other}". You have to remove (or rename) that container to be able to '
-                            'reuse that name.')
+        raise errors.Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                              f'"{other}". You have to remove (or rename) that container to be able to '
+                              'reuse that name.')
     ref = body.get("Image")
     if not isinstance(ref, str) or not ref:
-        raise ApiError(400, "no image given: Config.Image must be set")
+        raise errors.InvalidArgument("no image given: Config.Image must be set")
     store = request.app["images"]
     image = await asyncio.get_running_loop().run_in_executor(None, store.find, ref)
     if image is None:
-        raise ApiError(404, f"No such image: {ref if ':' in ref or '@' in ref else ref + ':latest'}")
+        raise errors.NoSuchImage(ref if ":" in ref or "@" in ref else ref + ":latest")
     for key in ("Cmd", "Entrypoint", "Env"):  # Go would refuse to decode anything else
         value = body.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise ApiError(400, f"invalid container config: {key} must be a list of strings")
-    if not isinstance(body.get("HostConfig") or {}, dict):
-        raise ApiError(400, "invalid container config: HostConfig must be an object")
-    try:
-        cfg = merge_config(image.get("Config") or {}, body)
-        command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
-        host = dict(body.get("HostConfig") or {})
-        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
-        host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
-        if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
-            host["NetworkMode"] = request.app["config"].get("default-network") or "default"
-        if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
-            cfg["Hostname"] = os.uname().nodename
-        for key in ("Memory", "NanoCpus", "PidsLimit"):
-            if host.get(key) is not None and not isinstance(host[key], int):
-                raise ApiError(400, f"invalid HostConfig.{key}: expected an integer")
-        for key in ("MaskedPaths", "ReadonlyPaths"):  # the engine gets them as one PATH:PATH option
-            if host.get(key) is not None and not (isinstance(host[key], list) and all(
-                    isinstance(p, str) and p.startswith("/") and ":" not in p for p in host[key])):
-                raise ApiError(400, f"invalid HostConfig.{key}: expected a list of absolute paths")
-        id_map = user_namespace(request.app["config"], host)
-        mounts = volumes.parse_binds([str(b) for b in host.get("Binds") or []])
-        remap_volumes(mounts, id_map)
-    except (TypeError, AttributeError, ValueError, EngineError) as e:
-        raise ApiError(400, f"invalid container config: {e}") from None
+            raise errors.InvalidArgument(f"invalid container config: {key} must be a list of strings")
+    host = _host_config(body.get("HostConfig"))
+    for key in ("Labels", "ExposedPorts", "Volumes"):  # merged with the image's: objects or nothing
+        if not isinstance(body.get(key) or {}, dict):
+            raise errors.InvalidArgument(f"invalid container config: {key} must be an object")
+    cfg = merge_config(image.get("Config") or {}, body)
+    command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
+    if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
+        host["NetworkMode"] = request.app["config"].get("default-network") or "default"
+    if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
+        cfg["Hostname"] = os.uname().nodename
+    id_map = user_namespace(request.app["config"], host)
+    mounts = volumes.parse_binds(host.get("Binds") or [])
+    remap_volumes(mounts, id_map)
     if not command:
-        raise ApiError(400, "No command specified")
+        raise errors.InvalidArgument("No command specified")
     cid = os.urandom(32).hex()
     name = name or random_name(supervisor.names())
     directory = supervisor.root / cid
@@ -150,22 +142,47 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({"Id": cid, "Warnings": []}, status=201)
 
 
+def _host_config(value: Any) -> dict:
+    """The request's ``HostConfig``, its shape checked (InvalidArgument if not), the log driver set."""
+    if not isinstance(value or {}, dict):
+        raise errors.InvalidArgument("invalid container config: HostConfig must be an object")
+    host = dict(value or {})
+    for key, kind, what in (("LogConfig", dict, "an object"), ("PortBindings", dict, "an object"),
+                            ("Binds", list, "a list")):
+        if not isinstance(host.get(key) or kind(), kind):
+            raise errors.InvalidArgument(f"invalid HostConfig.{key}: expected {what}")
+    if not all(isinstance(b, str) for b in host.get("Binds") or []):
+        raise errors.InvalidArgument("invalid HostConfig.Binds: expected a list of strings")
+    host["LogConfig"] = dict(host.get("LogConfig") or {"Config": {}})
+    host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
+    for key in ("Memory", "NanoCpus", "PidsLimit"):
+        if host.get(key) is not None and not isinstance(host[key], int):
+            raise errors.InvalidArgument(f"invalid HostConfig.{key}: expected an integer")
+    for key in ("MaskedPaths", "ReadonlyPaths"):  # the engine gets them as one PATH:PATH option
+        if host.get(key) is not None and not (isinstance(host[key], list) and all(
+                isinstance(p, str) and p.startswith("/") and ":" not in p for p in host[key])):
+            raise errors.InvalidArgument(f"invalid HostConfig.{key}: expected a list of absolute paths")
+    return host
+
+
 # --8<-- [start:user_namespace]
 def user_namespace(daemon_config: dict, host: dict) -> list[int] | None:
     """The container's id map: the daemon's ``--userns-remap`` unless ``--userns=host`` opts out. As
     Docker, no remapped root gets the host's powers back (``--privileged``, its network or PIDs)."""
     mode = host.get("UsernsMode") or ""
     if mode not in ("", "host"):
-        raise ApiError(400, f"invalid UsernsMode {mode!r}: only host is supported (docker run --userns=host)")
+        raise errors.InvalidArgument(f"invalid UsernsMode {mode!r}: only host is supported (docker run "
+                                     "--userns=host)")
     if mode == "host" or not daemon_config.get("userns-remap"):
         return None
     if host.get("Privileged"):
-        raise ApiError(400, "privileged mode is incompatible with user namespaces.  You must run the "
-                            "container in the host namespace when running privileged mode")
+        raise errors.InvalidArgument("privileged mode is incompatible with user namespaces.  You must run "
+                                     "the container in the host namespace when running privileged mode")
     if host.get("NetworkMode") == "host":
-        raise ApiError(400, "cannot share the host's network namespace when user namespaces are enabled")
+        raise errors.InvalidArgument("cannot share the host's network namespace when user namespaces are "
+                                     "enabled")
     if host.get("PidMode") == "host":
-        raise ApiError(400, "cannot share the host PID namespace when user namespaces are enabled")
+        raise errors.InvalidArgument("cannot share the host PID namespace when user namespaces are enabled")
     return list(namespaces.IdMap())  # root inside is 100000 outside
 
 
@@ -190,20 +207,13 @@ def _port_list(host: dict) -> list[dict]:
 
 
 def _rmtree(path: Any) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
 @routes.post("/containers/{id}/start")
 async def start(request: web.Request) -> web.Response:
     c = container(request)
-    try:
-        await sup(request).start(c)
-    except ApiError as e:
-        if e.status == 304:
-            return web.Response(status=304)
-        raise
+    await sup(request).start(c)  # NotModified (a bare 304) if it runs already
     return web.Response(status=204)
 
 
@@ -235,7 +245,7 @@ def _signal(value: str) -> int:
     try:
         return parse_signal(value)
     except ValueError as e:
-        raise ApiError(400, str(e)) from None
+        raise errors.InvalidArgument(str(e)) from None
 
 
 def _int(request: web.Request, name: str) -> int | None:
@@ -245,7 +255,7 @@ def _int(request: web.Request, name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ApiError(400, f"invalid value for {name}: {value!r}") from None
+        raise errors.InvalidArgument(f"invalid value for {name}: {value!r}") from None
 
 
 @routes.post("/containers/{id}/wait")
@@ -254,7 +264,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     seen = c.exit_count
     condition = request.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
-        raise ApiError(400, f"invalid condition: {condition!r}")
+        raise errors.InvalidArgument(f"invalid condition: {condition!r}")
     # Headers now, body at the exit: `docker run` starts the container only after it got them.
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
@@ -272,7 +282,7 @@ async def list_containers(request: web.Request) -> web.Response:
         filters = {k: list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]
                    for k, v in filters.items()}
     except (ValueError, AttributeError, TypeError):
-        raise ApiError(400, "invalid filters") from None
+        raise errors.InvalidArgument("invalid filters") from None
     found = [c for c in sup(request).containers.values()
              if (show_all or c.running or filters.get("status")) and c.matches(filters)]
     found.sort(key=lambda c: c.config["Created"], reverse=True)
@@ -344,7 +354,7 @@ async def resize(request: web.Request) -> web.Response:
     c = container(request)
     h, w = _int(request, "h") or 0, _int(request, "w") or 0
     if c.running:
-        with contextlib.suppress(ApiError, OSError):
+        with contextlib.suppress(errors.NotRunning, OSError):
             await sup(request).ask(c, {"op": "resize", "h": h, "w": w})
     return web.Response(status=200)
 
@@ -356,13 +366,14 @@ async def logs(request: web.Request) -> web.StreamResponse:
     c = container(request)
     streams = {"stdout": flag(request, "stdout"), "stderr": flag(request, "stderr")}
     if not any(streams.values()):
-        raise ApiError(400, "You must choose at least one stream")
+        raise errors.InvalidArgument("You must choose at least one stream")
     tail = request.query.get("tail", "all")
     count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
     try:
         since = float(request.query.get("since") or 0)  # a UNIX time, as Docker's API takes it
     except ValueError:
-        raise ApiError(400, f"invalid since {request.query['since']!r}: a UNIX time in seconds") from None
+        raise errors.InvalidArgument(f"invalid since {request.query['since']!r}: a UNIX time in "
+                                     "seconds") from None
     stamps = flag(request, "timestamps")
 
     def render(entries: list[dict]) -> bytes:

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
 
+from minidocker.core import errors
 from minidocker.core.process import EngineError
 from minidocker.daemon.routes.containers import container, flag, json_body, sup
-from minidocker.daemon.supervisor import ApiError
 
 __all__ = ["routes"]
+
+log = logging.getLogger("minidockerd")
 
 routes = web.RouteTableDef()
 
@@ -52,28 +55,25 @@ async def _blocking(function: Any, *args: Any) -> Any:
 
 def registry_auth(request: web.Request) -> Any:
     """The credentials the client sent for the registry (``X-Registry-Auth``): they go before the
-    daemon's own config file, as the user logged in on the client's side. A bad header: 400."""
+    daemon's own config file, as the user logged in on the client's side. A bad header: InvalidArgument."""
     from minidocker.core import dockerconfig as _dockerconfig
 
     try:
         return _dockerconfig.parse_registry_auth(request.headers.get("X-Registry-Auth", ""))
     except ValueError as e:
-        raise ApiError(400, str(e)) from None
+        raise errors.InvalidArgument(str(e)) from None
 
 
 @routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
     ref = request.query.get("fromImage", "")
     if not ref:
-        raise ApiError(400, "fromImage must be given (importing with fromSrc is not supported)")
+        raise errors.InvalidArgument("fromImage must be given (importing with fromSrc is not supported)")
     tag = request.query.get("tag", "")
     if tag and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}@{tag}" if tag.startswith("sha256:") else f"{ref}:{tag}"
     auth = registry_auth(request)
-    try:
-        return await store(request).pull(request, ref, progress_stream, send, auth)
-    except ValueError as e:
-        raise ApiError(400, str(e)) from None
+    return await store(request).pull(request, ref, progress_stream, send, auth)
 
 
 @routes.post("/images/{name:.+}/push")
@@ -83,7 +83,7 @@ async def push(request: web.Request) -> web.StreamResponse:
     ref = f"{name}:{tag}" if tag and ":" not in name.rsplit("/", 1)[-1] else name
     auth = registry_auth(request)
     if await _blocking(store(request).find, ref) is None:
-        raise ApiError(404, f"No such image: {ref}")
+        raise errors.NoSuchImage(ref)
     return await store(request).push(request, ref, progress_stream, send, auth)
 
 
@@ -96,7 +96,7 @@ async def list_images(request: web.Request) -> web.Response:
 async def inspect(request: web.Request) -> web.Response:
     found = await _blocking(store(request).inspect, request.match_info["name"])
     if found is None:
-        raise ApiError(404, f"No such image: {request.match_info['name']}")
+        raise errors.NoSuchImage(request.match_info["name"])
     return web.json_response(found)
 
 
@@ -105,13 +105,10 @@ async def tag(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
     if not repo:
-        raise ApiError(400, "repository name must be given (repo=)")
+        raise errors.InvalidArgument("repository name must be given (repo=)")
     if await _blocking(store(request).find, name) is None:
-        raise ApiError(404, f"No such image: {name}")
-    try:
-        await _blocking(store(request).tag, name, f"{repo}:{tag_}")
-    except EngineError as e:  # an invalid name: the client's mistake
-        raise ApiError(400, str(e)) from None
+        raise errors.NoSuchImage(name)
+    await _blocking(store(request).tag, name, f"{repo}:{tag_}")  # an invalid name: InvalidArgument
     return web.Response(status=201)
 
 
@@ -119,11 +116,8 @@ async def tag(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     ref = request.match_info["name"]
     if await _blocking(store(request).find, ref) is None:
-        raise ApiError(404, f"No such image: {ref}")
-    try:
-        done = await _blocking(lambda: store(request).remove(ref, flag(request, "force")))
-    except Exception as e:  # chapter 07's one-line reason: in use, several repositories ...
-        raise ApiError(409, str(e)) from None
+        raise errors.NoSuchImage(ref)
+    done = await _blocking(lambda: store(request).remove(ref, flag(request, "force")))  # or Conflict
     return web.json_response(done)
 
 
@@ -133,7 +127,7 @@ async def prune(request: web.Request) -> web.Response:
     try:
         filters = json.loads(request.query.get("filters") or "{}")
     except ValueError:
-        raise ApiError(400, "invalid filters: a JSON object is expected") from None
+        raise errors.InvalidArgument("invalid filters: a JSON object is expected") from None
     dangling = filters.get("dangling", {}) if isinstance(filters, dict) else {}
     everything = "false" in (dangling if isinstance(dangling, list) else list(dangling))
     deleted = await _blocking(store(request).prune, everything)
@@ -148,10 +142,7 @@ async def commit(request: web.Request) -> web.Response:
     repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
     changes = {k: v for k, v in (body if isinstance(body, dict) else {}).items()
                if k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts")}
-    try:
-        image_id = await _blocking(store(request).commit, c.id, f"{repo}:{tag_}" if repo else None, changes)
-    except Exception as e:
-        raise ApiError(500, f"commit: {e}") from None
+    image_id = await _blocking(store(request).commit, c.id, f"{repo}:{tag_}" if repo else None, changes)
     return web.json_response({"Id": image_id}, status=201)
 
 
@@ -163,8 +154,8 @@ async def changes(request: web.Request) -> web.Response:
     c = container(request)
     try:
         found = await _blocking(lambda: chapter04.diff(store(request).container_fs(c.id)))
-    except Exception:
-        found = []  # never started: no changes yet
+    except EngineError:
+        found = []  # never started: no filesystem, no changes yet
     kinds = {"C": 0, "A": 1, "D": 2}
     return web.json_response([{"Path": path, "Kind": kinds[kind]} for kind, path in found])
 
@@ -178,10 +169,10 @@ async def save(request: web.Request) -> web.StreamResponse:
 
     names = request.query.getall("names", [])
     if not names:
-        raise ApiError(400, "no image names given (names=)")
+        raise errors.InvalidArgument("no image names given (names=)")
     for name in names:
         if await _blocking(store(request).find, name) is None:
-            raise ApiError(404, f"No such image: {name}")
+            raise errors.NoSuchImage(name)
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/images.tar"
         await _blocking(lambda: ocilayout.save(names, path, store=store(request).store))
@@ -210,7 +201,9 @@ async def load(request: web.Request) -> web.StreamResponse:
         try:
             for line in await _blocking(lambda: ocilayout.load(path, store=store(request).store)):
                 await send(response, {"stream": f"{line}\n"})
-        except Exception as e:
+        except Exception as e:  # the headers are gone: the error is the stream's last line
+            if not isinstance(e, EngineError):  # a bug: its traceback goes to the log too
+                log.exception("%s %s", request.method, request.path)
             await send(response, {"errorDetail": {"message": str(e)}, "error": str(e)})
     await response.write_eof()
     return response
@@ -223,13 +216,13 @@ async def auth(request: web.Request) -> web.Response:
 
     body = await json_body(request, {}) or {}
     if not isinstance(body, dict):
-        raise ApiError(400, "a JSON object {username, password, serveraddress} is expected")
+        raise errors.InvalidArgument("a JSON object {username, password, serveraddress} is expected")
     server = str(body.get("serveraddress") or "docker.io").removeprefix("https://").removeprefix("http://")
     server = "docker.io" if server.startswith("index.docker.io") else server.rstrip("/")
     try:
         await _blocking(lambda: registry.connect(server, (str(body.get("username", "")),
                                                           str(body.get("password", "")))).check_login())
-    except Exception as e:
-        raise ApiError(401, f"login attempt to {server} failed: {e}") from None
+    except (EngineError, OSError) as e:  # refused, or unreachable: the login did not succeed
+        raise errors.Unauthorized(f"login attempt to {server} failed: {e}") from None
     return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 

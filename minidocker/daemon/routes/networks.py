@@ -27,11 +27,11 @@ from typing import Any
 
 from aiohttp import web
 
+from minidocker.core import errors
 from minidocker.core.atomic import rfc3339
 from minidocker.core.paths import state_dir
 from minidocker.core.process import EngineError
 from minidocker.daemon.routes.containers import sup
-from minidocker.daemon.supervisor import ApiError
 from minidocker.network import stage as network
 
 __all__ = ["BUILTIN", "NOT_SUPPORTED", "routes"]
@@ -110,12 +110,12 @@ def _filters(request: web.Request) -> dict[str, list[str]]:
         filters = {k: list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]
                    for k, v in raw.items()}
     except (ValueError, AttributeError, TypeError):
-        raise ApiError(400, "invalid filters") from None
+        raise errors.InvalidArgument("invalid filters") from None
     for key, values in filters.items():
         if key not in FILTERS:
-            raise ApiError(400, f"invalid filter '{key}'")
+            raise errors.InvalidArgument(f"invalid filter '{key}'")
         if key == "type" and not set(values) <= {"builtin", "custom"}:
-            raise ApiError(400, f"invalid filter: 'type'='{values[0]}'")
+            raise errors.InvalidArgument(f"invalid filter: 'type'='{values[0]}'")
     return filters
 
 
@@ -129,16 +129,17 @@ def _matches(entry: dict[str, Any], filters: dict[str, list[str]]) -> bool:
 
 
 def find(request: web.Request, ref: str, detailed: bool = True) -> dict[str, Any]:
-    """A network by full id, name, or unique id prefix (Docker's order); 404 if none."""
+    """A network by full id, name, or unique id prefix (Docker's order); NotFound if none."""
     found = networks(request, detailed)
     for exact in (lambda n: n["Id"] == ref, lambda n: n["Name"] == ref):
         if match := [n for n in found if exact(n)]:
             return match[0]
     prefixed = [n for n in found if ref and n["Id"].startswith(ref)]
     if len(prefixed) > 1:
-        raise ApiError(400, f"network {ref} is ambiguous ({len(prefixed)} matches found based on ID prefix)")
+        raise errors.InvalidArgument(f"network {ref} is ambiguous ({len(prefixed)} matches found based on "
+                                     "ID prefix)")
     if not prefixed:
-        raise ApiError(404, f"network {ref} not found")
+        raise errors.NotFound(f"network {ref} not found")
     return prefixed[0]
 
 
@@ -157,21 +158,21 @@ async def network_inspect(request: web.Request) -> web.Response:
 @routes.post("/networks/create")
 async def network_create(request: web.Request) -> web.Response:
     """501: this daemon has only the built-in networks (``docker network create`` prints why)."""
-    raise ApiError(501, NOT_SUPPORTED)
+    raise errors.Unsupported(NOT_SUPPORTED)
 
 
 @routes.delete("/networks/{id}")
 async def network_remove(request: web.Request) -> web.Response:
     name = find(request, request.match_info["id"], detailed=False)["Name"]
-    raise ApiError(403, f"{name} is a pre-defined network and cannot be removed")
+    raise errors.Forbidden(f"{name} is a pre-defined network and cannot be removed")
 
 
 @routes.post("/networks/{id}/connect")
 @routes.post("/networks/{id}/disconnect")
 async def network_connect(request: web.Request) -> web.Response:
     find(request, request.match_info["id"], detailed=False)
-    raise ApiError(501, "connecting or disconnecting a container is not supported: a container stays on "
-                        "the network it was created with (docker run --network bridge|host|none)")
+    raise errors.Unsupported("connecting or disconnecting a container is not supported: a container stays on "
+                             "the network it was created with (docker run --network bridge|host|none)")
 
 
 @routes.post("/networks/prune")

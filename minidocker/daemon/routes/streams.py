@@ -28,12 +28,12 @@ from typing import Any
 
 from aiohttp import web
 
+from minidocker.core import errors
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Demux, frame
 from minidocker.daemon.containers import Container
 from minidocker.daemon.hijack import MULTIPLEXED, RAW, RawStream, finished, hijack
 from minidocker.daemon.monitor import socket_path
 from minidocker.daemon.routes.containers import container, flag, json_body, sup
-from minidocker.daemon.supervisor import ApiError
 
 __all__ = ["Relay", "routes"]
 
@@ -118,7 +118,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     streams = [s for s, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if flag(request, name)]
     with_stdin = flag(request, "stdin")
     if flag(request, "logs"):
-        raise ApiError(400, "attach with logs=1 is not supported: use GET /containers/ID/logs")
+        raise errors.InvalidArgument("attach with logs=1 is not supported: use GET /containers/ID/logs")
     raw = await hijack(request, RAW if c.tty else MULTIPLEXED)
     try:
         relay = Relay(c, raw, {"op": "attach", "streams": streams, "stdin": with_stdin},
@@ -143,9 +143,9 @@ async def exec_create(request: web.Request) -> web.Response:
     c = container(request)
     body = await json_body(request, {})
     if not isinstance(body, dict) or not isinstance(body.get("Cmd"), list) or not body["Cmd"]:
-        raise ApiError(400, "No exec command specified")
+        raise errors.InvalidArgument("No exec command specified")
     if not c.running:
-        raise ApiError(409, f"Container {c.id} is not running")
+        raise errors.NotRunning(c.id)
     exec_id = os.urandom(32).hex()
     request.app["execs"][exec_id] = {
         "ID": exec_id, "ContainerID": c.id, "Running": False, "ExitCode": None, "Pid": 0,
@@ -165,7 +165,7 @@ async def exec_create(request: web.Request) -> web.Response:
 def _exec(request: web.Request) -> dict[str, Any]:
     found = request.app["execs"].get(request.match_info["id"])
     if found is None:
-        raise ApiError(404, f"No such exec instance: {request.match_info['id']}")
+        raise errors.NoSuchExec(request.match_info["id"])
     return found
 
 
@@ -176,10 +176,10 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     info = _exec(request)
     body = await json_body(request, {}) or {}
     if info["Running"] or info["ExitCode"] is not None:
-        raise ApiError(409, f"exec {info['ID']} has already run")
+        raise errors.Conflict(f"exec {info['ID']} has already run")
     c = sup(request).find(info["ContainerID"])
     if not c.running:
-        raise ApiError(409, f"Container {c.id} is not running")
+        raise errors.NotRunning(c.id)
     tty = info["_request"]["Tty"]
     if isinstance(body, dict) and body.get("ConsoleSize"):
         info["_request"]["ConsoleSize"] = body["ConsoleSize"]
@@ -196,7 +196,7 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     if "error" in relay.reply:
         info.update(ExitCode=126, Running=False)
         if raw is None:
-            raise ApiError(409, relay.reply["error"])
+            raise errors.Conflict(relay.reply["error"])
         await raw.write(relay.reply["error"].encode() + b"\n" if tty else frame(STDERR, relay.reply[
             "error"].encode() + b"\n"))
         return finished(request, raw)

@@ -21,10 +21,10 @@ from aiohttp import web
 
 from minidocker import __version__
 from minidocker.cgroups.cgroup import cgroup_mode
+from minidocker.core import errors
 from minidocker.core.paths import state_dir
 from minidocker.daemon import volumes
 from minidocker.daemon.routes.containers import json_body, sup
-from minidocker.daemon.supervisor import ApiError
 
 __all__ = ["API_VERSION", "MIN_API_VERSION", "routes"]
 
@@ -112,13 +112,10 @@ def _os_name() -> str:
 async def volume_create(request: web.Request) -> web.Response:
     body = await json_body(request, {}) or {}
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid volume config: expected a JSON object")
+        raise errors.InvalidArgument("invalid volume config: expected a JSON object")
     if not isinstance(body.get("Name") or "", str) or not isinstance(body.get("Labels") or {}, dict):
-        raise ApiError(400, "invalid volume config: Name must be a string and Labels an object")
-    try:
-        return web.json_response(volumes.create(body.get("Name"), body.get("Labels")), status=201)
-    except ValueError as e:
-        raise ApiError(400, str(e)) from None
+        raise errors.InvalidArgument("invalid volume config: Name must be a string and Labels an object")
+    return web.json_response(volumes.create(body.get("Name"), body.get("Labels")), status=201)
 
 
 @routes.get("/volumes")
@@ -128,10 +125,7 @@ async def volume_list(request: web.Request) -> web.Response:
 
 @routes.get("/volumes/{name}")
 async def volume_inspect(request: web.Request) -> web.Response:
-    try:
-        return web.json_response(volumes.inspect(request.match_info["name"]))
-    except KeyError:
-        raise ApiError(404, f"get {request.match_info['name']}: no such volume") from None
+    return web.json_response(volumes.inspect(request.match_info["name"]))
 
 
 @routes.delete("/volumes/{name}")
@@ -140,11 +134,8 @@ async def volume_remove(request: web.Request) -> web.Response:
     users = [c.id for c in sup(request).containers.values()
              if any(m.get("Name") == name for m in c.config.get("Mounts", []))]
     if users:
-        raise ApiError(409, f"remove {name}: volume is in use - [{', '.join(users)}]")
-    try:
-        volumes.remove(name)
-    except KeyError:
-        raise ApiError(404, f"get {name}: no such volume") from None
+        raise errors.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+    volumes.remove(name)
     return web.Response(status=204)
 
 
