@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from minidocker.core import digests
 from minidocker.core.process import EngineError
 from minidocker.images import config as imageconfig
 from minidocker.images import http as _http
@@ -380,7 +381,7 @@ def test_corrupted_blob_is_refused_and_nothing_is_stored(registry: LocalRegistry
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte different: only the digest can tell
     path.write_bytes(bytes(data))
-    with pytest.raises(manifest.DigestError, match="digest mismatch") as error:
+    with pytest.raises(digests.DigestError, match="digest mismatch") as error:
         pull.pull(f"{registry.host}/test/corrupt:v1", store=store)
     assert layer["digest"][:19] in str(error.value)
     assert store_is_empty(store)
@@ -614,7 +615,7 @@ def test_save_and_load_round_trip(registry: LocalRegistry, store: ImageStore, tm
     inspect = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}:oci"],
                              capture_output=True, text=True)
     assert inspect.returncode == 0, inspect.stderr
-    assert manifest.digest_of(inspect.stdout.encode()) == one.manifest_digest
+    assert digests.digest_of(inspect.stdout.encode()) == one.manifest_digest
     fresh = ImageStore(tmp_path / "fresh", layer_store=LayerStore(tmp_path / "fresh-layers"))
     lines = ocilayout.load(str(archive), store=fresh)
     assert lines == [f"Loaded image: {registry.host}/test/one:oci",
@@ -669,7 +670,7 @@ def test_load_docker_save_format(tmp_path: Path, store: ImageStore) -> None:
         ]).encode())
     assert ocilayout.load(str(archive), store=store) == ["Loaded image: legacy/app:v1"]
     image = store.get("legacy/app:v1")
-    assert image.id == manifest.digest_of(config) and image.diff_ids == diff_ids
+    assert image.id == digests.digest_of(config) and image.diff_ids == diff_ids
     assert mounted_tree(store, image.id) == expected_tree([ONE[0], MULTI[2]])
 
 
@@ -921,9 +922,9 @@ print(before, peak())
 def test_progress_on_a_terminal_and_in_a_log() -> None:
     import io
 
-    from minidocker.images.progress import TerminalProgress, bar, human_size
+    from minidocker.images.progress import TerminalProgress, bar
 
-    assert human_size(1_048_576) == "1.049MB" and human_size(512) == "512B"
+    assert bar(1_048_576, 0) == "1.049MB" and bar(512, 0) == "512B"  # 4 digits, as docker pull prints
     assert bar(5, 10, width=10) == "[=====>    ] 5B/10B"
     events = [{"status": "Pulling from library/busybox", "id": "latest"},
               {"status": "Pulling fs layer", "progressDetail": {}, "id": "aaaaaaaaaaaa"},

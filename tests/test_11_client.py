@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minidocker.client.client import MIN_API_VERSION, APIError, Client, DaemonTooOld, DaemonUnreachable
+from minidocker.client.client import MIN_DAEMON_API_VERSION, APIError, Client, DaemonTooOld, DaemonUnreachable
 from minidocker.client.wire import ProtocolError, read_response, send_request
 
 Answer = Callable[[socket.socket, bytes], None]  # (connection, the request as received) -> answers
@@ -339,7 +339,7 @@ def test_a_daemon_too_old_for_our_requests_is_one_line(fake, monkeypatch):
     with pytest.raises(DaemonTooOld) as e:
         client.json("GET", "/containers/json")
     assert "\n" not in str(e.value)
-    assert f"speaks Docker API 1.25, older than the {MIN_API_VERSION} minidocker needs" in str(e.value)
+    assert f"speaks Docker API 1.25, older than the {MIN_DAEMON_API_VERSION} minidocker needs" in str(e.value)
 
 
 def test_docker_api_version_is_spoken_as_given_never_negotiated(fake, monkeypatch):

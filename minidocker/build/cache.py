@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.build.image import ImageState
+from minidocker.core.atomic import atomic_write
 from minidocker.core.paths import state_dir
 from minidocker.overlay.layers import LayerError, LayerStore
 
@@ -95,12 +96,10 @@ class BuildCache:
     # --8<-- [start:put]
     def put(self, key: str, state: ImageState, made: dict[str, Any] | None = None) -> None:
         """Remember that step ``key`` gave ``state`` (``made``: the layer blob the step created)."""
-        (self.blobs / state.id[7:]).write_bytes(state.raw)
+        atomic_write(self.blobs / state.id[7:], state.raw)
         entry = {"config": state.id, "layers": list(state.layers), "layer": made["digest"] if made else None,
                  "created": time.time()}
-        tmp = self.root / "tmp" / f"{key}.{os.getpid()}"
-        tmp.write_text(json.dumps(entry))
-        os.replace(tmp, self._entry(key))  # atomic: a reader sees the whole entry or none
+        atomic_write(self._entry(key), json.dumps(entry))  # a reader sees the whole entry or none
     # --8<-- [end:put]
 
     def scratch(self) -> Path:

@@ -33,7 +33,8 @@ import os
 import sys
 from typing import IO, Any
 
-from minidocker.core.console import ago, confirm, human_size, parser, table
+from minidocker.core.console import ago, confirm, parser, table
+from minidocker.core.units import human_size
 
 __all__ = ["COMMANDS", "build_options", "cmd_build", "cmd_builder", "cmd_history", "dockerfile_option",
            "history_rows", "pairs", "render"]
@@ -176,7 +177,7 @@ def cmd_builder(client: Any, argv: list[str]) -> int:
         return 0
     answer = client.json("POST", "/build/prune")
     print("Deleted build cache objects:\n" + "".join(f"{k}\n" for k in answer.get("CachesDeleted") or []))
-    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0, 4)}")
     return 0
 
 

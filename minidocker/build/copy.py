@@ -214,24 +214,16 @@ def _checksum(entries: list[Entry]) -> str:
     return "sha256:" + sha.hexdigest()
 
 
-class _HashingFile:
-    def __init__(self, out: object) -> None:
-        self.out, self.sha = out, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        return self.out.write(data)  # type: ignore[attr-defined]
-
-
 # exercise 08.7: Write the planned entries as a layer tar
-# hint: tarfile 'w|' PAX over a _HashingFile; archive entries: _unpack_archive; new directories: a DIRTYPE
-#   TarInfo; others: _tar.tar_info, then the entry's uid, gid and mode; content for regular files.
+# hint: tarfile 'w|' PAX over a _tar.HashingWriter; archive entries: _unpack_archive; new directories:
+#   a DIRTYPE TarInfo; others: _tar.tar_info, then the entry's uid, gid and mode; content for regular
+#   files.
 # --8<-- [start:write_layer]
 def write_layer(entries: list[Entry], path: str | os.PathLike) -> str:
     """Write the planned entries to ``path`` as an (uncompressed) layer tar; return its diff ID."""
     now = int(time.time())
     with open(path, "wb") as raw:
-        out = _HashingFile(raw)
+        out = _tar.HashingWriter(raw)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_tar.CHUNK) as tar:
             for entry in entries:
                 if entry.archive:
@@ -254,7 +246,7 @@ def write_layer(entries: list[Entry], path: str | os.PathLike) -> str:
                         tar.addfile(info, f)
                 else:
                     tar.addfile(info)
-    return "sha256:" + out.sha.hexdigest()
+    return out.digest()
 # --8<-- [end:write_layer]
 
 

@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minidocker.core import digests
 from minidocker.core.process import EngineError
 from minidocker.images import manifest, reference
 from minidocker.images.store import Image, ImageStore
+from minidocker.overlay import tar as _tar
 
 __all__ = ["ImageState", "compress_layer", "history", "now", "store_image"]
 
@@ -61,7 +63,7 @@ class ImageState:
 
     @property
     def id(self) -> str:
-        return manifest.digest_of(self.raw)
+        return digests.digest_of(self.raw)
 
     @property
     def diff_ids(self) -> list[str]:
@@ -125,27 +127,17 @@ class ImageState:
 
 def compress_layer(tar: Path, out_dir: Path) -> dict[str, Any]:
     """gzip a layer tar into ``out_dir/<digest>``; its descriptor (what a manifest lists)."""
-    import hashlib
     import tempfile
 
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".gz-")
-    sha = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as raw:
-
-            class Hashing:
-                def write(self, data: bytes) -> int:
-                    sha.update(data)
-                    return raw.write(data)
-
-                def flush(self) -> None:
-                    raw.flush()
-
-            with open(tar, "rb") as src, gzip.GzipFile(fileobj=Hashing(), mode="wb", mtime=0,  # type: ignore[arg-type]
+            out = _tar.HashingWriter(raw)
+            with open(tar, "rb") as src, gzip.GzipFile(fileobj=out, mode="wb", mtime=0,  # type: ignore[arg-type]
                                                        compresslevel=GZIP_LEVEL) as gz:
                 while chunk := src.read(1 << 20):
                     gz.write(chunk)
-        digest = "sha256:" + sha.hexdigest()
+        digest = out.digest()
         size = os.path.getsize(tmp)
         os.replace(tmp, out_dir / digest[7:])
     finally:
@@ -192,9 +184,7 @@ def store_image(state: ImageState, store: ImageStore, blob_dirs: list[Path], tag
                     "config": {"mediaType": manifest.OCI_CONFIG, "digest": state.id, "size": len(state.raw)},
                     "layers": list(state.layers)}
         raw = json.dumps(document, sort_keys=True).encode()
-        import hashlib
-
-        manifest_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        manifest_digest = digests.digest_of(raw)
         store.lease(holder, [manifest_digest])
         store.put_blob(raw, manifest_digest)
         sizes = {d: store.layers.size(d) for d in state.diff_ids}

@@ -21,10 +21,10 @@ Example::
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from minidocker.core.process import EngineError
+from minidocker.core.units import parse_size  # the one size parser; re-exported for this chapter's stage
 
 __all__ = ["MIN_MEMORY", "Limits", "Stats", "parse_cpuset", "parse_limits", "parse_size"]
 
@@ -75,34 +75,6 @@ class Stats:
     oom_kills: int = 0  # processes the OOM killer killed in this cgroup
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([kmgtp]?)i?b?", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
-# exercise 03.2: Parse Docker's sizes: 64m, 1.5g, 512k, bytes
-# hint: an int is already bytes (refuse negatives); otherwise _SIZE.fullmatch() gives the number and
-#   the unit, _UNITS[unit.lower()] the multiplier; int(float(number) * multiplier). ValueError
-#   ("... is not a size ...") for anything else.
-# --8<-- [start:parse_size]
-def parse_size(text: str | int) -> int:
-    """Docker's size syntax in bytes: ``64m``, ``1.5g``, ``512k``, ``64MiB``, ``1048576``.
-
-    Units are binary (``k`` is 1024), upper or lower case, with an optional ``i``/``b``.
-    Raises ``ValueError`` for anything else (negative numbers included).
-    """
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"{text} is not a size: it is negative")
-        return text
-    match = _SIZE.fullmatch(str(text).strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a size: use a number and an optional unit b, k, m or g "
-                         "(for example 64m or 1.5g)")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
-# --8<-- [end:parse_size]
-
-
 def parse_cpuset(text: str, available: int | None = None) -> str:
     """Check a CPU list such as ``0``, ``0-1`` or ``0,2-3`` against the CPUs this host has."""
     available = available or os.cpu_count() or 1
@@ -121,7 +93,7 @@ def _size(option: str, value: str | int) -> int:
     try:
         size = parse_size(value)
     except ValueError as e:
-        raise EngineError(f"invalid {option}: {e}") from None
+        raise EngineError(f'invalid argument "{value}" for "{option}" flag: {e}') from None
     if size > MAX_SIZE:
         raise EngineError(f"invalid {option} {value!r}: the largest size the kernel takes is 8 EiB")
     return size

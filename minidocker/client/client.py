@@ -28,27 +28,22 @@ import socket
 from collections.abc import Iterator
 
 from minidocker.client.wire import Response, read_head, read_line, read_response, send_request
+from minidocker.core.api import API_VERSION, default_socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
     from typing import Any
 
-__all__ = ["API_VERSION", "MIN_API_VERSION", "APIError", "Client", "DaemonTooOld", "DaemonUnreachable",
-           "default_host", "default_socket"]
+__all__ = ["MIN_DAEMON_API_VERSION", "APIError", "Client", "DaemonTooOld", "DaemonUnreachable",
+           "default_host"]
 
-API_VERSION = "1.50"
-# The oldest API our requests work with: `run` waits with condition=next-exit|removed (1.30) and
+# The oldest daemon API our requests work with (not core.api.MIN_API_VERSION, the oldest *client*
+# our daemon serves): `run` waits with condition=next-exit|removed (1.30) and
 # `builder prune` is POST /build/prune (1.31). What is newer (ConsoleSize, stop's signal: 1.42) an
 # older daemon ignores. Tested against 1.41 (Debian's dockerd 20.10) and 1.50 (ours).
-MIN_API_VERSION = "1.31"
+MIN_DAEMON_API_VERSION = "1.31"
 # What a query value may hold unquoted (``urllib.parse.quote``'s always-safe set).
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-
-
-def default_socket() -> str:
-    """``$MINIDOCKER_RUN/minidocker.sock`` if the run dir is moved (tests), else ``/run/minidocker.sock``."""
-    run = os.environ.get("MINIDOCKER_RUN")
-    return f"{run}/minidocker.sock" if run else "/run/minidocker.sock"
 
 
 def default_host() -> str:
@@ -60,7 +55,7 @@ class DaemonUnreachable(Exception):
 
 
 class DaemonTooOld(DaemonUnreachable):
-    """The daemon's API is older than :data:`MIN_API_VERSION`: our requests would not work."""
+    """The daemon's API is older than :data:`MIN_DAEMON_API_VERSION`: our requests would not work."""
 
 
 class APIError(Exception):
@@ -222,9 +217,10 @@ class Client:
     def _settle(self, theirs: str) -> None:
         """Speak the lower of the daemon's version and ours (ours if it does not say), once."""
         if _version(theirs) and _version(theirs) < _version(API_VERSION):
-            if _version(theirs) < _version(MIN_API_VERSION):
+            if _version(theirs) < _version(MIN_DAEMON_API_VERSION):
                 raise DaemonTooOld(f"the daemon at {self.host} speaks Docker API {theirs}, older than the "
-                                   f"{MIN_API_VERSION} minidocker needs (or set DOCKER_API_VERSION to try)")
+                                   f"{MIN_DAEMON_API_VERSION} minidocker needs (or set DOCKER_API_VERSION "
+                                   "to try)")
             self.version = theirs
         self._negotiating = False
     # --8<-- [end:negotiate]

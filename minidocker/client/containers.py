@@ -199,7 +199,7 @@ def stats(client: Client, argv: list[str]) -> int:
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("containers", nargs="*")
     opts = p.parse_args(argv)
-    from minidocker.core.console import human_size
+    from minidocker.core.units import human_size
 
     refs = opts.containers or [c["Id"] for c in client.json("GET", "/containers/json")]
     rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]]

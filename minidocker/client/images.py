@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
-from minidocker.core.console import ago, confirm, human_size, parser, render_template, table
+from minidocker.core.console import ago, confirm, parser, render_template, table
+from minidocker.core.units import human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
@@ -180,7 +181,7 @@ def volume(client: Client, argv: list[str]) -> int:
         answer = client.json("POST", "/volumes/prune")
         if answer.get("VolumesDeleted"):
             print("Deleted Volumes:\n" + "\n".join(answer["VolumesDeleted"]) + "\n")
-        print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+        print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0, 4)}")
     else:
         for name in opts.names:
             client.request("DELETE", f"/volumes/{name}", {"force": opts.force}).read()
@@ -190,7 +191,7 @@ def volume(client: Client, argv: list[str]) -> int:
 
 def version(client: Client, argv: list[str]) -> int:
     from minidocker import __version__
-    from minidocker.client.client import API_VERSION
+    from minidocker.core.api import API_VERSION
 
     info = client.json("GET", "/version")
     spoken = getattr(client, "version", API_VERSION)  # negotiated down for an older daemon, as docker's
@@ -251,7 +252,7 @@ def system(client: Client, argv: list[str]) -> int:
     prune(f"/images/prune?filters={filters}", "ImagesDeleted", "Deleted Images",
           lambda event: "\n".join(f"{k.lower()}: {v}" for k, v in event.items()))
     prune("/build/prune", "CachesDeleted", "Deleted build cache objects")
-    print(f"Total reclaimed space: {human_size(reclaimed)}")
+    print(f"Total reclaimed space: {human_size(reclaimed, 4)}")
     return 0
 
 
@@ -264,7 +265,7 @@ def container_prune(client: Client, argv: list[str]) -> int:
     answer = client.json("POST", "/containers/prune")
     if answer.get("ContainersDeleted"):
         print("Deleted Containers:\n" + "\n".join(answer["ContainersDeleted"]) + "\n")
-    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0, 4)}")
     return 0
 
 
@@ -285,7 +286,7 @@ def image_prune(client: Client, argv: list[str]) -> int:
     if answer.get("ImagesDeleted"):
         print("Deleted Images:\n" + "\n".join(f"{k.lower()}: {v}" for event in answer["ImagesDeleted"]
                                                for k, v in event.items()) + "\n")
-    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {human_size(answer.get('SpaceReclaimed') or 0, 4)}")
     return 0
 
 

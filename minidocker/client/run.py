@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
 from minidocker.core.console import parser
+from minidocker.core.units import parse_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
@@ -69,7 +71,7 @@ def _run_parser(command: str) -> Any:
     p.add_argument("--userns", default="", help="host: no user namespace, if the daemon has --userns-remap")
     p.add_argument("--network", "--net", default="")
     p.add_argument("-v", "--volume", action="append", default=[])
-    p.add_argument("-m", "--memory", default="")
+    p.add_argument("-m", "--memory", type=_size, default=0)
     p.add_argument("--cpus", type=float, default=0)
     p.add_argument("--pids-limit", type=int, default=0)
     p.add_argument("--stop-timeout", type=int)
@@ -81,11 +83,12 @@ def _run_parser(command: str) -> Any:
     return p
 
 
-def _bytes(text: str) -> int:
-    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower()
-    scale = units.get(text[-1:], 1)
-    return int(float(text.rstrip("bkmg")) * scale)
+def _size(text: str) -> int:
+    """``--memory 64m`` in bytes; a bad size is a usage error in Docker's words (``invalid size: '12x'``)."""
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _ports(specs: list[str]) -> tuple[dict, dict]:
@@ -123,7 +126,7 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
         "HostConfig": {"Binds": opts.volume, "AutoRemove": opts.rm, "Init": opts.init or None,
                        "NetworkMode": opts.network or "default", "PortBindings": bindings,
                        "PublishAllPorts": opts.publish_all, "UsernsMode": opts.userns,
-                       "Memory": _bytes(opts.memory) if opts.memory else 0,
+                       "Memory": opts.memory,
                        "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None,
                        "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
                        "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "SecurityOpt": opts.security_opt,

@@ -1,12 +1,12 @@
-"""How the ``minidocker`` client prints things the way ``docker`` does: tables, sizes, ages, templates.
+"""How the ``minidocker`` client prints things the way ``docker`` does: tables, ages, templates.
+
+Sizes are :func:`minidocker.core.units.human_size`.
 
 Example::
 
     >>> print(table([["CONTAINER ID", "NAMES"], ["4bf2315b4ab9", "web"]]))
     CONTAINER ID   NAMES
     4bf2315b4ab9   web
-    >>> human_size(4283948)
-    '4.28MB'
 """
 
 from __future__ import annotations
@@ -23,22 +23,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
     from typing import Any
 
-__all__ = ["ago", "confirm", "human_duration", "human_size", "parser", "render_template", "table"]
+__all__ = ["ago", "confirm", "human_duration", "parser", "render_template", "table"]
 
 
 def table(rows: list[list[str]]) -> str:
     """Columns padded to the widest cell plus three spaces, as Docker's tabwriter does."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
-
-
-def human_size(size: float) -> str:
-    """Decimal units with 3 significant digits: ``4.28MB``, ``512B``."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.3g}{unit}"
-        size /= 1000
-    return f"{size}B"
 
 
 def human_duration(seconds: float) -> str:

@@ -33,6 +33,8 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from minidocker.core.atomic import atomic_write
+
 __all__ = ["RegistryAuth", "config_path", "credentials_for", "erase_credentials", "insecure_registries",
            "load", "mirrors", "parse_registry_auth", "registry_auth_header", "registry_of",
            "store_credentials"]
@@ -61,12 +63,7 @@ def load() -> dict[str, Any]:
 def _save(data: dict[str, Any]) -> None:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent="\t")
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent="\t") + "\n", mode=0o600)  # it holds credentials
 
 
 def _key(registry: str) -> str:

@@ -161,6 +161,7 @@ def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: 
     import json
     import time
 
+    from minidocker.core import digests
     from minidocker.images import manifest
     from minidocker.images.store import Image
 
@@ -174,12 +175,12 @@ def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: 
     new_config["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     raw_config = json.dumps(new_config, sort_keys=True).encode()
     layers = [*base.manifest.get("layers", []), {"mediaType": f"{manifest.OCI_LAYER}+gzip",
-                                                 "digest": manifest.digest_of(layer), "size": len(layer)}]
+                                                 "digest": digests.digest_of(layer), "size": len(layer)}]
     document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "layers": layers,
-                "config": {"mediaType": manifest.OCI_CONFIG, "digest": manifest.digest_of(raw_config),
+                "config": {"mediaType": manifest.OCI_CONFIG, "digest": digests.digest_of(raw_config),
                            "size": len(raw_config)}}
     raw_manifest = json.dumps(document, sort_keys=True).encode()
     for blob in (layer, raw_config, raw_manifest):
         store.put_blob(blob)
     tags = [str(reference.parse(repo_tag))] if repo_tag else []
-    return store.add_image(manifest.digest_of(raw_config), manifest.digest_of(raw_manifest), tags=tags).id
+    return store.add_image(digests.digest_of(raw_config), digests.digest_of(raw_manifest), tags=tags).id

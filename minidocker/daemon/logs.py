@@ -24,22 +24,10 @@ from typing import Any
 
 from minidocker.core.atomic import rfc3339
 
-__all__ = ["JsonLog", "parse_lines", "parse_size", "read_entries", "tail_entries"]
+__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_SIZE", "JsonLog", "parse_lines", "read_entries", "tail_entries"]
 
-DEFAULT_MAX_SIZE = 10 << 20
+DEFAULT_MAX_SIZE = 10 << 20  # without --log-opt max-size (parsed by core.units.parse_size)
 DEFAULT_MAX_FILES = 2
-
-
-def parse_size(text: str | int | None, default: int = DEFAULT_MAX_SIZE) -> int:
-    """Docker's sizes: ``"10m"``, ``"512k"``, ``"1g"``, or a number of bytes."""
-    if text in (None, ""):
-        return default
-    text = str(text).strip().lower().rstrip("b")
-    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
-    try:
-        return int(float(text.rstrip("kmg")) * scale)
-    except ValueError:
-        raise ValueError(f"invalid size {text!r}: use a number with k, m or g") from None
 
 
 # --8<-- [start:JsonLog]

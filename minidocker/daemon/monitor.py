@@ -38,9 +38,10 @@ from minidocker.core.paths import run_dir, state_dir
 from minidocker.core.process import EngineError
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
 from minidocker.daemon import engine, stdio
+from minidocker.core.units import parse_size
 from minidocker.daemon.containers import start_time
 from minidocker.daemon.execs import ExecSession
-from minidocker.daemon.logs import JsonLog, parse_size
+from minidocker.daemon.logs import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, JsonLog
 from minidocker.daemon.volumes import volume_mounts
 
 __all__ = ["Monitor", "log_path", "main", "run", "socket_path"]
@@ -78,8 +79,9 @@ class Monitor:
         self.spec: Any = None
         self.finished = False
         log_config = self.config["HostConfig"].get("LogConfig", {}).get("Config") or {}
-        self.log = JsonLog(self.dir / "json.log", parse_size(log_config.get("max-size")),
-                           int(log_config.get("max-file") or 2))
+        max_size = log_config.get("max-size")
+        self.log = JsonLog(self.dir / "json.log", parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
+                           int(log_config.get("max-file") or DEFAULT_MAX_FILES))
 
     # ---- the loop ---------------------------------------------------------------------------
     def serve(self) -> NoReturn:

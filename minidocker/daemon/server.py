@@ -34,9 +34,9 @@ from typing import Any
 
 from aiohttp import web
 
-from minidocker.client.client import default_socket
 from minidocker.core import errors
 from minidocker.core import syscalls as _syscalls
+from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
 from minidocker.core.paths import run_dir, state_dir
 from minidocker.core.process import EngineError
 from minidocker.daemon import engine, hijack, stats
@@ -46,7 +46,6 @@ from minidocker.daemon.routes import images as api_images
 from minidocker.daemon.routes import networks as api_networks
 from minidocker.daemon.routes import streams as api_streams
 from minidocker.daemon.routes import system as api_system
-from minidocker.daemon.routes.system import API_VERSION, MIN_API_VERSION
 from minidocker.daemon.supervisor import Supervisor
 
 __all__ = ["create_app", "main", "serve"]

@@ -28,6 +28,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from minidocker.core import digests
 from minidocker.core.process import EngineError
 from minidocker.images import manifest, reference
 from minidocker.images.store import ImageStore
@@ -148,7 +149,7 @@ class _Loader:
         """Check a file against ``digest`` (or name it by its own) and move it to the content store."""
         actual = _file_digest(path)
         if digest and actual != digest:
-            raise manifest.DigestError(f"{path.name}: digest mismatch: expected {digest}, got {actual}")
+            raise digests.DigestError(f"{path.name}: digest mismatch: expected {digest}, got {actual}")
         self.store.lease(self.holder, [actual])  # before we look: kept until the images are recorded
         if not self.store.has_blob(actual):
             tmp = self.store.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -196,13 +197,13 @@ def load(source: str, *, store: ImageStore | None = None) -> list[str]:
             if (root / "index.json").is_file():
                 for entry in json.loads((root / "index.json").read_text()).get("manifests", []):
                     raw = (root / "blobs" / "sha256" / entry["digest"][7:]).read_bytes()
-                    manifest.check_digest(raw, entry["digest"], "manifest in index.json")
+                    digests.verify_digest(raw, entry["digest"], "manifest in index.json")
                     media_type, document = manifest.parse_manifest(raw, entry.get("mediaType"), "archive")
                     digest = entry["digest"]
                     if media_type in manifest.INDEX_TYPES:
                         digest = manifest.select_manifest(document, manifest.Platform.host())["digest"]
                         raw = (root / "blobs" / "sha256" / digest[7:]).read_bytes()
-                        manifest.check_digest(raw, digest, "manifest in the archive")
+                        digests.verify_digest(raw, digest, "manifest in the archive")
                     name = (entry.get("annotations") or {}).get(CONTAINERD_NAME) or \
                         (entry.get("annotations") or {}).get(REF_NAME, "")
                     tags = [str(reference.parse(name))] if ":" in name or "/" in name else []
@@ -245,7 +246,7 @@ def _load_docker(root: Path, loader: _Loader) -> list[str]:
                                "size": len(config_raw)}, "layers": layers}
         raw = json.dumps(document, sort_keys=True).encode()
         tags = [str(reference.parse(t)) for t in entry.get("RepoTags") or []]
-        image_id = loader.image(raw, manifest.digest_of(raw), tags)
+        image_id = loader.image(raw, digests.digest_of(raw), tags)
         lines += _report(tags, image_id)
     return lines
 

@@ -143,7 +143,7 @@ def _table(rows: list[list[str]]) -> None:
 
 
 def _images(args: argparse.Namespace, store: ImageStore) -> None:
-    from minidocker.images.progress import human_size
+    from minidocker.core.units import human_size
 
     images = store.list()
     if args.quiet:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin
 
+from minidocker.core import digests
 from minidocker.core import dockerconfig as _dockerconfig
 from minidocker.core.process import EngineError
 from minidocker.images import manifest
@@ -215,9 +216,9 @@ class Registry:
             content_type, claimed = response.header("Content-Type"), response.header("Docker-Content-Digest")
         expected = reference if reference.startswith("sha") else claimed
         if expected:
-            manifest.check_digest(raw, expected, what)
+            digests.verify_digest(raw, expected, what)
         media_type, document = manifest.parse_manifest(raw, content_type, what)
-        return Manifest(raw, media_type, expected or manifest.digest_of(raw), document)
+        return Manifest(raw, media_type, expected or digests.digest_of(raw), document)
     # --8<-- [end:get_manifest]
 
     def resolve(self, repository: str, tag: str) -> str | None:
@@ -239,7 +240,8 @@ class Registry:
         """
         digest, size = descriptor["digest"], descriptor.get("size", -1)
         what = f"blob {digest[:19]} of {self.host}/{repository}"
-        hasher, done = hashlib.new(digest.partition(":")[0]), 0
+        algorithm, _ = digests.check_digest(digest)  # before it goes into a URL: a well-formed digest
+        hasher, done = hashlib.new(algorithm), 0
         for attempt in range(1, self.client.attempts + 1):
             headers = {"Range": f"bytes={done}-"} if done else {}
             response = self.request("GET", f"/v2/{repository}/blobs/{digest}",
@@ -249,12 +251,12 @@ class Registry:
                     raise error(response, what)
                 if done and response.status == 200:  # no resume: start again from zero
                     dest.seek(0), dest.truncate()
-                    hasher, done = hashlib.new(digest.partition(":")[0]), 0
+                    hasher, done = hashlib.new(algorithm), 0
                 try:
                     for chunk in response.iter_chunks(CHUNK):
                         done += len(chunk)
                         if 0 <= size < done:
-                            raise manifest.DigestError(f"{what}: larger than the {size} bytes announced")
+                            raise digests.DigestError(f"{what}: larger than the {size} bytes announced")
                         hasher.update(chunk)
                         dest.write(chunk)
                         if progress:
@@ -267,11 +269,11 @@ class Registry:
             if attempt == self.client.attempts:
                 raise RegistryError(f"{what}: download failed after {attempt} attempts: {cut}")
         if 0 <= size != done:
-            raise manifest.DigestError(f"{what}: got {done} bytes, the manifest says {size}")
-        actual = f"{digest.partition(':')[0]}:{hasher.hexdigest()}"
+            raise digests.DigestError(f"{what}: got {done} bytes, the manifest says {size}")
+        actual = f"{algorithm}:{hasher.hexdigest()}"
         if actual != digest:
-            raise manifest.DigestError(f"{what}: digest mismatch: got {actual} (corrupted or tampered "
-                                       "with: nothing was stored)")
+            raise digests.DigestError(f"{what}: digest mismatch: got {actual} (corrupted or tampered "
+                                      "with: nothing was stored)")
     # --8<-- [end:fetch_blob]
 
     def has_blob(self, repository: str, digest: str, scope: str = "") -> bool:
@@ -323,8 +325,8 @@ class Registry:
                           {"Content-Type": media_type}, raw) as response:
             if response.status != 201:
                 raise error(response, what)
-            digest = response.header("Docker-Content-Digest") or manifest.digest_of(raw)
-        manifest.check_digest(raw, digest, what)
+            digest = response.header("Docker-Content-Digest") or digests.digest_of(raw)
+        digests.verify_digest(raw, digest, what)
         return digest
 
     def tags(self, repository: str) -> list[str]:

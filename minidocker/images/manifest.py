@@ -10,19 +10,17 @@ An image is a small graph of JSON documents and tarballs, each stored under the 
 Because every pointer is a hash, the digest of the top document pins the whole graph: that is why
 ``busybox@sha256:…`` can be trusted wherever it came from, *if* we check every hash on the way.
 
-Two vocabularies exist, Docker's and OCI's, with the same structure (see ``MEDIA_TYPES``).
+Two vocabularies exist, Docker's and OCI's, with the same structure (see ``MEDIA_TYPES``). Digests
+themselves (compute, validate, verify) are :mod:`minidocker.core.digests`, shared with the registry.
 
 Example::
 
     >>> Platform.parse("linux/arm64")
     Platform(os='linux', architecture='arm64', variant='v8')
-    >>> digest_of(b"{}")
-    'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform as _platform
 from dataclasses import dataclass
@@ -30,8 +28,8 @@ from typing import Any
 
 from minidocker.core.process import EngineError
 
-__all__ = ["ACCEPT", "INDEX_TYPES", "LAYER_TYPES", "MANIFEST_TYPES", "DigestError", "Platform",
-           "check_digest", "compression_of", "digest_of", "parse_manifest", "select_manifest"]
+__all__ = ["ACCEPT", "INDEX_TYPES", "LAYER_TYPES", "MANIFEST_TYPES", "Platform", "compression_of",
+           "parse_manifest", "select_manifest"]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -58,26 +56,6 @@ LAYER_TYPES = {
 MEDIA_TYPES = {"index": INDEX_TYPES, "manifest": MANIFEST_TYPES, "config": (OCI_CONFIG, DOCKER_CONFIG),
                "layer": tuple(LAYER_TYPES)}
 ATTESTATION = "attestation-manifest"
-
-
-class DigestError(EngineError):
-    """Content whose hash is not the digest that named it: corrupted, truncated, or tampered with."""
-
-
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    """The digest of some bytes: ``sha256:`` and 64 hex digits."""
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
-def check_digest(data: bytes, expected: str, what: str) -> None:
-    """Raise :class:`DigestError` unless ``data`` hashes to ``expected``; hash the bytes as received."""
-    algorithm = expected.partition(":")[0]
-    if algorithm not in ("sha256", "sha384", "sha512"):
-        raise DigestError(f"{what}: unsupported digest algorithm in {expected!r}")
-    actual = digest_of(data, algorithm)
-    if actual != expected:
-        raise DigestError(f"{what}: digest mismatch: expected {expected}, got {actual} "
-                          "(corrupted or tampered with: nothing was stored)")
 
 
 @dataclass(frozen=True)

@@ -23,26 +23,21 @@ import sys
 import threading
 from typing import Any, TextIO
 
-__all__ = ["TerminalProgress", "bar", "human_size"]
+from minidocker.core.units import human_size
 
+__all__ = ["TerminalProgress", "bar"]
 
-def human_size(size: float) -> str:
-    """Sizes as Docker prints them: decimal units, 4 significant digits (``1.049MB``)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.4g}{unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+PRECISION = 4  # the docker CLI's progress bars print 4 significant digits (go-units' HumanSize): 1.049MB
 
 
 def bar(current: int, total: int, width: int = 50) -> str:
     """``[=====>      ] 1.049MB/2.221MB``, or just the amount when the total is unknown."""
     if total <= 0:
-        return human_size(current)
+        return human_size(current, PRECISION)
     filled = min(width, width * current // total)
     arrow = ">" if filled < width else ""
     drawn = f"{'=' * filled}{arrow}".ljust(width)
-    return f"[{drawn}] {human_size(current)}/{human_size(total)}"
+    return f"[{drawn}] {human_size(current, PRECISION)}/{human_size(total, PRECISION)}"
 
 
 class TerminalProgress:

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from minidocker import rootfs
+from minidocker.core import digests
 from minidocker.core.process import DEFAULT_PATH, EngineError
 from minidocker.images import distribution as registry
 from minidocker.images import manifest, reference
@@ -108,17 +109,17 @@ def seed_busybox(registry_host: str, name: str = "library/busybox:latest") -> st
     config = json.dumps({
         "architecture": host.architecture, "os": "linux", "created": "1970-01-01T00:00:00Z",
         "config": {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [manifest.digest_of(layer_tar)]},
+        "rootfs": {"type": "layers", "diff_ids": [digests.digest_of(layer_tar)]},
         "history": [{"created": "1970-01-01T00:00:00Z",
                      "created_by": f"minidocker: busybox-static ({_platform.machine()})"}],
     }, sort_keys=True).encode()
     document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST,
-                "config": {"mediaType": manifest.OCI_CONFIG, "digest": manifest.digest_of(config),
+                "config": {"mediaType": manifest.OCI_CONFIG, "digest": digests.digest_of(config),
                            "size": len(config)},
-                "layers": [{"mediaType": f"{manifest.OCI_LAYER}+gzip", "digest": manifest.digest_of(layer),
+                "layers": [{"mediaType": f"{manifest.OCI_LAYER}+gzip", "digest": digests.digest_of(layer),
                             "size": len(layer)}]}
     for blob in (layer, config):
-        digest = manifest.digest_of(blob)
+        digest = digests.digest_of(blob)
         if not reg.has_blob(repository, digest):
             reg.upload_blob(repository, digest, len(blob), io.BytesIO(blob))
     raw = json.dumps(document, sort_keys=True).encode()

@@ -40,10 +40,11 @@ from typing import Any
 from urllib.parse import quote
 
 from minidocker.core import errors
+from minidocker.core.atomic import atomic_write
+from minidocker.core.digests import digest_of, verify_digest
 from minidocker.core.paths import run_dir, state_dir
 from minidocker.core.process import EngineError
 from minidocker.images import reference
-from minidocker.images.manifest import check_digest, digest_of
 from minidocker.network.ipam import process_identity
 from minidocker.overlay import layers
 
@@ -138,7 +139,7 @@ class ImageStore:
     def put_blob(self, data: bytes, digest: str | None = None) -> str:
         """Store bytes under their digest (checked against ``digest`` if given); return the digest."""
         if digest:
-            check_digest(data, digest, "blob")
+            verify_digest(data, digest, "blob")
         digest = digest or digest_of(data)
         if not self.has_blob(digest):
             with self.temp_file() as (tmp, f):
@@ -223,9 +224,7 @@ class ImageStore:
             yield
 
     def _write(self, path: Path, value: Any) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(value, indent=1, sort_keys=True))
 
     def _record_path(self, image_id: str) -> Path:
         return self.root / "records" / f"{image_id.removeprefix('sha256:')}.json"

@@ -23,7 +23,6 @@ for a filesystem kept with ``python -m minidocker.overlay --keep``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import sys
@@ -87,19 +86,8 @@ def diff(fs: ContainerFS) -> list[tuple[str, str]]:
 # --8<-- [end:diff]
 
 
-class _HashingWriter:
-    """Pass writes on to ``out`` and hash them: the diff ID of a tar we write costs nothing more."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.sha = out, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        return self.out.write(data)
-
-
 # exercise 04.12: Write a container's changes as an OCI layer tar
-# hint: tarfile 'w|' (PAX) over a _HashingWriter; whiteout -> empty DIR/.wh.NAME; devices refused;
+# hint: tarfile 'w|' (PAX) over a _tar.HashingWriter; whiteout -> empty DIR/.wh.NAME; devices refused;
 #   else _tar.add_path, plus DIR/.wh..wh..opq after an opaque directory.
 # --8<-- [start:export_changes]
 def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
@@ -108,7 +96,7 @@ def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
     Entries come sorted, parents first. overlayfs' whiteouts become OCI whiteout files, opaque
     directories get their ``.wh..wh..opq`` marker; overlayfs' own xattrs are left out.
     """
-    writer = _HashingWriter(out)
+    writer = _tar.HashingWriter(out)
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_tar.CHUNK) as tar:
         for path, st in _walk(fs.upper):
             full = fs.upper / path
@@ -126,7 +114,7 @@ def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
                     marker = tarfile.TarInfo(f"{path}/{OPAQUE}")
                     marker.mode, marker.mtime = 0o644, int(st.st_mtime)
                     tar.addfile(marker)
-    return "sha256:" + writer.sha.hexdigest()
+    return writer.digest()
 # --8<-- [end:export_changes]
 
 

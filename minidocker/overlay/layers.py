@@ -127,15 +127,11 @@ class LayerStore:
     def remember(self, fingerprint: str, diff_id: str) -> None:
         """Record that a directory with this fingerprint (``_tar.tree_fingerprint``) is layer ``diff_id``.
 
-        Written aside and renamed over: a reader sees the whole record or none (a torn one reads
-        as none, so no fsync is needed: the directory is then simply packed again).
+        Written atomically (``core.atomic.atomic_write``): a reader sees the whole record or none.
         """
-        import threading  # only here and to pack: a stage's start that finds its layer needs neither
+        from minidocker.core.atomic import atomic_write  # only here: a stage's start needs only reads
 
-        path = self.root / "trees" / fingerprint
-        tmp = path.with_name(f".{fingerprint}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(canonical(diff_id) + "\n")
-        os.replace(tmp, path)
+        atomic_write(self.root / "trees" / fingerprint, canonical(diff_id) + "\n")
 
     # --- changing ---
 

@@ -6,7 +6,8 @@ A layer is a tar archive, often gzip- or zstd-compressed, that comes from somewh
 * opens a layer as a stream of uncompressed bytes, whatever the compression, without ever holding
   the whole archive in memory (:func:`open_layer`, :class:`HashingReader`, :func:`tar_digest`);
 * writes trees back as tars with the metadata a layer needs: numeric owners, nanosecond times,
-  extended attributes (:func:`tar_info`, :func:`add_path`, :func:`pack_tree`);
+  extended attributes (:func:`tar_info`, :func:`add_path`, :func:`pack_tree`), hashing what it
+  writes on the way (:class:`HashingWriter`: a layer's diff ID or a blob's digest without a second pass);
 * tells, from metadata alone, whether a tree would pack to the same tar as before
   (:func:`tree_fingerprint`).
 
@@ -37,8 +38,8 @@ if TYPE_CHECKING:  # for annotations only: importing typing costs every start of
     import tarfile  # imported where a tar is written: a stage's start needs only the fingerprints
     from typing import BinaryIO
 
-__all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "LayerError", "add_path",
-           "open_layer", "pack_tree", "tar_digest", "tar_info", "tree_fingerprint"]
+__all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "HashingWriter", "LayerError",
+           "add_path", "open_layer", "pack_tree", "tar_digest", "tar_info", "tree_fingerprint"]
 
 WHITEOUT_PREFIX = ".wh."  # OCI: "dir/.wh.NAME" deletes NAME of the layers below
 OPAQUE = ".wh..wh..opq"  # OCI: "dir/.wh..wh..opq" hides everything below dir in the layers below
@@ -155,6 +156,37 @@ def tar_digest(source: str | os.PathLike | BinaryIO, compression: str | None = N
 
 
 # --- writing -----------------------------------------------------------------------------------
+
+class HashingWriter:
+    """Pass writes on to ``out`` and hash them: the digest of what we write costs no second pass.
+
+    Give it to ``tarfile.open(fileobj=..., mode="w|")`` and :meth:`digest` is the new layer's diff
+    ID; to ``gzip.GzipFile(fileobj=...)``, the compressed blob's digest. The one writer every chapter
+    that writes a layer uses (a commit, a build step, a compressed blob).
+
+    Example::
+
+        >>> writer = HashingWriter(open("layer.tar", "wb"))
+        >>> with tarfile.open(fileobj=writer, mode="w|") as tar: ...
+        >>> writer.digest()
+        'sha256:...'
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self._sha, self.size = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        self.size += len(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def digest(self) -> str:
+        """``sha256:`` and the hash of everything written so far."""
+        return "sha256:" + self._sha.hexdigest()
+
 
 def tar_info(tar: tarfile.TarFile, path: str | os.PathLike, arcname: str) -> tarfile.TarInfo | None:
     """A tar header for the file at ``path`` (not followed): numeric owner, exact time, xattrs.

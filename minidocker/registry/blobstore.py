@@ -42,14 +42,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BlobStore", "DigestError", "UploadError", "Writer", "atomic_write", "check_digest", "digest_of"]
+from minidocker.core.atomic import atomic_write
+from minidocker.core.digests import DigestError, check_digest, digest_of
 
-ALGORITHMS = {"sha256": 64, "sha512": 128}
-_DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
-
-
-class DigestError(ValueError):
-    """A digest that is malformed, of an algorithm we do not support, or that does not match."""
+__all__ = ["BlobStore", "UploadError", "Writer"]
 
 
 class UploadError(Exception):
@@ -60,54 +56,6 @@ class UploadError(Exception):
     def __init__(self, message: str, kind: str, size: int = 0) -> None:
         super().__init__(message)
         self.kind, self.size = kind, size
-
-
-# exercise 09.1: Validate a digest before it names a file
-# hint: match ^(sha256|sha512):([a-f0-9]+)$ and check the hex length (64 or 128); anything else
-#   raises DigestError, so "../../etc/passwd" never reaches the filesystem.
-# --8<-- [start:check_digest]
-def check_digest(digest: str) -> tuple[str, str]:
-    """Split ``sha256:HEX`` into ``("sha256", HEX)``; raise DigestError if it is not a valid digest.
-
-    Digests name files on disk: validating them strictly here is also what keeps a client from
-    naming ``../../etc/passwd``.
-    """
-    match = _DIGEST.match(digest)
-    if not match or len(match.group(2)) != ALGORITHMS[match.group(1)]:
-        raise DigestError(f"invalid digest {digest[:150]!r}: expected sha256:<64 hex digits>")
-    return match.group(1), match.group(2)
-# --8<-- [end:check_digest]
-
-
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    """The digest of some bytes: ``digest_of(b"") == "sha256:e3b0c442…"``."""
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
-# exercise 09.2: Replace a file so that readers never see half of it
-# hint: write to a unique temporary name in the same directory, flush and os.fsync, then
-#   os.rename over the target; remove the temporary file if anything fails.
-# --8<-- [start:atomic_write]
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` by a file holding ``data``: readers see the old file or the new one, never half.
-
-    Write aside (a unique temporary name in the same directory, so the rename stays within one
-    filesystem), fsync, rename over. Two processes writing the same name concurrently each rename
-    a complete file: the last one wins and nothing is torn.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-# --8<-- [end:atomic_write]
 
 
 @dataclass
@@ -170,6 +118,7 @@ class BlobStore:
         if path.exists():
             self.touch(digest)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, data)
         return digest
 

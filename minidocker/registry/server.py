@@ -38,8 +38,9 @@ from typing import Any, ClassVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from minidocker.core.digests import DigestError, check_digest
 from minidocker.registry.access import Authorizer, error_response
-from minidocker.registry.blobstore import BlobStore, DigestError, check_digest
+from minidocker.registry.blobstore import BlobStore
 from minidocker.registry.store import ApiError, Repositories, check_name
 from minidocker.registry.uploads import UploadHandlers
 
@@ -381,14 +382,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m minidocker.regist
             print(collect_garbage(_storage(args), grace=args.grace, delete_untagged=args.delete_untagged,
                                   dry_run=args.dry_run))
             return 0
+        from minidocker.core.atomic import atomic_write
         from minidocker.registry.auth import Htpasswd
-        from minidocker.registry.blobstore import atomic_write
 
         password = args.password if args.password is not None else sys.stdin.readline().rstrip("\n")
         path = Path(args.file)
         lines = [x for x in (path.read_text().splitlines() if path.exists() else [])
                  if x.partition(":")[0] != args.user]
-        atomic_write(path, "\n".join([*lines, Htpasswd.line(args.user, password)]).encode() + b"\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, "\n".join([*lines, Htpasswd.line(args.user, password)]) + "\n")
         return 0
 
     return _stage.guarded(body)

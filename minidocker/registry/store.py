@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minidocker.registry.blobstore import BlobStore, DigestError, atomic_write, check_digest, digest_of
+from minidocker.core.atomic import atomic_write
+from minidocker.core.digests import DigestError, check_digest, digest_of
+from minidocker.registry.blobstore import BlobStore
 
 __all__ = [
     "INDEX_TYPES",
@@ -227,12 +229,15 @@ class Repositories:
                     raise ApiError(400, "MANIFEST_BLOB_UNKNOWN", f"manifest {child} ({size} bytes) is "
                                         f"not in {name}: push it first", {"digest": child})
             self.blobs.put(body, digest)
-            atomic_write(self._link(base / "_manifests" / "revisions", digest), manifest.media_type.encode())
+            revision = self._link(base / "_manifests" / "revisions", digest)
+            revision.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(revision, manifest.media_type.encode())
             if manifest.subject:
                 link = self._link(base / "_referrers", manifest.subject) / digest
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.touch()
             if not is_digest:
+                (base / "_manifests" / "tags").mkdir(parents=True, exist_ok=True)
                 atomic_write(base / "_manifests" / "tags" / reference, digest.encode())
         return digest, manifest
     # --8<-- [end:put_manifest]

@@ -29,7 +29,8 @@ import re
 
 from aiohttp import web
 
-from minidocker.registry.blobstore import BlobStore, UploadError, check_digest
+from minidocker.core.digests import check_digest
+from minidocker.registry.blobstore import BlobStore, UploadError
 from minidocker.registry.store import ApiError, Repositories
 
 __all__ = ["UploadHandlers"]

@@ -17,9 +17,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from minidocker.core.atomic import atomic_write
 
 __all__ = ["write_blob", "write_image", "write_index"]
 
@@ -34,9 +35,7 @@ def write_blob(layout: Path, data: bytes, media_type: str) -> dict[str, Any]:
     path = layout / "blobs" / "sha256" / hexdigest
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        tmp = path.with_name(f".{hexdigest}.tmp")
-        tmp.write_bytes(data)
-        os.rename(tmp, path)
+        atomic_write(path, data)
     return {"mediaType": media_type, "digest": f"sha256:{hexdigest}", "size": len(data)}
 
 

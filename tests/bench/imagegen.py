@@ -26,6 +26,7 @@ import tarfile
 from dataclasses import dataclass
 
 from minidocker import rootfs
+from minidocker.core import digests
 from minidocker.core.process import DEFAULT_PATH
 from minidocker.images import distribution as registry
 from minidocker.images import manifest
@@ -111,11 +112,11 @@ def push_generated(registry_host: str, repository: str, spec: ImageSpec, tag: st
         else:
             raw, count, level = item
         blob = gzip.compress(raw, compresslevel=level, mtime=0)
-        digest = manifest.digest_of(blob)
+        digest = digests.digest_of(blob)
         if not reg.has_blob(repository, digest):
             reg.upload_blob(repository, digest, len(blob), io.BytesIO(blob))
         descriptors.append({"mediaType": f"{manifest.OCI_LAYER}+gzip", "digest": digest, "size": len(blob)})
-        diff_ids.append(manifest.digest_of(raw))
+        diff_ids.append(digests.digest_of(raw))
         compressed += len(blob)
         uncompressed += len(raw)
         files += count
@@ -125,7 +126,7 @@ def push_generated(registry_host: str, repository: str, spec: ImageSpec, tag: st
         "config": {"Env": [f"PATH={DEFAULT_PATH}"], "Cmd": ["sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }, sort_keys=True).encode()
-    config_digest = manifest.digest_of(config)
+    config_digest = digests.digest_of(config)
     reg.upload_blob(repository, config_digest, len(config), io.BytesIO(config))
     document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST,
                 "config": {"mediaType": manifest.OCI_CONFIG, "digest": config_digest, "size": len(config)},

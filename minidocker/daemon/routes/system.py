@@ -22,14 +22,13 @@ from aiohttp import web
 from minidocker import __version__
 from minidocker.cgroups.cgroup import cgroup_mode
 from minidocker.core import errors
+from minidocker.core.api import API_VERSION, MIN_API_VERSION
 from minidocker.core.paths import state_dir
 from minidocker.daemon import volumes
 from minidocker.daemon.routes.containers import json_body, sup
 
-__all__ = ["API_VERSION", "MIN_API_VERSION", "routes"]
+__all__ = ["routes"]
 
-API_VERSION = "1.50"
-MIN_API_VERSION = "1.24"
 routes = web.RouteTableDef()
 
 
