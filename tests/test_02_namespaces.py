@@ -13,6 +13,7 @@ import pytest
 
 from minidocker.chroot import stage as chroot
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ORDER_FIRST, ORDER_RESTRICT, ORDER_SWITCH_USER, ContainerSpec
 from minidocker.core.syscalls import MNT_DETACH, MS_BIND, mount, umount2
 from minidocker.namespaces import stage as namespaces
 
@@ -310,8 +311,8 @@ def test_user_namespace_maps_root_to_unprivileged(stage, writable_rootfs):
 
 def test_start_api_hooks_run_in_order(rootfs, tmp_path):
     seen = []
-    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/sh", "-c", "cat /marker"],
-                                    env={"PATH": "/bin"})
+    spec = ContainerSpec(rootfs=rootfs, argv=["/bin/sh", "-c", "cat /marker"],
+                         env={"PATH": "/bin"})
     spec.on_created.append(lambda pid: seen.append(("created", pid > 1)))
     spec.before_pivot.append(lambda root: open(os.path.join(root, "dev", "marker"), "w").close())
     spec.on_exit.append(lambda status: seen.append(("exit", os.waitstatus_to_exitcode(status))))
@@ -319,8 +320,23 @@ def test_start_api_hooks_run_in_order(rootfs, tmp_path):
     assert seen == [("created", True), ("exit", 1)]
 
 
+def test_hooks_run_in_their_declared_order(rootfs):
+    """Each hook says where it goes (lower first, equal ones as added): chapter 02 runs them so."""
+    seen = []
+    spec = ContainerSpec(rootfs=rootfs, argv=["/bin/true"], env={"PATH": "/bin"})
+    spec.add_hook("on_created", lambda pid: seen.append("switch"), order=ORDER_SWITCH_USER)
+    spec.add_hook("on_created", lambda pid: seen.append("restrict"), order=ORDER_RESTRICT)
+    spec.on_created.append(lambda pid: seen.append("plain"))  # appended: the default order
+    spec.add_hook("on_created", lambda pid: seen.append("first"), order=ORDER_FIRST)
+    spec.add_hook("on_exit", lambda status: seen.append("exit"))
+    assert namespaces.run(spec) == 0
+    assert seen == ["first", "plain", "restrict", "switch", "exit"]
+    with pytest.raises(ValueError):
+        spec.add_hook("before_start", lambda: None)
+
+
 def test_failing_hook_leaves_nothing_running(rootfs):
-    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/sleep", "30"], env={"PATH": "/bin"})
+    spec = ContainerSpec(rootfs=rootfs, argv=["/bin/sleep", "30"], env={"PATH": "/bin"})
 
     def boom(pid: int) -> None:
         raise RuntimeError("hook failed")
@@ -331,7 +347,7 @@ def test_failing_hook_leaves_nothing_running(rootfs):
 
 
 def test_setup_error_is_one_line_125(rootfs):
-    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/true"], cwd="/does/not/exist")
+    spec = ContainerSpec(rootfs=rootfs, argv=["/bin/true"], cwd="/does/not/exist")
     with pytest.raises(EngineError) as err:
         namespaces.run(spec)
     assert err.value.exit_code == 125 and "/does/not/exist" in str(err.value)

@@ -20,6 +20,7 @@ import zstandard
 from minidocker import rootfs
 from minidocker.core import paths as _paths
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.overlay import tar as _tar
 from minidocker.overlay.changes import commit, diff
@@ -98,8 +99,8 @@ def base(store: LayerStore, busybox_tar: Path) -> str:
 
 def run_in(fs: ContainerFS, script: str) -> int:
     """Run ``sh -c script`` in a container whose root is ``fs`` (mounted here, in this process)."""
-    spec = namespaces.ContainerSpec(rootfs=str(fs.mount()), argv=["/bin/sh", "-c", script],
-                                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    spec = ContainerSpec(rootfs=str(fs.mount()), argv=["/bin/sh", "-c", script],
+                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     return namespaces.run(spec)
 
 
@@ -429,16 +430,16 @@ def test_stage_keep_then_diff_and_commit(stage, busybox_tar, tmp_path):
     assert result.returncode == 0
     container = result.stderr.split()[-1]
     try:
-        changes = stage("changes", "diff", container)
+        changes = stage("overlay.changes", "diff", container)
         assert changes.stdout == "C /etc\nD /etc/group\nA /hello\n"
-        committed = stage("changes", "commit", container)
+        committed = stage("overlay.changes", "commit", container)
         diff_id = committed.stdout.strip()
         assert committed.returncode == 0 and diff_id.startswith("sha256:"), committed.stderr
         check = stage("overlay", "--layer", str(busybox_tar), "--layer", diff_id, "--", "/bin/sh", "-c",
                       "cat /hello; test -e /etc/group || echo no group")
         assert check.stdout == "hi\nno group\n", check.stderr
     finally:
-        assert stage("layers", "rm", container).returncode == 0
+        assert stage("overlay.changes", "rm", container).returncode == 0
 
 
 def test_stage_errors_are_one_line(stage, tmp_path):
@@ -460,7 +461,7 @@ def test_userns_container_writes_its_own_files_into_the_upper_layer(stage, busyb
         assert result.stdout == "0\n" and "Permission denied" in result.stderr
         assert os.stat(LayerStore().root / "containers" / container / "upper/tmp/mine").st_uid == 100000
     finally:
-        assert stage("layers", "rm", container).returncode == 0
+        assert stage("overlay.changes", "rm", container).returncode == 0
 
 
 def test_import_of_a_directory_and_of_its_tar(store, tmp_path):

@@ -26,6 +26,7 @@ import pytest
 from minidocker.core import paths as _paths
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import firewall, netfiles, ports
 from minidocker.network.ipam import Ipam, process_identity
@@ -237,14 +238,14 @@ def test_published_port_from_the_host_and_hairpin(rootfs, stage, run_network):
     nothing_left(run_network)
 
 
-CLIENT = ("import sys, urllib.request\nfrom minidocker import _syscalls\n"
+CLIENT = ("import sys, urllib.request\nfrom minidocker.core import syscalls as _syscalls\n"
           "_syscalls.unshare(_syscalls.CLONE_NEWNET)\nprint('ready', flush=True)\n"
           "for url in sys.stdin:\n"
           "    try:\n        body = urllib.request.urlopen(url.strip(), timeout=1).read()\n"
           "        print('ok', len(body), flush=True)\n"
           "    except Exception as e:\n        print('error', e, flush=True)\n")
 # Answers every HTTP request on port 8080 with the address it came from.
-WHO_ASKS = ("import socket\nfrom minidocker import _syscalls\n"
+WHO_ASKS = ("import socket\nfrom minidocker.core import syscalls as _syscalls\n"
             "_syscalls.unshare(_syscalls.CLONE_NEWNET)\n"
             "server = socket.create_server(('0.0.0.0', 8080))\nprint('ready', flush=True)\n"
             "while True:\n    conn, peer = server.accept()\n    conn.recv(4096)\n"
@@ -326,7 +327,7 @@ def test_a_published_udp_port(rootfs, run_network):
     with container(rootfs, "echo up; exec sleep 300", "-p", f"{port}:53/udp") as (engine, _):
         pid1 = next(pid for pid in _descendants(engine.pid)
                     if os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"))
-        echo = ("import os, socket, sys\nfrom minidocker import _syscalls\n"
+        echo = ("import os, socket, sys\nfrom minidocker.core import syscalls as _syscalls\n"
                 "_syscalls.setns(os.open(sys.argv[1], os.O_RDONLY), _syscalls.CLONE_NEWNET)\n"
                 "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 53))\n"
                 "print('ready', flush=True)\n"
@@ -536,7 +537,7 @@ def test_dns_files_are_not_created_in_a_shared_directory_but_in_an_overlay(writa
     for name in ("hosts", "hostname", "resolv.conf"):
         Path(rootfs, "etc", name).unlink()
     files = netfiles.write_files(tmp_path / "files", "box", None, "none")
-    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/ls", "/etc"], env={"PATH": "/bin"})
+    spec = ContainerSpec(rootfs=rootfs, argv=["/bin/ls", "/etc"], env={"PATH": "/bin"})
     spec.before_pivot.append(lambda root: netfiles.bind_files(root, files))
     assert namespaces.run(spec) == 0
     out, err = capfd.readouterr()
@@ -548,8 +549,8 @@ def test_dns_files_are_not_created_in_a_shared_directory_but_in_an_overlay(writa
     _syscalls.mount("overlay", merged, "overlay", 0,
                     f"lowerdir={rootfs},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}")
     try:
-        spec = namespaces.ContainerSpec(rootfs=merged, argv=["/bin/cat", "/etc/hostname"],
-                                        env={"PATH": "/bin"})
+        spec = ContainerSpec(rootfs=merged, argv=["/bin/cat", "/etc/hostname"],
+                             env={"PATH": "/bin"})
         spec.before_pivot.append(lambda root: netfiles.bind_files(root, files))
         assert namespaces.run(spec) == 0
         assert capfd.readouterr() == ("box\n", "")
@@ -565,7 +566,7 @@ def test_attach_and_detach_api(rootfs, run_network):
 
     net = Network()
     port = free_port()
-    spec = namespaces.ContainerSpec(rootfs=rootfs, argv=["/bin/sleep", "30"], env={"PATH": "/bin"})
+    spec = ContainerSpec(rootfs=rootfs, argv=["/bin/sleep", "30"], env={"PATH": "/bin"})
     endpoints = []
     mappings = [ports.PortMapping(80, port)]
     spec.on_created.append(lambda pid: endpoints.append(net.attach(spec.id, pid, mappings)))

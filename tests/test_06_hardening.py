@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec, IdMap
 from minidocker.namespaces import stage as namespaces
 from minidocker.security import attacks, capabilities, devices
 from minidocker.security import hostdisk as _hostdisk
@@ -235,8 +236,8 @@ def test_userns_root_owns_its_files_without_chown(stage, rootfs):
 def test_harden_a_bare_spec_with_an_idmapped_directory(attack_root):
     """The API on chapter 02's spec: a plain directory rootfs, idmapped; nothing on the host's mounts."""
     script = "touch /tmp/by-root && mount -t tmpfs x /mnt"
-    spec = namespaces.ContainerSpec(rootfs=attack_root, argv=["/bin/sh", "-c", script], env={"PATH": "/bin"},
-                                    id_map=namespaces.IdMap())
+    spec = ContainerSpec(rootfs=attack_root, argv=["/bin/sh", "-c", script], env={"PATH": "/bin"},
+                         id_map=IdMap())
     hardening = security.harden(spec)
     assert hardening.seccomp and hardening.capabilities == capabilities.DOCKER_DEFAULT
     assert namespaces.run(spec) != 0  # touch worked, mount did not
@@ -245,7 +246,8 @@ def test_harden_a_bare_spec_with_an_idmapped_directory(attack_root):
 
 
 def test_user_switch_before_the_hardening(attack_root):
-    """Chapter 07 switches to the image's USER first: Docker's sets for a non-root user all the same."""
+    """A user switch that runs before the hardening (a hook of the default order): Docker's sets for a
+    non-root user all the same (PR_SET_KEEPCAPS kept the permitted set across the switch)."""
 
     def become_1000() -> None:
         os.setgroups([])
@@ -253,9 +255,10 @@ def test_user_switch_before_the_hardening(attack_root):
         os.setresuid(1000, 1000, 1000)
 
     script = "grep -E '^(CapPrm|CapEff|CapBnd|Seccomp):' /proc/self/status > /tmp/status; id -u >>/tmp/status"
-    spec = namespaces.ContainerSpec(rootfs=attack_root, argv=["/bin/sh", "-c", script], env={"PATH": "/bin"})
-    spec.before_exec.insert(0, become_1000)
+    spec = ContainerSpec(rootfs=attack_root, argv=["/bin/sh", "-c", script], env={"PATH": "/bin"})
+    spec.add_hook("before_exec", become_1000)
     security.harden(spec)
+    assert spec.hooks("before_exec")[0] is become_1000
     assert namespaces.run(spec) == 0
     status = Path(attack_root, "tmp/status")
     assert status.read_text().split() == ["CapPrm:", "0" * 16, "CapEff:", "0" * 16, "CapBnd:", DOCKER_CAPS,
@@ -264,7 +267,7 @@ def test_user_switch_before_the_hardening(attack_root):
 
 
 def test_privileged_refuses_userns():
-    spec = namespaces.ContainerSpec(rootfs="/", id_map=namespaces.IdMap())
+    spec = ContainerSpec(rootfs="/", id_map=IdMap())
     with pytest.raises(EngineError):
         security.harden(spec, security.SecurityOptions(privileged=True))
 

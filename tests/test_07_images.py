@@ -876,6 +876,31 @@ def test_run_honours_the_image_config(registry: LocalRegistry, tmp_path: Path) -
     assert _run("--pull", "never", f"{registry.host}/test/absent:v1").returncode == 125
 
 
+def test_run_is_the_runtime_wrapped_by_the_image_stages() -> None:
+    """``run IMAGE`` is chapter 06's runtime as it is, between the image's two stages; the image's user
+    is switched to last, after the hardening (declared by each hook, not by position)."""
+    import contextlib
+
+    from minidocker.core.spec import ORDER_RESTRICT, ORDER_SWITCH_USER, ContainerSpec
+    from minidocker.images import run as imagerun
+    from minidocker.security import stage as security
+
+    assert [s.name for s in imagerun.STAGES] == ["image", *(s.name for s in security.STAGES), "image-config"]
+    assert imagerun.STAGES[1:-1] == security.STAGES
+    image, config = imagerun.STAGES[0], imagerun.STAGES[-1]
+    args = imagerun.parse(["-u", "nobody", "-w", "/srv", "-e", "A=1", "busybox", "true"])
+    with contextlib.ExitStack() as cleanup:
+        spec = ContainerSpec()
+        spec.image_config = {"config": {"Cmd": ["sh"], "WorkingDir": "/app", "Env": ["A=0", "B=2"]}}
+        imagerun.namespaces.configure(args, spec, cleanup)  # what chapter 02 hands on: -e, -w, the command
+        security.harden(spec)
+        config.configure(args, spec, cleanup)
+    assert image.name == "image" and spec.argv == ["true"] and spec.cwd == "/srv"
+    assert spec.env["A"] == "1" and spec.env["B"] == "2"
+    orders = [spec.hook_order.get(id(hook), 0) for hook in spec.hooks("before_exec")]
+    assert orders == [ORDER_RESTRICT, ORDER_SWITCH_USER]
+
+
 def test_docker_hub_names_through_a_mirror(registry: LocalRegistry, store: ImageStore, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's demo: no Docker Hub here, so a local registry seeded with busybox mirrors it."""

@@ -91,7 +91,7 @@ class Builder:
         return self.image_fs(self._base_image(origin))
 
     def _base_image(self, name: str) -> ImageState:
-        from minidocker.images.cli import ensure_image
+        from minidocker.images.pull import ensure_image
 
         image = ensure_image(name, store=self.store, policy="always" if self.pull else "missing",
                              progress=self.on_event)

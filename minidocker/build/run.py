@@ -3,9 +3,10 @@
 ``RUN apt-get install -y curl`` is ``docker run`` then ``docker commit``: start a container on the
 image as it is so far, let the command change its filesystem, and turn the container's upper
 directory into a layer (chapter 04's :func:`~minidocker.overlay.changes.commit`). Nothing here re-implements
-a container: the container is made by the very stages the daemon uses (:data:`minidocker.daemon.engine.
-STAGES`: namespaces, cgroups, overlayfs, the bridge network, chapter 06's hardening, the image's
-config), with one stage swapped: the image comes from the build, not from the image store.
+a container: the container is made by the very stages every chapter so far built (namespaces,
+cgroups, overlayfs, the bridge network, chapter 06's hardening, chapter 07's image config, the ones
+chapter 10's daemon will use), with one stage swapped: the image comes from the build, not from
+the image store.
 
 The containers run in a *build worker*, a process that imports the engine once and then runs one
 step after another, like chapter 10's fork server. A worker process (not a thread of the builder)
@@ -61,39 +62,34 @@ def step_argv(state_config: dict[str, Any], diff_ids: list[str], command: list[s
 # ---- in the worker -----------------------------------------------------------------------------
 
 def _add_build_image_argument(parser: argparse.ArgumentParser) -> None:
-    from minidocker.images import run as imagerun
-
-    imagerun.add_image_arguments(parser)  # --entrypoint, -u: what the image-config stage reads
     parser.add_argument("--build-image", required=True, help=argparse.SUPPRESS)
 
 
 # exercise 08.8: Give the engine the build's image
-# hint: args.build_image is JSON {config, diff_ids}: image_config = {'config': ...}, no rootfs, and
-#   layer = the diff IDs (as if each were typed with --layer).
+# hint: args.build_image is JSON {config, diff_ids}: spec.image_config = {'config': ...} and
+#   spec.layers = the diff IDs, bottom first (chapter 04's overlay stage stacks them).
 # --8<-- [start:configure_build_image]
 def configure_build_image(args: argparse.Namespace, spec: Any, cleanup: contextlib.ExitStack) -> None:
     """First stage, instead of chapter 07's: the image is the build's current state, not a stored one."""
     image = json.loads(args.build_image)
-    args.image_config = {"config": image["config"]}
-    args.rootfs = None
-    args.layer = list(image["diff_ids"])  # as if typed: --layer sha256:... for each, bottom first
+    spec.image_config = {"config": image["config"]}
+    spec.layers = list(image["diff_ids"])  # sha256:... each, bottom first, for the overlay stage
 # --8<-- [end:configure_build_image]
 
 
-# exercise 08.9: The daemon's stages, two of them swapped
-# hint: engine.STAGES with 'image' replaced by Stage('build-image', _add_build_image_argument,
-#   configure_build_image) and 'overlay' by chapter 04's overlay.STAGES[-1].
+# exercise 08.9: Chapter 07's stages, the image's swapped
+# hint: _stage.replace_stage(imagerun.STAGES, "image", Stage("build-image", _add_build_image_argument,
+#   configure_build_image)).
 # --8<-- [start:stages]
 def stages() -> tuple:
-    """The daemon's engine stages, with the build's image first and chapter 04's plain overlay
-    (the container's filesystem goes when the step ends, once its changes are committed)."""
+    """Chapter 07's engine (the runtime of chapters 02 to 06 on an image) with the build's image
+    instead of the store's; its overlay is chapter 04's plain one: the container's filesystem goes
+    when the step ends, once its changes are committed."""
     from minidocker.core import stage as _stage
-    from minidocker.daemon import engine
-    from minidocker.overlay import stage as overlay
+    from minidocker.images import run as imagerun
 
-    swap = {"image": _stage.Stage("build-image", _add_build_image_argument, configure_build_image),
-            "overlay": overlay.STAGES[-1]}
-    return tuple(swap.get(stage.name, stage) for stage in engine.STAGES)
+    build_image = _stage.Stage("build-image", _add_build_image_argument, configure_build_image)
+    return _stage.replace_stage(imagerun.STAGES, "image", build_image)
 # --8<-- [end:stages]
 
 
@@ -101,7 +97,7 @@ def stages() -> tuple:
 def run_step(request: dict[str, Any], output_fd: int) -> dict[str, Any]:
     """Run one RUN container, its stdout and stderr on ``output_fd``; commit its changes if it succeeds."""
     from minidocker.core.process import EngineError
-    from minidocker.daemon import engine
+    from minidocker.namespaces import stage as namespaces
     from minidocker.overlay import changes
     from minidocker.overlay.layers import LayerStore
     from minidocker.overlay.stage import ContainerFS
@@ -111,8 +107,8 @@ def run_step(request: dict[str, Any], output_fd: int) -> dict[str, Any]:
         try:
             for fd in (1, 2):  # the container's output, and the engine's own warnings, go to the builder
                 os.dup2(output_fd, fd)
-            spec = engine.container_spec(request["id"], request["argv"], cleanup)
-            container = engine.start(spec)
+            spec = container_spec(request["id"], request["argv"], cleanup)
+            container = namespaces.start(spec)
             _running["pid"] = container.pid
             code = container.wait()
         except EngineError as e:
@@ -137,11 +133,16 @@ def run_step(request: dict[str, Any], output_fd: int) -> dict[str, Any]:
 # --8<-- [end:run_step]
 
 
+def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitStack) -> Any:
+    """Parse ``argv`` with the options of :func:`stages` and let each configure a fresh spec."""
+    from minidocker.images import run as imagerun
+
+    return imagerun.container_spec(argv, cleanup, stages=stages(), container_id=container_id,
+                                   prog="minidocker build worker")
+
+
 def serve(sock: socket.socket) -> None:
     """The worker's loop: a request (and an output pipe) in, an answer out, until the builder closes."""
-    from minidocker.daemon import engine
-
-    engine.STAGES = stages()  # this process is the engine, with the build's image stage
     while True:
         data, fds, _, _ = socket.recv_fds(sock, MESSAGE, 1)
         if not data:

@@ -34,6 +34,7 @@ from minidocker.cgroups.resources import Limits, Stats, parse_limits, parse_size
 from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec
 from minidocker.core.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, mount
 from minidocker.namespaces import stage as namespaces
 
@@ -73,19 +74,19 @@ def mount_cgroupfs(root: str, cgroup: Cgroup) -> None:
 
 
 # exercise 03.8: Put the container in its cgroup before it runs anything
-# hint: Cgroup.create(spec.id, limits); append cgroup.add to spec.on_created (the engine runs it
+# hint: Cgroup.create(spec.id, limits); spec.add_hook("on_created", cgroup.add) (the engine runs it
 #   before "go"); with a cgroup namespace, a before_pivot hook that mount_cgroupfs()s. Return it.
 # --8<-- [start:apply]
-def apply(spec: namespaces.ContainerSpec, limits: Limits) -> Cgroup:
+def apply(spec: ContainerSpec, limits: Limits) -> Cgroup:
     """Create the container's cgroup and hook it into ``spec``; the caller removes it afterwards.
 
     PID 1 joins from outside in ``on_created``, *before* it is told to go: the command can never
     run unlimited, and the cgroup namespace PID 1 unshares next has this cgroup as its root.
     """
     cgroup = Cgroup.create(spec.id, limits)
-    spec.on_created.append(cgroup.add)
+    spec.add_hook("on_created", cgroup.add)
     if "cgroup" in spec.namespaces:
-        spec.before_pivot.append(lambda root: mount_cgroupfs(root, cgroup))
+        spec.add_hook("before_pivot", lambda root: mount_cgroupfs(root, cgroup))
     return cgroup
 # --8<-- [end:apply]
 
@@ -110,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # hint: parse_limits() from the options (before anything exists), apply(), remove_on_exit(); an
 #   on_exit hook prints one line to stderr when cgroup.stats().oom_kills is not 0.
 # --8<-- [start:configure]
-def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
+def configure(args: argparse.Namespace, spec: ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
     """Check the limits (before anything exists), create the cgroup, report an OOM kill, clean up."""
     limits = parse_limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares, args.pids_limit,
@@ -124,7 +125,7 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
             print(f"minidocker: the container ran out of memory (limit {_mib(limits.memory)}): "
                   f"the kernel's OOM killer killed {kills} of its processes", file=sys.stderr)
 
-    spec.on_exit.append(report_oom)
+    spec.add_hook("on_exit", report_oom)
 # --8<-- [end:configure]
 
 
@@ -160,7 +161,7 @@ def _remove(cgroup: Cgroup) -> None:
 
 def _remover_argv(cgroup: Cgroup) -> list[str]:
     """A command that removes ``cgroup``: a fresh Python running :func:`_remove_left`, for the watchdog."""
-    return _watchdog.python_argv("from minidocker import cgroups; cgroups._remove_left()", cgroup.name,
+    return _watchdog.python_argv("from minidocker.cgroups import stage; stage._remove_left()", cgroup.name,
                                  str(cgroup.version), *map(str, cgroup.directories))
 
 
@@ -178,7 +179,7 @@ STAGES = (*namespaces.STAGES, _stage.Stage("cgroups", add_arguments, configure))
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m minidocker.cgroups [OPTIONS] ROOTFS -- CMD [ARG...]``."""
     return _stage.main(argv, prog="python -m minidocker.cgroups", doc=__doc__, stages=STAGES,
-                       new_spec=namespaces.ContainerSpec, run=namespaces.run)
+                       run=namespaces.run)
 
 
 if __name__ == "__main__":

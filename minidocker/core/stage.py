@@ -14,7 +14,11 @@ Example (``cgroups/stage.py`` building on ``namespaces/stage.py``)::
 
     def main(argv=None):
         return _stage.main(argv, prog="python -m minidocker.cgroups", doc=__doc__,
-                           stages=STAGES, new_spec=namespaces.ContainerSpec, run=namespaces.run)
+                           stages=STAGES, run=namespaces.run)
+
+Stages hand on what they work out through the spec's typed fields (:mod:`minidocker.core.spec`),
+never through each other's options: a stage's ``configure`` reads its own options only. A later
+chapter that must change how one earlier stage works swaps it by name (:func:`replace_stage`).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from collections.abc import Callable, Sequence
 
 from minidocker.core.helpformat import help_formatter
 from minidocker.core.process import EXIT_ENGINE, EngineError
+from minidocker.core.spec import ContainerSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
     from typing import Any, NoReturn
 
-__all__ = ["Stage", "exit_now", "guarded", "main", "parse_command_line", "run_stage"]
+__all__ = ["Stage", "configure_spec", "exit_now", "guarded", "main", "parse_command_line", "replace_stage",
+           "run_stage"]
 
 
 class Stage(namedtuple("Stage", "name add_arguments configure")):
@@ -48,7 +54,32 @@ class Stage(namedtuple("Stage", "name add_arguments configure")):
     __slots__ = ()
     name: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    configure: Callable[[argparse.Namespace, Any, contextlib.ExitStack], None]
+    configure: Callable[[argparse.Namespace, ContainerSpec, contextlib.ExitStack], None]
+
+
+def replace_stage(stages: Sequence[Stage], name: str, stage: Stage) -> tuple[Stage, ...]:
+    """``stages`` with the one called ``name`` replaced by ``stage``, in its place.
+
+    How a later chapter changes one step of an earlier engine without copying the others: the
+    daemon's overlay stage keeps a container's files between starts, a build's image stage takes
+    the image being built. A name that is not there is a bug, said at once.
+
+    Example::
+
+        STAGES = replace_stage(imagerun.STAGES, "overlay", Stage("overlay", add_arguments, configure))
+    """
+    if name not in [s.name for s in stages]:
+        raise ValueError(f"no stage {name!r} to replace in {[s.name for s in stages]}")
+    return tuple(stage if s.name == name else s for s in stages)
+
+
+def configure_spec(stages: Sequence[Stage], args: argparse.Namespace, cleanup: contextlib.ExitStack,
+                   spec: ContainerSpec | None = None) -> ContainerSpec:
+    """Let each of ``stages``, in order, configure ``spec`` (a fresh one by default) from ``args``."""
+    spec = ContainerSpec() if spec is None else spec
+    for stage in stages:
+        stage.configure(args, spec, cleanup)
+    return spec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,16 +135,13 @@ def guarded(body: Callable[[], int]) -> int:
 
 
 def main(argv: Sequence[str] | None, *, prog: str, doc: str | None, stages: Sequence[Stage],
-         new_spec: Callable[[], Any], run: Callable[[Any], int], rootfs_required: bool = True) -> int:
+         run: Callable[[ContainerSpec], int], rootfs_required: bool = True) -> int:
     """Parse the options of all ``stages``, let each configure a fresh spec, run it, clean up."""
 
     def body() -> int:
         args = parse_command_line(argv, prog, doc, stages, rootfs_required)
         with contextlib.ExitStack() as cleanup:
-            spec = new_spec()
-            for stage in stages:
-                stage.configure(args, spec, cleanup)
-            return run(spec)
+            return run(configure_spec(stages, args, cleanup))
 
     return guarded(body)
 

@@ -1,15 +1,15 @@
 """The engine as assembled from all the chapters: what the daemon's monitors run a container with.
 
 Each chapter's module is a stage, and the last stage's command line is the whole engine
-(``python -m minidocker.images run [OPTIONS] IMAGE CMD...``, with chapter 06's hardening options
-added here). The daemon does not reimplement any
-of it: a container's monitor turns Docker's container config into that command line
-(:func:`stage_argv`), parses it with the stages' own parser and lets every stage configure the
-container (:func:`container_spec`), exactly as if you had typed it. As dockerd -> containerd ->
-shim -> runc, so: daemon -> monitor -> the stages.
+(``python -m minidocker.images run [OPTIONS] IMAGE CMD...``: the runtime of chapters 02 to 06 on an
+image), with one stage swapped: the overlay keeps a container's files from one start to the next.
+The daemon does not reimplement any of it: a container's monitor turns Docker's container config
+into that command line (:func:`stage_argv`), parses it with the stages' own parser and lets every
+stage configure the container (:func:`container_spec`), exactly as if you had typed it. As
+dockerd -> containerd -> shim -> runc, so: daemon -> monitor -> the stages.
 
-A later chapter joins the engine by changing :func:`stages` (one line) and, if it has options the
-Docker API can set, one line in :func:`stage_argv`.
+A later chapter joins the engine by adding its stage to :data:`STAGES` (one line) and, if it has
+options the Docker API can set, one line in :func:`stage_argv`.
 
 Example::
 
@@ -29,6 +29,7 @@ from typing import Any
 
 from minidocker.core import stage as _stage
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec, IdMap
 from minidocker.images import run as imagerun
 from minidocker.namespaces import stage as namespaces
 from minidocker.overlay import stage as overlay
@@ -37,14 +38,19 @@ from minidocker.security import stage as security
 __all__ = ["PROG", "STAGES", "container_spec", "exec_hooks", "images", "stage_argv", "start"]
 
 
+def add_overlay_arguments(parser: argparse.ArgumentParser) -> None:
+    """Chapter 04's options, with ``--keep`` on: a container's files outlive each run."""
+    overlay.add_arguments(parser)
+    parser.set_defaults(keep=True)
+
+
 # --8<-- [start:persistent_overlay]
-def persistent_overlay(args: argparse.Namespace, spec: Any, cleanup: contextlib.ExitStack) -> None:
+def persistent_overlay(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib.ExitStack) -> None:
     """Chapter 04's overlay stage, for a daemon: a container keeps its files from one start to the
     next (``docker stop``, ``docker start``) until ``docker rm`` deletes them."""
     try:
         fs = overlay.ContainerFS.open(overlay.LayerStore(), spec.id)
-    except EngineError:  # the first start: chapter 04 makes it, and keeps it when the container exits
-        args.keep = True
+    except EngineError:  # the first start: chapter 04 makes it, and keeps it (--keep is on here)
         overlay.configure(args, spec, cleanup)
         return
     spec.rootfs = str(fs.mount())
@@ -53,34 +59,17 @@ def persistent_overlay(args: argparse.Namespace, spec: Any, cleanup: contextlib.
 
 
 # --8<-- [start:stages]
-def stages() -> tuple[_stage.Stage, ...]:
-    """Chapter 07's image stages around every earlier chapter's, plus chapter 06's hardening."""
-    found = [_stage.Stage(s.name, s.add_arguments, persistent_overlay) if s.name == "overlay" else s
-             for s in imagerun.STAGES]
-    at = next(i for i, s in enumerate(found) if s.name == "image-config")  # the last one
-    found[at:at] = [security.STAGES[-1]]
-    return tuple(found)
+# Chapter 07's engine (the runtime of chapters 02 to 06 on an image), its overlay stage persistent.
+STAGES = _stage.replace_stage(imagerun.STAGES, "overlay",
+                              _stage.Stage("overlay", add_overlay_arguments, persistent_overlay))
 # --8<-- [end:stages]
 
-
-STAGES = stages()
 PROG = "minidockerd's engine"
-new_spec: Callable[[], Any] = namespaces.ContainerSpec
 start = namespaces.start
 
 # What every ``docker exec``'d process gets too, given the container's record: chapter 06's
 # capabilities, seccomp filter and limits, as PID 1 has them.
 exec_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_hooks]
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    """``[OPTIONS] IMAGE [CMD...]`` with the options of all :data:`STAGES` (as chapter 07's ``run``)."""
-    parser = _stage._Parser(prog=PROG, usage=f"{PROG} [OPTIONS] IMAGE [CMD [ARG...]]")
-    for stage in STAGES:
-        stage.add_arguments(parser)
-    parser.add_argument("image")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    return parser.parse_args(argv)
 
 
 def known_options() -> set[str]:
@@ -109,9 +98,9 @@ def stage_argv(config: dict) -> list[str]:
     if host.get("Init"):
         argv.append("--init")
     if config.get("IdMap"):  # the daemon's --userns-remap (see api_containers.user_namespace)
-        if tuple(config["IdMap"]) != tuple(namespaces.IdMap()):
+        if tuple(config["IdMap"]) != tuple(IdMap()):
             raise EngineError(f"id map {config['IdMap']} not supported: the engine's --userns maps 0 to "
-                              f"{namespaces.IdMap().outside}")
+                              f"{IdMap().outside}")
         argv.append("--userns")
     for item in cfg.get("Env") or []:
         if "=" in item:
@@ -146,18 +135,13 @@ def stage_argv(config: dict) -> list[str]:
 
 
 # --8<-- [start:container_spec]
-def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitStack) -> Any:
-    """Parse ``argv`` with the stages' own parser and let each stage configure a fresh spec."""
-    args = parse(argv)
-    spec = new_spec()
-    spec.id = container_id
-    for stage in STAGES:
-        stage.configure(args, spec, cleanup)
-    # Chapter 07 puts its user switch first; chapter 06's restrictions need root. As in runc, the
-    # process is restricted first and becomes the image's user last.
-    switch = [h for h in spec.before_exec if h.__qualname__.startswith("user_switcher.")]
-    spec.before_exec = [h for h in spec.before_exec if h not in switch] + switch
-    return spec
+def container_spec(container_id: str, argv: list[str], cleanup: contextlib.ExitStack) -> ContainerSpec:
+    """Parse ``argv`` with the stages' own parser and let each stage configure a fresh spec.
+
+    The hooks run in the order their stages declared: the process is restricted (chapter 06), then
+    becomes the image's user (chapter 07), last, as in runc.
+    """
+    return imagerun.container_spec(argv, cleanup, stages=STAGES, container_id=container_id, prog=PROG)
 # --8<-- [end:container_spec]
 
 

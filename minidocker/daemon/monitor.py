@@ -36,6 +36,7 @@ from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core.atomic import read_json, rfc3339, write_json
 from minidocker.core.paths import run_dir, state_dir
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ORDER_FIRST
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
 from minidocker.daemon import engine, stdio
 from minidocker.core.units import parse_size
@@ -264,9 +265,9 @@ class Monitor:
                 self.spec = engine.container_spec(self.id, argv, self.cleanup)
                 if cfg.get("Tty"):
                     self.spec.env.setdefault("TERM", "xterm")
-                    self.spec.before_exec.insert(0, stdio.take_terminal)
+                    self.spec.add_hook("before_exec", stdio.take_terminal, order=ORDER_FIRST)
                 if self.config.get("Mounts"):
-                    self.spec.before_pivot.append(volume_mounts(self.config["Mounts"]))
+                    self.spec.add_hook("before_pivot", volume_mounts(self.config["Mounts"]))
                 self.container = engine.start(self.spec)
             self.io.started()
         except EngineError as e:

@@ -9,7 +9,7 @@ pivot_root (the ``before_pivot`` hook): the host never sees it.
 Example::
 
     mounts = parse_binds(["data:/var/lib/db", "/etc/hosts:/etc/hosts:ro"])   # creates "data"
-    spec.before_pivot.append(volume_mounts(mounts))
+    spec.add_hook("before_pivot", volume_mounts(mounts))
 """
 
 from __future__ import annotations

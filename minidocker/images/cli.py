@@ -31,7 +31,7 @@ from minidocker.core.process import EngineError
 from minidocker.images import reference
 from minidocker.images.store import Image, ImageStore
 
-__all__ = ["ensure_image", "inspect_image", "main", "summary"]
+__all__ = ["inspect_image", "main", "summary"]
 
 USAGE = """usage: python -m minidocker.images COMMAND [ARGS...]
 
@@ -102,26 +102,6 @@ def summary(image: Image) -> dict[str, Any]:
             "RepoDigests": [reference.parse(d).familiar for d in image.repo_digests],
             "Created": _created(image.config), "Size": image.size, "SharedSize": -1,
             "Labels": (image.config.get("config") or {}).get("Labels") or {}, "Containers": -1}
-
-
-def ensure_image(name: str, *, store: ImageStore | None = None, policy: str = "missing",
-                 platform: str | None = None, progress: Any = None) -> Image:
-    """The image ``name`` means, pulled first if it is not in the store (``docker run``'s ``--pull``)."""
-    from minidocker.images import pull
-
-    store = store or ImageStore()
-    if policy != "always":
-        try:
-            return store.get(name)
-        except EngineError:
-            if policy == "never":
-                raise
-    if progress is None:
-        from minidocker.images.progress import TerminalProgress
-
-        progress = TerminalProgress(sys.stderr)
-        print(f"Unable to find image '{reference.parse(name).familiar}' locally", file=sys.stderr)
-    return pull.pull(name, store=store, platform=platform, progress=progress)
 
 
 def _ago(seconds: float) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -42,7 +43,7 @@ from minidocker.images.progress import bar
 from minidocker.images.store import Image, ImageStore
 from minidocker.overlay.layers import LayerError
 
-__all__ = ["MAX_CONCURRENT_DOWNLOADS", "Cancelled", "pull"]
+__all__ = ["MAX_CONCURRENT_DOWNLOADS", "Cancelled", "ensure_image", "pull"]
 
 MAX_CONCURRENT_DOWNLOADS = 3  # Docker's default (dockerd --max-concurrent-downloads)
 Progress = Callable[[dict[str, Any]], None]
@@ -85,6 +86,32 @@ def pull(name: str, *, store: ImageStore | None = None, platform: str | None = N
         return _pull_image(reg, ref, top, store, want, emit)
     raise _explain(ref, failures)
 # --8<-- [end:pull]
+
+
+def ensure_image(name: str, *, store: ImageStore | None = None, policy: str = "missing",
+                 platform: str | None = None, progress: Any = None) -> Image:
+    """The image ``name`` means, pulled first if it is not in the store (``docker run``'s ``--pull``).
+
+    ``policy`` is ``missing`` (pull only if it is not here), ``always`` or ``never`` (an error if it
+    is not here). Progress goes to the terminal unless ``progress`` says otherwise.
+
+    Example::
+
+        image = ensure_image("busybox", policy="missing")    # pulled once, then found
+    """
+    store = store or ImageStore()
+    if policy != "always":
+        try:
+            return store.get(name)
+        except EngineError:
+            if policy == "never":
+                raise
+    if progress is None:
+        from minidocker.images.progress import TerminalProgress
+
+        progress = TerminalProgress(sys.stderr)
+        print(f"Unable to find image '{reference.parse(name).familiar}' locally", file=sys.stderr)
+    return pull(name, store=store, platform=platform, progress=progress)
 
 
 def _explain(ref: reference.Reference, failures: list[RegistryError]) -> EngineError:

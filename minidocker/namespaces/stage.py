@@ -29,8 +29,7 @@ import fcntl
 import os
 import struct
 import sys
-from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from minidocker.core import stage as _stage
 from minidocker.core import syscalls as _syscalls
@@ -43,6 +42,7 @@ from minidocker.core.process import (
     forwarding_signals,
     read_report,
 )
+from minidocker.core.spec import ContainerSpec, IdMap
 from minidocker.core.syscalls import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
@@ -54,67 +54,10 @@ from minidocker.core.syscalls import (
 )
 from minidocker.namespaces import init, mounts
 
-__all__ = ["STAGES", "Container", "ContainerSpec", "IdMap", "main", "run", "start"]
+__all__ = ["STAGES", "Container", "main", "run", "start"]
 
 NAMESPACES = {"mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID,
               "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER}
-DEFAULT_NAMESPACES = frozenset({"mount", "uts", "ipc", "pid", "net", "cgroup"})
-
-
-class IdMap(namedtuple("IdMap", "inside outside count", defaults=(0, 100000, 65536))):
-    """One line of ``/proc/PID/uid_map``: ids ``inside..inside+count`` are host ids ``outside..``."""
-
-    __slots__ = ()
-    inside: int
-    outside: int
-    count: int
-
-
-class ContainerSpec:
-    """Everything needed to start one container, plus the hooks later chapters attach.
-
-    Hooks run at fixed points of :func:`start`:
-
-    * ``on_created(pid)``: in the engine, once the namespaces exist, before the container runs
-      anything (join a cgroup, move a network device in);
-    * ``before_pivot(root)``: in the container, after /proc, /dev and /sys are mounted under
-      ``root`` and before pivot_root (bind-mount more files in);
-    * ``before_exec()``: in the container, last thing before exec (drop privileges);
-    * ``on_exit(wait_status)``: in the engine, after the container's PID 1 has exited.
-
-    Every field is also a keyword of the constructor, and stays a plain attribute that later
-    chapters change (``spec.rootfs = ...``, ``spec.on_created.append(...)``). A plain class rather
-    than a dataclass: ``dataclasses`` alone would add 10 ms to every start of the engine.
-    """
-
-    def __init__(self, rootfs: str = "", argv: list[str] | None = None, env: dict[str, str] | None = None,
-                 cwd: str = "/", hostname: str = "", id: str | None = None,
-                 namespaces: set[str] | None = None, id_map: IdMap | None = None, init: bool = False,
-                 on_created: list[Callable[[int], None]] | None = None,
-                 before_pivot: list[Callable[[str], None]] | None = None,
-                 before_exec: list[Callable[[], None]] | None = None,
-                 on_exit: list[Callable[[int], None]] | None = None) -> None:
-        self.rootfs = rootfs
-        self.argv = [] if argv is None else argv
-        self.env = {} if env is None else env
-        self.cwd = cwd
-        self.hostname = hostname
-        self.id = os.urandom(32).hex() if id is None else id
-        self.namespaces = set(DEFAULT_NAMESPACES) if namespaces is None else namespaces
-        self.id_map = id_map
-        self.init = init
-        self.on_created = [] if on_created is None else on_created
-        self.before_pivot = [] if before_pivot is None else before_pivot
-        self.before_exec = [] if before_exec is None else before_exec
-        self.on_exit = [] if on_exit is None else on_exit
-
-    def __repr__(self) -> str:
-        return f"ContainerSpec({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
-
-    def __eq__(self, other: object) -> bool:
-        return vars(self) == vars(other) if type(other) is type(self) else NotImplemented
-
-    __hash__ = None  # mutable: like a dataclass, equal specs compare equal and none is hashable
 
 
 class Container:
@@ -135,7 +78,7 @@ class Container:
         """
         if self.status is None:
             self.status = signals.wait(self.pid) if signals else os.waitpid(self.pid, 0)[1]
-            for hook in self.spec.on_exit:
+            for hook in self.spec.hooks("on_exit"):
                 hook(self.status)
         return exit_code(self.status)
 
@@ -180,7 +123,7 @@ def loopback_up() -> None:
 # exercise 02.2: Start a container from the engine's side
 # hint: check the rootfs; become a subreaper (prctl PR_SET_CHILD_SUBREAPER) so that PID 1 is handed
 #   to you; three os.pipe2(os.O_CLOEXEC) pipes (pid, go, report); fork _setup_child(); read PID 1's
-#   pid, write the id maps, run the on_created hooks, then write b"go" (kill PID 1 if any of that
+#   pid, write the id maps, run spec.hooks("on_created"), then write b"go" (kill PID 1 if any of that
 #   fails); a report on the report pipe means EngineError(report, container.wait()).
 # --8<-- [start:start]
 def start(spec: ContainerSpec) -> Container:
@@ -211,7 +154,7 @@ def start(spec: ContainerSpec) -> Container:
     try:
         if spec.id_map:
             write_id_maps(container.pid, spec.id_map)
-        for hook in spec.on_created:
+        for hook in spec.hooks("on_created"):
             hook(container.pid)
         os.write(go_w, b"go")
     except BaseException:
@@ -260,7 +203,8 @@ def _setup_child(spec: ContainerSpec, pid_w: int, go_r: int, report_w: int) -> N
 # exercise 02.3: Be PID 1: build the container's world, then exec
 # hint: wait for b"go"; PR_SET_PDEATHSIG; with spec.id_map become root of the user namespace; then the
 #   cgroup namespace, loopback_up(), the hostname and, with a mount namespace, make_mounts_private,
-#   prepare_root, the before_pivot hooks and pivot_into; the before_exec hooks; chdir(spec.cwd).
+#   prepare_root, spec.hooks("before_pivot") and pivot_into; spec.hooks("before_exec"); chdir to
+#   spec.cwd or "/".
 #   Report any failure on report_w and os._exit(125); then run_as_init() or exec_command().
 # --8<-- [start:container_process]
 def _container_process(spec: ContainerSpec, go_r: int, report_w: int) -> None:
@@ -283,14 +227,14 @@ def _container_process(spec: ContainerSpec, go_r: int, report_w: int) -> None:
         if "mount" in spec.namespaces:
             mounts.make_mounts_private()
             mounts.prepare_root(spec.rootfs)
-            for hook in spec.before_pivot:
+            for hook in spec.hooks("before_pivot"):
                 hook(spec.rootfs)
             mounts.pivot_into(spec.rootfs)
         else:
             os.chroot(spec.rootfs)
-        for hook in spec.before_exec:
+        for hook in spec.hooks("before_exec"):
             hook()
-        os.chdir(spec.cwd)
+        os.chdir(spec.cwd or "/")
     except BaseException as e:
         with contextlib.suppress(BaseException):
             os.write(report_w, f"container set-up: {e}".encode())
@@ -323,7 +267,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--init", action="store_true", help="run a tiny init as PID 1 that reaps zombies")
     group.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
                        help="set an environment variable (KEY alone copies it from here)")
-    group.add_argument("-w", "--workdir", default="/", metavar="DIR", help="working directory inside")
+    group.add_argument("-w", "--workdir", default="", metavar="DIR",
+                       help="working directory inside (default: /, or the image's)")
 
 
 def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib.ExitStack) -> None:
@@ -334,15 +279,16 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
     spec.cwd = args.workdir
     spec.init = args.init
     spec.id_map = IdMap() if args.userns else None
-    spec.env = {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname or spec.id[:12], "HOME": "/root"}
-    if sys.stdout.isatty():
-        spec.env["TERM"] = os.environ.get("TERM", "xterm")
     for item in args.env:
         key, sep, value = item.partition("=")
         if not key:
             raise EngineError(f"invalid environment variable {item!r}: use KEY=VALUE")
         if sep or key in os.environ:
-            spec.env[key] = value if sep else os.environ[key]
+            spec.user_env[key] = value if sep else os.environ[key]
+    spec.env = {"PATH": DEFAULT_PATH, "HOSTNAME": spec.hostname or spec.id[:12], "HOME": "/root"}
+    if sys.stdout.isatty():
+        spec.env["TERM"] = os.environ.get("TERM", "xterm")
+    spec.env.update(spec.user_env)
 
 
 STAGES = (_stage.Stage("namespaces", add_arguments, configure),)
@@ -350,8 +296,7 @@ STAGES = (_stage.Stage("namespaces", add_arguments, configure),)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m minidocker.namespaces [OPTIONS] ROOTFS -- CMD [ARG...]``."""
-    return _stage.main(argv, prog="python -m minidocker.namespaces", doc=__doc__, stages=STAGES,
-                       new_spec=ContainerSpec, run=run)
+    return _stage.main(argv, prog="python -m minidocker.namespaces", doc=__doc__, stages=STAGES, run=run)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
 from minidocker.core.paths import state_dir
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import netfiles, ports
 from minidocker.network.ports import PortMapping
@@ -312,7 +313,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #   ports now, attach in on_created (then rewrite hosts with the address), detach in on_exit and on
 #   cleanup.
 # --8<-- [start:configure]
-def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
+def configure(args: argparse.Namespace, spec: ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
     """Plug the container into the network chosen by ``--network``, and give it its DNS files.
 
@@ -334,7 +335,7 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
     directory = netfiles.files_dir(spec.id)
     cleanup.callback(netfiles.remove_files, directory)
     files = netfiles.write_files(directory, hostname, None, args.network)
-    spec.before_pivot.append(lambda root: netfiles.bind_files(root, files))
+    spec.add_hook("before_pivot", lambda root: netfiles.bind_files(root, files))
     if args.network == "bridge":
         net = Network()
         net.reserve(spec.id, mappings)  # a port in use fails now, before any namespace exists
@@ -344,8 +345,8 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
             endpoint = net.attach(spec.id, pid, mappings)
             (directory / "hosts").write_text(netfiles.hosts_file(hostname, endpoint.ip))
 
-        spec.on_created.append(connect)
-        spec.on_exit.append(lambda status: net.detach(spec.id))
+        spec.add_hook("on_created", connect)
+        spec.add_hook("on_exit", lambda status: net.detach(spec.id))
 # --8<-- [end:configure]
 
 
@@ -355,7 +356,7 @@ def detach_on_exit(net: Network, container_id: str, cleanup: contextlib.ExitStac
     reconciles the network at once: a stale DNAT rule would swallow the traffic of the next server
     on the host to use the published port, and the bridge would stay."""
     config = net.config
-    command = _watchdog.python_argv("from minidocker import network; network._reconcile_left()",
+    command = _watchdog.python_argv("from minidocker.network import stage; stage._reconcile_left()",
                                     container_id, config.bridge, config.subnet, config.table)
     cleanup.callback(_watchdog.start(command, "minidocker-network-watchdog"))  # disarm it, last
     cleanup.callback(net.detach, container_id)
@@ -396,7 +397,7 @@ STAGES = (*overlay.STAGES, _stage.Stage("network", add_arguments, configure))
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m minidocker.network [OPTIONS] ROOTFS -- CMD [ARG...]``."""
     return _stage.main(argv, prog="python -m minidocker.network", doc=__doc__, stages=STAGES,
-                       new_spec=namespaces.ContainerSpec, run=namespaces.run, rootfs_required=False)
+                       run=namespaces.run, rootfs_required=False)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ Example::
     >>> commit(fs, store).diff_id     # a new layer in the store; stack it on fs.diff_ids
     'sha256:9b1e...'
 
-Run it: ``python -m minidocker.overlay.changes diff CONTAINER`` or ``commit CONTAINER [-o LAYER.tar]``,
-for a filesystem kept with ``python -m minidocker.overlay --keep``.
+Run it: ``python -m minidocker.overlay.changes diff CONTAINER``, ``commit CONTAINER [-o LAYER.tar]`` or
+``rm CONTAINER...``, for a filesystem kept with ``python -m minidocker.overlay --keep``.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def commit(fs: ContainerFS, store: LayerStore, *, tar_path: str | os.PathLike | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m minidocker.overlay.changes diff CONTAINER | commit CONTAINER [-o LAYER.tar]``."""
+    """``python -m minidocker.overlay.changes diff ID | commit ID [-o LAYER.tar] | rm ID...``."""
     from minidocker.core import stage as _stage
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -162,8 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             fs = ContainerFS.open(store, argv[1])
             print(commit(fs, store, tar_path=argv[3] if len(argv) == 4 else None).diff_id)
             return 0
-        print("usage: python -m minidocker.overlay.changes diff CONTAINER | commit CONTAINER [-o LAYER.tar]",
-              file=sys.stderr)
+        if len(argv) >= 2 and argv[0] == "rm":
+            for container in argv[1:]:
+                ContainerFS.open(LayerStore(), container).remove()
+            return 0
+        print("usage: python -m minidocker.overlay.changes diff CONTAINER | commit CONTAINER "
+              "[-o LAYER.tar] | rm CONTAINER...", file=sys.stderr)
         return 2
 
     return _stage.guarded(body)

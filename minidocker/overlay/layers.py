@@ -27,7 +27,8 @@ Example::
     >>> store.unref(diff_id, "image:demo"); store.remove_unused()
     ['sha256:4f2c...']
 
-Run it: ``python -m minidocker.overlay.layers [ls | import PATH... | prune | rm CONTAINER]``.
+Run it: ``python -m minidocker.overlay.layers [ls | import PATH... | prune]`` (a container's filesystem is
+removed with ``python -m minidocker.overlay.changes rm CONTAINER``).
 """
 
 from __future__ import annotations
@@ -332,11 +333,11 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m minidocker.overlay.layers ls | import PATH... | prune | rm CONTAINER...``."""
+    """``python -m minidocker.overlay.layers ls | import PATH... | prune``."""
     from minidocker.core import stage as _stage
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m minidocker.overlay.layers ls | import PATH... | prune | rm CONTAINER..."
+    usage = "usage: python -m minidocker.overlay.layers ls | import PATH... | prune"
 
     def body() -> int:
         store = LayerStore()
@@ -354,11 +355,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "prune" and not args:
             for diff_id in store.remove_unused():
                 print(f"removed {diff_id}")
-        elif command == "rm" and args:
-            from minidocker.overlay.stage import ContainerFS
-
-            for container in args:
-                ContainerFS.open(store, container).remove()
         else:
             print(usage, file=sys.stderr)
             return 2

@@ -48,6 +48,7 @@ from minidocker.cgroups import stage as cgroups
 from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ContainerSpec
 from minidocker.core.syscalls import MNT_DETACH, mount, umount2
 from minidocker.namespaces import stage as namespaces
 from minidocker.overlay.layers import LayerError, LayerStore, canonical, import_rootfs
@@ -278,13 +279,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # exercise 04.10: Configure the stage: import the layers, make and mount the filesystem
-# hint: sources: ROOTFS then --layer; sha256: ids are ref'd, paths go through import_rootfs;
-#   ContainerFS.create, unmount on cleanup with --keep, else remove_on_exit(); spec.rootfs = fs.mount().
+# hint: sources: spec.rootfs, spec.layers, then --layer; sha256: ids are ref'd, paths go through
+#   import_rootfs; ContainerFS.create, unmount on cleanup with --keep, else remove_on_exit();
+#   spec.rootfs = fs.mount().
 # --8<-- [start:configure]
-def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
+def configure(args: argparse.Namespace, spec: ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
-    """Import the layers, make the container's filesystem, mount it and make it the container's root."""
-    sources = ([args.rootfs] if args.rootfs else []) + list(args.layer)
+    """Import the layers, make the container's filesystem, mount it and make it the container's root.
+
+    The layers, bottom first: ROOTFS, those an earlier stage put in ``spec.layers`` (an image's),
+    then each ``--layer``.
+    """
+    sources = ([spec.rootfs] if spec.rootfs else []) + spec.layers + list(args.layer)
     if not sources:
         raise EngineError("no image: give a ROOTFS or at least one --layer PATH")
     store = LayerStore()
@@ -313,18 +319,18 @@ def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
 
 
 # --8<-- [start:remove_on_exit]
-def remove_on_exit(fs: ContainerFS, spec: namespaces.ContainerSpec, cleanup: contextlib.ExitStack) -> None:
+def remove_on_exit(fs: ContainerFS, spec: ContainerSpec, cleanup: contextlib.ExitStack) -> None:
     """Remove ``fs`` when the engine is done with it; if the engine is killed, chapter 03's watchdog
     does, once the container (which dies with its engine, ``PR_SET_PDEATHSIG``) is gone too."""
     fs.claim()
-    command = _watchdog.python_argv("from minidocker import overlay; overlay._remove_left()",
+    command = _watchdog.python_argv("from minidocker.overlay import stage; stage._remove_left()",
                                     str(fs.store.root), fs.id)
     try:
         disarm = _watchdog.start(command, "minidocker-overlay-watchdog")
     except BaseException:
         fs.remove()
         raise
-    spec.on_created.append(fs.claim)  # the container's PID 1 too: unmount only once it is gone
+    spec.add_hook("on_created", fs.claim)  # the container's PID 1 too: unmount only once it is gone
 
     def finish() -> None:
         try:
@@ -354,7 +360,7 @@ STAGES = (*cgroups.STAGES, _stage.Stage("overlay", add_arguments, configure))
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m minidocker.overlay [--layer PATH]... [OPTIONS] [ROOTFS] -- CMD [ARG...]``."""
     return _stage.main(argv, prog="python -m minidocker.overlay", doc=__doc__, stages=STAGES,
-                       new_spec=namespaces.ContainerSpec, run=namespaces.run, rootfs_required=False)
+                       run=namespaces.run, rootfs_required=False)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError, read_report
+from minidocker.core.spec import ContainerSpec
 from minidocker.core.syscalls import (
     AT_EMPTY_PATH,
     AT_RECURSIVE,
@@ -43,7 +44,6 @@ from minidocker.core.syscalls import (
     OPEN_TREE_CLOEXEC,
     OPEN_TREE_CLONE,
 )
-from minidocker.namespaces import stage as namespaces
 from minidocker.overlay import stage as overlay
 from minidocker.overlay.layers import LayerStore
 
@@ -121,7 +121,7 @@ def attach_idmapped(pid: int, paths: Sequence[str], then: Callable[[], None] | N
 # --8<-- [end:attach_idmapped]
 
 
-def _container_fs(spec: namespaces.ContainerSpec) -> overlay.ContainerFS | None:
+def _container_fs(spec: ContainerSpec) -> overlay.ContainerFS | None:
     """Chapter 04's filesystem of this container, if its root is one (else a plain directory)."""
     with contextlib.suppress(EngineError, OSError):
         fs = overlay.ContainerFS.open(LayerStore(), spec.id)
@@ -131,7 +131,7 @@ def _container_fs(spec: namespaces.ContainerSpec) -> overlay.ContainerFS | None:
 
 
 # --8<-- [start:idmap_rootfs]
-def idmap_rootfs(spec: namespaces.ContainerSpec) -> None:
+def idmap_rootfs(spec: ContainerSpec) -> None:
     """With a user namespace, let the container's root own its root filesystem (an ``on_created`` hook).
 
     A plain directory is idmapped as a whole. overlayfs cannot be idmapped itself, but its *layers*
@@ -158,5 +158,5 @@ def idmap_rootfs(spec: namespaces.ContainerSpec) -> None:
             print(f"minidocker: warning: --userns without idmapped files ({e}): the container's root "
                   "sees the image's files as nobody", file=sys.stderr)
 
-    spec.on_created.append(attach)
+    spec.add_hook("on_created", attach)
 # --8<-- [end:idmap_rootfs]

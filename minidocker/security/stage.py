@@ -39,6 +39,7 @@ from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core import stage as _stage
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError
+from minidocker.core.spec import ORDER_RESTRICT, ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import stage as network
 from minidocker.security import capabilities, devices, idmap, masking, rlimits, seccomp
@@ -167,18 +168,19 @@ def protect_filesystem(hardening: Hardening, root: str) -> None:
 
 # exercise 06.15: Hook the hardening into a container spec
 # hint: plan(options); refuse privileged together with spec.id_map; unless privileged, restrict the
-#   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec); append to before_pivot
-#   protect_filesystem and PR_SET_KEEPCAPS, to before_exec restrict_process; return the plan.
+#   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec); before_pivot hooks:
+#   protect_filesystem, PR_SET_KEEPCAPS; restrict_process before_exec at ORDER_RESTRICT; return the plan.
 # --8<-- [start:harden]
-def harden(spec: namespaces.ContainerSpec, options: SecurityOptions | None = None) -> Hardening:
-    """Apply Docker's defaults (adjusted by ``options``) to the container ``spec``; call it last.
+def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Hardening:
+    """Apply Docker's defaults (adjusted by ``options``) to the container ``spec``.
 
-    It appends hooks: ``restrict_process`` must be the last ``before_exec`` hook that needs
-    privileges. A switch to the image's user may come before it (chapter 07 puts it first) or after
-    it: ``PR_SET_KEEPCAPS`` keeps the permitted capabilities across it, so that the capabilities can
-    still be set as Docker does. The container's cgroup (chapter 03), if it has one already, gets
-    Docker's device allow-list. With a user namespace the root filesystem is idmapped, so the
-    container's root owns its files without a single chown.
+    ``restrict_process`` is added at ``ORDER_RESTRICT``: after every ``before_exec`` hook of the
+    default order (which may still need privileges), before any switch to another user (at
+    ``ORDER_SWITCH_USER``). ``PR_SET_KEEPCAPS`` keeps the permitted capabilities across a user
+    switch that comes earlier anyway, so that the capabilities can still be set as Docker does.
+    The container's cgroup (chapter 03), if it has one already, gets Docker's device allow-list.
+    With a user namespace the root filesystem is idmapped, so the container's root owns its files
+    without a single chown.
     """
     hardening = plan(options or SecurityOptions())
     if hardening.privileged and spec.id_map:
@@ -187,9 +189,9 @@ def harden(spec: namespaces.ContainerSpec, options: SecurityOptions | None = Non
         with contextlib.suppress(EngineError):  # no cgroup: a bare spec, without chapter 03's stage
             devices.restrict(Cgroup.open(spec.id))
     idmap.idmap_rootfs(spec)
-    spec.before_pivot.append(lambda root: protect_filesystem(hardening, root))
-    spec.before_pivot.append(lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
-    spec.before_exec.append(lambda: restrict_process(hardening))
+    spec.add_hook("before_pivot", lambda root: protect_filesystem(hardening, root))
+    spec.add_hook("before_pivot", lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
+    spec.add_hook("before_exec", lambda: restrict_process(hardening), order=ORDER_RESTRICT)
     return hardening
 # --8<-- [end:harden]
 
@@ -264,7 +266,7 @@ def _paths(text: str) -> list[str]:
     return paths
 
 
-def configure(args: argparse.Namespace, spec: namespaces.ContainerSpec,
+def configure(args: argparse.Namespace, spec: ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
     """Fill the spec from the options of chapter 06: Docker's defaults unless told otherwise."""
     if args.pid == "host":
@@ -281,7 +283,7 @@ STAGES = (*network.STAGES, _stage.Stage("security", add_arguments, configure))
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m minidocker.security [OPTIONS] ROOTFS -- CMD [ARG...]``."""
     return _stage.main(argv, prog="python -m minidocker.security", doc=__doc__, stages=STAGES,
-                       new_spec=namespaces.ContainerSpec, run=namespaces.run)
+                       run=namespaces.run)
 
 
 if __name__ == "__main__":

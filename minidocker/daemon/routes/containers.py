@@ -27,13 +27,13 @@ from aiohttp import web
 from minidocker.core import errors
 from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
+from minidocker.core.spec import IdMap
 from minidocker.core.streams import STDERR, STDOUT, frame
 from minidocker.daemon import volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, tail_entries
 from minidocker.daemon.supervisor import Supervisor, parse_signal
 from minidocker.images import config as imageconfig
-from minidocker.namespaces import stage as namespaces
 from minidocker.network import stage as network
 
 __all__ = ["flag", "json_body", "routes"]
@@ -183,7 +183,7 @@ def user_namespace(daemon_config: dict, host: dict) -> list[int] | None:
                                      "enabled")
     if host.get("PidMode") == "host":
         raise errors.InvalidArgument("cannot share the host PID namespace when user namespaces are enabled")
-    return list(namespaces.IdMap())  # root inside is 100000 outside
+    return list(IdMap())  # root inside is 100000 outside
 
 
 def remap_volumes(mounts: list[dict], id_map: list[int] | None) -> None:
