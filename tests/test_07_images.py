@@ -927,8 +927,8 @@ def test_pull_streams_instead_of_holding_blobs_in_memory(private_registry: Local
     layout.image("big", [Layer([entry("etc", kind="dir"), entry("etc/big", os.urandom(48 << 20))], None)])
     skopeo_push(layout.root, "big", private_registry.host, "test/big:v1")
     script = f"""
-from minidocker import pull
-from minidocker.imagestore import ImageStore
+from minidocker.images import pull
+from minidocker.images.store import ImageStore
 
 def peak():  # VmHWM: this process's own high-water mark (ru_maxrss would include the parent's)
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])

@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m minidocker.build [OPTIONS] PATH``, ``history IMAGE``, ``prune``: here, without a daemon."""
     from minidocker.build import cli
     from minidocker.core import stage as _stage
-    from minidocker.core.console import human_size, table
+    from minidocker.core.console import table
+    from minidocker.core.units import human_size
 
     argv = sys.argv[1:] if argv is None else argv
 

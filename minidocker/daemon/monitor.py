@@ -38,8 +38,8 @@ from minidocker.core.paths import run_dir, state_dir
 from minidocker.core.process import EngineError
 from minidocker.core.spec import ORDER_FIRST
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
-from minidocker.daemon import engine, stdio
 from minidocker.core.units import parse_size
+from minidocker.daemon import engine, stdio
 from minidocker.daemon.containers import start_time
 from minidocker.daemon.execs import ExecSession
 from minidocker.daemon.logs import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, JsonLog
