@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests import test_08_build as chapter08
+from tests import helpers_08_build as chapter08
 from tests.helpers_10_daemon import running_daemon
 
 # Chapter 08's fixtures: busybox built by the builder itself, and the module's own bridge for RUN.

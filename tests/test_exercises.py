@@ -105,8 +105,8 @@ def test_fresh_workspace_fails_its_check(chapter: int, tmp_path: Path) -> None:
 
 
 # Chapter 10's own tests take over a minute (a daemon per module). Here it is verified with one
-# module, whose tests reach each of its exercises; `minidocker exercises verify 7` runs them all.
-VERIFY_TESTS = {7: ["tests/test_10_ports.py"]}
+# module, whose tests reach each of its exercises; `minidocker exercises verify 10` runs them all.
+VERIFY_TESTS = {10: ["tests/test_10_ports.py"]}
 
 
 @functools.cache
@@ -211,15 +211,15 @@ def test_lab_shocker_attack_works_until_the_capability_is_dropped_again(tmp_path
     assert fixed.ok, [v.detail for v in fixed.verdicts] + fixed.others
 
 
-@pytest.mark.chapter(7)
+@pytest.mark.chapter(11)
 def test_a_daemon_started_by_an_earlier_test_runs_each_tests_own_code(tmp_path: Path) -> None:
-    """The daemon outlives the test that started it: a wrong 07.3 must still fail the test it breaks."""
+    """The daemon outlives the test that started it: a wrong 10.3 must still fail the test it breaks."""
     ws = tmp_path / "ws"
-    new_workspace(7, ws)
+    new_workspace(11, ws)  # with chapter 11's tests: they drive the daemon
     for exercise in EXERCISES:
-        if exercise.chapter <= 7 and exercise.id != "07.3":
+        if exercise.chapter <= 11 and exercise.id != "10.3":
             restore(ws, exercise)
-    wrong = next(e for e in EXERCISES if e.id == "07.3")
+    wrong = next(e for e in EXERCISES if e.id == "10.3")
     source = (PACKAGE.parent / wrong.path).read_text()
     first, last = body_lines(function_node(ast.parse(source), wrong.function))
     body = textwrap.dedent("".join(source.splitlines(keepends=True)[first - 1:last]))
@@ -227,8 +227,8 @@ def test_a_daemon_started_by_an_earlier_test_runs_each_tests_own_code(tmp_path: 
     restore(ws, wrong, body=body.replace('("-u", cfg.get("User"))', '("-u", None)'))  # forgets -u
     tests = ["tests/test_11_cli.py::test_version_and_info",  # starts the module's daemon
              "tests/test_11_cli.py::test_user_workdir_env_hostname_and_hardening"]
-    verdicts = {v.exercise.id: v.result for v in check(ws, 7, tests=tests).verdicts}
-    assert verdicts["07.3"] == FAILED and verdicts["07.2"] == PASSED
+    verdicts = {v.exercise.id: v.result for v in check(ws, 11, tests=tests).verdicts}
+    assert verdicts["10.3"] == FAILED and verdicts["10.2"] == PASSED
 
 
 def test_plain_words_and_halving() -> None:

@@ -64,7 +64,7 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
-# exercise 11.1: Copy stdin to the container and its output to ours
+# exercise 11.2: Copy stdin to the container and its output to ours
 # hint: select on the socket (and stdin); socket data to fd 1 as is with a tty, else through a Demux to 1 or
 #   2 (STDERR); an empty read or a reset ends it; stdin at EOF: shutdown(SHUT_WR), stop reading it. Mind
 #   TLS: sock.pending() bytes are ready without select.

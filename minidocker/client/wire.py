@@ -55,6 +55,10 @@ def send_request(sock: socket.socket, method: str, target: str, headers: dict[st
 # --8<-- [end:send_request]
 
 
+# exercise 11.1: Read an answer's status line and headers
+# hint: lines from readline() until an empty one; the first is 'HTTP/1.x CODE REASON' (else ProtocolError,
+#   as for b"" and a header line without a colon); names in lower case, a repeated header joined with
+#   ', '; a 100 Continue head is skipped: read the next one.
 # --8<-- [start:read_head]
 def read_head(readline: Callable[[], bytes]) -> tuple[int, str, dict[str, str]]:
     """Status, reason and headers (names in lower case) from a source of lines; ``100 Continue`` skipped."""
