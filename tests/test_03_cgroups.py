@@ -477,3 +477,25 @@ def test_v2_swap_is_swap_alone_and_stats_parse(fake_v2):
 
 def test_shares_to_weight_like_runc():
     assert [cgroups_v2.shares_to_weight(s) for s in (2, 1024, 262144)] == [1, 39, 10000]
+
+
+def test_frozen_stops_every_process_and_lets_them_go(tmp_path):
+    """The freezer (``docker pause``): nothing of the cgroup runs inside the block, all of it after."""
+    counter = tmp_path / "counter"
+    cgroup = Cgroup.create("freeze-api")
+    loop = f"import time\nn = 0\nwhile True:\n    n += 1\n    open({str(counter)!r}, 'w').write(str(n))\n" \
+           "    time.sleep(0.001)"
+    child = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        cgroup.add(child.pid)
+        while not counter.exists() or not counter.read_text():
+            time.sleep(0.01)
+        with cgroup.frozen():
+            before = counter.read_text()
+            time.sleep(0.2)
+            assert counter.read_text() == before  # frozen: not one more write
+        time.sleep(0.2)
+        assert counter.read_text() != before  # thawed: running again
+    finally:
+        cgroup.remove()
+        child.wait()

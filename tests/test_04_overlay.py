@@ -347,6 +347,39 @@ def test_commit_stacked_on_the_image_reproduces_the_containers_view(store, base,
         fs.remove()
 
 
+def test_commit_never_follows_a_directory_swapped_for_a_host_symlink(store, base, tmp_path, monkeypatch):
+    """CVE-2018-15664's class: between the walk's listing of the upper directory and its reading of
+    /data, the container makes /data a symlink to a host directory. The layer holds /data's own files
+    (read through the descriptor opened before the swap) and nothing of the host's."""
+    host = tmp_path / "host-secrets"
+    host.mkdir()
+    (host / "marker").write_text("host only\n")
+    fs = ContainerFS.create(store, "c1", [base])
+    try:
+        (fs.upper / "data").mkdir()
+        (fs.upper / "data/inside").write_text("the container's\n")
+        real_scandir, calls, swapped = os.scandir, [], []
+
+        def swap_then_scandir(path):  # the first listing is the upper directory's; then the swap
+            if calls and not swapped:
+                os.rename(fs.upper / "data", fs.dir / "moved-away")
+                os.symlink(str(host), fs.upper / "data")
+                swapped.append(True)
+            calls.append(path)
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", swap_then_scandir)
+        layer = commit(fs, store, tar_path=tmp_path / "layer.tar")
+        monkeypatch.undo()
+        assert swapped, "the walk never listed a second directory: the swap did not happen"
+        with tarfile.open(layer.tar) as tar:
+            names = {m.name for m in tar.getmembers()}
+            contents = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isreg())
+        assert b"host only" not in contents and "data/marker" not in names, names
+    finally:
+        fs.remove()
+
+
 def test_diff_tells_added_from_changed(store, base):
     fs = ContainerFS.create(store, "c1", [base])
     try:

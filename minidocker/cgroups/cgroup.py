@@ -31,7 +31,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,6 +256,49 @@ class Cgroup:
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer has killed a process of this cgroup."""
         return self.stats().oom_kills > 0
+
+    # --8<-- [start:frozen]
+    @contextlib.contextmanager
+    def frozen(self, timeout: float = 5.0) -> Iterator[None]:
+        """Stop every process of the cgroup for the ``with`` block (``docker pause``), then let them go.
+
+        Why: reading a running container's files from the host races with the container, which may
+        swap a directory for a symlink to the host's ``/etc`` between our listing and our reading
+        (CVE-2018-15664's class); ``docker commit`` pauses by default. The freezer does it: v2's
+        ``cgroup.freeze`` (done when ``cgroup.events`` says ``frozen 1``), v1's ``freezer.state``
+        (``FROZEN``). A cgroup frozen already (paused) is left frozen afterwards.
+
+        Example::
+
+            >>> with Cgroup.of_process(pid).frozen():
+            ...     commit(fs, store)
+        """
+        if self.version == 2:
+            directory = self.directories[0]
+            state, freeze, thaw = directory / "cgroup.freeze", "1", "0"
+
+            def done() -> bool:
+                return "frozen 1" in read_text(directory / "cgroup.events").splitlines()
+        else:
+            state, freeze, thaw = self.path("freezer") / "freezer.state", "FROZEN", "THAWED"
+
+            def done() -> bool:
+                return read_text(state).strip() == "FROZEN"
+        if not state.exists():
+            raise EngineError(f"cgroup {self.name} cannot be frozen (no {state.name}): pause=false to go on")
+        was_frozen = read_text(state).strip() == freeze
+        write(state, freeze)
+        try:
+            deadline = time.monotonic() + timeout
+            while not done():
+                if time.monotonic() > deadline:
+                    raise EngineError(f"cgroup {self.name} did not freeze within {timeout:g} s")
+                time.sleep(0.002)
+            yield
+        finally:
+            if not was_frozen:
+                write(state, thaw)
+    # --8<-- [end:frozen]
 
     # --8<-- [start:kill_all]
     def kill_all(self, timeout: float = 5.0) -> None:

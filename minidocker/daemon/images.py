@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core import errors
 from minidocker.core.dockerconfig import RegistryAuth
 from minidocker.core.process import EngineError
@@ -28,6 +29,7 @@ from minidocker.images import cli as chapter06
 from minidocker.images import reference
 from minidocker.images.store import ImageStore
 from minidocker.overlay.stage import ContainerFS
+from minidocker.overlay.tar import HashingWriter
 
 __all__ = ["ImageService"]
 
@@ -142,16 +144,44 @@ class ImageService:
 
         return await self.stream(request, work, open_stream, send)
 
-    def commit(self, container_id: str, repo_tag: str | None, config: dict[str, Any]) -> str:
-        """``docker commit``: the container's changes as a new layer on its image; the new image's id."""
+    def commit(self, container_id: str, repo_tag: str | None, config: dict[str, Any], *, pid: int = 0,
+               pause: bool = True) -> str:
+        """``docker commit``: the container's changes as a new layer on its image; the new image's id.
+
+        A running container (``pid``, its PID 1) is paused meanwhile unless ``pause`` is False, as
+        Docker does: its processes cannot swap what the walk is reading.
+        """
         import tempfile
 
         from minidocker.overlay import changes
 
         fs = self.container_fs(container_id)
         with tempfile.TemporaryDirectory(dir=self.store.root / "tmp") as tmp:
-            committed = changes.commit(fs, self.store.layers, tar_path=Path(tmp) / "layer.tar")
+            with paused(pid if pause else 0):  # only while the files are read: compressing comes after
+                committed = changes.commit(fs, self.store.layers, tar_path=Path(tmp) / "layer.tar")
             return _commit_image(self.store, fs, committed, repo_tag, config)
+
+    def changes(self, container_id: str, pid: int = 0) -> list[tuple[str, str]]:
+        """``docker diff``, the running container (``pid``) paused meanwhile; EngineError if never started."""
+        from minidocker.overlay import changes
+
+        with paused(pid):
+            return changes.diff(self.container_fs(container_id))
+
+
+@contextlib.contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """Freeze the cgroup of the running container whose PID 1 is ``pid`` (0: none) for the block."""
+    if not pid:
+        yield
+        return
+    try:
+        cgroup = Cgroup.of_process(pid)
+    except EngineError:  # exited meanwhile: nothing runs to race with
+        yield
+        return
+    with cgroup.frozen():
+        yield
 
 
 def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: str | None,
@@ -159,6 +189,8 @@ def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: 
     """Write the config and manifest of "the image + one layer" and record it."""
     import gzip
     import json
+    import os
+    import shutil
     import time
 
     from minidocker.core import digests
@@ -167,20 +199,27 @@ def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: 
 
     base: Image = next(i for i in store.list() if i.diff_ids == fs.diff_ids[:len(i.diff_ids)]
                        and len(i.diff_ids) == len(fs.diff_ids))
-    tar = Path(committed.tar).read_bytes()
-    layer = gzip.compress(tar, mtime=0)
+    with store.temp_file() as (tmp, out):  # compressed as a stream: a big layer never sits in memory
+        writer = HashingWriter(out)
+        with Path(committed.tar).open("rb") as tar, gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) as gz:
+            shutil.copyfileobj(tar, gz, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+        layer_digest, layer_size = writer.digest(), writer.size
+        if not store.has_blob(layer_digest):
+            store.commit_blob(tmp, layer_digest)
     new_config = json.loads(json.dumps(base.config))
     new_config["config"] = {**(new_config.get("config") or {}), **config}
     new_config["rootfs"]["diff_ids"] = [*base.diff_ids, committed.diff_id]
     new_config["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     raw_config = json.dumps(new_config, sort_keys=True).encode()
     layers = [*base.manifest.get("layers", []), {"mediaType": f"{manifest.OCI_LAYER}+gzip",
-                                                 "digest": digests.digest_of(layer), "size": len(layer)}]
+                                                 "digest": layer_digest, "size": layer_size}]
     document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "layers": layers,
                 "config": {"mediaType": manifest.OCI_CONFIG, "digest": digests.digest_of(raw_config),
                            "size": len(raw_config)}}
     raw_manifest = json.dumps(document, sort_keys=True).encode()
-    for blob in (layer, raw_config, raw_manifest):
+    for blob in (raw_config, raw_manifest):
         store.put_blob(blob)
     tags = [str(reference.parse(repo_tag))] if repo_tag else []
     return store.add_image(digests.digest_of(raw_config), digests.digest_of(raw_manifest), tags=tags).id

@@ -23,6 +23,8 @@ Run it: ``python -m minidocker.overlay.changes diff CONTAINER``, ``commit CONTAI
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 import sys
@@ -40,23 +42,67 @@ from minidocker.overlay.tar import OPAQUE, WHITEOUT_PREFIX, LayerError
 __all__ = ["Committed", "commit", "diff", "export_changes"]
 
 
-def _walk(root: Path, rel: str = "") -> Iterator[tuple[str, os.stat_result]]:
-    """Every entry below ``root`` as (relative path, lstat), sorted, parents before children."""
-    for entry in sorted(os.scandir(root / rel), key=lambda e: e.name):
-        path = f"{rel}/{entry.name}" if rel else entry.name
-        st = entry.stat(follow_symlinks=False)
-        yield path, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, path)
+class _Entry(NamedTuple):
+    """One entry of the upper directory, as the walk found it."""
+
+    path: str  # relative to the upper directory
+    st: os.stat_result  # not followed
+    parent: int  # the open directory holding it
+    name: str
+    fd: int | None  # a directory: its own descriptor, open while its children are walked
+
+
+def _entries(dir_fd: int) -> list[str]:
+    """The names in the open directory ``dir_fd``, sorted."""
+    with os.scandir(dir_fd) as listing:
+        return sorted(entry.name for entry in listing)
+
+
+def _walk(dir_fd: int, rel: str = "") -> Iterator[_Entry]:
+    """Every entry below the open directory ``dir_fd``, sorted, parents before children.
+
+    Descends by descriptors, each directory opened ``O_NOFOLLOW`` relative to its parent: a path
+    would be resolved again at each step, and a running container may have swapped a directory
+    for a symlink to the host's ``/etc`` since it was listed (CVE-2018-15664's class). Such a swap
+    is an error here, never a walk of the host's files.
+    """
+    for name in _entries(dir_fd):
+        path = f"{rel}/{name}" if rel else name
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            yield _Entry(path, st, dir_fd, name, None)
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                raise
+            raise LayerError(f"/{path} changed while it was read: pause the container first") from None
+        try:
+            yield _Entry(path, os.fstat(fd), dir_fd, name, fd)
+            yield from _walk(fd, path)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _upper(fs: ContainerFS) -> Iterator[int]:
+    """The container's upper directory, open: the walk starts from this descriptor."""
+    fd = os.open(fs.upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque(path: Path) -> bool:
+def _is_opaque(fd: int) -> bool:
+    """Whether the open directory ``fd`` is opaque (overlayfs' xattr, read through the descriptor)."""
     try:
-        return os.getxattr(path, _tar.OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
+        return os.getxattr(fd, _tar.OVERLAY_OPAQUE) == b"y"
     except OSError:
         return False
 
@@ -73,15 +119,16 @@ def diff(fs: ContainerFS) -> list[tuple[str, str]]:
     """
     lower = fs.lowerdirs()
     changes = []
-    for path, st in _walk(fs.upper):
-        if _is_whiteout(st):
-            changes.append(("D", "/" + path))
-            continue
-        below = lower_entry(lower, path)
-        changes.append(("C" if below is not None else "A", "/" + path))
-        if stat.S_ISDIR(st.st_mode) and below is not None and _is_opaque(fs.upper / path):
-            hidden = lower_names(lower, path) - set(os.listdir(fs.upper / path))
-            changes += [("D", f"/{path}/{name}") for name in hidden]
+    with _upper(fs) as upper:
+        for path, st, _parent, _name, fd in _walk(upper):
+            if _is_whiteout(st):
+                changes.append(("D", "/" + path))
+                continue
+            below = lower_entry(lower, path)
+            changes.append(("C" if below is not None else "A", "/" + path))
+            if fd is not None and below is not None and _is_opaque(fd):
+                hidden = lower_names(lower, path) - set(_entries(fd))
+                changes += [("D", f"/{path}/{name}") for name in hidden]
     return sorted(changes, key=lambda change: change[1])
 # --8<-- [end:diff]
 
@@ -97,9 +144,9 @@ def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
     directories get their ``.wh..wh..opq`` marker; overlayfs' own xattrs are left out.
     """
     writer = _tar.HashingWriter(out)
-    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_tar.CHUNK) as tar:
-        for path, st in _walk(fs.upper):
-            full = fs.upper / path
+    with (_upper(fs) as upper,
+          tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_tar.CHUNK) as tar):
+        for path, st, parent, name, fd in _walk(upper):
             if _is_whiteout(st):
                 parent, _, name = path.rpartition("/")
                 marker = tarfile.TarInfo(os.path.join(parent, WHITEOUT_PREFIX + name))
@@ -109,8 +156,8 @@ def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
                 raise LayerError(f"the container made a device node, /{path}: a layer may not hold "
                                  "one (minidocker refuses them when unpacking); remove it first")
             else:
-                _tar.add_path(tar, full, path)
-                if stat.S_ISDIR(st.st_mode) and _is_opaque(full):
+                _tar.add_at(tar, parent, name, path, fd=fd)
+                if fd is not None and _is_opaque(fd):
                     marker = tarfile.TarInfo(f"{path}/{OPAQUE}")
                     marker.mode, marker.mtime = 0o644, int(st.st_mtime)
                     tar.addfile(marker)
@@ -141,9 +188,24 @@ def commit(fs: ContainerFS, store: LayerStore, *, tar_path: str | os.PathLike | 
         target = Path(tar_path) if tar_path is not None else scratch / "layer.tar"
         with open(target, "wb") as out:
             diff_id = export_changes(fs, out)
-        store.add(target, expected_diff_id=diff_id, compression="none", holder=holder)
+        store.add(target, expected_diff_id=diff_id, compression="none", holder=holder, trusted=True)
     return Committed(diff_id, Path(tar_path) if tar_path is not None else None)
 # --8<-- [end:commit]
+
+
+@contextlib.contextmanager
+def _paused(container_id: str) -> Iterator[None]:
+    """Freeze the container's cgroup (chapter 03) while its files are read, if it is running."""
+    from minidocker.cgroups.cgroup import Cgroup
+    from minidocker.core.process import EngineError
+
+    try:
+        cgroup = Cgroup.open(container_id)
+    except EngineError:  # no cgroup: not running, nothing to race with
+        yield
+        return
+    with cgroup.frozen():
+        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,13 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         if len(argv) == 2 and argv[0] == "diff":
-            for kind, path in diff(ContainerFS.open(LayerStore(), argv[1])):
+            with _paused(argv[1]):
+                found = diff(ContainerFS.open(LayerStore(), argv[1]))
+            for kind, path in found:
                 print(kind, path)
             return 0
         if len(argv) in (2, 4) and argv[0] == "commit" and (len(argv) == 2 or argv[2] == "-o"):
             store = LayerStore()
             fs = ContainerFS.open(store, argv[1])
-            print(commit(fs, store, tar_path=argv[3] if len(argv) == 4 else None).diff_id)
+            with _paused(argv[1]):
+                print(commit(fs, store, tar_path=argv[3] if len(argv) == 4 else None).diff_id)
             return 0
         if len(argv) >= 2 and argv[0] == "rm":
             for container in argv[1:]:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # for annotations only: importing typing costs every start of
     from typing import BinaryIO
 
 __all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "HashingWriter", "LayerError",
-           "add_path", "open_layer", "pack_tree", "tar_digest", "tar_info", "tree_fingerprint"]
+           "add_at", "add_path", "open_layer", "pack_tree", "tar_digest", "tar_info", "tree_fingerprint"]
 
 WHITEOUT_PREFIX = ".wh."  # OCI: "dir/.wh.NAME" deletes NAME of the layers below
 OPAQUE = ".wh..wh..opq"  # OCI: "dir/.wh..wh..opq" hides everything below dir in the layers below
@@ -221,6 +221,75 @@ def add_path(tar: tarfile.TarFile, path: str | os.PathLike, arcname: str) -> Non
             tar.addfile(info, f)
     else:
         tar.addfile(info)
+
+
+def add_at(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str, *, fd: int | None = None) -> None:
+    """Append the entry ``name`` of the open directory ``dir_fd``, never following a symlink on the way.
+
+    :func:`add_path` takes a path, which the kernel resolves again at each call (lstat, open,
+    listxattr): a directory swapped for a symlink between two calls sends it outside the tree. Here
+    the entry is opened once, ``O_NOFOLLOW``, relative to its parent's descriptor, and its header
+    and content come from that one open file (``fd``: a directory already open). An entry that
+    became something else since it was listed is a :class:`LayerError`, not a host file in the layer.
+
+    Example::
+
+        >>> add_at(tar, upper_fd, "hello", "hello")      # upper_fd: os.open(upper, O_DIRECTORY)
+    """
+    import stat as _stat
+    import tarfile  # only when a tar is written
+
+    own = fd is None
+    if own:
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise LayerError(f"/{arcname} went away while it was read: stop (pause) the container first") \
+                from None
+    try:
+        st = os.fstat(fd)
+        info = tarfile.TarInfo(arcname)
+        info.mode, info.uid, info.gid, info.uname, info.gname = _stat.S_IMODE(st.st_mode), st.st_uid, \
+            st.st_gid, "", ""
+        seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
+        info.mtime = seconds
+        if nanos:
+            info.pax_headers["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
+        if _stat.S_ISSOCK(st.st_mode):
+            return  # tar cannot hold a socket
+        key = (st.st_ino, st.st_dev)
+        if not _stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and key in tar.inodes:
+            info.type, info.linkname = tarfile.LNKTYPE, tar.inodes[key]  # a hard link to one added before
+        elif _stat.S_ISDIR(st.st_mode):
+            info.type = tarfile.DIRTYPE
+        elif _stat.S_ISLNK(st.st_mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+        elif _stat.S_ISFIFO(st.st_mode):
+            info.type = tarfile.FIFOTYPE
+        elif _stat.S_ISREG(st.st_mode):
+            info.type, info.size = tarfile.REGTYPE, st.st_size
+        else:
+            raise LayerError(f"/{arcname}: a device node cannot go in a layer")
+        if not _stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and key not in tar.inodes:
+            tar.inodes[key] = arcname
+        with contextlib.suppress(OSError):  # through the open file: the same inode, wherever it is now
+            where = f"/proc/self/fd/{fd}"  # a symlink's own xattrs are left out: only labels go there
+            for xattr in os.listxattr(where) if not _stat.S_ISLNK(st.st_mode) else []:
+                if not xattr.startswith("trusted.overlay."):
+                    value = os.getxattr(where, xattr)
+                    info.pax_headers["SCHILY.xattr." + xattr] = value.decode("utf-8", "surrogateescape")
+        if info.type != tarfile.REGTYPE:
+            tar.addfile(info)
+            return
+        try:
+            content = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)  # the inode we stat'ed
+        except OSError as e:
+            raise LayerError(f"cannot read /{arcname}: {e.strerror}") from None
+        with open(content, "rb") as f:
+            tar.addfile(info, f)
+    finally:
+        if own:
+            os.close(fd)
 
 
 def pack_tree(root: str | os.PathLike, out: BinaryIO) -> None:

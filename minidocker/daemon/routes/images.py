@@ -142,18 +142,20 @@ async def commit(request: web.Request) -> web.Response:
     repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
     changes = {k: v for k, v in (body if isinstance(body, dict) else {}).items()
                if k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts")}
-    image_id = await _blocking(store(request).commit, c.id, f"{repo}:{tag_}" if repo else None, changes)
+    pid = int(c.state.get("Pid") or 0) if c.running else 0
+    pause = request.query.get("pause", "true").lower() not in ("0", "false")  # Docker's default: pause
+    name = f"{repo}:{tag_}" if repo else None
+    image_id = await _blocking(lambda: store(request).commit(c.id, name, changes, pid=pid, pause=pause))
     return web.json_response({"Id": image_id}, status=201)
 
 
 @routes.get("/containers/{id}/changes")
 async def changes(request: web.Request) -> web.Response:
     """``docker diff``: what the container added (1), changed (0) or deleted (2)."""
-    from minidocker.overlay import changes as chapter04
-
     c = container(request)
+    pid = int(c.state.get("Pid") or 0) if c.running else 0
     try:
-        found = await _blocking(lambda: chapter04.diff(store(request).container_fs(c.id)))
+        found = await _blocking(lambda: store(request).changes(c.id, pid))
     except EngineError:
         found = []  # never started: no filesystem, no changes yet
     kinds = {"C": 0, "A": 1, "D": 2}
