@@ -58,6 +58,7 @@ fi
 ROOTFS=$(.venv/bin/python -m minidocker.rootfs)
 
 REGISTRY=127.0.0.1:5000
+REGISTRY_STORAGE=/var/lib/minidocker/registry
 registry_answers() {
     .venv/bin/python -c "import urllib.request as u; u.urlopen('http://$REGISTRY/v2/', timeout=1)" 2>/dev/null
 }
@@ -65,12 +66,15 @@ registry_answers() {
 case "${1:-}" in
     demo)
         # Docker Hub may be unreachable (it is on the machines this book is tested on): run our own
-        # registry (chapter 09) on 127.0.0.1:5000, push busybox to it, and give it to the daemon
-        # as a mirror. Where Docker Hub is reachable the same 'run busybox' works without it.
+        # registry (chapter 09) on 127.0.0.1:5000 and give it to the daemon as a mirror. Where Docker
+        # Hub is reachable the same 'run busybox' works without it. The registry has no users, so
+        # it takes no pushes (else any local user could replace the busybox root runs): busybox
+        # goes into its storage directory directly, which only root may write.
         mkdir -p /run/minidocker
+        .venv/bin/python -m minidocker.registry seed --storage "$REGISTRY_STORAGE" >/dev/null
         if ! registry_answers; then
             setsid .venv/bin/python -m minidocker.registry serve --addr "$REGISTRY" \
-                --storage /var/lib/minidocker/registry </dev/null >>/run/minidocker/registry.log 2>&1 &
+                --storage "$REGISTRY_STORAGE" </dev/null >>/run/minidocker/registry.log 2>&1 &
             tries=0
             until registry_answers; do
                 tries=$((tries + 1))
@@ -81,7 +85,6 @@ case "${1:-}" in
                 sleep 0.2
             done
         fi
-        .venv/bin/python -m minidocker.images seed "$REGISTRY" >/dev/null
         .venv/bin/minidocker daemon start --registry-mirror "http://$REGISTRY" >/dev/null
         .venv/bin/minidocker run --rm busybox echo hello
         exec .venv/bin/minidocker run --rm --hostname minidocker-demo busybox \

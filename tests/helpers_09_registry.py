@@ -23,6 +23,8 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
+# A registry without users takes no push and no delete unless told: tests that push anonymously say so.
+WRITABLE = ("--allow-anonymous-push", "--delete-enabled")
 
 
 def sha256(data: bytes) -> str:

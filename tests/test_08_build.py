@@ -307,7 +307,7 @@ def test_a_built_image_pushes_and_pulls_back_identical(busybox: str, tmp_path: P
     ctx = context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY a.txt /\nRUN echo b > /b\n",
                                      "a.txt": "a"})
     image_id = Built(ctx, tags=["pushed"]).image_id
-    with registry_server.running(tmp_path / "registry") as server:
+    with registry_server.running(tmp_path / "registry", "--allow-anonymous-push") as server:
         name = f"{server.host}/team/pushed:v1"
         store = ImageStore()
         store.tag("pushed", name)

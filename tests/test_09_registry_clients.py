@@ -22,6 +22,7 @@ from tests.helpers_09_registry import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
+    WRITABLE,
     Dockerd,
     call,
     sha256,
@@ -65,7 +66,7 @@ def inspect(reference: str, *flags: str) -> bytes:
 @pytest.mark.parametrize("fmt, media_type", [
     ("oci", OCI_MANIFEST), ("v2s2", "application/vnd.docker.distribution.manifest.v2+json")])
 def test_skopeo_pushes_and_pulls(layout, tmp_path, fmt, media_type):
-    with running(tmp_path / "storage") as registry:
+    with running(tmp_path / "storage", *WRITABLE) as registry:
         target = f"docker://{registry.host}/library/busybox:{fmt}"
         skopeo("copy", *NO_TLS, "--format", fmt, f"oci:{layout}:busybox", target)
         head = call(registry.url, "HEAD", f"/v2/library/busybox/manifests/{fmt}")
@@ -92,7 +93,7 @@ def test_skopeo_copies_a_multi_platform_index(layout, tmp_path, fmt, list_type, 
     convert = ("--format", "v2s2") if fmt == "v2s2" else ()
     expected = tmp_path / "expected"  # what skopeo sends, written to a directory instead
     skopeo("copy", "--all", *convert, f"oci:{layout}:multi", f"dir:{expected}")
-    with running(tmp_path / "storage") as registry:
+    with running(tmp_path / "storage", *WRITABLE) as registry:
         target = f"docker://{registry.host}/library/multi:{fmt}"
         skopeo("copy", "--all", *convert, *NO_TLS, f"oci:{layout}:multi", target)
         raw = inspect(target)
@@ -195,7 +196,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 def test_tls(layout, tmp_path):
     cert, key = self_signed(tmp_path / "certs")
-    with running(tmp_path / "s", "--tls-cert", str(cert), "--tls-key", str(key)) as registry:
+    with running(tmp_path / "s", "--tls-cert", str(cert), "--tls-key", str(key), *WRITABLE) as registry:
         assert registry.url.startswith("https://")
         target = f"docker://{registry.host}/library/busybox:tls"
         skopeo("copy", "--dest-cert-dir", str(tmp_path / "certs"), f"oci:{layout}:busybox", target)
@@ -211,8 +212,8 @@ def test_dockerd_pushes_and_pulls(layout, users, tmp_path):
         pytest.skip(reason)
     options = ("--htpasswd", str(users / "htpasswd"), "--token-key", str(tmp_path / "key.pem"),
                "--acl", str(users / "acl"))
-    with running(tmp_path / "open") as open_registry, running(tmp_path / "auth", *options) as auth_registry, \
-            dockerd:
+    with running(tmp_path / "open", *WRITABLE) as open_registry, \
+            running(tmp_path / "auth", *options) as auth_registry, dockerd:
         for registry, name in ((open_registry, "library/busybox"), (auth_registry, "alice/busybox")):
             image = f"{registry.host}/{name}:1"
             skopeo("copy", f"oci:{layout}:busybox", f"docker-archive:{tmp_path}/image.tar:{image}")

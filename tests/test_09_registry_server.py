@@ -16,6 +16,7 @@ from minidocker.registry.server import running
 from tests.helpers_09_registry import (
     OCI_INDEX,
     OCI_MANIFEST,
+    WRITABLE,
     call,
     manifest_for,
     push_blob,
@@ -27,7 +28,7 @@ from tests.helpers_09_registry import (
 
 @pytest.fixture
 def registry(tmp_path):
-    with running(tmp_path / "storage") as server:
+    with running(tmp_path / "storage", *WRITABLE) as server:
         yield server
 
 
@@ -221,7 +222,7 @@ def test_referrers(registry):
 
 
 def test_read_only_mode(tmp_path):
-    with running(tmp_path / "s") as writable:
+    with running(tmp_path / "s", *WRITABLE) as writable:
         push_image(writable.url, "r/ro", "v1", [b"layer"])
     with running(tmp_path / "s", "--read-only") as server:
         assert call(server.url, "GET", "/v2/r/ro/manifests/v1").status == 200

@@ -16,7 +16,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from minidocker.registry.server import running
-from tests.helpers_09_registry import OCI_MANIFEST, call, manifest_for, push_blob, raw_upload, sha256
+from tests.helpers_09_registry import (
+    OCI_MANIFEST,
+    WRITABLE,
+    call,
+    manifest_for,
+    push_blob,
+    raw_upload,
+    sha256,
+)
 
 
 def test_server_killed_during_an_upload(tmp_path):
@@ -24,7 +32,7 @@ def test_server_killed_during_an_upload(tmp_path):
     storage = tmp_path / "storage"
     data = os.urandom(1 << 20)
     digest = sha256(data)
-    with running(storage) as first:
+    with running(storage, *WRITABLE) as first:
         location = call(first.url, "POST", "/v2/r/kill/blobs/uploads/").headers["Location"]
         with raw_upload(first.url, location, len(data), data[:300_000]):
             deadline = time.monotonic() + 10
@@ -34,7 +42,7 @@ def test_server_killed_during_an_upload(tmp_path):
             first.process.send_signal(signal.SIGKILL)
             first.process.wait()
     assert not (storage / "blobs" / "sha256" / digest[7:9] / digest[7:]).exists()
-    with running(storage) as second:
+    with running(storage, *WRITABLE) as second:
         assert call(second.url, "HEAD", f"/v2/r/kill/blobs/{digest}").status == 404
         status = call(second.url, "GET", location)
         assert status.status == 204 and status.headers["Range"] == "0-299999"
@@ -157,7 +165,7 @@ async def _push_while_pulling(urls: list[str], images: list[Image], seen: Counte
 def test_two_servers_share_one_storage_directory(tmp_path):
     """Concurrent pushes through two server processes, with pulls through the other one all along."""
     storage = tmp_path / "storage"
-    with running(storage) as one, running(storage) as two:
+    with running(storage, *WRITABLE) as one, running(storage, *WRITABLE) as two:
         images, seen = _images([one.url, two.url], rounds=12), Counter()
         latest = asyncio.run(_push_while_pulling([one.url, two.url], images, seen))
         pushed = [sha256(image.manifest) for image in images]

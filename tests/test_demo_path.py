@@ -3,9 +3,11 @@
 Not a chapter's test: it needs the repository's setup.sh and .venv, which a student's exercise
 workspace does not have.
 
-setup.sh starts ``minidocker.registry.server`` on 127.0.0.1:5000, seeds it with busybox, starts the
-daemon with ``--registry-mirror`` and runs ``busybox echo hello``. Here the same commands run on a
-free port, with the daemon's state, run directory and socket in the test's own directory.
+setup.sh seeds a storage directory with busybox, starts ``minidocker.registry.server`` on it on
+127.0.0.1:5000 (no users, so no pushes: the mirror root pulls from cannot be rewritten by anyone
+else), starts the daemon with ``--registry-mirror`` and runs ``busybox echo hello``. Here the same
+commands run on a free port, with the daemon's state, run directory and socket in the test's own
+directory.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _demo_commands() -> str:
 def test_setup_sh_demo_runs_busybox_from_our_registry(tmp_path):
     demo = _demo_commands()  # what this test does is still what the demo does
     for line in ('-m minidocker.registry serve --addr "$REGISTRY"',
-                 '-m minidocker.images seed "$REGISTRY"',
+                 '-m minidocker.registry seed --storage "$REGISTRY_STORAGE"',
                  'minidocker daemon start --registry-mirror "http://$REGISTRY"',
                  "minidocker run --rm busybox echo hello"):
         assert line in demo, f"setup.sh's demo no longer runs {line!r}: update this test"
@@ -52,10 +54,15 @@ def test_setup_sh_demo_runs_busybox_from_our_registry(tmp_path):
 
     pidfile = tmp_path / "run" / "minidockerd.pid"
     daemon = 0
+    assert "--allow-anonymous-push" not in demo and "--delete-enabled" not in demo
+    seeded = run(sys.executable, "-m", "minidocker.registry", "seed", "--storage", tmp_path / "registry")
+    assert seeded.returncode == 0 and seeded.stdout.startswith("sha256:"), seeded.stderr
     with running(tmp_path / "registry") as registry:
         try:
-            seeded = run(sys.executable, "-m", "minidocker.images", "seed", registry.host)
-            assert seeded.returncode == 0 and seeded.stdout.startswith("sha256:"), seeded.stderr
+            for method, path in (("POST", "/v2/library/busybox/blobs/uploads/"),
+                                 ("PUT", "/v2/library/busybox/manifests/latest"),
+                                 ("DELETE", "/v2/library/busybox/manifests/latest")):
+                assert _status(registry.url, method, path) in (403, 405), f"{method} {path} was let in"
             started = run(MINIDOCKER, "daemon", "start", "--registry-mirror", registry.url)
             assert started.returncode == 0, started.stderr
             daemon = int(pidfile.read_text())
@@ -79,6 +86,18 @@ def test_setup_sh_demo_runs_busybox_from_our_registry(tmp_path):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(daemon, 0)
             kill_monitors(tmp_path / "state")
+
+
+def _status(url: str, method: str, path: str) -> int:
+    """The status an anonymous request gets."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + path, b"", method=method), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def _running(pid: int) -> bool:

@@ -35,7 +35,7 @@ from minidocker.images import manifest, reference
 from minidocker.images.progress import bar
 from minidocker.images.store import ImageStore
 
-__all__ = ["MAX_CONCURRENT_UPLOADS", "push", "seed_busybox"]
+__all__ = ["MAX_CONCURRENT_UPLOADS", "busybox_image", "push", "seed_busybox"]
 
 MAX_CONCURRENT_UPLOADS = 5  # Docker's default (dockerd --max-concurrent-uploads)
 Progress = Callable[[dict[str, Any]], None]
@@ -100,9 +100,28 @@ def seed_busybox(registry_host: str, name: str = "library/busybox:latest") -> st
     For places without Docker Hub: a local registry seeded this way serves as Docker Hub's mirror,
     and ``run busybox`` then works unchanged. One gzip layer, a config with ``Cmd ["sh"]``; the
     bytes are reproducible, so seeding twice gives the same digest. Returns the manifest digest.
+    The registry must take pushes from whoever runs this.
     """
     reg = registry.connect(registry_host)
     repository, _, tag = name.partition(":")
+    blobs, raw = busybox_image()
+    for blob in blobs:
+        digest = digests.digest_of(blob)
+        if not reg.has_blob(repository, digest):
+            reg.upload_blob(repository, digest, len(blob), io.BytesIO(blob))
+    return reg.put_manifest(repository, tag or "latest", raw, manifest.OCI_MANIFEST)
+# --8<-- [end:seed_busybox]
+
+
+def busybox_image() -> tuple[list[bytes], bytes]:
+    """Chapter 00's busybox as an OCI image: ``([layer, config], manifest)``, the same bytes every time.
+
+    Example::
+
+        >>> blobs, raw = busybox_image()
+        >>> json.loads(raw)["layers"][0]["digest"] == digests.digest_of(blobs[0])
+        True
+    """
     layer_tar = rootfs.busybox_tar().read_bytes()
     layer = gzip.compress(layer_tar, compresslevel=6, mtime=0)
     host = manifest.Platform.host()
@@ -118,10 +137,4 @@ def seed_busybox(registry_host: str, name: str = "library/busybox:latest") -> st
                            "size": len(config)},
                 "layers": [{"mediaType": f"{manifest.OCI_LAYER}+gzip", "digest": digests.digest_of(layer),
                             "size": len(layer)}]}
-    for blob in (layer, config):
-        digest = digests.digest_of(blob)
-        if not reg.has_blob(repository, digest):
-            reg.upload_blob(repository, digest, len(blob), io.BytesIO(blob))
-    raw = json.dumps(document, sort_keys=True).encode()
-    return reg.put_manifest(repository, tag or "latest", raw, manifest.OCI_MANIFEST)
-# --8<-- [end:seed_busybox]
+    return [layer, config], json.dumps(document, sort_keys=True).encode()

@@ -11,40 +11,30 @@ upload, ``delete``); :meth:`Authorizer.authorize` either returns who the caller 
     GET /token?service=…&scope=repository:busybox:pull  (Basic alice:pw)  -> {"token": "eyJ…"}
     GET /v2/busybox/manifests/latest  (Bearer eyJ…)   -> 200
 
+Without ``--htpasswd`` or ``--token-key`` nobody can log in, so nobody can be told apart: anyone
+may pull, and nobody may push or delete unless the server was started with
+``--allow-anonymous-push`` (a registry anyone on the machine can write to is one that can hand
+root a different ``busybox``).
+
 Example::
 
-    >>> Authorizer()                      # no --htpasswd, no --token-key: everyone may do everything
+    >>> Authorizer()                      # no --htpasswd, no --token-key: anyone may pull, nobody push
+    >>> Authorizer(anonymous_push=True)   # ... and anyone may push (a scratch registry for tests)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from minidocker.core.errors import Forbidden, InvalidArgument, Unauthorized
 from minidocker.registry.auth import Acl, Htpasswd, Scope, TokenAuthority, basic_credentials, parse_scope
-from minidocker.registry.store import ApiError
 
-__all__ = ["Authorizer", "Identity", "error_response"]
+__all__ = ["Authorizer", "Identity"]
 
-
-class Unauthorized(ApiError):
-    """A 401 with the challenge that tells the client where and how to authenticate."""
-
-    def __init__(self, message: str, challenge: str) -> None:
-        super().__init__(401, "UNAUTHORIZED", message)
-        self.headers = {"WWW-Authenticate": challenge}
-
-
-def error_response(e: ApiError, request: web.Request | None = None) -> web.Response:
-    """The spec's error body: ``{"errors": [{"code", "message", "detail"}]}`` with the right status."""
-    body = {"errors": [{"code": e.code, "message": e.message, "detail": e.detail}]}
-    headers = {"Content-Type": "application/json", **getattr(e, "headers", {})}
-    if e.status == 416 and isinstance(e.detail, dict) and "size" in e.detail:
-        headers["Range"] = f"0-{max(e.detail['size'] - 1, 0)}"
-    return web.Response(status=e.status, body=json.dumps(body).encode(), headers=headers)
+_WRITES = ("push", "delete")
 
 
 @dataclass
@@ -67,10 +57,12 @@ class Authorizer:
     """Checks requests against Basic credentials (htpasswd) or Bearer tokens; see the module doc."""
 
     def __init__(self, htpasswd: Htpasswd | None = None, acl: Acl | None = None,
-                 tokens: TokenAuthority | None = None, realm: str | None = None) -> None:
+                 tokens: TokenAuthority | None = None, realm: str | None = None,
+                 anonymous_push: bool = False) -> None:
         self.htpasswd, self.tokens, self.realm = htpasswd, tokens, realm
         self.acl = acl or Acl.load(None)
         self.enabled = htpasswd is not None or tokens is not None
+        self.anonymous_push = anonymous_push
 
     async def _check_password(self, user: str, password: str) -> bool:
         if self.htpasswd is None:
@@ -81,6 +73,9 @@ class Authorizer:
     async def authorize(self, request: web.Request, name: str | None, action: str | None) -> Identity:
         """Who is calling, if they may do ``action`` on repository ``name``; else raise 401/403."""
         if not self.enabled:
+            if action in _WRITES and not self.anonymous_push:
+                raise Forbidden(f"this registry has no users, so it takes no {action}: start it with "
+                                "--htpasswd or --token-key (or --allow-anonymous-push)", code="DENIED")
             return Identity()
         if action == "catalog":
             needed = [Scope("registry", "catalog", "*")]
@@ -98,18 +93,20 @@ class Authorizer:
                     challenge += f',scope="{needed[0].type}:{needed[0].name}:{actions}"'
                 if grants is not None:
                     challenge += ',error="insufficient_scope"'
-                raise Unauthorized("authentication required", challenge)
+                raise Unauthorized("authentication required", code="UNAUTHORIZED", challenge=challenge)
             return Identity(grants=grants)
         credentials = basic_credentials(header)
         user = None
         if credentials is not None:
             if not await self._check_password(*credentials):
-                raise Unauthorized("wrong user name or password", 'Basic realm="minidocker-registry"')
+                raise Unauthorized("wrong user name or password", code="UNAUTHORIZED",
+                                   challenge='Basic realm="minidocker-registry"')
             user = credentials[0]
         if user is None and (not needed or not all(self.acl.allowed(None, s) for s in needed)):
-            raise Unauthorized("authentication required", 'Basic realm="minidocker-registry"')
+            raise Unauthorized("authentication required", code="UNAUTHORIZED",
+                               challenge='Basic realm="minidocker-registry"')
         if not all(self.acl.allowed(user, s) for s in needed):
-            raise ApiError(403, "DENIED", f"{user or 'anonymous'} may not {action} {name}")
+            raise Forbidden(f"{user or 'anonymous'} may not {action} {name}", code="DENIED")
         return Identity(user, self.acl)
     # --8<-- [end:authorize]
 
@@ -120,7 +117,7 @@ class Authorizer:
         if request.method == "POST":
             form = await request.post()
             if form.get("grant_type") != "password":
-                return error_response(ApiError(400, "UNSUPPORTED", "only grant_type=password is supported"))
+                raise InvalidArgument("only grant_type=password is supported", code="UNSUPPORTED")
             credentials: tuple[str, str] | None = (str(form.get("username", "")),
                                                    str(form.get("password", "")))
             scopes = str(form.get("scope", "")).split()
@@ -130,7 +127,7 @@ class Authorizer:
         user = None
         if credentials is not None:
             if not await self._check_password(*credentials):
-                return error_response(ApiError(401, "UNAUTHORIZED", "wrong user name or password"))
+                raise Unauthorized("wrong user name or password", code="UNAUTHORIZED")
             user = credentials[0]
         wanted = [scope for text in scopes for scope in parse_scope(text)]
         return web.json_response(self.tokens.issue(user, wanted, self.acl))

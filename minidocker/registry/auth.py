@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Acl", "Htpasswd", "Scope", "TokenAuthority", "parse_scope"]
+__all__ = ["MAX_PASSWORD", "Acl", "Htpasswd", "Scope", "TokenAuthority", "parse_scope"]
 
 ACTIONS = ("pull", "push", "delete")
+MAX_PASSWORD = 72  # bytes: bcrypt reads no further (htpasswd(1) refuses longer ones, and so do we)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Htpasswd:
         self._stamp: tuple[int, int] | None = None
         self._users: dict[str, bytes] = {}
         self._good: dict[str, float] = {}  # sha256(user, password) -> when it was last verified
+        self._dummy: bytes | None = None  # checked for unknown users: they cost a bcrypt check too
 
     @staticmethod
     def line(user: str, password: str) -> str:
@@ -82,6 +84,8 @@ class Htpasswd:
 
         if ":" in user or not user:
             raise ValueError("a user name cannot be empty or contain ':'")
+        if len(password.encode()) > MAX_PASSWORD:
+            raise ValueError(f"a password cannot be longer than {MAX_PASSWORD} bytes (bcrypt reads no more)")
         return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()}"
 
     def _load(self) -> None:
@@ -97,17 +101,26 @@ class Htpasswd:
     # --8<-- [start:check_password]
     def check(self, user: str, password: str) -> bool:
         """True if the password is right. bcrypt is slow on purpose (~50 ms): Docker sends Basic
-        credentials with *every* request, so a verified pair is remembered for a minute."""
+        credentials with *every* request, so a verified pair is remembered for a minute.
+
+        A wrong answer costs the same whoever asks: an unknown user's password is checked against
+        a dummy hash, so the time taken does not say which user names exist. A password longer
+        than bcrypt's 72 bytes cannot be anyone's (none can be set, see :meth:`line`): it is wrong.
+        """
         import bcrypt
 
         self._load()
         key = hashlib.sha256(f"{user}\0{password}".encode()).hexdigest()
         if self._good.get(key, 0) > time.monotonic() - 60:
             return True
+        secret = password.encode()[:MAX_PASSWORD]  # bcrypt raises beyond: the length is checked below
         hashed = self._users.get(user)
         if hashed is None or not hashed.startswith((b"$2a$", b"$2b$", b"$2y$")):
+            if self._dummy is None:
+                self._dummy = bcrypt.hashpw(b"minidocker: no such user", bcrypt.gensalt(10))
+            bcrypt.checkpw(secret, self._dummy)
             return False
-        if not bcrypt.checkpw(password.encode(), b"$2b$" + hashed[4:]):
+        if not bcrypt.checkpw(secret, b"$2b$" + hashed[4:]) or len(password.encode()) > MAX_PASSWORD:
             return False
         self._good[key] = time.monotonic()
         return True

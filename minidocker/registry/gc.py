@@ -28,8 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minidocker.core.errors import Kind
 from minidocker.registry.blobstore import BlobStore
-from minidocker.registry.store import INDEX_TYPES, ApiError, Repositories, parse_manifest
+from minidocker.registry.store import INDEX_TYPES, Repositories, parse_manifest
 
 __all__ = ["Collected", "collect_garbage"]
 
@@ -54,7 +55,7 @@ def _references(repos: Repositories, name: str, digest: str) -> tuple[list[str],
     try:
         _, media_type, body = repos.get_manifest(name, digest)
         manifest = parse_manifest(body, media_type)
-    except (ApiError, FileNotFoundError):
+    except (Kind, FileNotFoundError):  # gone, or not a manifest we can read
         return [], [], None
     children = [d for d, _ in manifest.manifests] if media_type in INDEX_TYPES else []
     return [d for d, _ in manifest.blobs], children, manifest.subject

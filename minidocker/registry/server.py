@@ -16,7 +16,14 @@ Run it::
 
 Options of ``serve``: ``--htpasswd FILE`` (Basic auth), ``--token-key FILE`` (Bearer tokens from our
 own ``/token`` endpoint, with ``--acl FILE`` for per-repository scopes), ``--anonymous-read``,
-``--read-only``, ``--tls-cert``/``--tls-key``, ``--access-log FILE`` (``-`` for stderr).
+``--read-only``, ``--allow-anonymous-push`` (without auth, pushes are refused unless given),
+``--delete-enabled`` (deletes are refused unless given), ``--tls-cert``/``--tls-key``,
+``--access-log FILE`` (``-`` for stderr).
+
+Errors are classified once: handlers and the store raise the kinds of ``core/errors.py`` with the
+spec's ``code``; :func:`error_response` is the one place that turns them into the spec's error JSON,
+with the kind's status (``core.errors.http_status``) or the protocol's own (405, 413, 416). Anything
+else is a bug: a 500, and its traceback in the log.
 """
 
 from __future__ import annotations
@@ -39,12 +46,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from minidocker.core.digests import DigestError, check_digest
-from minidocker.registry.access import Authorizer, error_response
+from minidocker.core.errors import InvalidArgument, Kind, NotFound, Unauthorized, http_status
+from minidocker.registry.access import Authorizer
 from minidocker.registry.blobstore import BlobStore
-from minidocker.registry.store import ApiError, Repositories, check_name
+from minidocker.registry.protocol import ProtocolError
+from minidocker.registry.store import Repositories, check_name
 from minidocker.registry.uploads import UploadHandlers
 
-__all__ = ["MAX_MANIFEST", "Registry", "Running", "main", "make_app", "running", "serve"]
+__all__ = ["MAX_MANIFEST", "Registry", "Running", "error_response", "main", "make_app", "running", "seed",
+           "serve"]
+
+log = logging.getLogger(__name__)
 
 MAX_MANIFEST = 4 * 1024 * 1024  # the size the spec says every registry should accept
 _N = r"(?P<name>.+?)"
@@ -73,38 +85,41 @@ class Registry(UploadHandlers):
     # --8<-- [end:routes]
 
     def __init__(self, storage: str, authorizer: Authorizer | None = None, read_only: bool = False,
-                 max_manifest: int = MAX_MANIFEST) -> None:
+                 max_manifest: int = MAX_MANIFEST, delete_enabled: bool = False) -> None:
         self.store = BlobStore(storage)
         self.repos = Repositories(self.store)
         self.auth = authorizer or Authorizer()
-        self.read_only, self.max_manifest = read_only, max_manifest
+        self.read_only, self.max_manifest, self.delete_enabled = read_only, max_manifest, delete_enabled
         self._routes = [(m, re.compile(f"^{p}$"), getattr(self, h), a) for m, p, h, a in self.ROUTES]
 
     # --8<-- [start:dispatch]
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Find the route, check the name and the caller's rights, run the handler; errors per the spec."""
-        try:
-            method = "GET" if request.method == "HEAD" else request.method
-            matches = [(m, r.match(request.path), h, a) for m, r, h, a in self._routes]
-            matches = [(m, match, h, a) for m, match, h, a in matches if match]
-            if not matches:
-                raise ApiError(404, "UNSUPPORTED", f"no such endpoint: {request.path}")
-            found = [(match, h, a) for m, match, h, a in matches if m == method]
-            if not found:
-                raise ApiError(405, "UNSUPPORTED", f"{request.method} is not supported on {request.path}")
-            match, handler, action = found[0]
-            args = match.groupdict()
-            if "name" in args:
-                check_name(args["name"])
-            if self.read_only and method != "GET":
-                raise ApiError(405, "UNSUPPORTED", "this registry is read-only")
-            if action is not None or self.auth.enabled:
-                request["identity"] = await self.auth.authorize(request, args.get("name"), action)
-            return await handler(request, **args)
-        except ApiError as e:
-            return error_response(e, request)
-        except DigestError as e:
-            return error_response(ApiError(400, "DIGEST_INVALID", str(e)), request)
+        """Find the route, check the name and the caller's rights, run the handler (errors: the middleware).
+
+        Deletes are off unless ``--delete-enabled`` (as distribution's ``storage.delete.enabled``):
+        a registry that forgets images because someone asked is a choice to make, not a default.
+        """
+        method = "GET" if request.method == "HEAD" else request.method
+        matches = [(m, r.match(request.path), h, a) for m, r, h, a in self._routes]
+        matches = [(m, match, h, a) for m, match, h, a in matches if match]
+        if not matches:
+            raise NotFound(f"no such endpoint: {request.path}", code="UNSUPPORTED")
+        found = [(match, h, a) for m, match, h, a in matches if m == method]
+        if not found:
+            raise ProtocolError(405, f"{request.method} is not supported on {request.path}",
+                                code="UNSUPPORTED")
+        match, handler, action = found[0]
+        args = match.groupdict()
+        if "name" in args:
+            check_name(args["name"])
+        if self.read_only and method != "GET":
+            raise ProtocolError(405, "this registry is read-only", code="UNSUPPORTED")
+        if action == "delete" and not self.delete_enabled:
+            raise ProtocolError(405, "deletes are disabled on this registry (--delete-enabled)",
+                                code="UNSUPPORTED")
+        if action is not None or self.auth.enabled:
+            request["identity"] = await self.auth.authorize(request, args.get("name"), action)
+        return await handler(request, **args)
     # --8<-- [end:dispatch]
 
     @staticmethod
@@ -116,7 +131,7 @@ class Registry(UploadHandlers):
         """A blob, streamed from disk with sendfile(2); ``Range`` answers 206 with part of it."""
         check_digest(digest)
         if self.repos.blob_size(name, digest) is None:
-            raise ApiError(404, "BLOB_UNKNOWN", f"blob {digest} is not in {name}", {"digest": digest})
+            raise NotFound(f"blob {digest} is not in {name}", code="BLOB_UNKNOWN", detail={"digest": digest})
         if request.method == "HEAD":
             self.store.touch(digest)  # a pusher may rely on it: keep it past the next collection
         headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream"}
@@ -124,7 +139,7 @@ class Registry(UploadHandlers):
 
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.Response:
         if not self.repos.unlink_blob(name, digest):
-            raise ApiError(404, "BLOB_UNKNOWN", f"blob {digest} is not in {name}", {"digest": digest})
+            raise NotFound(f"blob {digest} is not in {name}", code="BLOB_UNKNOWN", detail={"digest": digest})
         return web.Response(status=202)
 
     # -- manifests --------------------------------------------------------------------------------
@@ -155,9 +170,9 @@ class Registry(UploadHandlers):
         return web.Response(status=201, headers=headers)
     # --8<-- [end:put_manifest_handler]
 
-    def _too_large(self, size: int | None) -> ApiError:
-        return ApiError(413, "MANIFEST_INVALID", f"the manifest is {size} bytes or more; this registry "
-                             f"accepts manifests up to {self.max_manifest} bytes")
+    def _too_large(self, size: int | None) -> ProtocolError:
+        return ProtocolError(413, f"the manifest is {size} bytes or more; this registry accepts manifests "
+                                  f"up to {self.max_manifest} bytes", code="MANIFEST_INVALID")
 
     async def delete_manifest(self, request: web.Request, name: str, reference: str) -> web.Response:
         self.repos.delete_manifest(name, reference)
@@ -181,7 +196,7 @@ class Registry(UploadHandlers):
         headers = {}
         if count is not None:
             if not count.isdigit():
-                raise ApiError(400, "UNSUPPORTED", f"n must be a number, not {count!r}")
+                raise InvalidArgument(f"n must be a number, not {count!r}", code="UNSUPPORTED")
             n = min(int(count), 10000)
             if len(items) > n > 0:
                 headers["Link"] = f'<{path}?n={n}&last={items[n - 1]}>; rel="next"'
@@ -202,8 +217,46 @@ class Registry(UploadHandlers):
         return web.Response(body=json.dumps(index).encode(), headers=headers)
 
 
+# The spec's code for a kind raised without one (every error body must name a code).
+_DEFAULT_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 405: "UNSUPPORTED", 501: "UNSUPPORTED"}
+
+
+# --8<-- [start:error_response]
+def error_response(error: Kind | DigestError) -> web.Response:
+    """The one place an error becomes an answer: the spec's ``{"errors": [{"code", "message", "detail"}]}``.
+
+    The status is the kind's (``core.errors.http_status``: NotFound 404, InvalidArgument 400 ...)
+    or, for the few the HTTP protocol itself defines, the :class:`ProtocolError`'s own.
+    """
+    if isinstance(error, DigestError) and not isinstance(error, Kind):
+        error = InvalidArgument(str(error), code="DIGEST_INVALID")
+    status = error.status if isinstance(error, ProtocolError) else http_status(error)
+    code = error.code or _DEFAULT_CODES.get(status, "UNKNOWN")
+    body = {"errors": [{"code": code, "message": str(error), "detail": error.detail}]}
+    headers = {"Content-Type": "application/json"}
+    if isinstance(error, Unauthorized) and error.challenge:
+        headers["WWW-Authenticate"] = error.challenge
+    if status == 416 and isinstance(error.detail, dict) and "size" in error.detail:
+        headers["Range"] = f"0-{max(error.detail['size'] - 1, 0)}"  # where the upload really ends
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+# --8<-- [end:error_response]
+
+
 def make_app(registry: Registry) -> web.Application:
     """The aiohttp application: every ``/v2/`` path goes to :meth:`Registry.dispatch`, plus ``/token``."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (Kind, DigestError) as e:
+            return error_response(e)
+        except web.HTTPException:
+            raise
+        except Exception:  # a bug: say so, and leave the traceback in the log
+            log.exception("%s %s failed", request.method, request.path)
+            body = {"errors": [{"code": "UNKNOWN", "message": "internal server error", "detail": None}]}
+            return web.json_response(body, status=500)
 
     @web.middleware
     async def api_version(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -211,7 +264,7 @@ def make_app(registry: Registry) -> web.Application:
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
         return response
 
-    app = web.Application(middlewares=[api_version])
+    app = web.Application(middlewares=[api_version, errors])
     app.router.add_route("*", "/v2/{tail:.*}", registry.dispatch)
     if registry.auth.tokens is not None:
         app.router.add_route("GET", "/token", registry.auth.token_endpoint)
@@ -296,6 +349,33 @@ def running(storage: str | Path, *options: str, addr: str = "127.0.0.1:0") -> It
             process.stdout.close()
 
 
+# --8<-- [start:seed]
+def seed(storage: str | Path, name: str = "library/busybox:latest") -> str:
+    """Write chapter 00's busybox into a registry's storage directly; return the manifest digest.
+
+    How ``./setup.sh demo`` fills the mirror it gives the daemon: the registry takes no anonymous
+    push, so whoever may write its storage directory (root) seeds it through the filesystem,
+    with the same store code a push goes through, blobs first and the manifest last.
+
+    Example::
+
+        >>> seed("/var/lib/minidocker/registry")
+        'sha256:4b3e8411…'
+    """
+    from minidocker.core.digests import digest_of
+    from minidocker.images.push import busybox_image
+    from minidocker.registry.store import OCI_MANIFEST
+
+    repository, _, tag = name.partition(":")
+    store = BlobStore(storage)
+    repos = Repositories(store)
+    blobs, raw = busybox_image()
+    for blob in blobs:
+        repos.link_blob(repository, store.put(blob, digest_of(blob)))
+    return repos.put_manifest(repository, tag or "latest", raw, OCI_MANIFEST)[0]
+# --8<-- [end:seed]
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     from minidocker.core.stage import _Parser  # usage errors: one line, exit 125
 
@@ -311,6 +391,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--acl", help="per-repository rules: USER REPO-GLOB ACTIONS per line")
     run.add_argument("--anonymous-read", action="store_true", help="let anyone pull without logging in")
     run.add_argument("--read-only", action="store_true", help="refuse every push and delete")
+    run.add_argument("--allow-anonymous-push", action="store_true",
+                     help="without --htpasswd or --token-key, let anyone push (default: nobody may)")
+    run.add_argument("--delete-enabled", action="store_true",
+                     help="accept DELETE of manifests and blobs (default: 405, as distribution)")
     run.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     run.add_argument("--tls-key", help="the certificate's private key (PEM)")
     run.add_argument("--access-log", help="log every request to FILE ('-': stderr)")
@@ -320,6 +404,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     collect.add_argument("--grace", type=float, default=3600, help="spare blobs younger than this (seconds)")
     collect.add_argument("--delete-untagged", action="store_true", help="delete manifests no tag reaches")
     collect.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    seed = commands.add_parser("seed", help="write chapter 00's busybox into the storage (no HTTP, no push)")
+    seed.add_argument("--storage", help="storage directory (default: $MINIDOCKER_STATE/registry)")
+    seed.add_argument("name", nargs="?", default="library/busybox:latest")
     users = commands.add_parser("htpasswd", help="add or replace a user in an htpasswd file (bcrypt)")
     users.add_argument("file")
     users.add_argument("user")
@@ -349,14 +436,18 @@ def _serve(args: argparse.Namespace) -> int:
 
         ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.allow_anonymous_push and (args.htpasswd or args.token_key):
+        raise EngineError("--allow-anonymous-push is for a registry without users: with --htpasswd or "
+                          "--token-key, an ACL rule 'anonymous REPO-GLOB push' says who may")
     try:
         acl = Acl.load(args.acl, args.anonymous_read)
     except ValueError as e:
         raise EngineError(str(e)) from None
     authorizer = Authorizer(Htpasswd(args.htpasswd) if args.htpasswd else None, acl,
                             TokenAuthority(args.token_key, args.token_service) if args.token_key else None,
-                            args.token_realm)
-    registry = Registry(_storage(args), authorizer, args.read_only, args.max_manifest_size)
+                            args.token_realm, anonymous_push=args.allow_anonymous_push)
+    registry = Registry(_storage(args), authorizer, args.read_only, args.max_manifest_size,
+                        delete_enabled=args.delete_enabled)
     log = None
     if args.access_log:
         log = logging.getLogger("minidocker.images.distribution.access")
@@ -368,7 +459,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m minidocker.registry") -> int:
-    """``python -m minidocker.registry serve|gc|htpasswd …``; ``minidocker registry …`` calls
+    """``python -m minidocker.registry serve|gc|seed|htpasswd …``; ``minidocker registry …`` calls
     ``main(rest, prog="minidocker registry")``."""
     from minidocker.core import stage as _stage
 
@@ -382,6 +473,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m minidocker.regist
             print(collect_garbage(_storage(args), grace=args.grace, delete_untagged=args.delete_untagged,
                                   dry_run=args.dry_run))
             return 0
+        if args.command == "seed":
+            print(seed(_storage(args), args.name))
+            return 0
         from minidocker.core.atomic import atomic_write
         from minidocker.registry.auth import Htpasswd
 
@@ -389,8 +483,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m minidocker.regist
         path = Path(args.file)
         lines = [x for x in (path.read_text().splitlines() if path.exists() else [])
                  if x.partition(":")[0] != args.user]
+        try:
+            line = Htpasswd.line(args.user, password)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from None
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, "\n".join([*lines, Htpasswd.line(args.user, password)]) + "\n")
+        atomic_write(path, "\n".join([*lines, line]) + "\n")
         return 0
 
     return _stage.guarded(body)

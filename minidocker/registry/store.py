@@ -34,12 +34,12 @@ from typing import Any
 
 from minidocker.core.atomic import atomic_write
 from minidocker.core.digests import DigestError, check_digest, digest_of
+from minidocker.core.errors import InvalidArgument, Kind, NotFound
 from minidocker.registry.blobstore import BlobStore
 
 __all__ = [
     "INDEX_TYPES",
     "MANIFEST_TYPES",
-    "ApiError",
     "Manifest",
     "Repositories",
     "check_name",
@@ -59,26 +59,18 @@ _NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 
 
-class ApiError(Exception):
-    """An error the distribution spec names: an HTTP status, a ``code`` and a message for people."""
-
-    def __init__(self, status: int, code: str, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.detail = status, code, message, detail
-
-
 def check_name(name: str) -> str:
     """A repository name as the spec allows it (``library/busybox``), or NAME_INVALID."""
     if len(name) >= 256 or not _NAME.match(name):
-        raise ApiError(400, "NAME_INVALID", f"invalid repository name {name[:300]!r}: use lowercase "
-                            "letters, digits and separators (.-_), components joined by '/'")
+        raise InvalidArgument(f"invalid repository name {name[:300]!r}: use lowercase letters, digits and "
+                              "separators (.-_), components joined by '/'", code="NAME_INVALID")
     return name
 
 
 def check_tag(tag: str) -> str:
     """A tag as the spec allows it (``[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}``), or MANIFEST_INVALID."""
     if not _TAG.match(tag):
-        raise ApiError(400, "MANIFEST_INVALID", f"invalid tag {tag[:200]!r}")
+        raise InvalidArgument(f"invalid tag {tag[:200]!r}", code="MANIFEST_INVALID")
     return tag
 
 
@@ -95,21 +87,21 @@ class Manifest:
 
 def _descriptor(value: Any, where: str) -> tuple[str, int]:
     if not isinstance(value, dict) or not isinstance(value.get("mediaType"), str):
-        raise ApiError(400, "MANIFEST_INVALID", f"{where} is not a descriptor with a mediaType")
+        raise InvalidArgument(f"{where} is not a descriptor with a mediaType", code="MANIFEST_INVALID")
     size = value.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ApiError(400, "MANIFEST_INVALID", f"{where} has no valid size")
+        raise InvalidArgument(f"{where} has no valid size", code="MANIFEST_INVALID")
     try:
         check_digest(str(value.get("digest")))
     except DigestError as e:
-        raise ApiError(400, "MANIFEST_INVALID", f"{where}: {e}") from None
+        raise InvalidArgument(f"{where}: {e}", code="MANIFEST_INVALID") from None
     return value["digest"], size
 
 
 # exercise 09.3: Check a pushed manifest and list what it references
 # hint: json.loads, schemaVersion 2; the media type is the Content-Type unless that is generic;
 #   a manifest references config + layers (not those with "urls"), an index its "manifests";
-#   every problem is ApiError(400, "MANIFEST_INVALID", ...).
+#   every problem is InvalidArgument(..., code="MANIFEST_INVALID").
 # --8<-- [start:parse_manifest]
 def parse_manifest(body: bytes, content_type: str) -> Manifest:
     """Check that ``body`` is an image manifest or index we can serve; say what it references.
@@ -120,27 +112,27 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ApiError(400, "MANIFEST_INVALID", f"the manifest is not JSON: {e}") from None
+        raise InvalidArgument(f"the manifest is not JSON: {e}", code="MANIFEST_INVALID") from None
     if not isinstance(document, dict) or document.get("schemaVersion") != 2:
-        raise ApiError(400, "MANIFEST_INVALID", "only schemaVersion 2 manifests are supported")
+        raise InvalidArgument("only schemaVersion 2 manifests are supported", code="MANIFEST_INVALID")
     declared = document.get("mediaType")
     content_type = content_type.split(";")[0].strip()
     if content_type in _GENERIC_TYPES:
         guess = OCI_INDEX if "manifests" in document else OCI_MANIFEST
         media_type = declared if isinstance(declared, str) else guess
     elif declared is not None and declared != content_type:
-        raise ApiError(400, "MANIFEST_INVALID",
-                            f"Content-Type {content_type} does not match the manifest's mediaType {declared}")
+        raise InvalidArgument(f"Content-Type {content_type} does not match the manifest's mediaType "
+                              f"{declared}", code="MANIFEST_INVALID")
     else:
         media_type = content_type
     if media_type not in MANIFEST_TYPES | INDEX_TYPES:
-        raise ApiError(400, "MANIFEST_INVALID", f"unsupported manifest media type {media_type!r}")
+        raise InvalidArgument(f"unsupported manifest media type {media_type!r}", code="MANIFEST_INVALID")
     manifest = Manifest(media_type)
     if media_type in MANIFEST_TYPES:
         manifest.blobs.append(_descriptor(document.get("config"), "config"))
         layers = document.get("layers")
         if not isinstance(layers, list):
-            raise ApiError(400, "MANIFEST_INVALID", "an image manifest needs a list of layers")
+            raise InvalidArgument("an image manifest needs a list of layers", code="MANIFEST_INVALID")
         for i, layer in enumerate(layers):
             reference = _descriptor(layer, f"layers[{i}]")
             if not layer.get("urls"):  # a "foreign" layer is served from elsewhere
@@ -149,7 +141,7 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
     else:
         children = document.get("manifests")
         if not isinstance(children, list):
-            raise ApiError(400, "MANIFEST_INVALID", "an index needs a list of manifests")
+            raise InvalidArgument("an index needs a list of manifests", code="MANIFEST_INVALID")
         manifest.manifests = [_descriptor(m, f"manifests[{i}]") for i, m in enumerate(children)]
         artifact_type = document.get("artifactType")
     if document.get("subject") is not None:
@@ -216,18 +208,19 @@ class Repositories:
             check_tag(reference)
         digest = digest_of(body, algorithm)
         if is_digest and digest != reference:
-            raise ApiError(400, "DIGEST_INVALID", f"the manifest's digest is {digest}, not {reference}")
+            raise InvalidArgument(f"the manifest's digest is {digest}, not {reference}",
+                                  code="DIGEST_INVALID")
         base = self._dir(name)
         with self.blobs.lock("gc", shared=True):
             for child, size in manifest.blobs:
                 if self.blob_size(name, child) != size:
-                    raise ApiError(400, "MANIFEST_BLOB_UNKNOWN", f"blob {child} ({size} bytes) is not "
-                                        f"in {name}: push it first", {"digest": child})
+                    raise InvalidArgument(f"blob {child} ({size} bytes) is not in {name}: push it first",
+                                          code="MANIFEST_BLOB_UNKNOWN", detail={"digest": child})
                 self.blobs.touch(child)
             for child, size in manifest.manifests:
                 if self.manifest_size(name, child) != size:
-                    raise ApiError(400, "MANIFEST_BLOB_UNKNOWN", f"manifest {child} ({size} bytes) is "
-                                        f"not in {name}: push it first", {"digest": child})
+                    raise InvalidArgument(f"manifest {child} ({size} bytes) is not in {name}: push it first",
+                                          code="MANIFEST_BLOB_UNKNOWN", detail={"digest": child})
             self.blobs.put(body, digest)
             revision = self._link(base / "_manifests" / "revisions", digest)
             revision.parent.mkdir(parents=True, exist_ok=True)
@@ -246,18 +239,18 @@ class Repositories:
         """The digest a tag points at (or the digest itself); MANIFEST_UNKNOWN/NAME_UNKNOWN if absent."""
         base = self._dir(name)
         if not self.exists(name):
-            raise ApiError(404, "NAME_UNKNOWN", f"repository {name} is not known to this registry")
+            raise NotFound(f"repository {name} is not known to this registry", code="NAME_UNKNOWN")
         if ":" in reference:
             try:
                 link = self._link(base / "_manifests" / "revisions", reference)
             except DigestError as e:
-                raise ApiError(400, "DIGEST_INVALID", str(e)) from None
+                raise InvalidArgument(str(e), code="DIGEST_INVALID") from None
             if link.exists():
                 return reference
         elif _TAG.match(reference):
             with contextlib.suppress(FileNotFoundError):
                 return (base / "_manifests" / "tags" / reference).read_text()
-        raise ApiError(404, "MANIFEST_UNKNOWN", f"manifest {reference} is not in {name}")
+        raise NotFound(f"manifest {reference} is not in {name}", code="MANIFEST_UNKNOWN")
 
     def manifest_size(self, name: str, digest: str) -> int | None:
         """The manifest's size if ``name`` has it, else None."""
@@ -272,7 +265,7 @@ class Repositories:
             link = self._link(self._dir(name) / "_manifests" / "revisions", digest)
             return digest, link.read_text(), self.blobs.read(digest)
         except FileNotFoundError:
-            raise ApiError(404, "MANIFEST_UNKNOWN", f"manifest {reference} is not in {name}") from None
+            raise NotFound(f"manifest {reference} is not in {name}", code="MANIFEST_UNKNOWN") from None
 
     def delete_manifest(self, name: str, reference: str) -> None:
         """Delete a tag, or a manifest by digest with every tag that points at it."""
@@ -286,7 +279,7 @@ class Repositories:
             if target == digest:
                 with contextlib.suppress(FileNotFoundError):
                     (base / "_manifests" / "tags" / tag).unlink()
-        with contextlib.suppress(FileNotFoundError, ApiError, ValueError):
+        with contextlib.suppress(FileNotFoundError, Kind, ValueError):
             _, media_type, body = self.get_manifest(name, digest)
             subject = parse_manifest(body, media_type).subject
             if subject:
@@ -308,7 +301,7 @@ class Repositories:
     def tags(self, name: str) -> list[str]:
         """The repository's tags in lexical order; NAME_UNKNOWN if there is no such repository."""
         if not self.exists(name):
-            raise ApiError(404, "NAME_UNKNOWN", f"repository {name} is not known to this registry")
+            raise NotFound(f"repository {name} is not known to this registry", code="NAME_UNKNOWN")
         return sorted(self.tagged(name))
 
     def manifests(self, name: str) -> Iterator[str]:
@@ -336,7 +329,7 @@ class Repositories:
         directory = self._link(self._dir(name) / "_referrers", subject)
         with contextlib.suppress(FileNotFoundError):
             for entry in sorted(os.listdir(directory)):
-                with contextlib.suppress(ApiError, FileNotFoundError):
+                with contextlib.suppress(Kind, FileNotFoundError):
                     digest, media_type, body = self.get_manifest(name, entry)
                     extras = parse_manifest(body, media_type).descriptor_extras
                     if artifact_type is None or extras.get("artifactType") == artifact_type:

@@ -30,8 +30,10 @@ import re
 from aiohttp import web
 
 from minidocker.core.digests import check_digest
+from minidocker.core.errors import InvalidArgument, Kind, NotFound
 from minidocker.registry.blobstore import BlobStore, UploadError
-from minidocker.registry.store import ApiError, Repositories
+from minidocker.registry.protocol import ProtocolError
+from minidocker.registry.store import Repositories
 
 __all__ = ["UploadHandlers"]
 
@@ -102,11 +104,12 @@ class UploadHandlers:
         if "Content-Range" in request.headers:
             match = _CONTENT_RANGE.match(request.headers["Content-Range"])
             if not match or int(match.group(2)) < int(match.group(1)):
-                raise ApiError(416, "BLOB_UPLOAD_INVALID", "Content-Range must be START-END (inclusive)")
+                raise ProtocolError(416, "Content-Range must be START-END (inclusive)",
+                                    code="BLOB_UPLOAD_INVALID")
             offset, length = int(match.group(1)), int(match.group(2)) - int(match.group(1)) + 1
             if request.content_length is not None and request.content_length != length:
-                raise ApiError(400, "SIZE_INVALID", f"Content-Length {request.content_length} does not "
-                                    f"match Content-Range {request.headers['Content-Range']}")
+                raise InvalidArgument(f"Content-Length {request.content_length} does not match Content-Range "
+                                      f"{request.headers['Content-Range']}", code="SIZE_INVALID")
         try:
             with self.store.append(upload, offset, length) as writer:
                 async for chunk in request.content.iter_chunked(1 << 20):
@@ -125,14 +128,13 @@ class UploadHandlers:
         except UploadError as e:
             raise self._upload_error(e, name, upload) from None
 
-    def _upload_error(self, e: UploadError, name: str, upload: str) -> ApiError:
+    def _upload_error(self, e: UploadError, name: str, upload: str) -> Kind:
+        """The kind of a failed upload: unknown session 404, wrong offset 416 (with its size), else 400."""
         if e.kind == "unknown":
-            return ApiError(404, "BLOB_UPLOAD_UNKNOWN", str(e))
+            return NotFound(str(e), code="BLOB_UPLOAD_UNKNOWN")
         if e.kind == "offset":
-            error = ApiError(416, "BLOB_UPLOAD_INVALID", str(e))
-            error.detail = {"size": e.size}
-            return error
-        return ApiError(400, "SIZE_INVALID" if e.kind == "size" else "BLOB_UPLOAD_INVALID", str(e))
+            return ProtocolError(416, str(e), code="BLOB_UPLOAD_INVALID", detail={"size": e.size})
+        return InvalidArgument(str(e), code="SIZE_INVALID" if e.kind == "size" else "BLOB_UPLOAD_INVALID")
 
     @staticmethod
     def _upload_response(status: int, name: str, upload: str, size: int) -> web.Response:

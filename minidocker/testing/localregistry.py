@@ -191,6 +191,9 @@ class LocalRegistry:
 def serve_detached(storage: Path, port: int, log: Path, timeout: float = 15) -> tuple[int, str]:
     """Start our registry server (chapter 09) on ``127.0.0.1:port`` so that it outlives us.
 
+    A scratch registry to push the chapters' examples to: anyone on this machine may push to it
+    (``--allow-anonymous-push``), so never make it a mirror that root pulls from.
+
     Its own session, no death signal, its output appended to ``log``. Returns its pid and URL once
     ``GET /v2/`` answers; a one-line error (the log's last line) if it exits instead.
     """
@@ -198,7 +201,8 @@ def serve_detached(storage: Path, port: int, log: Path, timeout: float = 15) -> 
     url = f"http://127.0.0.1:{port}"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", SERVER, "serve", "--addr", f"127.0.0.1:{port}", "--storage", str(storage)],
+            [sys.executable, "-m", SERVER, "serve", "--addr", f"127.0.0.1:{port}", "--storage", str(storage),
+             "--allow-anonymous-push"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     if _wait_until_up(url, process, log, timeout):
         return process.pid, url

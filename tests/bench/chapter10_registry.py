@@ -128,7 +128,8 @@ def start_ours(storage: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "minidocker.registry", "serve", "--addr", f"127.0.0.1:{port}",
-             "--storage", str(storage)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT,
+             "--storage", str(storage), "--allow-anonymous-push"], stdin=subprocess.DEVNULL, stdout=out,
+            stderr=out, cwd=ROOT,
             preexec_fn=lambda: _syscalls.prctl(_syscalls.PR_SET_PDEATHSIG, signal.SIGTERM))
     deadline = time.monotonic() + 30
     while not answers(f"http://127.0.0.1:{port}"):
