@@ -110,6 +110,119 @@ def test_the_default_profile():
     assert verdict(docker, "getpid", arch=0x40000003) == seccomp.ACTIONS["SCMP_ACT_KILL_PROCESS"]
 
 
+DOCKER_PROFILE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "docker-seccomp-default.json"
+
+
+def _docker_profile() -> dict:
+    if not DOCKER_PROFILE.exists():
+        pytest.skip(f"no {DOCKER_PROFILE}: Docker's current profile (moby/profiles) is reference material")
+    return seccomp.load_profile(str(DOCKER_PROFILE))
+
+
+def test_default_profile_is_dockers_rule_for_rule():
+    """Our built-in profile is moby/profiles' default.json of June 2026, rule for rule, in its order."""
+    docker = _docker_profile()
+
+    def normal(rule: dict) -> dict:  # names in any order; comments are not rules
+        return {**{k: v for k, v in rule.items() if k != "comment"}, "names": sorted(rule["names"])}
+
+    ours = seccomp.default_profile()
+    assert [normal(r) for r in ours["syscalls"]] == [normal(r) for r in docker["syscalls"]]
+    assert {k: v for k, v in ours.items() if k != "syscalls"} == {k: v for k, v in docker.items()
+                                                                  if k != "syscalls"}
+    assert not [n for n in seccomp.ALLOWED if n.startswith("io_uring")]
+
+
+@pytest.mark.parametrize("extra", [(), ("SYS_ADMIN",), ("SYS_PTRACE", "SYS_TIME", "SYS_NICE", "BPF"), "ALL"])
+@pytest.mark.parametrize("release", ["6.18", "4.4"])
+def test_default_profile_compiles_as_dockers(extra, release):
+    """Compiled here, both refuse and allow the same: every syscall number, and the argument rules."""
+    caps = capabilities.available() if extra == "ALL" else capabilities.DOCKER_DEFAULT | set(extra)
+    ours = seccomp.compile_profile(seccomp.default_profile(), caps, "x86_64", release)
+    docker = seccomp.compile_profile(_docker_profile(), caps, "x86_64", release)
+    families = [*range(64), 0xFFFFFFFF, 0x100000026, 2**63 + 38]  # 38 in the low word only: not AF_ALG
+    calls = [(nr,) for nr in range(max(NR.values()) + 3)] + [(0x40000000 | NR["getpid"],)]
+    calls += [(NR["socket"], family, 5) for family in families]
+    calls += [(NR["personality"], p) for p in (*seccomp.PERSONALITIES, 0x400000, 0x20001)]
+    calls += [(NR[name], flags) for name in ("clone", "clone3") for flags in (0x11, 0x10000011, 0x7E020000)]
+    differ = [call for call in calls if verdict(ours, *call) != verdict(docker, *call)]
+    assert not differ, [(next((k for k, v in NR.items() if v == c[0]), c[0]), *c[1:]) for c in differ]
+
+
+def test_socket_families_and_io_uring_refused():
+    """AF_ALG and AF_VSOCK sockets get EPERM, the families around them do not; io_uring is gone."""
+    docker = seccomp.compile_profile(seccomp.default_profile(), capabilities.DOCKER_DEFAULT, "x86_64", "6.18")
+    for family, expected in ((seccomp.AF_ALG, EPERM), (seccomp.AF_VSOCK, EPERM), (37, ALLOW), (39, ALLOW),
+                             (41, ALLOW), (2, ALLOW), (0x100000000 | seccomp.AF_ALG, ALLOW)):
+        assert verdict(docker, "socket", family, 5, 0) == expected, family
+    for name in ("io_uring_setup", "io_uring_enter", "io_uring_register"):
+        assert verdict(docker, name) == EPERM, name
+    # why three rules: two "not equal" conditions on one argument are two rules, and either allows
+    naive = seccomp.compile_profile({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": seccomp.AF_ALG, "op": "SCMP_CMP_NE"},
+            {"index": 0, "value": seccomp.AF_VSOCK, "op": "SCMP_CMP_NE"}]}]}, (), "x86_64", "6.18")
+    assert verdict(naive, "socket", seccomp.AF_ALG) == ALLOW  # 38 is "not 40"
+
+
+def test_x32_is_refused_even_when_the_default_allows():
+    """x32 numbers (bit 30) are refused before the rules: a block list cannot be dodged through them."""
+    block_mount = [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]
+    x32_mount = 0x40000000 | NR["mount"]
+    for profile, expected in (
+            ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": block_mount}, EPERM),
+            ({"defaultAction": "SCMP_ACT_LOG", "defaultErrnoRet": errno.EACCES},
+             seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.EACCES),
+            ({"defaultAction": "SCMP_ACT_KILL_PROCESS"}, seccomp.ACTIONS["SCMP_ACT_KILL_PROCESS"]),
+            ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.ENOSYS},
+             seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS)):
+        program = seccomp.compile_profile(profile, (), "x86_64", "6.18")
+        assert verdict(program, x32_mount) == expected, profile
+        assert verdict(program, 0x40000000 | NR["getpid"]) == expected, profile
+    allow = seccomp.compile_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": block_mount}, ())
+    assert verdict(allow, "getpid") == ALLOW and verdict(allow, "mount") == EPERM  # x86-64 as before
+
+
+def _probe_exit(path: Path, program: bytes | None = None) -> int:
+    """Run the probe at ``path`` in a child, under ``program`` (a filter) if given: its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if program is not None:
+                seccomp.install(program)
+            os.execv(str(path), [str(path)])
+        finally:
+            os._exit(127)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.fixture
+def x32_getpid(tmp_path: Path) -> Path:
+    """The probe: x32's getpid (``0x40000000 | 39``), a real x32 system call."""
+    if not _elf.supported():
+        pytest.skip("the probes are x86-64 machine code")
+    probe = tmp_path / "x32-getpid"
+    probe.write_bytes(_elf.syscall_program(0x40000000 | NR["getpid"]))
+    probe.chmod(0o755)
+    return probe
+
+
+def test_x32_call_refused_by_the_installed_filter(x32_getpid):
+    """Under a default-ALLOW filter a real x32 call gets the filter's EPERM (without x32 support the
+    kernel itself would answer ENOSYS; with it, it would run the call)."""
+    allow = seccomp.compile_profile({"defaultAction": "SCMP_ACT_ALLOW"}, ())
+    assert _probe_exit(x32_getpid, allow) == errno.EPERM
+
+
+def test_x32_call_works_without_the_filter(x32_getpid):
+    """The same call with no filter: it runs, where the kernel has the x32 ABI."""
+    unfiltered = _probe_exit(x32_getpid)
+    if unfiltered == errno.ENOSYS:
+        pytest.skip("this kernel has no x32 ABI (CONFIG_X86_X32_ABI, or syscall.x32=n): "
+                    "an x32 getpid gets ENOSYS without any filter")
+    assert unfiltered == 0
+
+
 def test_a_real_profile_we_did_not_write():
     """Podman's default profile (containers/common's, descended from moby's; see tests/data/README.md).
 

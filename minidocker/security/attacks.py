@@ -14,7 +14,8 @@ Nothing here harms the host, even with the defences off: ``reboot`` gets invalid
 (EINVAL at best), the module is garbage (never loaded), writable kernel files are opened and
 closed without a byte written, the clock gets its own error estimate back, the process killed
 is a ``sleep`` started for the purpose, the vsock socket is opened and closed without a
-connection, and "the host's disk" is a read-only ext4 image on a loop device, made for the purpose
+connection, the AF_ALG socket is bound to no algorithm, the io_uring gets no work, and "the
+host's disk" is a read-only ext4 image on a loop device, made for the purpose
 (:mod:`minidocker.security.hostdisk`): the host's real disk is never opened.
 
 Run it (as root)::
@@ -70,6 +71,9 @@ class Attack:
     defended: tuple[str, ...] = ()  # engine options of the defended run: usually Docker's defaults
     probes: dict[str, Callable[[Targets], bytes]] = field(default_factory=dict)  # /attack/NAME
     requires: Callable[[Targets], str] = lambda _t: ""  # why it cannot run here ("" if it can)
+    # why the run with the defence off would prove nothing here (the kernel lacks what is attacked)
+    requires_undefended: Callable[[Targets], str] = lambda _t: ""
+    refusal: str = ""  # the error the defended run must end with, if another would not prove the defence
 
 
 @dataclass
@@ -81,7 +85,9 @@ class Outcome:
     evidence: str  # the last line it printed (stdout if it worked, else stderr)
 
 
-_PTRACE_SEIZE, _ADJ_ESTERROR, _AF_VSOCK = 0x4206, 0x0008, 40
+_PTRACE_SEIZE, _ADJ_ESTERROR, _AF_ALG, _AF_VSOCK, _SOCK_SEQPACKET = 0x4206, 0x0008, 38, 40, 5
+_SOCKET, _IO_URING_SETUP = 41, 425
+_IO_URING_PARAMS = bytes(120)  # struct io_uring_params, zeroed: the kernel fills it in
 # Every run is otherwise the default container, without a network: chapter 05's bridge plays no
 # part in these attacks, and costs half a second a run.
 BASE_OPTIONS = ("--network", "none")
@@ -102,6 +108,26 @@ def _needs_probes(_t: Targets) -> str:
 
 def _needs_disk(t: Targets) -> str:
     return "" if t.disk else t.no_disk
+
+
+def _kernel_has(what: str, nr: int, *args: int | bytes) -> Callable[[Targets], str]:
+    """Why the kernel answers syscall ``nr`` with an error even with no filter at all ("" if it does not).
+
+    Asked here, on the host, where no seccomp filter applies: if the kernel itself refuses (no
+    AF_ALG, ``kernel.io_uring_disabled``...), the container's run without the filter cannot work
+    either, and proves nothing about the filter.
+    """
+    def check(_t: Targets) -> str:
+        libc = ctypes.CDLL(None, use_errno=True)
+        values = [ctypes.create_string_buffer(a, len(a)) if isinstance(a, bytes) else ctypes.c_long(a)
+                  for a in args]
+        result = libc.syscall(ctypes.c_long(nr), *values)
+        if result >= 0:
+            os.close(result)  # a socket, a ring: file descriptors
+            return ""
+        number = ctypes.get_errno()
+        return f"this kernel has no {what}: {errno.errorcode.get(number, number)} without any filter"
+    return check
 
 
 # --8<-- [start:shocker_program]
@@ -188,7 +214,17 @@ ATTACKS = [
     Attack("open a socket to the hypervisor (AF_VSOCK)", "seccomp: no socket(AF_VSOCK)",
            _expect("/attack/vsock", "[ $s != 1 ]", _VSOCK_OPENED),
            ("--security-opt", "seccomp=unconfined"), requires=_needs_probes,
-           probes={"vsock": lambda t: _elf.syscall_program(41, _AF_VSOCK, 1, 0)}),  # SOCK_STREAM
+           probes={"vsock": lambda t: _elf.syscall_program(_SOCKET, _AF_VSOCK, 1, 0)}),  # SOCK_STREAM
+    Attack("open a socket to the kernel's crypto API (AF_ALG)", "seccomp: no socket(AF_ALG)",
+           _expect("/attack/af_alg", "[ $s = 0 ]", "opened an AF_ALG socket, bound it to no algorithm"),
+           ("--security-opt", "seccomp=unconfined"), requires=_needs_probes, refusal="EPERM",
+           requires_undefended=_kernel_has("AF_ALG", _SOCKET, _AF_ALG, _SOCK_SEQPACKET, 0),
+           probes={"af_alg": lambda t: _elf.syscall_program(_SOCKET, _AF_ALG, _SOCK_SEQPACKET, 0)}),
+    Attack("set up an io_uring", "seccomp: no io_uring_*",
+           _expect("/attack/io_uring", "[ $s = 0 ]", "io_uring_setup gave a ring: no filter sees its work"),
+           ("--security-opt", "seccomp=unconfined"), requires=_needs_probes, refusal="EPERM",
+           requires_undefended=_kernel_has("io_uring", _IO_URING_SETUP, 1, _IO_URING_PARAMS),
+           probes={"io_uring": lambda t: _elf.syscall_program(_IO_URING_SETUP, 1, _IO_URING_PARAMS)}),
     Attack("all capabilities back, in a new user namespace", "seccomp: no unshare(2)",
            "unshare -U -r true && echo new user namespace: root with every capability in it",
            ("--security-opt", "seccomp=unconfined")),
@@ -307,15 +343,21 @@ def run_attack(attack: Attack, root: str, aims: Targets, options: tuple[str, ...
 
 
 def battery(root: str, aims: Targets) -> list[tuple[Attack, str, Outcome | None, Outcome | None]]:
-    """Every attack, defended and undefended: ``(attack, why skipped, defended, undefended)``."""
+    """Every attack, defended and undefended: ``(attack, why skipped, defended, undefended)``.
+
+    An attack whose undefended run proves nothing here (:attr:`Attack.requires_undefended`) runs
+    defended only: its row has the reason and ``None`` for the undefended outcome.
+    """
     rows = []
     for attack in ATTACKS:
         reason = attack.requires(aims)
         if reason:
             rows.append((attack, reason, None, None))
             continue
-        rows.append((attack, "", run_attack(attack, root, aims, attack.defended),
-                     run_attack(attack, root, aims, attack.undefended)))
+        defended = run_attack(attack, root, aims, attack.defended)
+        reason = attack.requires_undefended(aims)
+        rows.append((attack, reason, defended,
+                     None if reason else run_attack(attack, root, aims, attack.undefended)))
     return rows
 
 
@@ -330,7 +372,10 @@ def table(rows: list[tuple[Attack, str, Outcome | None, Outcome | None]]) -> str
 
     lines = ["| attack | defence | defended (options) | defence off (options) |", "|---|---|---|---|"]
     for attack, reason, defended, undefended in rows:
-        if reason:
+        if reason and defended:
+            lines.append(f"| {attack.name} | {attack.defence} | {cell(defended, attack.defended)} | "
+                         f"skipped: {reason} |")
+        elif reason:
             lines.append(f"| {attack.name} | {attack.defence} | skipped: {reason} | |")
         else:
             lines.append(f"| {attack.name} | {attack.defence} | {cell(defended, attack.defended)} | "

@@ -27,6 +27,7 @@ Example (in the container, last thing before exec)::
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import struct
@@ -55,7 +56,8 @@ FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": _syscalls.SECCOMP_FILTER_FLAG_TSYNC,
 
 # --8<-- [start:allowed]
 # What any program may call: files, memory, processes, signals, time, sockets, IPC. The kernel's
-# own permission checks (and the capabilities left) still apply to each call.
+# own permission checks (and the capabilities left) still apply to each call. This is Docker's
+# list (moby/profiles, June 2026), call for call: no io_uring_* since Docker 25 (see the chapter).
 _ALLOWED = """
     read write open openat openat2 creat close close_range lseek pread64 pwrite64 readv writev preadv
     preadv2 pwritev pwritev2 stat fstat lstat newfstatat statx statfs fstatfs access faccessat faccessat2
@@ -65,10 +67,11 @@ _ALLOWED = """
     sync_file_range fallocate fadvise64 readahead copy_file_range sendfile splice tee vmsplice dup dup2
     dup3 pipe pipe2 umask utime utimes utimensat futimesat getxattr lgetxattr fgetxattr setxattr
     lsetxattr fsetxattr listxattr llistxattr flistxattr removexattr lremovexattr fremovexattr
+    getxattrat setxattrat listxattrat removexattrat statmount listmount
     inotify_init inotify_init1 inotify_add_watch inotify_rm_watch fanotify_mark name_to_handle_at ioctl
     memfd_create memfd_secret cachestat
     brk mmap munmap mremap mprotect madvise mincore msync mlock mlock2 munlock mlockall munlockall
-    remap_file_pages pkey_alloc pkey_free pkey_mprotect membarrier map_shadow_stack mseal
+    remap_file_pages pkey_alloc pkey_free pkey_mprotect membarrier map_shadow_stack mseal uretprobe
     fork vfork execve execveat exit exit_group wait4 waitid getpid getppid gettid getpgid setpgid
     getpgrp getsid setsid getuid geteuid getgid getegid getresuid getresgid setuid setgid setreuid
     setregid setresuid setresgid setfsuid setfsgid getgroups setgroups capget capset prctl
@@ -86,65 +89,134 @@ _ALLOWED = """
     timerfd_gettime timerfd_settime adjtimex clock_adjtime
     select pselect6 poll ppoll epoll_create epoll_create1 epoll_ctl epoll_ctl_old epoll_wait
     epoll_wait_old epoll_pwait epoll_pwait2 eventfd eventfd2 io_setup io_destroy io_submit io_cancel
-    io_getevents io_pgetevents io_uring_setup io_uring_enter io_uring_register
+    io_getevents io_pgetevents
     socketpair bind connect listen accept accept4 getsockname getpeername sendto recvfrom sendmsg
     recvmsg sendmmsg recvmmsg setsockopt getsockopt shutdown getrandom
     msgget msgsnd msgrcv msgctl semget semop semtimedop semctl shmget shmat shmdt shmctl mq_open
     mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr
 """
-ALLOWED = _ALLOWED.split()
+# The same calls under the names that 32-bit machines (i386, arm...) give them: *32 for 32-bit
+# user ids, *64 file offsets, *_time64 clocks, and the multiplexers socketcall and ipc. A machine
+# without them (x86-64) skips them, as libseccomp does.
+_ALLOWED_ELSEWHERE = """
+    _llseek _newselect chown32 fchown32 lchown32 fcntl64 fstat64 fstatat64 fstatfs64 lstat64 stat64
+    statfs64 ftruncate64 truncate64 fadvise64_64 sendfile64 mmap2 getuid32 geteuid32 getgid32
+    getegid32 getgroups32 getresgid32 getresuid32 setfsgid32 setfsuid32 setgid32 setgroups32
+    setregid32 setresgid32 setresuid32 setreuid32 setuid32 clock_adjtime64 clock_getres_time64
+    clock_gettime64 clock_nanosleep_time64 futex_time64 io_pgetevents_time64 mq_timedreceive_time64
+    mq_timedsend_time64 ppoll_time64 pselect6_time64 recvmmsg_time64 rt_sigtimedwait_time64
+    sched_rr_get_interval_time64 semtimedop_time64 timer_gettime64 timer_settime64 timerfd_gettime64
+    timerfd_settime64 utimensat_time64 recv send sigprocmask sigreturn ugetrlimit waitpid
+    socketcall ipc riscv_hwprobe
+"""
+ALLOWED = _ALLOWED.split() + _ALLOWED_ELSEWHERE.split()
 
 # Allowed only when the container has the capability that the syscall needs anyway.
 WITH_CAPABILITY = {
-    "SYS_ADMIN": "mount umount2 unshare setns clone clone3 sethostname setdomainname fsopen fsconfig "
-                 "fsmount fspick move_mount open_tree mount_setattr quotactl quotactl_fd "
-                 "fanotify_init lookup_dcookie perf_event_open bpf syslog",
+    "DAC_READ_SEARCH": "open_by_handle_at",
+    "SYS_ADMIN": "mount umount umount2 unshare setns clone clone3 sethostname setdomainname fsopen "
+                 "fsconfig fsmount fspick move_mount open_tree mount_setattr quotactl quotactl_fd "
+                 "fanotify_init lookup_dcookie perf_event_open bpf syslog lsm_get_self_attr "
+                 "lsm_set_self_attr lsm_list_modules",
     "SYS_BOOT": "reboot", "SYS_CHROOT": "chroot", "SYS_MODULE": "init_module finit_module delete_module",
     "SYS_PACCT": "acct", "SYS_PTRACE": "ptrace process_vm_readv process_vm_writev kcmp pidfd_getfd "
                                       "process_madvise",
-    "SYS_RAWIO": "iopl ioperm", "SYS_TIME": "settimeofday clock_settime", "SYS_TTY_CONFIG": "vhangup",
-    "SYS_NICE": "get_mempolicy set_mempolicy mbind set_mempolicy_home_node", "SYSLOG": "syslog",
-    "BPF": "bpf", "PERFMON": "perf_event_open", "DAC_READ_SEARCH": "open_by_handle_at",
+    "SYS_RAWIO": "iopl ioperm", "SYS_TIME": "settimeofday stime clock_settime clock_settime64",
+    "SYS_TTY_CONFIG": "vhangup", "SYS_NICE": "get_mempolicy set_mempolicy mbind set_mempolicy_home_node",
+    "SYSLOG": "syslog", "BPF": "bpf", "PERFMON": "perf_event_open",
 }
 # --8<-- [end:allowed]
 
+# Calls of one machine only; a rule for another machine does not apply here (see _applies).
+FOR_ARCHES = [
+    ("ppc64le", "sync_file_range2 swapcontext"),
+    ("arm arm64", "arm_fadvise64_64 arm_sync_file_range sync_file_range2 breakpoint cacheflush set_tls"),
+    ("amd64 x32", "arch_prctl"), ("amd64 x32 x86", "modify_ldt"),
+    ("s390 s390x", "s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr"),
+    ("riscv64", "riscv_flush_icache"),
+]
+ARCH_MAP = {  # Docker's: which 32-bit ABIs each machine also runs (for libseccomp; we check ours below)
+    "SCMP_ARCH_X86_64": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"], "SCMP_ARCH_AARCH64": ["SCMP_ARCH_ARM"],
+    "SCMP_ARCH_MIPS64": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"],
+    "SCMP_ARCH_MIPS64N32": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"],
+    "SCMP_ARCH_MIPSEL64": ["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64N32"],
+    "SCMP_ARCH_MIPSEL64N32": ["SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64"],
+    "SCMP_ARCH_S390X": ["SCMP_ARCH_S390"], "SCMP_ARCH_RISCV64": None, "SCMP_ARCH_LOONGARCH64": None,
+}
+
 CLONE_NEW_ANY = 0x7E020000  # every CLONE_NEW* flag: clone() may not create namespaces
-AF_VSOCK = 40  # sockets to the hypervisor: not for containers
+AF_ALG, AF_VSOCK = 38, 40  # the kernel's crypto API, sockets to the hypervisor: not for containers
+REFUSED_FAMILIES = (AF_ALG, AF_VSOCK)
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)  # Linux, Linux32, UNAME26, both, query
+
+
+def _outside(index: int, refused: Collection[int]) -> list[list[dict]]:
+    """Conditions that hold for every ``args[index]`` but the ``refused`` values: one rule's args each.
+
+    One rule with two ``SCMP_CMP_NE`` conditions on the same argument does not do it: runc (and
+    :func:`_rules`) makes a rule of each, and either lets the call through (38 is "not 40"). So:
+    below the first, each value in between, above the last.
+
+    Example::
+
+        >>> [(c[0]["op"], c[0]["value"]) for c in _outside(0, [38, 40])]
+        [('SCMP_CMP_LT', 38), ('SCMP_CMP_EQ', 39), ('SCMP_CMP_GT', 40)]
+    """
+    values = sorted(refused)
+    between = [v for low, high in itertools.pairwise(values) for v in range(low + 1, high)]
+    return [[{"index": index, "value": values[0], "op": "SCMP_CMP_LT"}],
+            *([{"index": index, "value": v, "op": "SCMP_CMP_EQ"}] for v in between),
+            [{"index": index, "value": values[-1], "op": "SCMP_CMP_GT"}]]
 
 
 # exercise 06.4: The default profile, in Docker's JSON format
 # hint: defaultAction SCMP_ACT_ERRNO with defaultErrnoRet EPERM; one ALLOW rule with ALLOWED; ptrace
-#   & co from kernel 4.8; socket unless arg 0 == AF_VSOCK; personality for each of PERSONALITIES;
-#   arch_prctl and modify_ldt on amd64; one rule per WITH_CAPABILITY entry (includes caps); clone
-#   without namespace flags (MASKED_EQ) and clone3 -> ENOSYS, both excluded when CAP_SYS_ADMIN.
+#   & co from kernel 4.8; socket for each range of _outside(0, REFUSED_FAMILIES); personality for
+#   each of PERSONALITIES; one rule per FOR_ARCHES entry (includes arches); one rule per
+#   WITH_CAPABILITY entry (includes caps) with clone without namespace flags (MASKED_EQ; on s390 it
+#   is argument 1) and clone3 -> ENOSYS, both excluded when CAP_SYS_ADMIN, after the SYS_ADMIN one.
 # --8<-- [start:default_profile]
 def default_profile() -> dict:
     """Docker's default policy, in Docker's profile format: allow what programs need, EPERM the rest.
 
-    ``clone`` is allowed without ``CAP_SYS_ADMIN`` only if it creates no namespace; ``clone3``, whose
-    flags live in memory a filter cannot read, then fails with ENOSYS so that libc falls back to clone.
+    Rule for rule the profile of moby/profiles (June 2026). ``socket`` is refused for the families
+    of :data:`REFUSED_FAMILIES`. ``clone`` is allowed without ``CAP_SYS_ADMIN`` only if it creates
+    no namespace; ``clone3``, whose flags live in memory a filter cannot read, then fails with
+    ENOSYS so that libc falls back to clone.
+
+    Example::
+
+        >>> [r["args"][0]["op"] for r in default_profile()["syscalls"] if r["names"] == ["socket"]]
+        ['SCMP_CMP_LT', 'SCMP_CMP_EQ', 'SCMP_CMP_GT']
     """
-    allow = "SCMP_ACT_ALLOW"
+    allow, no_admin, s390 = "SCMP_ACT_ALLOW", {"caps": ["CAP_SYS_ADMIN"]}, ["s390", "s390x"]
+
+    def no_namespace(index: int) -> list[dict]:  # (flags & CLONE_NEW_ANY) == 0
+        return [{"index": index, "value": CLONE_NEW_ANY, "op": "SCMP_CMP_MASKED_EQ"}]
+
     rules: list[dict] = [
         {"names": list(ALLOWED), "action": allow},
         {"names": ["ptrace", "process_vm_readv", "process_vm_writev"], "action": allow,
          "includes": {"minKernel": "4.8"}},  # older kernels let ptrace escape seccomp
-        {"names": ["socket"], "action": allow,
-         "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}]},
+        *({"names": ["socket"], "action": allow, "args": args} for args in _outside(0, REFUSED_FAMILIES)),
         *({"names": ["personality"], "action": allow, "args": [{"index": 0, "value": p, "op": "SCMP_CMP_EQ"}]}
           for p in PERSONALITIES),
-        {"names": ["arch_prctl", "modify_ldt"], "action": allow, "includes": {"arches": ["amd64", "x32"]}},
-        *({"names": calls.split(), "action": allow, "includes": {"caps": [f"CAP_{cap}"]}}
-          for cap, calls in WITH_CAPABILITY.items()),
-        {"names": ["clone"], "action": allow, "excludes": {"caps": ["CAP_SYS_ADMIN"]},
-         "args": [{"index": 0, "value": CLONE_NEW_ANY, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
-         "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+        *({"names": calls.split(), "action": allow, "includes": {"arches": arches.split()}}
+          for arches, calls in FOR_ARCHES),
     ]
+    for cap, calls in WITH_CAPABILITY.items():
+        rules.append({"names": calls.split(), "action": allow, "includes": {"caps": [f"CAP_{cap}"]}})
+        if cap == "SYS_ADMIN":  # without it: clone without namespace flags (s390: second), clone3 ENOSYS
+            rules += [
+                {"names": ["clone"], "action": allow, "args": no_namespace(0),
+                 "excludes": {**no_admin, "arches": s390}},
+                {"names": ["clone"], "action": allow, "args": no_namespace(1),
+                 "includes": {"arches": s390}, "excludes": no_admin},
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
+                 "excludes": no_admin},
+            ]
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
-            "archMap": [{"architecture": "SCMP_ARCH_X86_64",
-                         "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+            "archMap": [{"architecture": arch, "subArchitectures": subs} for arch, subs in ARCH_MAP.items()],
             "syscalls": rules}
 # --8<-- [end:default_profile]
 
@@ -258,11 +330,31 @@ def _compare(condition: dict, fail: str, tag: str) -> list[bpf.Insn | bpf.Label]
 # --8<-- [end:compare]
 
 
+def _refusal(default: int, profile: dict) -> int:
+    """What an x32 call gets: the default action if it refuses, else ``ERRNO`` with the profile's errno.
+
+    x32 is a second ABI of x86-64: the same ``seccomp_data.arch``, the syscall number with bit 30
+    set (``0x40000000 | 39`` is x32's getpid). A profile's rules name x86-64 numbers, so an x32
+    call would match none and get the default action: with ``"defaultAction": "SCMP_ACT_ALLOW"``
+    (a profile that lists what to refuse) every refused call would pass under its x32 number.
+
+    Example::
+
+        >>> hex(_refusal(ACTIONS["SCMP_ACT_ALLOW"], {}))
+        '0x50001'
+    """
+    if default & 0xFFFF0000 in (ACTIONS["SCMP_ACT_ERRNO"], ACTIONS["SCMP_ACT_TRAP"],
+                                ACTIONS["SCMP_ACT_KILL_THREAD"], ACTIONS["SCMP_ACT_KILL_PROCESS"]):
+        return default
+    return ACTIONS["SCMP_ACT_ERRNO"] | (profile.get("defaultErrnoRet") or errno.EPERM) & 0xFFFF
+
+
 # exercise 06.7: Compile a profile to a BPF program
 # hint: check seccomp_data.arch (offset 4, else KILL_PROCESS); load nr (offset 0); x32 numbers get
-#   the default action, numbers above the table ENOSYS (unless the default allows); then per rule:
-#   jeq nr, conditions (_compare) jumping to a per-rule "next" label, ret action, the label, and a
-#   reload of nr (the conditions changed A); finally ret the default action. bpf.assemble() it all.
+#   _refusal() whatever the default, numbers above the table ENOSYS (unless the default allows);
+#   then per rule: jeq nr, conditions (_compare) jumping to a per-rule "next" label, ret action,
+#   the label, and a reload of nr (the conditions changed A); finally ret the default action.
+#   bpf.assemble() it all.
 # --8<-- [start:compile_profile]
 def compile_profile(profile: dict, capabilities: Collection[str], machine: str | None = None,
                     release: str | None = None) -> bytes:
@@ -270,7 +362,14 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
 
     One block per rule, in the profile's order; the first rule that matches decides. A syscall no
     rule names gets the default action, and one newer than this table ENOSYS (as runc does), so
-    that programs fall back to an older call instead of failing.
+    that programs fall back to an older call instead of failing. An x32 call is refused before
+    any rule, even when the default action allows (see :func:`_refusal`).
+
+    Example::
+
+        >>> program = compile_profile({"defaultAction": "SCMP_ACT_ALLOW"}, (), "x86_64", "6.1")
+        >>> hex(bpf.run(program, seccomp_data(0x40000000 | 39)))   # x32 getpid
+        '0x50001'
     """
     machine = machine or os.uname().machine  # platform.machine(), without importing platform
     release = release or os.uname().release
@@ -281,7 +380,7 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
     last = max(numbers(machine).values())
     code: list[bpf.Insn | bpf.Label] = [
         bpf.ld(4), bpf.jeq(AUDIT_ARCH[machine], 1, 0), bpf.ret(ACTIONS["SCMP_ACT_KILL_PROCESS"]),
-        bpf.ld(0), bpf.jge(X32_SYSCALL_BIT, 0, 1), bpf.ret(default),
+        bpf.ld(0), bpf.jge(X32_SYSCALL_BIT, 0, 1), bpf.ret(_refusal(default, profile)),
     ]
     if default != ACTIONS["SCMP_ACT_ALLOW"]:
         code += [bpf.jgt(last, 0, 1), bpf.ret(ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS)]

@@ -3,8 +3,8 @@
 A seccomp filter sees only a number. The numbers differ between machines (``openat`` is 257 on
 x86-64, 56 on arm64), so a profile that names syscalls needs a table per machine; libseccomp has
 one, and so do we. Generated from the kernel's ``asm/unistd_64.h`` (Linux 6.1, Debian 12) plus the
-syscalls added up to Linux 6.10. Numbers 335-423 are unused on x86-64: from 424 on, new syscalls
-get the same number on every machine.
+syscalls added up to Linux 6.18 (``uretprobe`` and ``uprobe``, 335 and 336, are x86-64's own).
+Numbers 337-423 are unused on x86-64: from 424 on, new syscalls get the same number on every machine.
 
 Example::
 
@@ -51,7 +51,7 @@ rt_tgsigqueueinfo perf_event_open recvmmsg fanotify_init fanotify_mark prlimit64
 open_by_handle_at clock_adjtime syncfs sendmmsg setns getcpu process_vm_readv process_vm_writev kcmp
 finit_module sched_setattr sched_getattr renameat2 seccomp getrandom memfd_create kexec_file_load
 bpf execveat userfaultfd membarrier mlock2 copy_file_range preadv2 pwritev2 pkey_mprotect pkey_alloc
-pkey_free statx io_pgetevents rseq
+pkey_free statx io_pgetevents rseq uretprobe uprobe
 """
 
 _X86_64_FROM_424 = """
@@ -60,7 +60,8 @@ fsconfig fsmount fspick pidfd_open clone3 close_range openat2 pidfd_getfd facces
 epoll_pwait2 mount_setattr quotactl_fd landlock_create_ruleset landlock_add_rule
 landlock_restrict_self memfd_secret process_mrelease futex_waitv set_mempolicy_home_node cachestat
 fchmodat2 map_shadow_stack futex_wake futex_wait futex_requeue statmount listmount lsm_get_self_attr
-lsm_set_self_attr lsm_list_modules mseal
+lsm_set_self_attr lsm_list_modules mseal setxattrat getxattrat listxattrat removexattrat open_tree_attr
+file_getattr file_setattr
 """
 
 MACHINES = ("x86_64",)
