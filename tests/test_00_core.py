@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,39 @@ def test_default_socket_follows_the_run_directory(monkeypatch) -> None:
     assert api.default_socket() == "/run/minidocker.sock"
     monkeypatch.setenv("MINIDOCKER_RUN", "/tmp/run-x")
     assert api.default_socket() == "/tmp/run-x/minidocker.sock"
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["openat2", "walk"])
+def test_paths_inside_a_rootfs_are_resolved_inside_it(tmp_path, monkeypatch, kernel):
+    """CVE-2014-9356's class: an image's symlinks (absolute, or ../ past its root) name host paths when
+    followed from the host; resolved in the root (openat2's RESOLVE_IN_ROOT, or the walk of older
+    kernels) they name the root's own files, and nothing is made outside it."""
+    from minidocker.core import rootpath
+
+    monkeypatch.setattr(rootpath, "_kernel_resolves", kernel)
+    root, tag = tmp_path / "root", f"minidocker-pwned-{os.getpid()}-{kernel}"
+    (root / "etc").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    os.symlink(f"/tmp/{tag}-abs", root / "etc/hostname")
+    os.symlink(f"../../../../../../../../tmp/{tag}-rel", root / "etc/hosts")
+    os.symlink("/tmp", root / "link")
+    os.symlink("loop", root / "loop")
+    try:
+        for name in ("/etc/hostname", "etc/hosts"):
+            os.close(rootpath.open_in_root(root, name, os.O_WRONLY | os.O_CREAT))
+        os.close(rootpath.mkdirs_in_root(root, f"/link/{tag}-dir/deep"))
+        assert sorted(os.listdir(root / "tmp")) == [f"{tag}-abs", f"{tag}-dir", f"{tag}-rel"]
+        assert (root / "tmp" / f"{tag}-dir" / "deep").is_dir()
+        fd = rootpath.open_in_root(root, "/../../etc/hostname", os.O_RDONLY)
+        try:
+            assert os.path.realpath(rootpath.fd_path(fd)) == str(root / "tmp" / f"{tag}-abs")
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError):
+            rootpath.open_in_root(root, "/loop/x")
+    finally:
+        leaked = [p for p in os.listdir("/tmp") if p.startswith(tag)]
+        for name in leaked:
+            path = os.path.join("/tmp", name)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    assert leaked == []

@@ -615,3 +615,47 @@ def test_a_foreign_device_with_the_bridge_name_is_left_alone(run_network):
         finally:
             ipr.link("del", ifname=run_network.bridge)
     nothing_left(run_network)
+
+
+def in_a_mount_namespace(work) -> int:
+    """Run ``work()`` in a child with a private mount namespace of its own; its exit status (0: True)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _syscalls.unshare(_syscalls.CLONE_NEWNS)
+            _syscalls.mount(None, "/", None, _syscalls.MS_REC | _syscalls.MS_PRIVATE)
+            code = 0 if work() else 1
+        except BaseException as e:  # the parent sees the status only
+            print(f"in_a_mount_namespace: {e!r}", file=sys.stderr)
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_image_symlinks_for_the_dns_files_stay_inside_the_rootfs(tmp_path, monkeypatch):
+    """CVE-2014-9356's class: an image whose /etc/hostname, /etc/hosts, /etc/resolv.conf are symlinks to
+    host paths. The engine binds its files over them before pivot_root, from the host: the links are
+    resolved inside the rootfs, and nothing is created (or mounted over) outside it."""
+    tag = f"minidocker-pwned-{os.getpid()}"
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    os.symlink(f"/tmp/{tag}-hostname", root / "etc/hostname")
+    os.symlink(f"../../../../../../../../tmp/{tag}-hosts", root / "etc/hosts")
+    os.symlink(f"/tmp/{tag}-resolv", root / "etc/resolv.conf")
+    monkeypatch.setattr(netfiles, "_filesystem_at", lambda path: "overlay")  # a root of its own
+    files = netfiles.write_files(tmp_path / "files", "box", "10.0.0.2", "none")
+
+    def bind() -> bool:
+        netfiles.bind_files(str(root), files)
+        return (root / "tmp" / f"{tag}-hostname").read_text() == "box\n"  # bound inside the root
+
+    try:
+        assert in_a_mount_namespace(bind) == 0
+    finally:
+        leaked = [name for name in os.listdir("/tmp") if name.startswith(tag)]
+        for name in leaked:
+            os.unlink(os.path.join("/tmp", name))
+    assert leaked == []
+    assert sorted(os.listdir(root / "tmp")) == [f"{tag}-hostname", f"{tag}-hosts", f"{tag}-resolv"]

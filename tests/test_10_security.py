@@ -76,3 +76,47 @@ def test_userns_remap_daemon_and_userns_host(daemon, tmp_path):
             assert again.stdout.split() == ["0", "100000", "65536", "0"], again.stderr
         finally:
             remapped.cli("rm", "-f", "again")
+
+
+def test_a_bind_to_the_root_is_refused_with_a_400():
+    """As Docker: 'invalid mount config for type "bind": invalid specification: destination can't be '/''."""
+    from minidocker.core import errors
+    from minidocker.daemon import volumes
+
+    for bind in ("/tmp:/", "/tmp://", "/tmp:/:ro"):
+        with pytest.raises(errors.InvalidArgument, match="destination can't be '/'") as refused:
+            volumes.parse_binds([bind])
+        assert errors.http_status(refused.value) == 400
+    with pytest.raises(errors.InvalidArgument):
+        volumes.volume_mounts([{"Source": "/tmp", "Destination": "/", "RW": True}])("/nonexistent")
+
+
+def test_a_volume_under_a_symlinked_directory_of_the_image_stays_inside_the_rootfs(tmp_path):
+    """CVE-2014-9356's class for -v: the image's /link is a symlink to a host directory, -v names
+    /link/x. Made and mounted inside the rootfs, never in the host's directory."""
+    from minidocker.core import syscalls
+    from minidocker.daemon import volumes
+
+    host, root, source = tmp_path / "host", tmp_path / "root", tmp_path / "source"
+    for directory in (host, root / "tmp", source):
+        directory.mkdir(parents=True)
+    os.symlink(str(host), root / "link")  # absolute: from the host, the host's directory
+    os.symlink("../../../../../../../.." + str(host), root / "rel")  # ../ past the root
+    (source / "data").write_text("volume\n")
+    hook = volumes.volume_mounts([{"Source": str(source), "Destination": "/link/x", "RW": False},
+                                  {"Source": str(source), "Destination": "/rel/y", "RW": True}])
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+            try:
+                hook(str(root))
+                code = 0
+            except OSError:
+                code = 2  # refused (a link to nowhere inside the root): safe too
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) in (0, 2)
+    assert os.listdir(host) == []  # nothing made in the host's directory

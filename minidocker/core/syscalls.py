@@ -26,8 +26,9 @@ __all__ = [
     "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
     "CLONE_NEWUSER", "CLONE_NEWUTS", "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC",
     "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "MS_SLAVE",
+    "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
     "bpf", "capget", "capset", "mount", "mount_setattr", "move_mount", "name_to_handle_at", "open_tree",
-    "pivot_root", "prctl",
+    "openat2", "pivot_root", "prctl",
     "seccomp", "sethostname", "setns", "umount2", "unshare",
 ]
 
@@ -82,11 +83,15 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_IDMAP = 0x00100000  # show the files' owners through a user namespace's id map
 
+# <linux/openat2.h>: struct open_how's resolve flags (Linux 5.6+).
+RESOLVE_NO_MAGICLINKS = 0x02  # no /proc/PID/fd/N style jumps
+RESOLVE_IN_ROOT = 0x10  # resolve as if dirfd were "/": "..", absolute symlinks stay below it
+
 # Syscalls glibc has no wrapper for, by machine.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
-_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # the same on every machine
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_OPENAT2, _SYS_MOUNT_SETATTR = 428, 429, 437, 442  # on every machine
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -213,6 +218,17 @@ def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: in
     attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, userns_fd)  # struct mount_attr
     _check(_libc.syscall(_SYS_MOUNT_SETATTR, dirfd, _b(path), flags,
                          ctypes.create_string_buffer(attr, len(attr)), len(attr)), path)
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2): open(2) relative to ``dirfd`` with rules for resolving ``path`` (``RESOLVE_*``).
+
+    With ``RESOLVE_IN_ROOT`` every ``..`` and absolute symlink stays below ``dirfd``: a path of a
+    container's tree, resolved from the host, as the container will see it. ENOSYS before Linux 5.6.
+    """
+    how = struct.pack("QQQ", flags, mode, resolve)  # struct open_how
+    return _check(_libc.syscall(_SYS_OPENAT2, dirfd, _b(path), ctypes.create_string_buffer(how, len(how)),
+                                len(how)), path)
 
 
 def name_to_handle_at(dirfd: int, path: str, flags: int = 0) -> bytes:

@@ -23,6 +23,7 @@ from pathlib import Path
 from minidocker.core import errors
 from minidocker.core.atomic import read_json, rfc3339, write_json
 from minidocker.core.paths import state_dir
+from minidocker.core.rootpath import fd_path, mkdirs_in_root, open_in_root
 from minidocker.core.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount
 
 __all__ = ["create", "inspect", "list_volumes", "parse_binds", "remove", "volume_mounts"]
@@ -75,6 +76,9 @@ def parse_binds(binds: list[str]) -> list[dict]:
         if len(parts) not in (2, 3) or not parts[1].startswith("/") or ".." in parts[1].split("/"):
             raise errors.InvalidArgument(f"invalid volume specification {bind!r}: use SOURCE:/TARGET[:ro]")
         source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+        if not target.strip("/"):  # over the root, pivot_root would have nothing of the image left
+            raise errors.InvalidArgument(f'invalid mount config for type "bind": invalid specification: '
+                                         f"destination can't be '/' in {bind!r}")
         if mode not in ("", "ro", "rw"):
             raise errors.InvalidArgument(f"invalid mode {mode!r} in {bind!r}: use ro or rw")
         if source.startswith("/"):
@@ -91,19 +95,37 @@ def parse_binds(binds: list[str]) -> list[dict]:
 
 # --8<-- [start:volume_mounts]
 def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
-    """A ``before_pivot`` hook: bind-mount each source at its target in the container's tree."""
+    """A ``before_pivot`` hook: bind-mount each source at its target in the container's tree.
+
+    The target is made and found inside the root as the container sees it (``core.rootpath``):
+    ``-v /data:/link/x`` where the image's ``/link`` is a symlink to ``/etc`` makes ``root/etc/x``,
+    never the host's ``/etc/x``; and the mount goes on the descriptor found, not on a path.
+    """
 
     def hook(root: str) -> None:
         for m in mounts:
-            target = os.path.join(root, m["Destination"].lstrip("/"))
+            destination = m["Destination"]
+            if not destination.strip("/"):
+                raise errors.InvalidArgument("invalid mount config: destination can't be '/'")
             if os.path.isdir(m["Source"]):
-                os.makedirs(target, exist_ok=True)
-            elif not os.path.exists(target):
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                open(target, "a").close()  # a file is mounted over a file
-            mount(m["Source"], target, None, MS_BIND | MS_REC)
+                fd = mkdirs_in_root(root, destination)
+            else:
+                try:
+                    fd = open_in_root(root, destination, os.O_PATH)
+                except FileNotFoundError:
+                    parent = mkdirs_in_root(root, os.path.dirname(destination))
+                    os.close(parent)
+                    fd = open_in_root(root, destination, os.O_WRONLY | os.O_CREAT)  # a file over a file
+            try:
+                mount(m["Source"], fd_path(fd), None, MS_BIND | MS_REC)
+            finally:
+                os.close(fd)
             if not m["RW"]:  # read-only needs a second step: a bind mount starts with the source's flags
-                mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+                fd = open_in_root(root, destination, os.O_PATH)  # now the new mount's root
+                try:
+                    mount(None, fd_path(fd), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+                finally:
+                    os.close(fd)
 
     return hook
 # --8<-- [end:volume_mounts]

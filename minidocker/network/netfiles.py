@@ -25,10 +25,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import stat
 import sys
 from pathlib import Path
 
 from minidocker.core.paths import state_dir
+from minidocker.core.rootpath import fd_path, open_in_root
 from minidocker.core.syscalls import MS_BIND, mount
 
 __all__ = ["DEFAULT_NAMESERVERS", "NAMES", "bind_files", "files_dir", "host_resolv_conf", "hosts_file",
@@ -125,8 +127,9 @@ def write_files(directory: Path, hostname: str, ip: str | None, mode: str) -> di
 
 
 # exercise 05.10: Bind-mount the DNS files over the image's
-# hint: for each target: the path under root; if it is missing, create it only in an overlay root
-#   (_filesystem_at), else skip it and print one note; mount(source, path, None, MS_BIND).
+# hint: for each target: open_in_root(root, target, O_PATH) (never os.path.join: the image's symlinks);
+#   if it is no regular file, create it (O_CREAT) only in an overlay root (_filesystem_at), else skip it
+#   and print one note; mount(source, fd_path(fd), None, MS_BIND).
 # --8<-- [start:bind_files]
 def bind_files(root: str, files: dict[str, str]) -> None:
     """Bind-mount each ``source`` over ``root/target``, in the container, before pivot_root.
@@ -134,17 +137,29 @@ def bind_files(root: str, files: dict[str, str]) -> None:
     A bind mount needs an existing file to cover. In a root of the container's own (an overlay,
     chapter 04) a missing one is created; a plain directory may be shared by every container
     (like the busybox rootfs), so nothing is created there: the file is skipped with a note.
+    Each target is found inside ``root`` as the container will see it (``core.rootpath``): an
+    image whose ``/etc/hosts`` is a symlink to ``/tmp/x`` gets ``root/tmp/x``, never the host's.
     """
     private = _filesystem_at(root) == "overlay"
     skipped = []
     for target, source in files.items():
-        path = os.path.join(root, target.lstrip("/"))
-        if not os.path.isfile(path):
-            if not private or not os.path.isdir(os.path.dirname(path)):
+        try:
+            fd = open_in_root(root, target, os.O_PATH)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise FileNotFoundError(target)
+        except OSError:
+            try:
+                if not private:
+                    raise
+                fd = open_in_root(root, target, os.O_WRONLY | os.O_CREAT, 0o644)  # ENOENT: no parent
+            except OSError:
                 skipped.append(target)
                 continue
-            open(path, "a").close()
-        mount(source, path, None, MS_BIND)
+        try:
+            mount(source, fd_path(fd), None, MS_BIND)
+        finally:
+            os.close(fd)
     if skipped:
         print(f"minidocker: note: {' '.join(skipped)} missing in the shared directory {root}: not "
               "created there (use an image, or create empty files)", file=sys.stderr)
