@@ -301,3 +301,29 @@ def test_docker_api_glue():
     assert "NET_ADMIN" in plan.capabilities and "MKNOD" not in plan.capabilities
     hooks = security.exec_hooks({"HostConfig": host})
     assert len(hooks) == 1 and callable(hooks[0])
+
+
+@pytest.mark.parametrize("failure", [EngineError("this host has no devices cgroup controller"),
+                                     PermissionError(1, "Operation not permitted")], ids=["engine", "os"])
+def test_devices_cgroup_fails_closed(attack_root, monkeypatch, failure):
+    """A devices cgroup that cannot be applied (no controller, bpf refused) stops the container from
+    starting, with one line saying why; it used to start without its device list (fail open)."""
+    from minidocker.cgroups.cgroup import Cgroup
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(devices, "restrict_v1", broken)
+    monkeypatch.setattr(devices, "restrict_v2", broken)
+    marker = Path(attack_root, "tmp/started")
+    spec = ContainerSpec(rootfs=attack_root, argv=["/bin/sh", "-c", "touch /tmp/started"],
+                         env={"PATH": "/bin"})
+    cgroup = Cgroup.create(spec.id)
+    try:
+        with pytest.raises(EngineError, match="devices cgroup") as refused:
+            security.harden(spec)
+            namespaces.run(spec)
+        assert "\n" not in str(refused.value)
+    finally:
+        cgroup.remove()
+    assert not marker.exists()

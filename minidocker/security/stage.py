@@ -168,8 +168,9 @@ def protect_filesystem(hardening: Hardening, root: str) -> None:
 
 # exercise 06.15: Hook the hardening into a container spec
 # hint: plan(options); refuse privileged together with spec.id_map; unless privileged, restrict the
-#   devices of Cgroup.open(spec.id) if it exists; idmap.idmap_rootfs(spec); before_pivot hooks:
-#   protect_filesystem, PR_SET_KEEPCAPS; restrict_process before_exec at ORDER_RESTRICT; return the plan.
+#   devices of Cgroup.open(spec.id) if it exists (failing to: an EngineError, fail closed);
+#   idmap.idmap_rootfs(spec); before_pivot hooks: protect_filesystem, PR_SET_KEEPCAPS; restrict_process
+#   before_exec at ORDER_RESTRICT; return the plan.
 # --8<-- [start:harden]
 def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Hardening:
     """Apply Docker's defaults (adjusted by ``options``) to the container ``spec``.
@@ -178,7 +179,8 @@ def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Harde
     default order (which may still need privileges), before any switch to another user (at
     ``ORDER_SWITCH_USER``). ``PR_SET_KEEPCAPS`` keeps the permitted capabilities across a user
     switch that comes earlier anyway, so that the capabilities can still be set as Docker does.
-    The container's cgroup (chapter 03), if it has one already, gets Docker's device allow-list.
+    The container's cgroup (chapter 03), if it has one already, gets Docker's device allow-list,
+    or the container does not start: without it, a ``mknod`` names the host's disk (runc fails closed).
     With a user namespace the root filesystem is idmapped, so the container's root owns its files
     without a single chown.
     """
@@ -186,8 +188,16 @@ def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Harde
     if hardening.privileged and spec.id_map:
         raise EngineError("--privileged and --userns do not go together: privileged means the host's root")
     if not hardening.privileged:
-        with contextlib.suppress(EngineError):  # no cgroup: a bare spec, without chapter 03's stage
-            devices.restrict(Cgroup.open(spec.id))
+        try:
+            cgroup = Cgroup.open(spec.id)
+        except EngineError:  # no cgroup: a bare spec, without chapter 03's stage
+            cgroup = None
+        if cgroup is not None:
+            try:  # fail closed, as runc: a container without its device list does not start
+                devices.restrict(cgroup)
+            except (EngineError, OSError) as e:
+                raise EngineError(f"cannot apply the devices cgroup, so the container does not start: "
+                                  f"{getattr(e, 'strerror', None) or e}") from None
     idmap.idmap_rootfs(spec)
     spec.add_hook("before_pivot", lambda root: protect_filesystem(hardening, root))
     spec.add_hook("before_pivot", lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
