@@ -26,11 +26,13 @@ from __future__ import annotations
 import __future__
 
 import functools
-import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the switch is on the path of every command (see below)
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["install"]
 
@@ -45,6 +47,8 @@ CURRENT_SIZE = 4096  # the current-test record: one page, written whole by one p
 def _config() -> dict[str, Any] | None:
     global _CONFIG, _TRACE
     if _CONFIG is None and os.environ.get("MINIDOCKER_EXERCISE_RUN"):
+        import json  # only in a graded run: a student's `minidocker ps` keeps its import budget
+
         with open(os.environ["MINIDOCKER_EXERCISE_RUN"]) as f:
             _CONFIG = json.load(f)
         if os.environ.get("MINIDOCKER_EXERCISE_TRACE"):
