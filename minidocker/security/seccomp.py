@@ -135,7 +135,7 @@ FOR_ARCHES = [
     ("s390 s390x", "s390_pci_mmio_read s390_pci_mmio_write s390_runtime_instr"),
     ("riscv64", "riscv_flush_icache"),
 ]
-ARCH_MAP = {  # Docker's: which 32-bit ABIs each machine also runs (for libseccomp; we check ours below)
+ARCH_MAP = {  # Docker's: the 32-bit ABIs each machine also runs (libseccomp reads it, we do not)
     "SCMP_ARCH_X86_64": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"], "SCMP_ARCH_AARCH64": ["SCMP_ARCH_ARM"],
     "SCMP_ARCH_MIPS64": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64N32"],
     "SCMP_ARCH_MIPS64N32": ["SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64"],
