@@ -5,30 +5,55 @@ There is no systemd here to keep the daemon running, so the client can start one
 until it answers ``/_ping``. ``stop`` sends SIGTERM: the daemon goes, containers keep running
 (their monitors hold them), and a new daemon finds them again.
 
+Which daemon? The one this client talks to: on a UNIX socket the kernel names the process that
+listens there (``SO_PEERCRED``); else its pidfile (``--pidfile``, default ``RUN/minidockerd.pid``),
+which each daemon has its own of (``minidocker.daemon.places``).
+
 Example::
 
     $ minidocker daemon start
     minidockerd is running (pid 4242) on unix:///run/minidocker.sock
+    $ minidocker -H unix:///run/md2.sock daemon stop
+    minidockerd (pid 4343) stopped
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from minidocker.client.client import Client, DaemonUnreachable
 
 __all__ = ["main", "start", "stop"]
 
 
-def _pid() -> int | None:
+def _listener(client: Client) -> int | None:
+    """The pid of the process listening on the client's UNIX socket, if one does."""
+    if client.scheme != "unix":
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(client.address)
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+    return struct.unpack("3i", creds)[0] or None
+
+
+def _pid(client: Client, pidfile: str | None = None) -> int | None:
+    """The daemon's pid: the given pidfile's, else the socket's listener, else the default pidfile's."""
     from minidocker.core.paths import run_dir
 
+    if pidfile is None and (pid := _listener(client)):
+        return pid
     try:
-        pid = int((run_dir() / "minidockerd.pid").read_text())
+        pid = int(Path(pidfile or run_dir() / "minidockerd.pid").read_text())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
@@ -72,9 +97,10 @@ def start(client: Client, extra: list[str]) -> int:
     return 1
 
 
-def stop(client: Client) -> int:
-    """SIGTERM the daemon of this run directory and wait for it to go (containers keep running)."""
-    pid = _pid()
+def stop(client: Client, pidfile: str | None = None) -> int:
+    """SIGTERM the daemon ``client`` talks to (or ``pidfile``'s) and wait for it to go (containers keep
+    running)."""
+    pid = _pid(client, pidfile)
     if pid is None:
         print("minidockerd is not running")
         return 0
@@ -94,11 +120,12 @@ def main(argv: list[str], client: Client) -> int:
     action = argv[0] if argv else "status"
     if action == "start":
         return start(client, argv[1:])
-    if action == "stop":
-        return stop(client)
+    if action == "stop" and len(argv) in (1, 3) and argv[1:2] in ([], ["--pidfile"]):
+        return stop(client, argv[2] if len(argv) == 3 else None)
     if action == "status":
         alive = _alive(client)
-        print(f"minidockerd is {'running' if alive else 'not running'} on {client.host}")
+        pid = f" (pid {_pid(client)})" if alive and _pid(client) else ""
+        print(f"minidockerd is {'running' if alive else 'not running'}{pid} on {client.host}")
         return 0 if alive else 1
-    print("usage: minidocker daemon start|stop|status", file=sys.stderr)
+    print("usage: minidocker daemon start [DAEMON OPTIONS]|stop [--pidfile PATH]|status", file=sys.stderr)
     return 2

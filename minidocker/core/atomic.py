@@ -64,9 +64,12 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o666) -> None:
 
 
 # --8<-- [start:write_json]
-def write_json(path: Path, value: Any) -> None:
-    """Replace ``path`` with ``value`` as compact JSON, atomically (readers see the old or the new file)."""
-    atomic_write(path, json.dumps(value, separators=(",", ":")))
+def write_json(path: Path, value: Any, mode: int = 0o666) -> None:
+    """Replace ``path`` with ``value`` as compact JSON, atomically (readers see the old or the new file).
+
+    ``mode`` as for :func:`atomic_write` (0o600 for what holds secrets, such as a container's ``Env``).
+    """
+    atomic_write(path, json.dumps(value, separators=(",", ":")), mode)
 # --8<-- [end:write_json]
 
 

@@ -57,6 +57,7 @@ MNT_DETACH = 2  # umount2(2): detach now, free when no longer busy
 
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4  # 0: no core dump, and no ptrace, /proc/PID/fd, mem... but root's
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_KEEPCAPS = 8  # keep the permitted capabilities across setuid() away from root
 PR_SET_SECCOMP = 22

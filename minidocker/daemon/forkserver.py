@@ -28,6 +28,7 @@ import sys
 from typing import NoReturn
 
 from minidocker.core import syscalls as _syscalls
+from minidocker.core.paths import umask
 
 __all__ = ["main", "preload", "serve"]
 
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(argv[0])
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(argv[0])
-    os.chmod(argv[0], 0o600)
+    with umask(0o177):  # 0600 from bind(2) on: a chmod after it leaves a moment open to all
+        listener.bind(argv[0])
     listener.listen(64)
     os.write(1, b"ready\n")
     serve(listener)

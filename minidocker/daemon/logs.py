@@ -24,10 +24,19 @@ from typing import Any
 
 from minidocker.core.atomic import rfc3339
 
-__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_SIZE", "JsonLog", "parse_lines", "read_entries", "tail_entries"]
+__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_SIZE", "JsonLog", "parse_lines", "private", "read_entries",
+           "tail_entries"]
 
 DEFAULT_MAX_SIZE = 10 << 20  # without --log-opt max-size (parsed by core.units.parse_size)
 DEFAULT_MAX_FILES = 2
+
+
+def private(path: str, flags: int) -> int:
+    """An ``opener`` for open(): a new file is root's alone (0600), as a container's output may hold secrets.
+
+    Example: ``open(directory / "monitor.log", "ab", opener=private)``.
+    """
+    return os.open(path, flags, 0o600)
 
 
 # --8<-- [start:JsonLog]
@@ -36,7 +45,7 @@ class JsonLog:
 
     def __init__(self, path: Path, max_size: int = DEFAULT_MAX_SIZE, max_files: int = DEFAULT_MAX_FILES):
         self.path, self.max_size, self.max_files = path, max_size, max(1, max_files)
-        self.file = open(path, "ab")  # noqa: SIM115 (open for the container's lifetime)
+        self.file = open(path, "ab", opener=private)  # noqa: SIM115 (open for the container's lifetime)
 
     def write(self, stream: str, data: bytes) -> None:
         """Log ``data`` (one entry per line; a trailing partial line is an entry of its own)."""
@@ -61,7 +70,7 @@ class JsonLog:
                 os.replace(source, older)
         if self.max_files == 1:
             self.path.unlink(missing_ok=True)
-        self.file = open(self.path, "ab")  # noqa: SIM115
+        self.file = open(self.path, "ab", opener=private)  # noqa: SIM115
 
     def close(self) -> None:
         self.file.close()

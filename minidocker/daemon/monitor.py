@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core.atomic import read_json, rfc3339, write_json
-from minidocker.core.paths import run_dir, state_dir
+from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
 from minidocker.core.spec import ORDER_FIRST
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
@@ -392,8 +392,8 @@ def run(container_id: str, ready_fd: int) -> NoReturn:
     path = socket_path(container_id)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    os.chmod(path, 0o600)
+    with umask(0o177):  # 0600 from bind(2) on (core.paths.umask)
+        listener.bind(str(path))
     listener.listen(64)
     listener.setblocking(False)
     monitor = Monitor(container_id, listener)

@@ -13,6 +13,8 @@ Run it (as root)::
     python -m minidocker.daemon -H unix:///tmp/d.sock -H tcp://0.0.0.0:2376 \\
         --tlscacert ca.pem --tlscert server.pem --tlskey server-key.pem
     python -m minidocker.daemon --userns-remap default  # every container's root is uid 100000 outside
+    python -m minidocker.daemon --data-root /srv/md2 -H unix:///run/md2.sock \\
+        --bridge md2br0 --bip 10.99.0.1/24 --nft-table md2    # a second daemon beside the first
     DOCKER_HOST=unix:///run/minidocker.sock docker run --rm busybox echo hi
 """
 
@@ -21,15 +23,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import grp
 import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -37,9 +40,9 @@ from aiohttp import web
 from minidocker.core import errors
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
-from minidocker.core.paths import run_dir, state_dir
+from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
-from minidocker.daemon import engine, hijack, stats
+from minidocker.daemon import engine, hijack, places, stats
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
 from minidocker.daemon.routes import images as api_images
@@ -186,6 +189,9 @@ def tls_context(ca: str, cert: str, key: str) -> ssl.SSLContext:
 # --8<-- [start:serve]
 async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None) -> None:
     """Listen on every ``unix://`` and ``tcp://`` host until SIGTERM or SIGINT; containers run on."""
+    for host in hosts:  # a live daemon's socket is not ours to take over (a stale file is)
+        if host.startswith("unix://") and _answers(host[7:]):
+            raise SystemExit(f"minidockerd: another daemon listens on {host}: give another -H")
     runner = web.AppRunner(create_app(config), handle_signals=False, access_log=None,
                            shutdown_timeout=2)
     await runner.setup()
@@ -195,8 +201,10 @@ async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None)
         if scheme == "unix":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(where)
-            await web.UnixSite(runner, where).start()
-            os.chmod(where, 0o660)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with umask(0o117):  # 0660 from bind(2) on: root and the minidocker group
+                listener.bind(where)
+            await web.SockSite(runner, listener).start()
             sockets[where] = os.stat(where).st_ino
             with contextlib.suppress(KeyError):
                 os.chown(where, 0, grp.getgrnam("minidocker").gr_gid)
@@ -225,11 +233,30 @@ async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None)
 # --8<-- [end:serve]
 
 
+def _answers(path: str) -> bool:
+    """Whether a process listens on the UNIX socket ``path`` (a stale file from a dead one does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[list[str], dict[str, Any]]:
     parser = argparse.ArgumentParser(prog="minidockerd", description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", action="append", default=[], help="unix:///PATH or tcp://ADDR:PORT")
     parser.add_argument("--config-file", default=DEFAULT_CONFIG, help="JSON config (like daemon.json)")
     parser.add_argument("--data-root", help="state directory (default: /var/lib/minidocker)")
+    parser.add_argument("--exec-root", help="runtime files: sockets, locks (default: /run/minidocker; "
+                                            "/run/minidocker-HASH for another --data-root)")
+    parser.add_argument("--pidfile", help="the daemon's pid, for 'minidocker daemon stop' "
+                                          "(default: EXEC_ROOT/minidockerd.pid)")
+    parser.add_argument("--bridge", help="the default network's bridge (default: minidocker0)")
+    parser.add_argument("--bip", metavar="CIDR", help="the default network's subnet, its gateway the first "
+                                                      "address (default: 172.29.0.0/16)")
+    parser.add_argument("--nft-table", help="the nftables table of its rules (default: minidocker)")
+    parser.add_argument("--cgroup-parent", help="the cgroup above the containers' (default: minidocker)")
     parser.add_argument("--tlscacert")
     parser.add_argument("--tlscert")
     parser.add_argument("--tlskey")
@@ -245,7 +272,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], dict[str, Any]]:
     if os.path.exists(args.config_file):
         with open(args.config_file) as f:
             config = json.load(f)
-    for key in ("data_root", "tlscacert", "tlscert", "tlskey", "default_network", "userns_remap"):
+    for key in ("data_root", "exec_root", "pidfile", "bridge", "bip", "nft_table", "cgroup_parent",
+                "tlscacert", "tlscert", "tlskey", "default_network", "userns_remap"):
         if getattr(args, key):
             config[key.replace("_", "-")] = getattr(args, key)
     if config.get("userns-remap") not in (None, "", "default"):
@@ -258,27 +286,54 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], dict[str, Any]]:
     return hosts, config
 
 
+# The daemon's flags, handed to its fork server, monitors and engines as the variables core.paths and
+# the network stage read (so that `python -m minidocker.network` alone takes them too).
+_ENVIRONMENT = {"data-root": "MINIDOCKER_STATE", "exec-root": "MINIDOCKER_RUN", "bridge": "MINIDOCKER_BRIDGE",
+                "bip": "MINIDOCKER_SUBNET", "nft-table": "MINIDOCKER_NFT_TABLE",
+                "cgroup-parent": "MINIDOCKER_CGROUP_PARENT"}
+
+
+def _configure_places(config: dict[str, Any]) -> None:
+    """Set the exec root (derived from another data root: :mod:`minidocker.daemon.places`) and pass
+    every place flag on through the environment; the subnet of ``--bip`` is checked here."""
+    config["exec-root"] = config.get("exec-root") or places.exec_root(
+        config.get("data-root"), inherited_state=os.environ.get("MINIDOCKER_STATE") or "/var/lib/minidocker",
+        inherited_run=os.environ.get("MINIDOCKER_RUN") or "/run/minidocker")
+    if config.get("bip"):
+        import ipaddress
+
+        try:
+            config["bip"] = str(ipaddress.ip_interface(config["bip"]).network)
+        except ValueError as e:
+            raise SystemExit(f"minidockerd: invalid --bip {config['bip']!r}: {e}") from None
+    for key, variable in _ENVIRONMENT.items():
+        if config.get(key):
+            os.environ[variable] = str(config[key])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``minidockerd [-H HOST]... [OPTIONS]``: run the daemon in the foreground."""
     hosts, config = parse_args(argv)
-    if config.get("data-root"):
-        os.environ["MINIDOCKER_STATE"] = config["data-root"]
+    _configure_places(config)
     if config["registry-mirrors"]:  # the daemon's own flags and file win over what it inherited
         os.environ["MINIDOCKER_REGISTRY_MIRRORS"] = ",".join(config["registry-mirrors"])  # for pulls
     logging.basicConfig(level=logging.DEBUG if config["debug"] else logging.INFO,
                         format="%(asctime)s minidockerd %(levelname)s %(message)s")
-    lock = open(state_dir() / "daemon.lock", "a+")  # noqa: SIM115 (held while we run)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"minidockerd: another daemon already uses {state_dir()}", file=sys.stderr)
+    pidfile = Path(config.get("pidfile") or run_dir() / "minidockerd.pid")
+    try:  # held while we run: two daemons never share a root (minidocker.daemon.places)
+        locks = [places.claim(state_dir(), "data root"), places.claim(run_dir(), "exec root")]
+        places.write_pidfile(pidfile)
+    except errors.Conflict as e:
+        print(f"minidockerd: {e}", file=sys.stderr)
         return 1
-    pidfile = run_dir() / "minidockerd.pid"
-    pidfile.write_text(f"{os.getpid()}\n")
     try:
         asyncio.run(serve(hosts, config, ready=lambda: log.info("listening on %s", " ".join(hosts))))
     finally:
-        pidfile.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):  # unless another daemon has written it since
+            if int(pidfile.read_text().split()[0]) == os.getpid():
+                pidfile.unlink()
+        for lock in locks:
+            lock.close()
     return 0
 
 

@@ -31,8 +31,9 @@ from typing import Any
 
 from minidocker.core import errors
 from minidocker.core.atomic import write_json
-from minidocker.core.paths import run_dir, state_dir
+from minidocker.core.paths import private_dir, run_dir, state_dir
 from minidocker.daemon.containers import Container, pid_is_monitor
+from minidocker.daemon.logs import private
 from minidocker.daemon.monitor import socket_path
 
 __all__ = ["Supervisor"]
@@ -43,8 +44,7 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.containers: dict[str, Container] = {}
-        self.root = state_dir() / "containers"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(state_dir() / "containers")
         self.on_removed: list[Any] = []  # callbacks(container): release its filesystem, ...
         self.forkserver: subprocess.Popen | None = None
 
@@ -126,7 +126,7 @@ class Supervisor:
         if not line.startswith(b"ready "):
             monitor = subprocess.Popen(
                 [sys.executable, "-m", "minidocker.daemon.monitor", c.id], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=open(c.dir / "monitor.log", "ab"),  # noqa: SIM115
+                stdout=subprocess.PIPE, stderr=open(c.dir / "monitor.log", "ab", opener=private),  # noqa: SIM115
                 start_new_session=True)
             line = await asyncio.get_running_loop().run_in_executor(None, monitor.stdout.readline)
             monitor.stdout.close()

@@ -29,7 +29,7 @@ import stat
 import sys
 from pathlib import Path
 
-from minidocker.core.paths import state_dir
+from minidocker.core.paths import private_dir, state_dir
 from minidocker.core.rootpath import fd_path, open_in_root
 from minidocker.core.syscalls import MS_BIND, mount
 
@@ -93,7 +93,7 @@ def host_resolv_conf() -> str:
 
 def files_dir(container_id: str) -> Path:
     """Where a container's files live: ``STATE/containers/ID`` (Docker: ``/var/lib/docker/containers/ID``)."""
-    return state_dir() / "containers" / container_id
+    return private_dir(state_dir() / "containers") / container_id  # root's alone: config.json too
 
 
 def remove_files(directory: Path) -> None:
@@ -111,7 +111,7 @@ def write_files(directory: Path, hostname: str, ip: str | None, mode: str) -> di
     ``mode`` is the network mode: with ``host`` the container shares the host's network, so it
     gets the host's ``hosts`` and ``resolv.conf`` unchanged (its loopback *is* the host's).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if mode == "host":
         hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else LOCALHOST
         resolv = host_resolv_conf()

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from minidocker.core import paths as _paths
 from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
 from minidocker.core.paths import state_dir
@@ -335,6 +336,8 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
     directory = netfiles.files_dir(spec.id)
     cleanup.callback(netfiles.remove_files, directory)
     files = netfiles.write_files(directory, hostname, None, args.network)
+    if spec.id_map:  # its root, an unprivileged host user, bind-mounts them by path (core.paths)
+        _paths.let_in(directory, spec.id_map.outside)
     spec.add_hook("before_pivot", lambda root: netfiles.bind_files(root, files))
     if args.network == "bridge":
         net = Network()

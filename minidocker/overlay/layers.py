@@ -73,8 +73,8 @@ class LayerStore:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else _paths.state_dir() / "layers"
-        for sub in ("", "sha256", "l", "trees", "containers", ".tmp"):
-            (self.root / sub).mkdir(mode=0o711, parents=True, exist_ok=True)
+        for sub in ("", "sha256", "l", "trees", "containers", ".tmp"):  # root's alone (core.paths)
+            _paths.private_dir(self.root / sub, parents=True)
 
     def __repr__(self) -> str:
         return f"LayerStore({str(self.root)!r})"
@@ -190,7 +190,7 @@ class LayerStore:
             with self._lock():
                 if not self.has(diff_id):
                     (scratch / "link").write_text(self._new_link(diff_id) + "\n")
-                    scratch.chmod(0o711)
+                    scratch.chmod(0o700)
                     os.rename(scratch, self._dir(diff_id))
                     scratch.mkdir()  # for scratch()'s clean-up to find
                 if holder:

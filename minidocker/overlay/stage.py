@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minidocker.cgroups import stage as cgroups
+from minidocker.core import paths as _paths
 from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
 from minidocker.core.process import EngineError
@@ -132,7 +133,7 @@ class ContainerFS:
             raise EngineError("an image needs at least one layer")
         fs = cls(store, _check_id(container_id), diff_ids)
         try:
-            fs.dir.mkdir(mode=0o711)
+            fs.dir.mkdir(mode=0o700)  # merged/ is below: a container's files are not the host's
         except FileExistsError:
             raise EngineError(f"a filesystem for container {container_id!r} already exists") from None
         try:
@@ -309,6 +310,8 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
         for diff_id in diff_ids:
             store.unref(diff_id, holder)
         raise
+    if spec.id_map:  # its root, an unprivileged host user, walks down to merged/ (core.paths)
+        _paths.let_in(fs.dir, spec.id_map.outside)
     if args.keep:
         cleanup.callback(print, f"minidocker: kept the container's filesystem: {spec.id}", file=sys.stderr)
         cleanup.callback(fs.unmount)

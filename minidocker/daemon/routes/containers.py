@@ -128,13 +128,13 @@ async def create(request: web.Request) -> web.Response:
     cid = os.urandom(32).hex()
     name = name or random_name(supervisor.names())
     directory = supervisor.root / cid
-    directory.mkdir()
+    directory.mkdir(mode=0o700)  # root's alone, like all of the state directory (core.paths)
     try:
         config = {"Id": cid, "Name": f"/{name}", "Created": rfc3339(), "Path": command[0],
                   "Args": command[1:], "Config": {**cfg, "Image": ref}, "HostConfig": host,
                   "Image": image["Id"], "ImageName": ref, "Driver": store.driver, "Mounts": mounts,
                   "PortList": _port_list(host), **({"IdMap": id_map} if id_map else {})}
-        write_json(directory / "config.json", config)
+        write_json(directory / "config.json", config, mode=0o600)  # Env holds secrets, often
     except BaseException:
         await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
         raise
