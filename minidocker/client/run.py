@@ -112,6 +112,20 @@ def _ulimit(text: str) -> dict:
     return {"Name": name, "Soft": int(soft), "Hard": int(hard or soft)}
 
 
+def _security_opt(item: str) -> str:
+    """``seccomp=PROFILE.json`` -> ``seccomp=<its content>``, as the docker CLI sends it: the daemon
+    reads no file of ours (it may not even run on this machine), and refuses a path."""
+    key, sep, value = item.partition("=") if "=" in item else item.partition(":")
+    if key != "seccomp" or not sep or value in ("unconfined", "builtin") or value.lstrip().startswith("{"):
+        return item
+    try:
+        with open(value, "rb") as f:
+            profile = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"minidocker: opening seccomp profile ({value}) failed: {e}") from None
+    return "seccomp=" + json.dumps(profile, separators=(",", ":"))
+
+
 def create_body(opts: Any, image: str, command: list[str]) -> dict:
     """The ``POST /containers/create`` body for ``run``/``create`` options, as the docker CLI sends it."""
     env = [e if "=" in e else f"{e}={os.environ[e]}" for e in opts.env if "=" in e or e in os.environ]
@@ -129,7 +143,8 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
                        "Memory": opts.memory,
                        "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None,
                        "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
-                       "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop, "SecurityOpt": opts.security_opt,
+                       "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop,
+                       "SecurityOpt": [_security_opt(o) for o in opts.security_opt],
                        "Ulimits": [_ulimit(u) for u in opts.ulimit]}}
     if opts.entrypoint is not None:
         body["Entrypoint"] = [opts.entrypoint] if opts.entrypoint else [""]
@@ -160,6 +175,8 @@ def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, An
 
         pull_image(client, image, sys.stderr)
         created = client.json("POST", "/containers/create", query, body)
+    for warning in created.get("Warnings") or []:  # what the daemon ignored, as the docker CLI shows it
+        print(f"WARNING: {warning}", file=sys.stderr)
     return created["Id"], opts
 
 

@@ -49,8 +49,9 @@ class ExecSession:
         if tty:
             env.setdefault("TERM", "xterm")
         hooks = [stdio.take_terminal] if tty else []
-        for extra in engine.exec_hooks:  # what later chapters apply to every process (hardening)
-            hooks += extra(config)
+        restrict = []  # what later chapters apply to every process (hardening), before it is visible
+        for extra in engine.exec_hooks:
+            restrict += extra(config)
         user = request.get("User") or config["Config"].get("User")
         if user:
             hooks.append(lambda: users.switch_user(user))
@@ -58,7 +59,7 @@ class ExecSession:
         try:
             with io.as_standard_fds():
                 pid = nsenter.spawn_in(container_pid, request["Cmd"], env,
-                                       request.get("WorkingDir") or spec.cwd, report_w, hooks)
+                                       request.get("WorkingDir") or spec.cwd, report_w, hooks, restrict)
         finally:
             os.close(report_w)
             io.started()

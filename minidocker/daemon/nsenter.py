@@ -55,24 +55,34 @@ def join_namespaces(pid: int) -> None:
 
 # --8<-- [start:spawn_in]
 def spawn_in(pid: int, argv: Sequence[str], env: Mapping[str, str], cwd: str, report_w: int,
-             before_exec: Sequence[Callable[[], None]] = ()) -> int:
+             before_exec: Sequence[Callable[[], None]] = (),
+             restrict: Sequence[Callable[[], None]] = ()) -> int:
     """Fork a process that runs ``argv`` in the container whose PID 1 is ``pid``; return its pid.
 
     The returned process waits for the real one (it must: the PID namespace is joined only by its
-    children) and exits with its status. ``report_w`` gets one line if the exec fails.
+    children) and exits with its status. ``report_w`` gets one line if the exec fails. The
+    container never sees a process of ours that it could read: before joining anything we become
+    non-dumpable and close every descriptor but stdio and ``report_w``; the ``restrict`` hooks
+    (capabilities, seccomp: PID 1's) run before the fork into the container's PID namespace, and
+    ``before_exec`` (terminal, user) in the process that then execs ``argv``.
     """
     child = os.fork()
     if child:
         return child
     try:
+        _syscalls.prctl(_syscalls.PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/{fd,mem,environ}
+        os.closerange(3, report_w)  # the monitor's sockets, logs, pidfds, the other execs' stdio
+        os.closerange(report_w + 1, os.sysconf("SC_OPEN_MAX"))
         join_cgroups(pid)
         join_namespaces(pid)
-        grandchild = os.fork()
+        for hook in restrict:
+            hook()
+        grandchild = os.fork()  # the first process the container can see: as restricted as its PID 1
         if grandchild == 0:
             os.chdir(cwd)
             for hook in before_exec:
                 hook()
-            exec_command(argv, env, report_w)
+            exec_command(argv, env, report_w)  # execve makes the command dumpable again, as any process
         os.close(report_w)
         while True:
             with contextlib.suppress(InterruptedError):

@@ -32,6 +32,7 @@ from minidocker.core.streams import STDERR, STDOUT, frame
 from minidocker.daemon import volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, tail_entries
+from minidocker.daemon.routes import checks
 from minidocker.daemon.supervisor import Supervisor, parse_signal
 from minidocker.images import config as imageconfig
 from minidocker.network import stage as network
@@ -49,15 +50,26 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
     return value.strip().lower() not in ("", "0", "no", "false", "none")
 
 
+# --8<-- [start:json_body]
 async def json_body(request: web.Request, default: Any = None) -> Any:
-    """The request's JSON body (``default`` if empty); InvalidArgument if it is not JSON."""
+    """The request's JSON body (``default`` if empty); InvalidArgument if it is not JSON, or not said so.
+
+    A body must come with ``Content-Type: application/json``, as dockerd requires: a web page may
+    send a "simple" cross-origin request (``text/plain``, a form) without asking first, and would
+    otherwise create a container on a daemon listening on plain TCP. An empty body needs no type.
+    Example: ``POST /containers/create`` with ``text/plain`` and ``{"Image": ...}`` is a 400.
+    """
     text = await request.text()
     if not text.strip():
         return default
+    kind = request.headers.get("Content-Type", "")
+    if kind.partition(";")[0].strip().lower() != "application/json":
+        raise errors.InvalidArgument(f"Content-Type specified ({kind}) must be 'application/json'")
     try:
         return json.loads(text)
     except ValueError as e:
         raise errors.InvalidArgument(f"invalid JSON in request body: {e}") from None
+# --8<-- [end:json_body]
 
 
 def sup(request: web.Request) -> Supervisor:
@@ -115,6 +127,7 @@ async def create(request: web.Request) -> web.Response:
         if not isinstance(body.get(key) or {}, dict):
             raise errors.InvalidArgument(f"invalid container config: {key} must be an object")
     cfg = merge_config(image.get("Config") or {}, body)
+    checks.exposed_ports(cfg.get("ExposedPorts"))  # the image's too: a bad key is a 400 now, not a 500 later
     command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
     if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
         host["NetworkMode"] = request.app["config"].get("default-network") or "default"
@@ -139,7 +152,7 @@ async def create(request: web.Request) -> web.Response:
         await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
         raise
     supervisor.add(Container(directory, config))
-    return web.json_response({"Id": cid, "Warnings": []}, status=201)
+    return web.json_response({"Id": cid, "Warnings": checks.warnings(body)}, status=201)
 
 
 def _host_config(value: Any) -> dict:
@@ -153,6 +166,10 @@ def _host_config(value: Any) -> dict:
             raise errors.InvalidArgument(f"invalid HostConfig.{key}: expected {what}")
     if not all(isinstance(b, str) for b in host.get("Binds") or []):
         raise errors.InvalidArgument("invalid HostConfig.Binds: expected a list of strings")
+    checks.port_bindings(host.get("PortBindings") or {})
+    if not isinstance(host.get("SecurityOpt") or [], list):
+        raise errors.InvalidArgument("invalid HostConfig.SecurityOpt: expected a list of strings")
+    checks.security_opts(host.get("SecurityOpt") or [])
     host["LogConfig"] = dict(host.get("LogConfig") or {"Config": {}})
     host["LogConfig"]["Type"] = host["LogConfig"].get("Type") or "json-file"
     for key in ("Memory", "NanoCpus", "PidsLimit"):
@@ -293,11 +310,23 @@ async def list_containers(request: web.Request) -> web.Response:
     for c, summary in zip(found, summaries, strict=True):
         if c.running:  # the host ports really taken (-P's, -p 80's), and the exposed ones
             ports = network_settings(c.config, endpoints.get(c.id))["Ports"]
-            summary["Ports"] = [{"PrivatePort": int(port.partition("/")[0]),
-                                 "Type": port.partition("/")[2] or "tcp",
-                                 **({"IP": b["HostIp"], "PublicPort": int(b["HostPort"])} if b else {})}
-                                for port, bindings in ports.items() for b in bindings or [None]]
+            summary["Ports"] = port_summaries(ports)
     return web.json_response(summaries)
+
+
+def port_summaries(ports: dict[str, list[dict] | None]) -> list[dict]:
+    """``NetworkSettings.Ports`` as ``docker ps`` lists them; a key that is no port (a container
+    recorded before create checked them) is left out, so one container cannot break the list."""
+    found = []
+    for port, bindings in ports.items():
+        try:
+            number, proto = checks.parse_port(port)
+        except errors.InvalidArgument:
+            continue
+        for b in bindings or [None]:
+            found.append({"PrivatePort": number, "Type": proto,
+                          **({"IP": b["HostIp"], "PublicPort": int(b["HostPort"])} if b else {})})
+    return found
 
 
 def _endpoints() -> dict[str, Any]:
