@@ -108,8 +108,8 @@ def _is_opaque(fd: int) -> bool:
 
 
 # exercise 04.11: List a container's changes like docker diff
-# hint: walk fs.upper: whiteout -> D; else C if lower_entry(lower, path) else A;
-#   an opaque directory that existed below also hides lower_names(...) it does not hold: D.
+# hint: _walk(fd of fs.upper) (_upper): whiteout -> D; else C if lower_entry(lower, path) else A;
+#   an opaque directory (_is_opaque(fd)) that existed below also hides lower_names(...) it lacks: D.
 # --8<-- [start:diff]
 def diff(fs: ContainerFS) -> list[tuple[str, str]]:
     """The container's changes as ``docker diff`` lists them: ``("A"|"C"|"D", "/path")``, sorted.
@@ -135,7 +135,8 @@ def diff(fs: ContainerFS) -> list[tuple[str, str]]:
 
 # exercise 04.12: Write a container's changes as an OCI layer tar
 # hint: tarfile 'w|' (PAX) over a _tar.HashingWriter; whiteout -> empty DIR/.wh.NAME; devices refused;
-#   else _tar.add_path, plus DIR/.wh..wh..opq after an opaque directory.
+#   else _tar.add_at(tar, parent, name, path, fd=fd) (never a path: the container may swap it), plus
+#   DIR/.wh..wh..opq after an opaque directory.
 # --8<-- [start:export_changes]
 def export_changes(fs: ContainerFS, out: BinaryIO) -> str:
     """Write the container's changes to ``out`` as an OCI layer tar; return its diff ID.
