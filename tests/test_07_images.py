@@ -970,3 +970,237 @@ def test_progress_on_a_terminal_and_in_a_log() -> None:
     for event in events:
         show(event)
     assert "\x1b[2A\r\x1b[2Kaaaaaaaaaaaa: Downloading [" in screen.getvalue()  # redrawn two lines up
+
+
+# ---- hostile registries and archives: a claim is checked before it is used ----------------------
+
+class StaticRegistry:
+    """A registry of fixed answers (path -> content type, body), for what no real registry would serve."""
+
+    def __init__(self, answers: dict[str, tuple[str, bytes]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                kind, body = ("application/json", b"{}") if path == "/v2/" else answers.get(path, ("", b""))
+                self.send_response(200 if kind else 404)
+                self.send_header("Content-Type", kind or "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                if "/manifests/" in path and kind:
+                    self.send_header("Docker-Content-Digest", digests.digest_of(body))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> StaticRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _hostile_image(layers: list[dict], diff_ids: list[str], *, config_size: bool = True,
+                   pad: int = 0) -> tuple[dict[str, tuple[str, bytes]], bytes]:
+    """The answers of a registry serving ``test/x:v1``: a manifest of ``layers``, a config of ``diff_ids``."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    descriptor = {"mediaType": manifest.OCI_CONFIG, "digest": digests.digest_of(config),
+                  **({"size": len(config)} if config_size else {})}
+    document = json.dumps({"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "config": descriptor,
+                           "layers": layers}).encode() + b" " * pad
+    return {"/v2/test/x/manifests/v1": (manifest.OCI_MANIFEST, document),
+            f"/v2/test/x/manifests/{digests.digest_of(document)}": (manifest.OCI_MANIFEST, document),
+            f"/v2/test/x/blobs/{descriptor['digest']}": ("application/octet-stream", config)}, config
+
+
+@pytest.mark.parametrize("blob", ["a blob already here", "a new blob"])
+def test_a_diff_id_alone_never_gets_a_private_layer(registry: LocalRegistry, store: ImageStore,
+                                                    blob: str) -> None:
+    """A config may name the diff ID of any layer; only the bytes of the manifest's blob prove it.
+
+    The store holds a private layer (a local image's secrets). A hostile image's config names its
+    diff ID, while its manifest points at another blob: one the store already has (verified as
+    another layer), or one the registry sends. The pull must check the blob, and fail.
+    """
+    from tests.registry_fixtures import compress, make_tar
+
+    secret = make_tar([entry("etc", kind="dir"), entry("etc/secret", os.urandom(16).hex())])
+    private = store.layers.add(__import__("io").BytesIO(secret), holder="image:private")
+    public = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    if blob == "a blob already here":
+        layer = public.manifest["layers"][0]
+        data = store.blob_path(layer["digest"]).read_bytes()
+    else:
+        data = compress(make_tar([entry("other", os.urandom(16).hex())]), "gzip")
+        layer = {"mediaType": manifest.OCI_LAYER + "+gzip", "digest": digests.digest_of(data),
+                 "size": len(data)}
+    answers, _ = _hostile_image([layer], [private])
+    answers[f"/v2/test/x/blobs/{layer['digest']}"] = ("application/octet-stream", data)
+    with StaticRegistry(answers) as hostile:
+        with pytest.raises(EngineError, match="layer content does not match its id"):
+            pull.pull(f"{hostile.host}/test/x:v1", store=store)
+        assert not any(t.startswith(hostile.host) for t in store.tags())
+    assert store.layers.holders(private) == {"image:private"}  # nobody else got it
+    assert [i.id for i in store.list()] == [public.id]
+
+
+def test_the_verified_blob_to_layer_pair_is_what_skips_a_download(registry: LocalRegistry,
+                                                                  store: ImageStore) -> None:
+    """After a pull, the store knows which layer each blob unpacks to: the next pull may skip it."""
+    one = pull.pull(f"{registry.host}/test/one:oci", store=store)
+    layer = one.manifest["layers"][0]
+    assert store.verified_diff_id(layer["digest"]) == one.diff_ids[0]
+    assert store.verified_diff_id(digests.digest_of(b"never seen")) is None
+
+
+@pytest.mark.parametrize("what", ["a layer without a size", "a config without a size",
+                                  "a manifest over 4 MiB"])
+def test_unbounded_downloads_are_refused(store: ImageStore, what: str) -> None:
+    """Every read from a registry has a bound: the descriptor's size, or 4 MiB for a manifest."""
+    from tests.registry_fixtures import compress, make_tar
+
+    raw = make_tar([entry("etc", kind="dir"), entry("etc/data", os.urandom(16).hex())])
+    data = compress(raw, "gzip")
+    layer = {"mediaType": manifest.OCI_LAYER + "+gzip", "digest": digests.digest_of(data),
+             **({} if what == "a layer without a size" else {"size": len(data)})}
+    answers, _ = _hostile_image([layer], [digests.digest_of(raw)],
+                                config_size=what != "a config without a size",
+                                pad=(4 << 20) if what == "a manifest over 4 MiB" else 0)
+    answers[f"/v2/test/x/blobs/{layer['digest']}"] = ("application/octet-stream", data)
+    with StaticRegistry(answers) as hostile, pytest.raises(EngineError) as error:
+        pull.pull(f"{hostile.host}/test/x:v1", store=store)
+    message = str(error.value)
+    assert "\n" not in message
+    assert ("no valid size" in message) if "size" in what else ("larger than 4194304 bytes" in message)
+    assert store_is_empty(store)
+
+
+def _archive(path: Path, files: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("where", ["index.json", "the manifest's config", "the manifest's layer"])
+def test_load_checks_a_digest_before_it_names_a_file(tmp_path: Path, where: str) -> None:
+    """``sha256:../../../../dev/zero`` in an archive is an invalid digest, never a file read without end.
+
+    Run in a process with 1 GiB of address space and a time limit: reading ``/dev/zero`` whole (the
+    attack) ends there with a MemoryError or a timeout, not with the one line expected.
+    """
+    from tests.registry_fixtures import make_tar
+
+    zero = "sha256:" + "../" * 24 + "dev/zero"
+    raw = make_tar([entry("etc", kind="dir")])
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [digests.digest_of(raw)]}}).encode()
+    document = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST,
+                "config": {"mediaType": manifest.OCI_CONFIG, "size": len(config),
+                           "digest": zero if "config" in where else digests.digest_of(config)},
+                "layers": [{"mediaType": manifest.OCI_LAYER, "size": len(raw),
+                            "digest": zero if "layer" in where else digests.digest_of(raw)}]}
+    manifest_raw = json.dumps(document).encode()
+    entry_digest = zero if where == "index.json" else digests.digest_of(manifest_raw)
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": manifest.OCI_MANIFEST, "digest": entry_digest,
+                                                "size": len(manifest_raw)}]}
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": json.dumps(index).encode()}
+    for blob in (config, raw, manifest_raw):
+        files[f"blobs/sha256/{digests.digest_of(blob)[7:]}"] = blob
+    archive = _archive(tmp_path / "hostile.tar", files)
+    script = f"""
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from minidocker.core.process import EngineError
+from minidocker.images import archive
+from minidocker.images.store import ImageStore
+from minidocker.overlay.layers import LayerStore
+layers = LayerStore(Path({str(tmp_path / "layers")!r}))
+store = ImageStore(Path({str(tmp_path / "images")!r}), layer_store=layers)
+try:
+    archive.load({str(archive)!r}, store=store)
+except EngineError as e:
+    sys.exit(f"error: {{e}}")
+"""
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("load read without end")  # the child was killed
+    assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
+    assert "invalid digest" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert store_is_empty(ImageStore(tmp_path / "images", layer_store=LayerStore(tmp_path / "layers")))
+
+
+def test_load_refuses_oversized_documents_and_odd_shapes(tmp_path: Path, store: ImageStore) -> None:
+    """An index.json over 4 MiB is not read; a manifest.json of the wrong shape is one line, no traceback."""
+    from minidocker.images import archive as ocilayout
+
+    big = _archive(tmp_path / "big.tar", {"index.json": b'{"manifests": []}' + b" " * (4 << 20)})
+    with pytest.raises(EngineError, match=r"index.json: .* more than the 4194304 accepted"):
+        ocilayout.load(str(big), store=store)
+    odd = _archive(tmp_path / "odd.tar", {"manifest.json": b'[{"Layers": []}]'})
+    with pytest.raises(EngineError, match=r"not a valid image archive \(KeyError"):
+        ocilayout.load(str(odd), store=store)
+    with pytest.raises(EngineError, match="not a readable tar archive"):
+        ocilayout.load(str(tmp_path / "missing.tar"), store=store)
+    assert store_is_empty(store)
+
+
+def test_credentials_go_to_a_token_server_only_over_tls_or_loopback() -> None:
+    """A registry names its token server: over plain HTTP elsewhere, it gets no password (Docker's rule)."""
+    from contextlib import contextmanager
+
+    from minidocker.images.auth import Authenticator
+
+    sent: list[tuple[str, str, dict[str, str]]] = []
+
+    class Answer:
+        status, reason = 200, "OK"
+
+        def json(self) -> dict[str, str]:
+            return {"token": "t"}
+
+    class Intercepting:  # records what would be sent; sends nothing
+        @contextmanager
+        def request(self, method: str, url: str, headers: dict[str, str], body: object = None):
+            sent.append((method, url, dict(headers)))
+            yield Answer()
+
+    for realm, registry, gets_password in [("http://203.0.113.7/token", "", False),
+                                           ("http://203.0.113.7/token", "203.0.113.8:5000", False),
+                                           ("http://203.0.113.7:5000/token", "203.0.113.7:5000", True),
+                                           ("http://127.0.0.1:8080/token", "registry.example", True),
+                                           ("https://auth.example/token", "registry.example", True)]:
+        sent.clear()
+        named = {"registry": registry} if registry else {}
+        auth = Authenticator(Intercepting(), ("alice", "wonderland"), **named)
+        assert auth.answer(f'Bearer realm="{realm}",service="reg"', "repository:a:pull") == {
+            "Authorization": "Bearer t"}
+        ((_, url, headers),) = sent
+        assert ("Authorization" in headers) == gets_password, realm
+        assert ("account=alice" in url) == gets_password, realm
+        sent.clear()
+        refresh = Authenticator(Intercepting(), None, identity_token="secret-refresh", **named)
+        refresh.answer(f'Bearer realm="{realm}",service="reg"', "repository:a:pull")
+        assert (sent[0][0] == "POST") == gets_password, realm  # the identity token travels in a POST's form

@@ -216,3 +216,54 @@ def test_a_hostile_context_is_refused_and_writes_nothing_outside(tmp_path: Path,
         extract(_tar(*members), tmp_path / "ctx")
     assert not (tmp_path / "escape").exists()
     assert sorted(walk(tmp_path / "ctx")) in ([], ["link"])
+
+
+# ---- .dockerignore: a file of the context, read with a bound -------------------------------------
+
+@pytest.mark.parametrize("kind", ["a symlink out of the context", "a symlink to /dev/zero", "a FIFO",
+                                  "larger than 1 MiB"])
+def test_pack_reads_dockerignore_only_as_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    """A .dockerignore through a symlink, a device, a FIFO or of a megabyte: one line, not an endless read."""
+    import os
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    (context / "secret.key").write_text("k")
+    (tmp_path / "outside").write_text("*.key\n")
+    ignore = context / ".dockerignore"
+    if kind == "a symlink out of the context":
+        ignore.symlink_to(tmp_path / "outside")
+    elif kind == "a symlink to /dev/zero":
+        ignore.symlink_to("/dev/zero")
+    elif kind == "a FIFO":
+        os.mkfifo(ignore)
+    else:
+        ignore.write_text("*.key\n" + "#" * (1 << 20))
+    refused = r"^\.dockerignore (may not be a symlink|must be a regular file|is larger)"
+    with pytest.raises(ContextError, match=refused):
+        pack(context, io.BytesIO())
+
+
+def test_the_builder_refuses_a_dockerignore_that_leaves_the_context(tmp_path: Path) -> None:
+    """The daemon's side: a context tar whose .dockerignore links to a file of the daemon's host."""
+    from minidocker.build.builder import build
+    from minidocker.build.cache import BuildCache
+    from minidocker.images.store import ImageStore
+    from minidocker.overlay.layers import LayerStore
+
+    (tmp_path / "host-file").write_text("*\n")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        dockerfile = b"NOT-AN-INSTRUCTION\n"  # never reached: the context is refused first
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        link = tarfile.TarInfo(".dockerignore")
+        link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path / "host-file")
+        tar.addfile(link)
+    buffer.seek(0)
+    layers = LayerStore(tmp_path / "layers")
+    with pytest.raises(ContextError, match=r"^\.dockerignore may not be a symlink"):
+        build(buffer, store=ImageStore(tmp_path / "images", layer_store=layers),
+              cache=BuildCache(tmp_path / "cache", layer_store=layers))

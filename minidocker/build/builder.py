@@ -282,9 +282,8 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
         (scratch / "context").mkdir()
         _context_source(context_tar, scratch, dockerfile)
         text = buildcontext.read_dockerfile(scratch / "context", dockerfile)
-        ignore_file = scratch / "context" / ".dockerignore"
-        if ignore_file.is_file():
-            ignore = buildcontext.Ignore(ignore_file.read_text(errors="replace"))
+        ignore = buildcontext.read_ignore(scratch / "context")  # bounded, never through a symlink
+        if ignore.patterns:
             buildcontext.remove_ignored(scratch / "context", ignore)
         df = parse_dockerfile(text, dockerfile)
         for warning in df.warnings:

@@ -36,10 +36,11 @@ from typing import BinaryIO
 
 from minidocker.core.process import EngineError
 
-__all__ = ["ContextError", "Ignore", "extract", "glob_regex", "pack", "read_dockerfile", "remove_ignored",
-           "walk"]
+__all__ = ["ContextError", "Ignore", "extract", "glob_regex", "pack", "read_dockerfile", "read_ignore",
+           "remove_ignored", "walk"]
 
 DOCKERIGNORE = ".dockerignore"
+MAX_DOCKERIGNORE = 1 << 20  # 1 MiB of patterns: far more than any real file, and a bound on what we read
 
 
 class ContextError(EngineError):
@@ -161,8 +162,7 @@ def pack(directory: str | os.PathLike, out: BinaryIO, *, dockerfile: str = "Dock
     root = Path(directory)
     if not root.is_dir():
         raise ContextError(f"unable to prepare context: path {str(directory)!r} not found")
-    ignore_file = root / DOCKERIGNORE
-    ignore = Ignore(ignore_file.read_text(errors="replace")) if ignore_file.is_file() else Ignore()
+    ignore = read_ignore(root)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path in walk(root, ignore, keep=(dockerfile, DOCKERIGNORE)):
             full = root / path
@@ -341,6 +341,36 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
                                f"{e.strerror}") from None
         finally:
             os.close(where)
+
+
+# --8<-- [start:read_ignore]
+def read_ignore(root: Path) -> Ignore:
+    """The patterns of ``root/.dockerignore`` (none if there is no such file), read with a bound.
+
+    The file is the context's: a symlink out of it (to ``/dev/zero``, ``/proc/kcore``, a secret of the
+    daemon's host) is refused, as is anything but a regular file of at most ``MAX_DOCKERIGNORE``
+    bytes, before a byte is read. Opened with ``O_NOFOLLOW`` so that the check and the read see
+    the same file.
+
+        >>> read_ignore(Path("/tmp/app")).matches("debug.log")
+        True
+    """
+    try:
+        fd = os.open(root / DOCKERIGNORE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Ignore()
+    except OSError as e:  # ELOOP: the last component is a symlink
+        kind = "a symlink" if (root / DOCKERIGNORE).is_symlink() else e.strerror
+        raise ContextError(f"{DOCKERIGNORE} may not be {kind}: it must be a file of the context") from None
+    with open(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ContextError(f"{DOCKERIGNORE} must be a regular file of the context")
+        data = f.read(MAX_DOCKERIGNORE + 1)
+    if len(data) > MAX_DOCKERIGNORE:
+        raise ContextError(f"{DOCKERIGNORE} is larger than {MAX_DOCKERIGNORE} bytes: not a list of patterns")
+    return Ignore(data.decode(errors="replace"))
+# --8<-- [end:read_ignore]
 
 
 def remove_ignored(root: Path, ignore: Ignore, keep: tuple[str, ...] = ()) -> list[str]:

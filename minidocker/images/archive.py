@@ -107,6 +107,33 @@ def _safe_name(name: str) -> str:
     return normal
 
 
+def _blob_file(root: Path, digest: object, what: str) -> Path:
+    """Where the archive keeps the blob ``digest``: checked *before* it names a file.
+
+    A digest comes from the archive: ``sha256:../../../../dev/zero`` must not become a path.
+    """
+    if not isinstance(digest, str):
+        raise digests.DigestError(f"{what}: invalid digest {digest!r}")
+    try:
+        algorithm, hexdigits = digests.check_digest(digest)
+    except digests.DigestError as e:
+        raise digests.DigestError(f"{what}: {e}") from None
+    if algorithm != "sha256":
+        raise digests.DigestError(f"{what}: unsupported digest algorithm {algorithm}")
+    return root / "blobs" / "sha256" / hexdigits
+
+
+def _read_small(path: Path, what: str, limit: int) -> bytes:
+    """A JSON file of the archive, read whole: so it must be a regular file of at most ``limit`` bytes."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise EngineError(f"{what}: missing from the archive") from None
+    if not path.is_file() or size > limit:
+        raise EngineError(f"{what}: {size} bytes, more than the {limit} accepted (or not a file)")
+    return path.read_bytes()
+
+
 def _unpack_archive(source: str, into: Path) -> None:
     """Extract the regular files of an image tarball; symlinks between members become copies."""
     links = {}
@@ -162,14 +189,17 @@ class _Loader:
         """Store one image's manifest, config and layers (unpacked by chapter 04, diff IDs checked)."""
         document = json.loads(manifest_raw)
         config_digest = document["config"]["digest"]
-        self.blob(self.root / "blobs" / "sha256" / config_digest[7:], config_digest)
+        config_path = _blob_file(self.root, config_digest, "the image's config")
+        _read_small(config_path, f"config {config_digest[:19]}", manifest.MAX_CONFIG)
+        self.blob(config_path, config_digest)
         diff_ids = json.loads(self.store.read_blob(config_digest)).get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(document.get("layers", [])):
             raise EngineError("the image's manifest and config disagree on the number of layers")
         for layer, diff_id in zip(document.get("layers", []), diff_ids, strict=True):
-            digest = self.blob(self.root / "blobs" / "sha256" / layer["digest"][7:], layer["digest"])
+            path = _blob_file(self.root, layer["digest"], "a layer of the image")
+            digest = self.blob(path, layer["digest"])
             self.diff_ids.append(diff_id)
-            self.store.layers.add(self.store.blob_path(digest), expected_diff_id=diff_id, holder=self.holder)
+            self.store.add_layer(self.store.blob_path(digest), digest, diff_id, holder=self.holder)
         self.store.lease(self.holder, [manifest_digest])
         if not self.store.has_blob(manifest_digest):
             self.store.put_blob(manifest_raw, manifest_digest)
@@ -191,27 +221,23 @@ def load(source: str, *, store: ImageStore | None = None) -> list[str]:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"{os.getpid()}-load-") as tmp:
         root = Path(tmp)
-        _unpack_archive(source, root)
+        try:
+            _unpack_archive(source, root)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise EngineError(f"{source}: not a readable tar archive: {e}") from None
         loader = _Loader(root, store)
         try:
-            if (root / "index.json").is_file():
-                for entry in json.loads((root / "index.json").read_text()).get("manifests", []):
-                    raw = (root / "blobs" / "sha256" / entry["digest"][7:]).read_bytes()
-                    digests.verify_digest(raw, entry["digest"], "manifest in index.json")
-                    media_type, document = manifest.parse_manifest(raw, entry.get("mediaType"), "archive")
-                    digest = entry["digest"]
-                    if media_type in manifest.INDEX_TYPES:
-                        digest = manifest.select_manifest(document, manifest.Platform.host())["digest"]
-                        raw = (root / "blobs" / "sha256" / digest[7:]).read_bytes()
-                        digests.verify_digest(raw, digest, "manifest in the archive")
-                    name = (entry.get("annotations") or {}).get(CONTAINERD_NAME) or \
-                        (entry.get("annotations") or {}).get(REF_NAME, "")
-                    tags = [str(reference.parse(name))] if ":" in name or "/" in name else []
-                    lines += _report(tags, loader.image(raw, digest, tags))
-            elif (root / "manifest.json").is_file():
-                lines = _load_docker(root, loader)
-            else:
-                raise EngineError(f"{source}: not an image archive (no index.json, no manifest.json)")
+            try:  # every name and size is checked before use: an archive is no more trusted than a registry
+                if (root / "index.json").is_file():
+                    index = json.loads(_read_small(root / "index.json", "index.json", manifest.MAX_MANIFEST))
+                    for entry in index.get("manifests", []):
+                        lines += _load_entry(root, entry, loader)
+                elif (root / "manifest.json").is_file():
+                    lines = _load_docker(root, loader)
+                else:
+                    raise EngineError(f"{source}: not an image archive (no index.json, no manifest.json)")
+            except (KeyError, TypeError, AttributeError, ValueError) as e:  # a shape we cannot read
+                raise EngineError(f"{source}: not a valid image archive ({type(e).__name__}: {e})") from None
             loader.record()
         except BaseException:
             store.roll_back(loader.added, loader.holder, loader.diff_ids)
@@ -221,10 +247,28 @@ def load(source: str, *, store: ImageStore | None = None) -> list[str]:
 # --8<-- [end:load]
 
 
+def _load_entry(root: Path, entry: dict, loader: _Loader) -> list[str]:
+    """One entry of an OCI layout's ``index.json``: a manifest (or an index: ours is chosen) and its tags."""
+    path = _blob_file(root, entry["digest"], "a manifest in index.json")
+    raw = _read_small(path, f"manifest {entry['digest'][:19]}", manifest.MAX_MANIFEST)
+    digests.verify_digest(raw, entry["digest"], "manifest in index.json")
+    media_type, document = manifest.parse_manifest(raw, entry.get("mediaType"), "archive")
+    digest = entry["digest"]
+    if media_type in manifest.INDEX_TYPES:
+        digest = manifest.select_manifest(document, manifest.Platform.host())["digest"]
+        path = _blob_file(root, digest, "a manifest in the archive's index")
+        raw = _read_small(path, f"manifest {digest[:19]}", manifest.MAX_MANIFEST)
+        digests.verify_digest(raw, digest, "manifest in the archive")
+    name = (entry.get("annotations") or {}).get(CONTAINERD_NAME) or \
+        (entry.get("annotations") or {}).get(REF_NAME, "")
+    tags = [str(reference.parse(name))] if ":" in name or "/" in name else []
+    return _report(tags, loader.image(raw, digest, tags))
+
+
 def _load_docker(root: Path, loader: _Loader) -> list[str]:
     """``docker save``'s own format: per image a config file, layer tars and tags, no manifests."""
     lines = []
-    for entry in json.loads((root / "manifest.json").read_text()):
+    for entry in json.loads(_read_small(root / "manifest.json", "manifest.json", manifest.MAX_MANIFEST)):
         config_path = root / _safe_name(entry["Config"])
         config_digest = _file_digest(config_path)
         layers = []

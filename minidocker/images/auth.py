@@ -11,6 +11,10 @@ A registry that wants credentials answers ``401`` with a challenge. Two kinds ex
 An *identity token* (what a registry's ``/auth`` may give back instead of keeping the password) is
 traded at the token server for a token with OAuth2's ``POST realm`` ``grant_type=refresh_token``.
 
+The realm is whatever URL the registry names, so credentials go there only over TLS: a realm on
+``http://`` gets them only on a loopback address or on the registry's own host (which the user
+chose to reach over plain HTTP); any other gets an anonymous request, as Docker does.
+
 Example::
 
     >>> parse_challenge('Bearer realm="https://auth.docker.io/token",scope="repository:a/b:pull,push"')
@@ -23,9 +27,9 @@ import base64
 import re
 import threading
 import time
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-from minidocker.images.http import Client, HTTPFailure
+from minidocker.images.http import Client, HTTPFailure, is_loopback
 
 __all__ = ["AuthError", "Authenticator", "parse_challenge"]
 
@@ -72,14 +76,16 @@ class Authenticator:
     """The ``Authorization`` header for each request to one registry, learned from its challenges.
 
     ``credentials`` is ``(username, password)`` or ``None`` (anonymous); or, for Bearer registries,
-    an ``identity_token``. Thread-safe: concurrent downloads share one token per scope.
+    an ``identity_token``; ``registry`` is the registry's ``host[:port]`` (a plain-HTTP realm there may
+    have them). Thread-safe: concurrent downloads share one token per scope.
     """
 
     def __init__(self, client: Client, credentials: tuple[str, str] | None = None,
-                 identity_token: str = "") -> None:
+                 identity_token: str = "", registry: str = "") -> None:
         self.client = client
         self.credentials = credentials
         self.identity_token = identity_token
+        self.registry = registry
         self.scheme: str | None = None  # "basic" or "bearer", once the registry has told us
         self.challenge: dict[str, str] = {}
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, monotonic expiry)
@@ -133,6 +139,7 @@ class Authenticator:
         ``GET realm?service=S&scope=repository:NAME:pull``, with Basic credentials if we have any
         (with an identity token: the ``POST`` of :meth:`_refresh_request`). The scopes we need are
         asked for (``scope`` may list several, space-separated), plus the one the challenge names.
+        Credentials go only to a realm that :meth:`may_have_credentials`; another is asked anonymously.
         """
         realm = challenge.get("realm")
         if not realm:
@@ -140,17 +147,19 @@ class Authenticator:
         query = [("service", challenge["service"])] if "service" in challenge else []
         scopes = [*scope.split(), *challenge.get("scope", "").split()]  # space-separated lists
         query += [("scope", s) for s in dict.fromkeys(scopes)]
-        headers = {}
-        if self.credentials:
+        headers, send = {}, self.may_have_credentials(realm)
+        if self.credentials and send:
             headers["Authorization"] = basic(*self.credentials)
             query.append(("account", self.credentials[0]))
         request = ("GET", realm + ("&" if "?" in realm else "?") + urlencode(query), headers, None)
-        if self.identity_token:
+        if self.identity_token and send:
             request = self._refresh_request(realm, challenge, scopes)
         try:
             with self.client.request(*request) as response:
                 if response.status in (401, 403):
-                    raise AuthError(f"unauthorized: {self._refused()}")
+                    withheld = "" if send or not (self.credentials or self.identity_token) else (
+                        f" (your credentials were not sent to {realm}: not https)")
+                    raise AuthError(f"unauthorized: {self._refused(send)}{withheld}")
                 if response.status != 200:
                     raise AuthError(f"token server {realm} answered {response.status} {response.reason}")
                 answer = response.json()
@@ -164,7 +173,28 @@ class Authenticator:
         return token, float(answer.get("expires_in") or 60)
     # --8<-- [end:fetch_token]
 
-    def _refused(self) -> str:
+    # --8<-- [start:may_have_credentials]
+    def may_have_credentials(self, realm: str) -> bool:
+        """Whether the token server at ``realm`` may be sent our password or identity token.
+
+        The registry names the realm, so a hostile or hijacked registry could name any URL: over
+        ``https`` only (the certificate proves whom we talk to), or over ``http`` on a loopback
+        address or on the registry's own host (an insecure registry: the user chose plain HTTP there).
+
+            >>> Authenticator(client, ("alice", "pw"), registry="reg:5000").may_have_credentials(
+            ...     "http://10.0.0.9/token")
+            False
+        """
+        parts = urlsplit(realm)
+        if parts.scheme == "https":
+            return True
+        host = parts.netloc.rpartition("@")[2].lower()
+        return parts.scheme == "http" and (is_loopback(host) or host == self.registry.lower() != "")
+    # --8<-- [end:may_have_credentials]
+
+    def _refused(self, sent: bool = True) -> str:
+        if not sent:
+            return "the token server refused anonymous access"
         return ("the identity token was refused" if self.identity_token else "incorrect username or password"
                 if self.credentials else "the token server refused anonymous access")
 

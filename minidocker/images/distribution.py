@@ -27,7 +27,6 @@ import contextlib
 import contextvars
 import hashlib
 import http.client
-import ipaddress
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from minidocker.core import dockerconfig as _dockerconfig
 from minidocker.core.process import EngineError
 from minidocker.images import manifest
 from minidocker.images.auth import Authenticator, AuthError
-from minidocker.images.http import Client, HTTPFailure, Response
+from minidocker.images.http import Client, HTTPFailure, Response, is_loopback
 
 __all__ = ["Manifest", "Registry", "RegistryError", "connect", "endpoints", "given_credentials"]
 
@@ -72,18 +71,6 @@ class Manifest:
     def is_index(self) -> bool:
         """True for an index (OCI) or a manifest list (Docker): one manifest per platform."""
         return self.media_type in manifest.INDEX_TYPES
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost``, ``127.0.0.0/8`` or ``::1`` (with or without a port): spoken to over plain HTTP."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def endpoints(registry: str) -> list[str]:
@@ -149,7 +136,7 @@ class Registry:
         self.url = url.rstrip("/")
         self.host = self.url.split("://", 1)[1]
         self.client = client or Client(verify=verify)
-        self.auth = Authenticator(self.client, credentials, identity_token)
+        self.auth = Authenticator(self.client, credentials, identity_token, self.host)
 
     # --8<-- [start:request]
     def request(self, method: str, path: str, scope: str = "", headers: dict[str, str] | None = None,
@@ -212,7 +199,10 @@ class Registry:
                           {"Accept": manifest.ACCEPT}) as response:
             if response.status != 200:
                 raise error(response, what)
-            raw = response.read()
+            try:  # read whole, so bounded: Docker's 4 MiB
+                raw = response.read(manifest.MAX_MANIFEST)
+            except HTTPFailure:
+                raise RegistryError(f"{what}: larger than {manifest.MAX_MANIFEST} bytes: refused") from None
             content_type, claimed = response.header("Content-Type"), response.header("Docker-Content-Digest")
         expected = reference if reference.startswith("sha") else claimed
         if expected:
@@ -235,11 +225,14 @@ class Registry:
                    progress: Callable[[int], None] | None = None) -> None:
         """Stream a blob into ``dest``, hashing as it goes; raise unless size and digest match.
 
+        The descriptor must give the size: no byte past it is accepted, so a download is bounded.
+
         A connection cut mid-blob is resumed where it stopped with a ``Range`` request (or started
         over if the server ignores it), a few times, before giving up.
         """
-        digest, size = descriptor["digest"], descriptor.get("size", -1)
+        digest = descriptor["digest"]
         what = f"blob {digest[:19]} of {self.host}/{repository}"
+        size = manifest.checked_size(descriptor, what)  # the bound of the download
         algorithm, _ = digests.check_digest(digest)  # before it goes into a URL: a well-formed digest
         hasher, done = hashlib.new(algorithm), 0
         for attempt in range(1, self.client.attempts + 1):

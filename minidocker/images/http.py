@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import ipaddress
 import json
 import ssl
 import threading
@@ -31,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
-__all__ = ["Client", "HTTPFailure", "Response"]
+__all__ = ["Client", "HTTPFailure", "Response", "is_loopback"]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -39,6 +40,24 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "minidocker/0.1 (python http.client)"
 ATTEMPTS = 4  # tries per request: the first and three retries...
 BACKOFF = 0.5  # ...after 0.5, 1 and 2 seconds (tests make it shorter)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``::1`` (with or without a port): spoken to over plain HTTP.
+
+    Nothing sent to a loopback address leaves the machine, so it needs no TLS (Docker's rule too).
+
+        >>> is_loopback("127.0.0.1:5000"), is_loopback("[::1]:5000"), is_loopback("registry.example")
+        (True, True, False)
+    """
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class HTTPFailure(OSError):

@@ -28,8 +28,8 @@ from typing import Any
 
 from minidocker.core.process import EngineError
 
-__all__ = ["ACCEPT", "INDEX_TYPES", "LAYER_TYPES", "MANIFEST_TYPES", "Platform", "compression_of",
-           "parse_manifest", "select_manifest"]
+__all__ = ["ACCEPT", "INDEX_TYPES", "LAYER_TYPES", "MANIFEST_TYPES", "MAX_CONFIG", "MAX_MANIFEST", "Platform",
+           "checked_size", "compression_of", "parse_manifest", "select_manifest"]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -56,6 +56,9 @@ LAYER_TYPES = {
 MEDIA_TYPES = {"index": INDEX_TYPES, "manifest": MANIFEST_TYPES, "config": (OCI_CONFIG, DOCKER_CONFIG),
                "layer": tuple(LAYER_TYPES)}
 ATTESTATION = "attestation-manifest"
+# What we read whole into memory is bounded; layers stream to disk, as long as their descriptor says.
+MAX_MANIFEST = 4 << 20  # a manifest or index: Docker's limit (and the distribution spec's)
+MAX_CONFIG = 8 << 20  # an image config (JSON, read whole): ours, far above the largest we have seen
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,25 @@ def parse_manifest(raw: bytes, content_type: str | None, what: str) -> tuple[str
         raise EngineError(f"{what}: the manifest has no config")
     return media_type, document
 # --8<-- [end:parse_manifest]
+
+
+# --8<-- [start:checked_size]
+def checked_size(descriptor: dict[str, Any], what: str, limit: int | None = None) -> int:
+    """The ``size`` of a descriptor, which must be there (OCI requires it) and at most ``limit``.
+
+    A download is only bounded by what the descriptor announced: a blob without a size could be
+    endless, and a config or manifest "of 10 GB" would be read whole into memory.
+
+        >>> checked_size({"digest": "sha256:…", "size": 32}, "layer")
+        32
+    """
+    size = descriptor.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise EngineError(f"{what}: the descriptor has no valid size ({size!r}): an unbounded download")
+    if limit is not None and size > limit:
+        raise EngineError(f"{what}: {size} bytes is more than the {limit} bytes accepted")
+    return size
+# --8<-- [end:checked_size]
 
 
 def compression_of(media_type: str, head: bytes) -> str | None:

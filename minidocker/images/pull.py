@@ -161,6 +161,9 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
             if chosen.is_index:
                 raise EngineError(f"{ref}: an index inside an index is not supported")
         config_descriptor, layers = chosen.document["config"], chosen.document.get("layers", [])
+        manifest.checked_size(config_descriptor, f"config of {ref}", manifest.MAX_CONFIG)  # read whole
+        for layer in layers:  # streamed to disk, up to their size: each must say it
+            manifest.checked_size(layer, f"layer {str(layer.get('digest'))[:19]} of {ref}")
         # leased before we look: a blob found here stays until our image is recorded
         store.lease(holder, [top.digest, chosen.digest, config_descriptor["digest"],
                              *(layer["digest"] for layer in layers)])
@@ -235,7 +238,8 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
         short = descriptor["digest"][7:19]
         if failed.is_set():
             raise Cancelled("cancelled")
-        if store.has_blob(descriptor["digest"]) and _hold(store, diff_id, holder):  # the blob is leased
+        if store.has_blob(descriptor["digest"]) and store.verified_diff_id(descriptor["digest"]) == diff_id \
+                and _hold(store, diff_id, holder):  # the blob is leased, and we checked once it is that layer
             emit({"status": "Already exists", "progressDetail": {}, "id": short})
             sizes[diff_id] = store.layers.size(diff_id)
             return
@@ -271,8 +275,9 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
         if descriptor.get("mediaType") not in manifest.LAYER_TYPES:
             raise EngineError(f"layer {short}: unsupported media type {descriptor.get('mediaType')!r}")
         with open(store.blob_path(descriptor["digest"]), "rb") as blob:
-            # chapter 04 unpacks it safely and checks that the tar's sha256 is the config's diff ID
-            store.layers.add(_Reading(blob, extracting), expected_diff_id=diff_id, holder=holder)
+            # chapter 04 unpacks it safely (or, if stored, hashes it) and checks that the tar's sha256 is
+            # the config's diff ID: a diff ID alone never gets a layer that is already here
+            store.add_layer(_Reading(blob, extracting), descriptor["digest"], diff_id, holder=holder)
         sizes[diff_id] = store.layers.size(diff_id)
         emit({"status": "Pull complete", "progressDetail": {}, "id": short})
 

@@ -159,17 +159,27 @@ class LayerStore:
 
     # --8<-- [start:add]
     def add(self, source: str | os.PathLike | BinaryIO, *, expected_diff_id: str | None = None,
-            compression: str | None = None, holder: str | None = None) -> str:
+            compression: str | None = None, holder: str | None = None, trusted: bool = False) -> str:
         """Unpack a layer tar (a path or a stream; gzip, zstd or plain) into the store; return its diff ID.
 
         The tar is read once, as a stream: unpacked into a scratch directory while its sha256 is
         computed. A layer that is already stored is kept as it is, the new copy thrown away. With
-        ``expected_diff_id`` a mismatch is an error (and a layer already stored under that ID is
-        not read at all); with ``holder`` the layer is referenced before anyone can prune it.
+        ``expected_diff_id`` a mismatch is an error; with ``holder`` the layer is referenced before
+        anyone can prune it. A layer already stored under ``expected_diff_id`` is not unpacked again,
+        but the tar is still hashed: an ID is only a claim, and whoever can name a stored layer must
+        not get it without its bytes. ``trusted=True`` skips that hash when the caller computed the
+        ID from this very tar itself (``import_rootfs``, ``commit``).
+
+            >>> store.add(layer_blob, expected_diff_id=diff_id)   # a pull: hashed even if stored
         """
         if expected_diff_id is not None:
             expected_diff_id = canonical(expected_diff_id)
             if self.has(expected_diff_id):
+                if not trusted:
+                    actual = _tar.tar_digest(source, compression)
+                    if actual != expected_diff_id:
+                        raise LayerError(f"layer content does not match its id: expected {expected_diff_id}, "
+                                         f"got {actual}")
                 if holder:
                     self.ref(expected_diff_id, holder)
                 return expected_diff_id
@@ -286,7 +296,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
             if holder:
                 store.ref(known, holder)
             return known
-        diff_id = store.add(source, expected_diff_id=_tar.tar_digest(source), holder=holder)
+        diff_id = store.add(source, expected_diff_id=_tar.tar_digest(source), holder=holder, trusted=True)
         if fingerprint is not None and fingerprint == _tar.file_fingerprint(source):
             store.remember(fingerprint, diff_id)
         return diff_id
@@ -325,7 +335,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
 
     digest = packed(lambda stream: _tar.tar_digest(stream, "none"))
     diff_id = packed(lambda stream: store.add(stream, expected_diff_id=digest, compression="none",
-                                              holder=holder))
+                                              holder=holder, trusted=True))
     if fingerprint is not None and _tar.tree_fingerprint(source) == fingerprint:  # unchanged meanwhile
         store.remember(fingerprint, diff_id)
     return diff_id
