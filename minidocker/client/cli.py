@@ -43,7 +43,8 @@ images:
 groups (alone, each lists its commands; `minidocker container ls` is `minidocker ps`):
   container, image, volume, network, system, builder
 other:
-  version, info, system prune, network ls|inspect
+  version, info, system prune
+  network ls|inspect|create|rm|prune|connect|disconnect
   daemon start|stop|status   start (as root) or stop a minidockerd in the background
   registry serve|gc|htpasswd a registry server (chapter 09)
   exercises ...              exercises generated from the code, and their grading
@@ -95,8 +96,10 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
                                                                 "more volumes"),
         "ls": (None, "List volumes"), "prune": (None, "Remove unused local volumes"),
         "rm": (None, "Remove one or more volumes")}),
-    "network": ("Manage networks (the built-in bridge, host and none)", {
-        "create": (None, "Create a network (the daemon refuses: only built-in networks)"),
+    "network": ("Manage networks", {
+        "connect": (None, "Connect a container to a network"),
+        "create": (None, "Create a network"),
+        "disconnect": (None, "Disconnect a container from a network"),
         "inspect": (None, "Display detailed information on one or more networks"),
         "ls": (None, "List networks"), "prune": (None, "Remove all unused networks"),
         "rm": (None, "Remove one or more networks")}),

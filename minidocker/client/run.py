@@ -35,7 +35,8 @@ __all__ = ["COMMANDS", "create_body", "run", "split_run_args"]
 _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user", "-h", "--hostname",
                "-p", "--publish", "--network", "--net", "-v", "--volume", "-m", "--memory", "--cpus",
                "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label", "--cap-add",
-               "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns"}
+               "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns", "--ip", "--ip6",
+               "--network-alias", "--net-alias", "--mac-address"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -69,7 +70,11 @@ def _run_parser(command: str) -> Any:
     p.add_argument("-P", "--publish-all", action="store_true")
     p.add_argument("--expose", action="append", default=[])
     p.add_argument("--userns", default="", help="host: no user namespace, if the daemon has --userns-remap")
-    p.add_argument("--network", "--net", default="")
+    p.add_argument("--network", "--net", action="append", default=[])
+    p.add_argument("--ip", default="")
+    p.add_argument("--ip6", default="")
+    p.add_argument("--network-alias", "--net-alias", action="append", default=[])
+    p.add_argument("--mac-address", default="")
     p.add_argument("-v", "--volume", action="append", default=[])
     p.add_argument("-m", "--memory", type=_size, default=0)
     p.add_argument("--cpus", type=float, default=0)
@@ -126,6 +131,73 @@ def _security_opt(item: str) -> str:
     return "seccomp=" + json.dumps(profile, separators=(",", ":"))
 
 
+_BUILTIN_MODES = ("default", "bridge", "host", "none")
+# ``--network name=NET,alias=A,ip=IP,...`` (docker's advanced syntax): option -> EndpointSettings field
+_NETWORK_KEYS = {"alias": "Aliases", "ip": "IPv4Address", "ip6": "IPv6Address", "mac-address": "MacAddress",
+                 "driver-opt": "DriverOpts", "gw-priority": "GwPriority"}
+
+
+def _network_option(value: str) -> tuple[str, dict]:
+    """One ``--network`` value: a name (``backend``), or docker's ``name=backend,alias=db,ip=...``."""
+    if "=" not in value:
+        return value, {}
+    name, endpoint = "", {}
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if not sep or (key != "name" and key not in _NETWORK_KEYS):
+            raise SystemExit(f"minidocker: invalid field '{key}' in --network {value!r}: use name=NET "
+                             "[,alias=A][,ip=IP][,ip6=IP][,mac-address=MAC][,driver-opt=K=V]")
+        if key == "name":
+            name = val
+        elif key == "alias":
+            endpoint.setdefault("Aliases", []).append(val)
+        elif key in ("ip", "ip6"):
+            endpoint.setdefault("IPAMConfig", {})[_NETWORK_KEYS[key]] = val
+        elif key == "driver-opt":
+            k, _, v = val.partition("=")
+            endpoint.setdefault("DriverOpts", {})[k] = v
+        elif key == "gw-priority":
+            endpoint["GwPriority"] = int(val)
+        else:
+            endpoint[_NETWORK_KEYS[key]] = val
+    if not name:
+        raise SystemExit(f"minidocker: --network {value!r} names no network: use name=NET,...")
+    return name, endpoint
+
+
+# --8<-- [start:networks]
+def networks(opts: Any) -> tuple[str, list[tuple[str, dict]]]:
+    """``--network`` (repeatable), ``--ip``, ``--network-alias``, ``--mac-address`` -> NetworkMode and
+    each network's EndpointSettings, in the order given.
+
+    As the docker CLI: the first network is the container's NetworkMode and takes ``--ip``, ``--ip6``,
+    ``--network-alias`` and ``--mac-address``; several networks must all be user-defined (a container
+    on ``host``, ``none`` or another's namespace has no interface of its own to add).
+    """
+    named = [_network_option(v) for v in opts.network] or [("default", {})]
+    if len(named) > 1 and any(n in _BUILTIN_MODES or n.startswith("container:") for n, _ in named):
+        raise SystemExit("minidocker: conflicting options: cannot attach both user-defined and "
+                         "non-user-defined network-modes")
+    first, endpoint = named[0]
+    for given, key, field in ((opts.network_alias, "Aliases", "--network-alias"),
+                              (opts.mac_address, "MacAddress", "--mac-address")):
+        if given and key in endpoint:
+            raise SystemExit(f"minidocker: conflicting options: cannot specify both {field} and "
+                             f"per-network {key.lower()}")
+        if given:
+            endpoint[key] = list(given) if key == "Aliases" else given
+    for given, key in ((opts.ip, "IPv4Address"), (opts.ip6, "IPv6Address")):
+        if given:
+            endpoint.setdefault("IPAMConfig", {})[key] = given
+    if first.startswith("container:") and endpoint:
+        raise SystemExit("minidocker: conflicting options: --ip, --network-alias and --mac-address cannot "
+                         "be used with --network container:NAME (it shares that container's network)")
+    if first == "default" and not endpoint:
+        return first, []
+    return first, [(name, ep) for name, ep in named if not name.startswith("container:")]
+# --8<-- [end:networks]
+
+
 def create_body(opts: Any, image: str, command: list[str]) -> dict:
     """The ``POST /containers/create`` body for ``run``/``create`` options, as the docker CLI sends it."""
     env = [e if "=" in e else f"{e}={os.environ[e]}" for e in opts.env if "=" in e or e in os.environ]
@@ -138,7 +210,7 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
         "Cmd": command or None, "Image": image, "WorkingDir": opts.workdir,
         "Labels": dict(item.partition("=")[::2] for item in opts.label), "ExposedPorts": exposed,
         "HostConfig": {"Binds": opts.volume, "AutoRemove": opts.rm, "Init": opts.init or None,
-                       "NetworkMode": opts.network or "default", "PortBindings": bindings,
+                       "NetworkMode": "default", "PortBindings": bindings,
                        "PublishAllPorts": opts.publish_all, "UsernsMode": opts.userns,
                        "Memory": opts.memory,
                        "NanoCpus": int(opts.cpus * 1e9), "PidsLimit": opts.pids_limit or None,
@@ -146,6 +218,10 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
                        "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop,
                        "SecurityOpt": [_security_opt(o) for o in opts.security_opt],
                        "Ulimits": [_ulimit(u) for u in opts.ulimit]}}
+    mode, endpoints = networks(opts)
+    body["HostConfig"]["NetworkMode"] = mode
+    if endpoints:  # the first network; the others are connected after create (see _create)
+        body["NetworkingConfig"] = {"EndpointsConfig": dict(endpoints[:1])}
     if opts.entrypoint is not None:
         body["Entrypoint"] = [opts.entrypoint] if opts.entrypoint else [""]
     if opts.stop_timeout is not None:
@@ -163,6 +239,7 @@ def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, An
     options, image, command = split_run_args(argv)
     opts = _run_parser(command_name).parse_args(options)
     body = create_body(opts, image, command)
+    _, endpoints = networks(opts)
     query = {"name": opts.name or None}
     try:
         created = client.json("POST", "/containers/create", query, body)
@@ -177,6 +254,9 @@ def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, An
         created = client.json("POST", "/containers/create", query, body)
     for warning in created.get("Warnings") or []:  # what the daemon ignored, as the docker CLI shows it
         print(f"WARNING: {warning}", file=sys.stderr)
+    for name, endpoint in endpoints[1:]:  # the other networks, before it starts (docker's CLI before 1.44)
+        client.request("POST", f"/networks/{name}/connect", None,
+                       {"Container": created["Id"], "EndpointConfig": endpoint}).read()
     return created["Id"], opts
 
 
