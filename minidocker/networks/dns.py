@@ -61,6 +61,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.IN.A
 import dns.rrset
 
 from minidocker.core.errors import Conflict, NotFound
@@ -394,8 +395,11 @@ class EmbeddedDNS:
         if question.rdtype not in (dns.rdatatype.A, dns.rdatatype.ANY) or not addresses:
             return []
         turn = next(self._turn) % len(addresses)
-        addresses = addresses[turn:] + addresses[:turn]
-        return [dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, dns.rdatatype.A, addresses)]
+        records = dns.rrset.RRset(question.name, dns.rdataclass.IN, dns.rdatatype.A)
+        records.update_ttl(TTL)
+        for address in addresses[turn:] + addresses[:turn]:  # an rdataset keeps the order of its adds
+            records.add(dns.rdtypes.IN.A.A(dns.rdataclass.IN, dns.rdatatype.A, address))
+        return [records]
     # --8<-- [end:respond]
 
     def _pointer(self, asker: str, question: dns.rrset.RRset) -> list[dns.rrset.RRset] | None:
