@@ -49,6 +49,9 @@ def preload() -> None:
 
     with contextlib.suppress(ImportError):
         import pyroute2  # noqa: F401
+    from minidocker.daemon import plugins
+
+    plugins.discover()  # later chapters register their network modes (chapter 05's register_mode)
 
 
 # --8<-- [start:serve]

@@ -409,6 +409,9 @@ def run(container_id: str, ready_fd: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> NoReturn:
     """``python -m minidocker.daemon.monitor CONTAINER_ID``: listen, say "ready PID" on stdout, serve."""
     argv = sys.argv[1:] if argv is None else argv
+    from minidocker.daemon import plugins
+
+    plugins.discover()  # later chapters' network modes (the fork server has them already)
     run(argv[0], os.dup(1))
 
 

@@ -42,7 +42,7 @@ from minidocker.core import syscalls as _syscalls
 from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
 from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
-from minidocker.daemon import engine, hijack, places, stats
+from minidocker.daemon import engine, hijack, places, plugins, stats
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
 from minidocker.daemon.routes import images as api_images
@@ -123,6 +123,8 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app["execs"] = {}
     app["daemon_id"] = _daemon_id()
     app.on_response_prepare.append(_headers)
+    hooks = plugins.install(app)  # later chapters (first: their routes win over the built-in ones)
+    app["supervisor"].hooks, app["supervisor"].app = hooks, app
     api_build.register(app)  # chapter 08 (first: its /build/prune replaces the placeholder below)
     for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
                   api_networks.routes, stats.routes):
@@ -154,6 +156,11 @@ async def _restore(app: web.Application) -> None:
     await asyncio.get_running_loop().run_in_executor(None, sup.start_forkserver)
     await asyncio.get_running_loop().run_in_executor(None, _sweep)
     await sup.restore()
+    for hook in app["hooks"].daemon_restore:
+        try:
+            await hook(app)
+        except Exception:  # a plug-in's failure costs its feature, not the daemon
+            log.exception("restoring a plug-in")
 
 
 def _sweep() -> None:
@@ -176,6 +183,9 @@ async def _close_streams(app: web.Application) -> None:
     for raw in list(hijack.OPEN):
         raw.close()
     app["supervisor"].stop_forkserver()
+    for hook in app["hooks"].daemon_close:
+        with contextlib.suppress(Exception):
+            await hook(app)
 
 
 def tls_context(ca: str, cert: str, key: str) -> ssl.SSLContext:

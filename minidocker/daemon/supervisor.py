@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -47,6 +48,8 @@ class Supervisor:
         self.root = private_dir(state_dir() / "containers")
         self.on_removed: list[Any] = []  # callbacks(container): release its filesystem, ...
         self.forkserver: subprocess.Popen | None = None
+        self.hooks: Any = None  # the plug-ins' (daemon/plugins.py), set by the application
+        self.app: Any = None
 
     # ---- finding ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -109,6 +112,7 @@ class Supervisor:
                 kind = errors.InvalidArgument if reply.get("code", 125) in (126, 127) else errors.Failed
                 raise kind(reply["error"])  # a command that cannot run is the caller's to fix
             c.reload_state()
+        await self._call("container_started", c)
     # --8<-- [end:start]
 
     async def _spawn_monitor(self, c: Container) -> int:
@@ -179,7 +183,16 @@ class Supervisor:
         c.exit_count += 1
         asyncio.get_running_loop().create_task(self._after_exit(c))
 
+    async def _call(self, point: str, c: Container) -> None:
+        """Run the plug-ins' hooks of ``point`` for ``c``; a failing one is logged, not raised."""
+        for hook in getattr(self.hooks, point, None) or []:
+            try:
+                await hook(self.app, c)
+            except Exception:
+                logging.getLogger("minidockerd").exception("%s hook for %s", point, c.id[:12])
+
     async def _after_exit(self, c: Container) -> None:
+        await self._call("container_exited", c)
         async with c.exited:
             c.exited.notify_all()
         if c.config["HostConfig"].get("AutoRemove") and c.id in self.containers:
@@ -266,6 +279,7 @@ class Supervisor:
             await c.removed.wait()
             return
         c.removing = True
+        await self._call("container_removed", c)
         for callback in self.on_removed:
             await callback(c)
         for attach in c.pending_attach:

@@ -52,9 +52,27 @@ if TYPE_CHECKING:  # for annotations only: importing typing costs every start of
 
     from minidocker.network.ipam import Lease
 
-__all__ = ["MODES", "STAGES", "Endpoint", "Network", "NetworkConfig", "main"]
+__all__ = ["MODES", "STAGES", "Endpoint", "Network", "NetworkConfig", "main", "register_mode"]
 
 MODES = ("bridge", "none", "host")
+
+# Network modes of later chapters (chapter 12's user-defined networks): each resolver gets the mode
+# (``--network VALUE``) and returns a configure function for it, or None if the mode is not its own.
+# This chapter never names them: they register themselves (see ``daemon/plugins.py``).
+_RESOLVERS: list[Any] = []
+
+
+def register_mode(resolver: Any) -> None:
+    """Add a resolver ``mode -> configure | None`` for ``--network`` values other than MODES."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
+
+
+def _registered(mode: str) -> Any:
+    for resolver in _RESOLVERS:
+        if (configure := resolver(mode)) is not None:
+            return configure
+    return None
 
 
 @dataclass(frozen=True)
@@ -323,6 +341,9 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
     the ports are given back as soon as the container exits, or if it never started.
     """
     if args.network not in MODES:
+        if (other := _registered(args.network)) is not None:
+            other(args, spec, cleanup)  # a later chapter's mode (a user-defined network)
+            return
         raise EngineError(f"invalid --network {args.network!r}: use one of {', '.join(MODES)}")
     mappings = [ports.parse_publish(text) for text in args.publish]
     if mappings and args.network != "bridge":

@@ -72,25 +72,27 @@ def netlink_in(pid: int) -> Iterator[Any]:
 #   mtu; set the host end's master, ifalias and state up; then, through netlink_in(pid): the
 #   address on eth0, eth0 and lo up, and a default route via the gateway.
 # --8<-- [start:plug]
-def plug(ipr: Any, pid: int, bridge_index: int, veth: str, address: str, gateway: str, mtu: int,
-         alias: str) -> None:
+def plug(ipr: Any, pid: int, bridge_index: int, veth: str, address: str, gateway: str | None, mtu: int,
+         alias: str, ifname: str = "eth0", mac: str | None = None) -> None:
     """Connect the container ``pid`` to the bridge: a veth pair, then ``eth0`` configured inside.
 
     ``address`` is ``A.B.C.D/LEN``. The container's end is created directly in its namespace
     (``net_ns_pid``), so no ``eth0`` ever exists on the host, and it gets the MAC derived from its
-    address. ``lo`` comes up too: a new namespace starts with it down.
+    address. ``lo`` comes up too: a new namespace starts with it down. Chapter 12 plugs more
+    cables into one container: ``ifname`` ``eth1``, ... and no ``gateway`` (no default route).
     """
     ip, prefixlen = address.split("/")
     ipr.link("add", ifname=veth, kind="veth", mtu=mtu,
-             peer={"ifname": "eth0", "net_ns_pid": pid, "address": mac_for(ip), "mtu": mtu})
+             peer={"ifname": ifname, "net_ns_pid": pid, "address": mac or mac_for(ip), "mtu": mtu})
     index = ipr.link_lookup(ifname=veth)[0]
     ipr.link("set", index=index, master=bridge_index, ifalias=alias, state="up")
     with netlink_in(pid) as inside:
-        eth0 = inside.link_lookup(ifname="eth0")[0]
+        eth0 = inside.link_lookup(ifname=ifname)[0]
         inside.addr("add", index=eth0, address=ip, prefixlen=int(prefixlen))
         inside.link("set", index=eth0, state="up")
         inside.link("set", index=inside.link_lookup(ifname="lo")[0], state="up")
-        inside.route("add", dst="0.0.0.0/0", gateway=gateway)
+        if gateway:
+            inside.route("add", dst="0.0.0.0/0", gateway=gateway)
 # --8<-- [end:plug]
 
 

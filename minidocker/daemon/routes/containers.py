@@ -140,13 +140,19 @@ async def create(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("No command specified")
     cid = os.urandom(32).hex()
     name = name or random_name(supervisor.names())
+    plugged = {"Id": cid, "Name": f"/{name}", "Config": cfg, "HostConfig": host,
+               "NetworkingConfig": body.get("NetworkingConfig") or {}}
+    for hook in request.app["hooks"].container_create:  # later chapters check and add (daemon/plugins.py)
+        hook(request.app, plugged)
     directory = supervisor.root / cid
     directory.mkdir(mode=0o700)  # root's alone, like all of the state directory (core.paths)
     try:
         config = {"Id": cid, "Name": f"/{name}", "Created": rfc3339(), "Path": command[0],
                   "Args": command[1:], "Config": {**cfg, "Image": ref}, "HostConfig": host,
                   "Image": image["Id"], "ImageName": ref, "Driver": store.driver, "Mounts": mounts,
-                  "PortList": _port_list(host), **({"IdMap": id_map} if id_map else {})}
+                  "PortList": _port_list(host), **({"IdMap": id_map} if id_map else {}),
+                  **{k: v for k, v in plugged.items() if k not in ("Id", "Name", "Config", "HostConfig",
+                                                                   "NetworkingConfig")}}
         write_json(directory / "config.json", config, mode=0o600)  # Env holds secrets, often
     except BaseException:
         await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
@@ -358,6 +364,8 @@ async def inspect(request: web.Request) -> web.Response:
     if c.running:
         info["NetworkSettings"] = {**info["NetworkSettings"],
                                    **network_settings(c.config, _endpoints().get(c.id))}
+    for hook in request.app["hooks"].container_inspect:
+        hook(request.app, c, info)
     return web.json_response(info)
 
 

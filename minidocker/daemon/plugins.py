@@ -1,0 +1,86 @@
+"""Chapter 10: plug-ins: how later chapters join the daemon without the daemon naming them.
+
+The book's rule is that chapter N runs with chapters 0..N alone, so the daemon (chapter 10) may not
+import chapter 12's user-defined networks. Instead, a later chapter ships a module
+``minidocker/<its package>/plugin.py``; the daemon, its fork server and its monitors *discover*
+those modules (:func:`discover`: every package of ``minidocker`` that has one) and import them.
+
+A plug-in module may define:
+
+* ``install(app, hooks)``: called once by the daemon, before the built-in routes are added (so
+  its routes win over a built-in one with the same method and path), with the :class:`Hooks`
+  it may add callbacks to;
+* nothing else is needed for the engine side: importing the module is its chance to register
+  itself with an earlier chapter's registry (chapter 05's ``register_mode`` for ``--network``).
+
+Example::
+
+    for module in discover():          # [<module 'minidocker.networks.plugin'>]
+        ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import pkgutil
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import minidocker
+
+__all__ = ["Hooks", "discover", "install"]
+
+log = logging.getLogger("minidockerd")
+_LOADED: list[ModuleType] | None = None
+
+
+@dataclass
+class Hooks:
+    """Callbacks of the plug-ins, called by the daemon at points of a container's life.
+
+    * ``container_create(app, config)``: before ``config.json`` is written; may check and change it;
+    * ``container_started(app, container)``, ``container_exited(app, container)``,
+      ``container_removed(app, container)``: async;
+    * ``container_inspect(app, container, info)``: may fill in ``docker inspect``'s answer;
+    * ``daemon_restore(app)`` (async, after the containers are loaded), ``daemon_close(app)`` (async).
+    """
+
+    container_create: list[Any] = field(default_factory=list)
+    container_started: list[Any] = field(default_factory=list)
+    container_exited: list[Any] = field(default_factory=list)
+    container_removed: list[Any] = field(default_factory=list)
+    container_inspect: list[Any] = field(default_factory=list)
+    daemon_restore: list[Any] = field(default_factory=list)
+    daemon_close: list[Any] = field(default_factory=list)
+
+
+def discover() -> list[ModuleType]:
+    """Import (once) every ``minidocker.<package>.plugin`` there is, in name order."""
+    global _LOADED
+    if _LOADED is None:
+        found = []
+        for info in sorted(pkgutil.iter_modules(minidocker.__path__), key=lambda i: i.name):
+            if not info.ispkg or info.name == "daemon":
+                continue
+            name = f"minidocker.{info.name}.plugin"
+            try:
+                if importlib.util.find_spec(name) is None:
+                    continue
+                found.append(importlib.import_module(name))
+            except ImportError as e:  # a plug-in whose dependencies are missing: the daemon runs on
+                log.warning("plug-in %s not loaded: %s", name, e)
+        _LOADED = found
+    return _LOADED
+
+
+def install(app: Any) -> Hooks:
+    """Give each plug-in the application; return the hooks they registered (also ``app["hooks"]``)."""
+    hooks = Hooks()
+    app["hooks"] = hooks
+    for module in discover():
+        if hasattr(module, "install"):
+            module.install(app, hooks)
+    return hooks

@@ -1,0 +1,1 @@
+"""Chapter 12: user-defined networks: many bridges as objects, their isolation, and embedded DNS."""
