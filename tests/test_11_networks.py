@@ -3,6 +3,7 @@ questions, against a daemon on a private socket."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -12,6 +13,9 @@ import sys
 import pytest
 
 from tests.helpers_10_daemon import daemon_fixture
+
+# Chapter 12 plugs user-defined networks into the daemon: then create is no longer refused.
+PLUGGED = importlib.util.find_spec("minidocker.networks.plugin") is not None
 
 GROUPS = ("container", "image", "volume", "network", "system", "builder", "daemon")
 
@@ -49,9 +53,10 @@ def test_our_cli_network_ls_inspect_and_the_refusals(daemon, box):
     assert json.loads(address) == [{"Subnet": subnet, "Gateway": settings["Gateway"]}]
     missing = daemon.cli("network", "inspect", "nope")
     assert (missing.returncode, missing.stdout) == (1, "[]\n") and "network nope not found" in missing.stderr
-    created = daemon.cli("network", "create", "mine")
-    assert created.returncode == 1 and created.stderr == (
-        "Error response from daemon: user-defined networks are not supported: use bridge, host or none\n")
+    if not PLUGGED:  # chapter 12 makes networks (its tests check create): until then, the refusal
+        created = daemon.cli("network", "create", "mine")
+        assert created.returncode == 1 and created.stderr == (
+            "Error response from daemon: user-defined networks are not supported: use bridge, host or none\n")
     removed = daemon.cli("network", "rm", "bridge")
     assert removed.returncode == 1 and "pre-defined network and cannot be removed" in removed.stderr
     assert daemon.cli("network", "prune", "-f").returncode == 0
