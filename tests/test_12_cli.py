@@ -311,10 +311,6 @@ def test_a_name_that_is_not_a_dns_label_and_a_colliding_alias_are_refused(daemon
     assert clash.returncode == 125 and clash.stderr.count("\n") == 1, clash.stderr
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "networks/dns.py: EmbeddedDNS.attach of a container already attached calls _detach, whose UDP "
-    "transport.close() closes the socket only on the loop's next turn, then binds 127.0.0.11:53 again "
-    "at once: EADDRINUSE (409). Remove this mark when fixed."))
 def test_a_container_on_two_networks_connects_and_disconnects_again_and_again(daemon, two_networks):
     """Connecting a container already served by the embedded DNS (it is on another user-defined
     network) binds 127.0.0.11:53 in its namespace again: the old sockets must be gone first, or

@@ -231,7 +231,17 @@ class EmbeddedDNS:
         process is gone, Conflict when 127.0.0.11:53 is taken in its namespace.
         """
         async with self._lock:
+            current = self._by_container.get(container_id)
+            with contextlib.suppress(OSError):
+                info = os.stat(f"/proc/{pid}/ns/net")
+                if current is not None and current.netns == (info.st_dev, info.st_ino):
+                    self._forward[container_id] = forward  # connected to one more network: same sockets
+                    return
             await self._detach(container_id)
+            # A closed datagram transport lets go of its socket on the loop's next turn: wait for it,
+            # or binding 127.0.0.11:53 again in the same namespace finds the address in use.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
             loop = asyncio.get_running_loop()
             try:
                 pidfd = os.pidfd_open(pid)
