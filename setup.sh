@@ -15,11 +15,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages: the Python to build the virtual environment with and the tools the engine
-# calls; the test suite also talks to the real thing (Docker, skopeo, Debian's registry) to
+# calls; the test suite also talks to the real thing (Docker, Compose v1, skopeo, Debian's registry) to
 # check that it speaks the same language. Installed only when missing.
 PACKAGES="python3 python3-venv iproute2 ca-certificates nftables"
 if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo docker.io"
+    PACKAGES="$PACKAGES docker-registry skopeo docker.io docker-compose"
 fi
 missing=""
 for p in $PACKAGES; do
