@@ -51,8 +51,9 @@ def test_create_ls_inspect_rm_prune(client, daemon):
     assert attrs["Id"] == net.id and attrs["Driver"] == "bridge" and attrs["Labels"] == {"tier": "web"}
     assert attrs["IPAM"]["Config"] == [{"Subnet": "10.231.0.0/24", "Gateway": "10.231.0.254",
                                         "IPRange": "10.231.0.128/25"}]
-    bridge = attrs["Options"]["com.docker.network.bridge.name"]
-    assert bridge == f"br-{net.id[:12]}" and bridge_exists(bridge)
+    assert attrs["Options"] == {}  # as Docker's: only options given (Compose v1 compares them)
+    bridge = f"br-{net.id[:12]}"
+    assert bridge_exists(bridge)
     auto = client.networks.create("back", internal=True)
     subnet = auto.attrs["IPAM"]["Config"][0]["Subnet"] if auto.attrs["IPAM"]["Config"] else \
         client.networks.get("back").attrs["IPAM"]["Config"][0]["Subnet"]
@@ -132,6 +133,29 @@ def test_connect_disconnect_live_and_isolation(client):
         c.remove(force=True)
     a.remove()
     b.remove()
+
+
+def test_a_created_container_disconnected_from_its_network_connects_again(client):
+    """Compose v1 does this at every create: disconnect from the --network, connect with aliases."""
+    net = client.networks.create("again", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="10.239.0.0/24")]))
+    c = client.containers.create("busybox", "sleep 60", name="again1", network="again")
+    net.disconnect(c)
+    c.reload()
+    assert c.attrs["HostConfig"]["NetworkMode"] == "again"  # as Docker's: not 'none'
+    net.connect(c, aliases=["svc", c.id[:12]])
+    c.start()
+    c.reload()
+    endpoint = c.attrs["NetworkSettings"]["Networks"]["again"]
+    assert endpoint["IPAddress"].startswith("10.239.0.") and "svc" in endpoint["Aliases"]
+    assert sh(c, "ip -4 addr show eth0")[1].count("10.239.0.") == 1 and sh(c, "ip link show eth1")[0] != 0
+    alone = client.containers.create("busybox", "sleep 60", name="alone", network="again")
+    net.disconnect(alone)
+    alone.start()  # on no network at all: loopback only, as Docker's
+    assert sh(alone, "ip link show eth0")[0] != 0
+    c.remove(force=True)
+    alone.remove(force=True)
+    net.remove()
 
 
 def test_internal_network_has_no_way_out(client, daemon):

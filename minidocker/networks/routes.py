@@ -73,7 +73,7 @@ def entry(app: Any, record: Record, detailed: bool) -> dict[str, Any]:
             "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam]}, "Internal": record.internal,
             "Attachable": record.attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
             "ConfigOnly": False, "Containers": containers,
-            "Options": {**record.options, "com.docker.network.bridge.name": record.bridge},
+            "Options": dict(record.options),  # as given, as Docker's (Compose v1 compares them)
             "Labels": record.labels}
 
 
@@ -275,6 +275,49 @@ def _check_names(app: Any, record: Record, container_id: str, name: str, aliases
                                   f"{other.name.lstrip('/')} on network {record.name}")
 
 
+def _joined(app: Any, config: dict[str, Any], endpoints: dict[str, Any]) -> None:
+    """``--network container:NAME``: the other container must exist; what would conflict with sharing
+    its network is refused in Docker's words; the mode is saved with its full id, as Docker's."""
+    host = config["HostConfig"]
+    other = app["supervisor"].find(host["NetworkMode"].partition(":")[2])  # NoSuchContainer: 404
+    for given, what in ((host.get("PortBindings") or host.get("PublishAllPorts"),
+                         "port publishing and the container type network mode"),
+                        (config["Config"].get("Hostname"), "hostname and the network mode"),
+                        (config["Config"].get("MacAddress"), "mac-address and the network mode"),
+                        (host.get("Dns"), "dns and the network mode"),
+                        (host.get("ExtraHosts"), "custom host-to-IP mapping and the network mode")):
+        if given:
+            raise errors.InvalidArgument(f"conflicting options: {what}")  # Docker's words
+    if [n for n in endpoints if n not in BUILTIN_MODES and n != host["NetworkMode"]]:
+        raise errors.InvalidArgument("container sharing network namespace with another container or host "
+                                     "cannot be connected to any other network")
+    host["NetworkMode"] = f"container:{other.id}"
+
+
+def owner(app: Any, container_id: str) -> str:
+    """The container whose network ``container_id`` is on: itself, or the one of its
+    ``--network container:ID``."""
+    c = app["supervisor"].containers.get(container_id)
+    mode = (c.config["HostConfig"].get("NetworkMode") or "") if c else ""
+    return mode.partition(":")[2] if mode.startswith("container:") else container_id
+
+
+async def container_start(app: Any, c: Any) -> None:
+    """Plug-in hook: ``--network container:ID`` starts only while that container runs (409, Docker's)."""
+    mode = c.config["HostConfig"].get("NetworkMode") or ""
+    if not mode.startswith("container:"):
+        return
+    ref = mode.partition(":")[2]
+    other = app["supervisor"].containers.get(ref)
+    if other is None:
+        raise errors.NoSuchContainer(ref)
+    if other.id == c.id:
+        raise errors.InvalidArgument("cannot join own network")
+    other.reload_state()
+    if not other.running:
+        raise errors.Conflict(f"cannot join network of a non running container: {other.id}")
+
+
 def container_create(app: Any, config: dict[str, Any]) -> None:
     """Plug-in hook: resolve ``--network NAME`` and ``EndpointsConfig`` to our networks, check them."""
     host = config["HostConfig"]
@@ -282,6 +325,9 @@ def container_create(app: Any, config: dict[str, Any]) -> None:
     endpoints = (config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if not isinstance(endpoints, dict):
         raise errors.InvalidArgument("invalid NetworkingConfig.EndpointsConfig: expected an object")
+    if mode.startswith("container:"):
+        _joined(app, config, endpoints)
+        return
     s = store(app)
     names = [] if mode in BUILTIN_MODES or mode.startswith("container:") else [mode]
     names += [n for n in endpoints if n not in names and n not in BUILTIN_MODES]
@@ -374,8 +420,10 @@ async def network_disconnect(request: web.Request) -> web.Response:
     async with c.lock:
         await _run(driver.detach, store(request), record, c.id)
         del c.config["Networks"][record.name]
-        if c.config["HostConfig"].get("NetworkMode") == record.name:
-            c.config["HostConfig"]["NetworkMode"] = next(iter(c.config["Networks"]), "none")
+        if c.config["HostConfig"].get("NetworkMode") == record.name and c.config["Networks"]:
+            c.config["HostConfig"]["NetworkMode"] = next(iter(c.config["Networks"]))
+        # On none left, NetworkMode stays (as Docker's): 'none' would refuse a later connect, which
+        # Compose v1 does at every create (disconnect, then connect with the container's short id).
         write_json(c.dir / "config.json", c.config, mode=0o600)
     await dns_attach(request.app, c)
     return web.Response(status=200)
@@ -383,7 +431,8 @@ async def network_disconnect(request: web.Request) -> web.Response:
 
 # ---- the embedded DNS, from the daemon's side ------------------------------------------------
 def networks_of(app: Any, container_id: str) -> list[Record]:
-    s = store(app)
+    """The networks ``container_id`` is on (those of the container whose namespace it shares)."""
+    s, container_id = store(app), owner(app, container_id)
     return [r for r in s.all() if s.ipam(r).lease(container_id)]
 
 
@@ -430,6 +479,11 @@ async def dns_attach(app: Any, c: Any) -> None:
 def inspect(app: Any, c: Any, info: dict[str, Any]) -> None:
     """Plug-in hook: each user-defined network's live endpoint in ``NetworkSettings.Networks``."""
     nets = c.config.get("Networks") or {}
+    mode = c.config["HostConfig"].get("NetworkMode") or ""
+    other = app["supervisor"].containers.get(mode.partition(":")[2] if mode.startswith("container:") else "")
+    if other is not None:  # as Docker's: the hostname of the container whose network it shares
+        hostname = other.config["Config"].get("Hostname") or other.id[:12]
+        info["Config"] = {**info["Config"], "Hostname": hostname}
     if not nets:
         return
     s = store(app)

@@ -8,6 +8,10 @@ every other network its record lists (the daemon's ``docker run --network a --ne
 of its network (``--ip``), the default route through the first that is not ``--internal``. Its
 ``/etc/resolv.conf`` names ``127.0.0.11``, where the daemon's embedded DNS answers (``dns.py``).
 
+``--network container:ID`` shares the network namespace of another running container (its
+interfaces, addresses, ports, its ``127.0.0.11``), and its ``hosts``, ``hostname`` and
+``resolv.conf``, as Docker does.
+
 Run it (as root, with a network made by the daemon)::
 
     python -m minidocker.networks --network front busybox -- ip addr
@@ -17,19 +21,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Sequence
 
 from minidocker.core import stage as _stage
+from minidocker.core import syscalls as _syscalls
 from minidocker.core.atomic import read_json
 from minidocker.core.paths import state_dir
-from minidocker.core.spec import ContainerSpec
+from minidocker.core.process import EngineError
+from minidocker.core.spec import ORDER_FIRST, ContainerSpec
 from minidocker.images import run as imagerun
 from minidocker.network import netfiles, ports
 from minidocker.network import stage as network
 from minidocker.networks import driver, resolvconf
 from minidocker.networks.store import Record, Store
 
-__all__ = ["DNS_ADDRESS", "STAGES", "configure", "main", "resolv_conf", "resolver"]
+__all__ = ["DNS_ADDRESS", "STAGES", "configure", "configure_joined", "main", "resolv_conf", "resolver",
+           "running_container"]
 
 DNS_ADDRESS = "127.0.0.11"
 
@@ -45,6 +53,10 @@ def endpoints_of(spec: ContainerSpec, mode: str, store: Store) -> list[tuple[Rec
     config = read_json(state_dir() / "containers" / spec.id / "config.json", {}) or {}
     primary = store.find(mode)
     found, seen = [(primary, {})], {primary.id}
+    listed = config.get("Networks")
+    if isinstance(listed, dict) and primary.name not in listed and not any(
+            (s or {}).get("NetworkID") == primary.id for s in listed.values()):
+        found = []  # disconnected from its --network (and not connected again): not plugged in
     for name, settings in (config.get("Networks") or {}).items():
         record = store.get(settings.get("NetworkID") or name) or store.get(name)
         if record is None:
@@ -97,8 +109,70 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
 # --8<-- [end:configure]
 
 
+def running_container(ref: str) -> tuple[str, int]:
+    """The id and PID 1 of the running container ``ref`` (id, unique id prefix or name) of this state
+    directory, from what its monitor recorded (``state.json``); EngineError if there is none."""
+    root = state_dir() / "containers"
+    ref = ref.lstrip("/")
+    try:
+        ids = [e for e in os.listdir(root) if len(e) == 64]
+    except FileNotFoundError:
+        ids = []
+    found = [ref] if ref in ids else [
+        cid for cid in ids if (read_json(root / cid / "config.json", {}) or {}).get("Name") == f"/{ref}"]
+    found = found or ([cid for cid in ids if cid.startswith(ref)] if len(ref) >= 4 else [])
+    if len(found) != 1:
+        raise EngineError(f"no such container: {ref}" if not found else f"ambiguous container: {ref}")
+    state = read_json(root / found[0] / "state.json", {}) or {}
+    if state.get("Status") != "running" or not state.get("Pid"):
+        raise EngineError(f"cannot join network of a non running container: {found[0]}")
+    return found[0], int(state["Pid"])
+
+
+# --8<-- [start:configure_joined]
+def configure_joined(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib.ExitStack) -> None:
+    """``--network container:ID``: PID 1 is made in the other container's network namespace.
+
+    No new namespace: the engine itself steps into the other's (setns(2), as ``ip netns exec``
+    does) just before PID 1 is forked, which inherits it, and steps back as soon as PID 1 exists
+    (the first ``on_created`` hook). The container gets the other's DNS files, and its hostname.
+    """
+    if args.publish:
+        raise EngineError("conflicting options: port publishing and the container type network mode")
+    other, pid = running_container(args.network.partition(":")[2])
+    theirs = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    ours = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    if os.path.samestat(os.fstat(theirs), os.fstat(ours)):  # its PID 1 is gone and the pid is the host's
+        os.close(theirs), os.close(ours)
+        raise EngineError(f"cannot join network of a non running container: {other}")
+    spec.namespaces.discard("net")
+    directory = netfiles.files_dir(other)
+    files = {f"/etc/{name}": str(directory / name) for name in netfiles.NAMES if (directory / name).exists()}
+    with contextlib.suppress(OSError):
+        spec.hostname = (directory / "hostname").read_text().strip() or spec.hostname
+        spec.env["HOSTNAME"] = spec.hostname
+    spec.add_hook("before_pivot", lambda root: netfiles.bind_files(root, files))
+
+    held = [theirs, ours]
+
+    def step_back(*_: object) -> None:
+        if held:
+            _syscalls.setns(ours, _syscalls.CLONE_NEWNET)
+            for fd in held:
+                os.close(fd)
+            held.clear()
+
+    cleanup.callback(step_back)  # if the start fails before PID 1 exists
+    _syscalls.setns(theirs, _syscalls.CLONE_NEWNET)  # the last thing: later stages set up no network
+    spec.add_hook("on_created", step_back, order=ORDER_FIRST)
+# --8<-- [end:configure_joined]
+
+
 def resolver(mode: str) -> object:
-    """Chapter 05's ``register_mode`` resolver: our configure for a user-defined network's name or id."""
+    """Chapter 05's ``register_mode`` resolver: our configure for a user-defined network's name or id,
+    and for ``container:ID``."""
+    if mode.startswith("container:") and len(mode) > len("container:"):
+        return configure_joined
     if mode in network.MODES or ":" in mode or not mode:
         return None
     try:
