@@ -4,7 +4,8 @@ Why assemble here rather than in the client? The client (chapter 11) is a client
 docker's CLI, and imports only ``core``. But the command also carries tools that work on this
 host, without a daemon: ``doctor`` and ``rootfs``, the registry server of chapter 09, the teachers'
 ``exercises``; and ``build``, ``history`` and ``builder``, whose client side is chapter 08's
-(it packs the context, minus ``.dockerignore``, and prints the build's stream). This module is
+(it packs the context, minus ``.dockerignore``, and prints the build's stream); and ``compose``,
+chapter 13's other client of the API. This module is
 the one place that names them all, each imported only when its command runs, so ``minidocker
 ps`` imports none of them. It never imports the daemon: ``minidocker daemon start`` starts it as
 a program.
@@ -63,8 +64,15 @@ def _build_command(name: str) -> Callable[[Client, list[str]], int]:
     return run
 
 
+def _compose(client: Client, argv: list[str]) -> int:  # chapter 13: another client of the API
+    from minidocker.compose import cli
+
+    return cli.main(client, argv)
+
+
 TOOLS = {"doctor": _doctor, "rootfs": _rootfs, "registry": _registry, "exercises": _exercises}
-COMMANDS = {name: _build_command(name) for name in ("build", "history", "builder")}
+COMMANDS = {**{name: _build_command(name) for name in ("build", "history", "builder")},
+            "compose": _compose}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ The rules, by the *part* a module belongs to (its first name under ``minidocker`
 - ``core`` imports only ``core``;
 - a chapter package (``CHAPTERS``) imports ``core`` and chapters up to its own;
 - ``client`` (chapter 11) imports only ``core``: it speaks to the daemon over HTTP, as docker's CLI;
+- ``compose`` (chapter 13) imports only ``core`` and ``client``: another client of the API;
 - ``daemon`` is imported by the daemon and by chapters from 12 on, which plug into it
   (``daemon/plugins.py``: the daemon discovers them and never names them); nothing else names it;
   the daemon itself is imported by the daemon only (``minidockerd`` is ``minidocker.daemon.server:main`` and
@@ -25,8 +26,9 @@ The rules, by the *part* a module belongs to (its first name under ``minidocker`
 - ``exercises`` (the teachers' tool, which grades every chapter) imports ``core`` at import time and
   any part but the daemon and the client lazily, inside functions;
 - the top-level ``minidocker/__main__.py`` (the ``minidocker`` console script) is the assembler: the
-  client, the host tools (``doctor``, ``rootfs``, ``exercises``), chapter 09's registry server and
-  chapter 08's ``build`` commands (the context tar), each lazily; never the daemon;
+  client, the host tools (``doctor``, ``rootfs``, ``exercises``), chapter 09's registry server,
+  chapter 08's ``build`` commands (the context tar) and chapter 13's ``compose``, each lazily; never
+  the daemon;
 - ``minidocker/__init__.py`` imports nothing of ours (``import minidocker`` stays instant);
 - no cycle between modules, counting every edge above.
 
@@ -45,7 +47,7 @@ from pathlib import Path
 
 CHAPTERS = {"chroot": 1, "namespaces": 2, "cgroups": 3, "overlay": 4, "network": 5, "security": 6,
             "images": 7, "build": 8, "registry": 9, "daemon": 10, "client": 11,
-            "networks": 12}
+            "networks": 12, "compose": 13}
 RUNTIME = {name for name, number in CHAPTERS.items() if number <= 6}
 BESIDE_CORE = {"rootfs", "testing"}  # import only core; any chapter may import them
 
@@ -77,13 +79,18 @@ def _allowed(edge: Edge) -> str | None:
     if mine == "":
         return "minidocker/__init__.py imports nothing of ours (import minidocker stays instant)"
     if theirs == "daemon":
-        if CHAPTERS.get(mine, 0) >= 12:  # a later chapter plugs into the daemon (daemon/plugins.py)
+        # a later chapter plugs into the daemon (daemon/plugins.py); compose is a client only
+        if CHAPTERS.get(mine, 0) >= 12 and mine != "compose":
             return None
         return "only the daemon imports minidocker.daemon (it is reached over its API)"
     if theirs == "core":
         return None
     if mine == "core":
         return "core imports only core"
+    if mine == "compose":  # chapter 13: another client of the API
+        if theirs == "client":
+            return None
+        return "compose imports only core and client (it is a client of the API, like docker compose)"
     if mine == "client":
         return "the client imports only core (it is a client of the API, like docker's CLI)"
     if mine in BESIDE_CORE:
@@ -109,7 +116,7 @@ def _allowed(edge: Edge) -> str | None:
             return "exercises import only core at import time (the chapters lazily, inside functions)"
         return None
     if mine == "__main__":
-        if theirs in ("client", "doctor", "rootfs", "exercises", "registry", "build"):
+        if theirs in ("client", "doctor", "rootfs", "exercises", "registry", "build", "compose"):
             return None
         return f"the minidocker command assembles the client and host tools, not {theirs}"
     return f"{mine} is not a part the import rules know (add it to tests/importgraph.py)"
