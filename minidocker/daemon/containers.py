@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.core.atomic import ZERO_TIME, read_json
+from minidocker.daemon.events import labels_match
 
 __all__ = ["NAME", "Container", "human_duration", "pid_is_monitor", "random_name", "start_time"]
 
@@ -172,20 +173,53 @@ class Container:
         }
 
     def matches(self, filters: dict[str, list[str]]) -> bool:
-        """``docker ps --filter``: status, name, id, label (each list: any of its values)."""
+        """``docker ps --filter``: each key given must match, any of its values (``label``: all of them)."""
+        labels = self.config["Config"].get("Labels") or {}
+        host = self.config["HostConfig"]
+        networks = {host.get("NetworkMode") or "default", *(self.config.get("Networks") or {})}
+        if networks & {"default", "bridge"}:
+            networks |= {"default", "bridge"}
+        health = (self.state.get("Health") or {}).get("Status") or "none"
         checks = {
             "status": lambda v: self.state.get("Status") == v,
-            "name": lambda v: v.lstrip("/") in self.name,
+            "name": lambda v: _search(v.lstrip("/"), self.name.lstrip("/")),
             "id": lambda v: self.id.startswith(v),
-            "label": lambda v: (lambda k, _, val: k in (self.config["Config"].get("Labels") or {}) and (
-                not val or self.config["Config"]["Labels"][k] == val))(*v.partition("=")),
-            "ancestor": lambda v: v in (self.config["ImageName"], self.config["Image"]),
+            "ancestor": lambda v: _ancestor(v, self.config["ImageName"], self.config["Image"]),
             "exited": lambda v: self.state.get("Status") == "exited" and str(self.state.get("ExitCode")) == v,
+            "network": lambda v: v in networks,
+            "volume": lambda v: any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
+                                    for m in self.config.get("Mounts") or []),
+            "health": lambda v: health == v,
+            "publish": lambda v: any(v.split("/")[0] == str(p.get("PublicPort")) for p in self.config.get(
+                "PortList") or []),
+            "expose": lambda v: any(v.split("/")[0] == k.split("/")[0] for k in self.config["Config"].get(
+                "ExposedPorts") or {}),
         }
         for key, values in filters.items():
-            if key in checks and not any(checks[key](v) for v in values):
+            if not values:
+                continue
+            if key == "label":
+                if not labels_match(values, labels):
+                    return False
+            elif key in checks and not any(checks[key](v) for v in values):
                 return False
         return True
+
+
+def _ancestor(ref: str, name: str, image_id: str) -> bool:
+    """Docker's ancestor filter: the image as it was named (``busybox`` is ``busybox:latest``) or its id."""
+    if ref in (name, image_id) or (":" not in ref.rsplit("/", 1)[-1] and f"{ref}:latest" == name):
+        return True
+    short = ref.removeprefix("sha256:")
+    return len(short) >= 4 and image_id.removeprefix("sha256:").startswith(short)
+
+
+def _search(pattern: str, name: str) -> bool:
+    """Docker's name filter: a regular expression searched in the name (a bad one: a substring)."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return pattern in name
 
 
 def start_time(pid: int) -> int:

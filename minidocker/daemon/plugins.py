@@ -46,6 +46,10 @@ class Hooks:
       ``container_removed(app, container)``: async;
     * ``container_inspect(app, container, info)``: may fill in ``docker inspect``'s answer;
     * ``daemon_restore(app)`` (async, after the containers are loaded), ``daemon_close(app)`` (async).
+
+    And one way back: ``hooks.emit(kind, action, actor_id, attributes)`` records an event for
+    ``GET /events`` (:mod:`minidocker.daemon.events`), e.g. ``emit("network", "create", nid, {"name":
+    "app", "type": "bridge"})``; the routes of a plug-in reach it as ``request.app["hooks"].emit``.
     """
 
     container_create: list[Any] = field(default_factory=list)
@@ -55,6 +59,7 @@ class Hooks:
     container_inspect: list[Any] = field(default_factory=list)
     daemon_restore: list[Any] = field(default_factory=list)
     daemon_close: list[Any] = field(default_factory=list)
+    emit: Any = None  # (kind, action, actor_id, attributes=None) -> None, set by install()
 
 
 def discover() -> list[ModuleType]:
@@ -78,7 +83,11 @@ def discover() -> list[ModuleType]:
 
 def install(app: Any) -> Hooks:
     """Give each plug-in the application; return the hooks they registered (also ``app["hooks"]``)."""
+    from minidocker.daemon import events
+
     hooks = Hooks()
+    hooks.emit = lambda kind, action, actor_id, attributes=None: events.emit(app, kind, action, actor_id,
+                                                                            attributes)
     app["hooks"] = hooks
     for module in discover():
         if hasattr(module, "install"):

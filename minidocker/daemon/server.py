@@ -42,7 +42,7 @@ from minidocker.core import syscalls as _syscalls
 from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
 from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
-from minidocker.daemon import engine, hijack, places, plugins, stats
+from minidocker.daemon import engine, events, hijack, places, plugins, stats
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
 from minidocker.daemon.routes import images as api_images
@@ -121,13 +121,14 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app["images"] = engine.images(in_use=lambda image_id: [
         c.id[:12] for c in app["supervisor"].containers.values() if c.config["Image"] == image_id])
     app["execs"] = {}
+    app["events"] = events.Broker()  # GET /events, and what the others emit (daemon/events.py)
     app["daemon_id"] = _daemon_id()
     app.on_response_prepare.append(_headers)
     hooks = plugins.install(app)  # later chapters (first: their routes win over the built-in ones)
     app["supervisor"].hooks, app["supervisor"].app = hooks, app
     api_build.register(app)  # chapter 08 (first: its /build/prune replaces the placeholder below)
     for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
-                  api_networks.routes, stats.routes):
+                  api_networks.routes, stats.routes, events.routes):
         for route in table:
             for prefix in ("", "/{version:v[0-9]+[.][0-9]+}"):
                 app.router.add_route(route.method, prefix + route.path, route.handler)
@@ -155,6 +156,7 @@ async def _restore(app: web.Application) -> None:
     _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
     await asyncio.get_running_loop().run_in_executor(None, sup.start_forkserver)
     await asyncio.get_running_loop().run_in_executor(None, _sweep)
+    app["events.socket"] = await events.serve_notifications(app)  # the monitors' reports (health)
     await sup.restore()
     for hook in app["hooks"].daemon_restore:
         try:
@@ -182,6 +184,11 @@ def _sweep() -> None:
 async def _close_streams(app: web.Application) -> None:
     for raw in list(hijack.OPEN):
         raw.close()
+    if "events.socket" in app:
+        app["events.socket"].close()
+    for queue in list(app["events"].subscribers):  # `docker events` ends rather than hold us up
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(None)
     app["supervisor"].stop_forkserver()
     for hook in app["hooks"].daemon_close:
         with contextlib.suppress(Exception):

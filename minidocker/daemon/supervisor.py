@@ -33,6 +33,7 @@ from typing import Any
 from minidocker.core import errors
 from minidocker.core.atomic import write_json
 from minidocker.core.paths import private_dir, run_dir, state_dir
+from minidocker.daemon import events
 from minidocker.daemon.containers import Container, pid_is_monitor
 from minidocker.daemon.logs import private
 from minidocker.daemon.monitor import socket_path
@@ -112,6 +113,8 @@ class Supervisor:
                 kind = errors.InvalidArgument if reply.get("code", 125) in (126, 127) else errors.Failed
                 raise kind(reply["error"])  # a command that cannot run is the caller's to fix
             c.reload_state()
+        events.container_event(self.app, c, "start")
+        self._volume_events(c, "mount")
         await self._call("container_started", c)
     # --8<-- [end:start]
 
@@ -181,7 +184,18 @@ class Supervisor:
             write_json(c.dir / "state.json", c.state)
         c.monitor_gone.set()
         c.exit_count += 1
+        events.container_event(self.app, c, "die", exitCode=int(c.state.get("ExitCode") or 0))
+        self._volume_events(c, "unmount")
         asyncio.get_running_loop().create_task(self._after_exit(c))
+
+    def _volume_events(self, c: Container, action: str) -> None:
+        """Docker's ``mount``/``unmount`` event of each named volume of ``c`` as it starts and stops."""
+        for m in c.config.get("Mounts") or []:
+            if m.get("Type") == "volume":
+                more = {} if action == "unmount" else {"destination": m["Destination"], "propagation": m.get(
+                    "Propagation", ""), "read/write": str(m.get("RW", True)).lower()}
+                events.emit(self.app, "volume", action, m["Name"], {
+                    "container": c.id, "driver": m.get("Driver", "local"), **more})
 
     async def _call(self, point: str, c: Container) -> None:
         """Run the plug-ins' hooks of ``point`` for ``c``; a failing one is logged, not raised."""
@@ -239,6 +253,7 @@ class Supervisor:
         """Send ``signum`` to the container's PID 1 (NotRunning if it is not running)."""
         if not c.running:
             raise errors.NotRunning(c.id)
+        events.container_event(self.app, c, "kill", signal=signum)
         try:
             os.kill(int(c.state["Pid"]), signum)
         except ProcessLookupError:
@@ -264,6 +279,7 @@ class Supervisor:
                 self.signal(c, signal.SIGKILL)
             async with c.exited:
                 await c.exited.wait_for(lambda: c.exit_count > seen)
+        events.container_event(self.app, c, "stop")
         return True
     # --8<-- [end:stop]
 
@@ -287,6 +303,7 @@ class Supervisor:
         await asyncio.get_running_loop().run_in_executor(None, _delete_tree, c.dir)
         self.containers.pop(c.id, None)
         c.removed.set()
+        events.container_event(self.app, c, "destroy")
 
 
 def _delete_tree(path: Any) -> None:

@@ -188,8 +188,17 @@ async def network_create(request: web.Request) -> web.Response:
             return record
 
     record = await _run(create)
+    _event(request.app, "create", record)
     return web.json_response({"Id": record.id, "Warning": ""}, status=201)
 # --8<-- [end:create]
+
+
+def _event(app: Any, action: str, record: Record, container_id: str = "") -> None:
+    """A network's event for ``GET /events`` (through the daemon's plug-in API), as Docker's."""
+    emit = getattr(app.get("hooks"), "emit", None)
+    if emit is not None:
+        emit("network", action, record.id, {**({"container": container_id} if container_id else {}),
+                                            "name": record.name, "type": "bridge"})
 
 
 def _destroy(s: Store, record: Record) -> None:
@@ -218,6 +227,7 @@ async def network_remove(request: web.Request) -> web.Response:
         raise errors.Conflict(f"error while removing network: network {record.name} id {record.id} has "
                               "active endpoints")
     await _run(_destroy, store(request), record)
+    _event(request.app, "destroy", record)
     return web.Response(status=204)
 
 
@@ -231,6 +241,7 @@ async def network_prune(request: web.Request) -> web.Response:
                                                           if k in ("label",)}, False):
             continue
         await _run(_destroy, store(request), record)
+        _event(request.app, "destroy", record)
         deleted.append(record.name)
     return web.json_response({"NetworksDeleted": deleted})
 
@@ -395,6 +406,7 @@ async def network_connect(request: web.Request) -> web.Response:
         write_json(c.dir / "config.json", c.config, mode=0o600)
     if c.running:
         await dns_attach(request.app, c)
+    _event(request.app, "connect", record, c.id)
     return web.Response(status=200)
 
 
@@ -426,6 +438,7 @@ async def network_disconnect(request: web.Request) -> web.Response:
         # Compose v1 does at every create (disconnect, then connect with the container's short id).
         write_json(c.dir / "config.json", c.config, mode=0o600)
     await dns_attach(request.app, c)
+    _event(request.app, "disconnect", record, c.id)
     return web.Response(status=200)
 
 

@@ -29,7 +29,7 @@ from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
 from minidocker.core.spec import IdMap
 from minidocker.core.streams import STDERR, STDOUT, frame
-from minidocker.daemon import volumes
+from minidocker.daemon import events, volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, tail_entries
 from minidocker.daemon.routes import checks
@@ -134,7 +134,12 @@ async def create(request: web.Request) -> web.Response:
     if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
         cfg["Hostname"] = os.uname().nodename
     id_map = user_namespace(request.app["config"], host)
+    known = {v["Name"] for v in volumes.list_volumes()}
     mounts = volumes.parse_binds(host.get("Binds") or [])
+    for m in mounts:  # the named volumes made here: as by POST /volumes/create
+        if m["Type"] == "volume" and m["Name"] not in known:
+            known.add(m["Name"])
+            events.emit(request.app, "volume", "create", m["Name"], {"driver": "local"})
     remap_volumes(mounts, id_map)
     if not command:
         raise errors.InvalidArgument("No command specified")
@@ -157,7 +162,8 @@ async def create(request: web.Request) -> web.Response:
     except BaseException:
         await asyncio.get_running_loop().run_in_executor(None, _rmtree, directory)
         raise
-    supervisor.add(Container(directory, config))
+    supervisor.add(c := Container(directory, config))
+    events.container_event(request.app, c, "create")
     return web.json_response({"Id": cid, "Warnings": checks.warnings(body)}, status=201)
 
 
@@ -254,6 +260,29 @@ async def restart(request: web.Request) -> web.Response:
     c = container(request)
     await sup(request).stop(c, _int(request, "t"))
     await sup(request).start(c)
+    events.container_event(request.app, c, "restart")
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/rename")
+async def rename(request: web.Request) -> web.Response:
+    """``docker rename OLD NEW`` (and Compose, which renames a container it is about to replace)."""
+    c = container(request)
+    name = request.query.get("name", "").lstrip("/")
+    if not name or not NAME.match(name):
+        raise errors.InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are "
+                                     "allowed")
+    old = c.name
+    if name == old.lstrip("/"):
+        raise errors.InvalidArgument("Renaming a container with the same name as its current name")
+    if name in sup(request).names():
+        other = sup(request).find(name).id
+        raise errors.Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                              f'"{other}". You have to remove (or rename) that container to be able to '
+                              'reuse that name.')
+    c.config["Name"] = f"/{name}"
+    write_json(c.dir / "config.json", c.config, mode=0o600)
+    events.container_event(request.app, c, "rename", oldName=old)
     return web.Response(status=204)
 
 
@@ -300,14 +329,15 @@ async def wait(request: web.Request) -> web.StreamResponse:
 @routes.get("/containers/json")
 async def list_containers(request: web.Request) -> web.Response:
     show_all = flag(request, "all")
-    try:
-        filters = json.loads(request.query.get("filters") or "{}")
-        filters = {k: list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]
-                   for k, v in filters.items()}
-    except (ValueError, AttributeError, TypeError):
-        raise errors.InvalidArgument("invalid filters") from None
+    filters = events.parse_filters(request.query.get("filters"))
+    check_filters(filters)
     found = [c for c in sup(request).containers.values()
              if (show_all or c.running or filters.get("status")) and c.matches(filters)]
+    for key in ("before", "since"):  # containers created before (after) the one named
+        for ref in filters.get(key) or []:
+            created = sup(request).find(ref).config["Created"]
+            found = [c for c in found if (c.config["Created"] < created if key == "before"
+                                          else c.config["Created"] > created)]
     found.sort(key=lambda c: c.config["Created"], reverse=True)
     limit = _int(request, "limit")
     if limit is not None and limit > 0:
@@ -318,6 +348,25 @@ async def list_containers(request: web.Request) -> web.Response:
             ports = network_settings(c.config, endpoints.get(c.id))["Ports"]
             summary["Ports"] = port_summaries(ports)
     return web.json_response(summaries)
+
+
+STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+PS_FILTERS = ("ancestor", "before", "expose", "exited", "health", "id", "isolation", "is-task", "label",
+              "name", "network", "publish", "since", "status", "volume")
+
+
+def check_filters(filters: dict[str, list[str]]) -> None:
+    """Docker's refusals of ``docker ps --filter``: an unknown key, a status or health not a state."""
+    for key, values in filters.items():
+        if key not in PS_FILTERS:
+            raise errors.InvalidArgument(f"invalid filter '{key}'")
+        for value in values:
+            if key == "status" and value not in STATES:
+                raise errors.InvalidArgument(f"invalid filter 'status={value}'")
+            if key == "health" and value not in ("starting", "healthy", "unhealthy", "none"):
+                raise errors.InvalidArgument(f"invalid filter 'health={value}'")
+            if key == "exited" and not value.lstrip("-").isdigit():
+                raise errors.InvalidArgument(f"invalid filter 'exited={value}'")
 
 
 def port_summaries(ports: dict[str, list[dict] | None]) -> list[dict]:

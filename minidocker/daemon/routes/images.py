@@ -26,6 +26,7 @@ from aiohttp import web
 
 from minidocker.core import errors
 from minidocker.core.process import EngineError
+from minidocker.daemon import events
 from minidocker.daemon.routes.containers import container, flag, json_body, sup
 
 __all__ = ["routes"]
@@ -73,7 +74,24 @@ async def create(request: web.Request) -> web.StreamResponse:
     if tag and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}@{tag}" if tag.startswith("sha256:") else f"{ref}:{tag}"
     auth = registry_auth(request)
-    return await store(request).pull(request, ref, progress_stream, send, auth)
+    response = await store(request).pull(request, ref, progress_stream, send, auth)
+    await _image_event(request, ref, "pull")  # if it is there now (a failure is the stream's last line)
+    return response
+
+
+async def _image_event(request: web.Request, ref: str, action: str) -> None:
+    """Docker's ``pull``/``push`` event: the reference as users write it (``busybox:latest``), its name."""
+    if await _blocking(store(request).find, ref) is None:
+        return
+    try:
+        familiar = store(request).normalize(ref)
+    except Exception:
+        familiar = ref
+    if "@" not in familiar and ":" not in familiar.rsplit("/", 1)[-1]:
+        familiar += ":latest"
+    name = familiar.split("@")[0]
+    name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+    events.emit(request.app, "image", action, familiar, {"name": name})
 
 
 @routes.post("/images/{name:.+}/push")
@@ -84,12 +102,53 @@ async def push(request: web.Request) -> web.StreamResponse:
     auth = registry_auth(request)
     if await _blocking(store(request).find, ref) is None:
         raise errors.NoSuchImage(ref)
-    return await store(request).push(request, ref, progress_stream, send, auth)
+    response = await store(request).push(request, ref, progress_stream, send, auth)
+    await _image_event(request, ref, "push")
+    return response
 
 
 @routes.get("/images/json")
 async def list_images(request: web.Request) -> web.Response:
-    return web.json_response(await _blocking(store(request).list_images))
+    found = await _blocking(store(request).list_images)
+    filters = events.parse_filters(request.query.get("filters"))
+    if request.query.get("filter"):  # before API 1.41: one reference pattern
+        filters.setdefault("reference", []).append(request.query["filter"])
+    for key in filters:
+        if key not in ("dangling", "label", "reference", "before", "since"):
+            raise errors.InvalidArgument(f"invalid filter '{key}'")
+    return web.json_response([i for i in found if await _image_matches(request, i, filters)])
+
+
+async def _image_matches(request: web.Request, image: dict, filters: dict[str, list[str]]) -> bool:
+    """``docker images --filter``: dangling, label (all of them), reference (a glob), before, since."""
+    import fnmatch
+
+    tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+    for value in filters.get("dangling") or []:
+        if (value.lower() in ("1", "true")) != (not tags):
+            return False
+    if not events.labels_match(filters.get("label") or [], image.get("Labels") or {}):
+        return False
+    if patterns := filters.get("reference"):
+        names = [n for t in tags for n in (t, t.rsplit(":", 1)[0])]
+        if not any(fnmatch.fnmatchcase(n, p) for n in names for p in patterns):
+            return False
+    for key in ("before", "since"):
+        for ref in filters.get(key) or []:
+            other = await _blocking(store(request).inspect, ref)
+            if other is None:
+                raise errors.NoSuchImage(ref)
+            mine, theirs = image["Created"], _created(other)
+            if (key == "before" and not mine < theirs) or (key == "since" and not mine > theirs):
+                return False
+    return True
+
+
+def _created(inspected: dict) -> int:
+    try:
+        return events.parse_time(str(inspected.get("Created") or "")) // 1_000_000_000
+    except errors.InvalidArgument:
+        return 0
 
 
 @routes.get("/images/{name:.+}/json")
@@ -109,6 +168,8 @@ async def tag(request: web.Request) -> web.Response:
     if await _blocking(store(request).find, name) is None:
         raise errors.NoSuchImage(name)
     await _blocking(store(request).tag, name, f"{repo}:{tag_}")  # an invalid name: InvalidArgument
+    image = await _blocking(store(request).find, name)
+    events.emit(request.app, "image", "tag", image["Id"], {"name": f"{repo}:{tag_}"})
     return web.Response(status=201)
 
 
@@ -117,7 +178,13 @@ async def remove(request: web.Request) -> web.Response:
     ref = request.match_info["name"]
     if await _blocking(store(request).find, ref) is None:
         raise errors.NoSuchImage(ref)
+    image = await _blocking(store(request).find, ref)
     done = await _blocking(lambda: store(request).remove(ref, flag(request, "force")))  # or Conflict
+    for item in done:  # {"Untagged": "busybox:latest"}, then {"Deleted": "sha256:..."}
+        if "Untagged" in item:
+            events.emit(request.app, "image", "untag", image["Id"], {"name": image["Id"]})
+        if "Deleted" in item and item["Deleted"] == image["Id"]:
+            events.emit(request.app, "image", "delete", image["Id"], {"name": image["Id"]})
     return web.json_response(done)
 
 
@@ -178,6 +245,9 @@ async def save(request: web.Request) -> web.StreamResponse:
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/images.tar"
         await _blocking(lambda: ocilayout.save(names, path, store=store(request).store))
+        for name in names:
+            image = await _blocking(store(request).find, name)
+            events.emit(request.app, "image", "save", image["Id"], {"name": image["Id"]})
         response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await response.prepare(request)
         with open(path, "rb") as f:
@@ -203,6 +273,9 @@ async def load(request: web.Request) -> web.StreamResponse:
         try:
             for line in await _blocking(lambda: ocilayout.load(path, store=store(request).store)):
                 await send(response, {"stream": f"{line}\n"})
+                loaded = line.rpartition(": ")[2].strip() if line.startswith("Loaded image") else ""
+                if loaded and (image := await _blocking(store(request).find, loaded)):
+                    events.emit(request.app, "image", "load", image["Id"], {"name": image["Id"]})
         except Exception as e:  # the headers are gone: the error is the stream's last line
             if not isinstance(e, EngineError):  # a bug: its traceback goes to the log too
                 log.exception("%s %s", request.method, request.path)

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from minidocker.core import errors
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Demux, frame
+from minidocker.daemon import events
 from minidocker.daemon.containers import Container
 from minidocker.daemon.hijack import MULTIPLEXED, RAW, RawStream, finished, hijack
 from minidocker.daemon.monitor import socket_path
@@ -159,6 +160,8 @@ async def exec_create(request: web.Request) -> web.Response:
                      "User": body.get("User") or "", "AttachStdin": bool(body.get("AttachStdin")),
                      "ConsoleSize": body.get("ConsoleSize")}}
     c.exec_ids.append(exec_id)
+    events.container_event(request.app, c, "exec_create: " + " ".join(str(a) for a in body["Cmd"]),
+                           execID=exec_id)
     return web.json_response({"Id": exec_id}, status=201)
 
 
@@ -192,6 +195,8 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     raw = None if detached else await hijack(request, RAW if tty else MULTIPLEXED)
     relay = Relay(c, raw or _Sink(), info["_request"], info["OpenStdin"], tty, on_control)
     info["_relay"] = relay
+    events.container_event(request.app, c, "exec_start: " + " ".join(info["_request"]["Cmd"]),
+                           execID=info["ID"])
     await relay.connect()
     if "error" in relay.reply:
         info.update(ExitCode=126, Running=False)

@@ -24,7 +24,7 @@ from minidocker.cgroups.cgroup import cgroup_mode
 from minidocker.core import errors
 from minidocker.core.api import API_VERSION, MIN_API_VERSION
 from minidocker.core.paths import state_dir
-from minidocker.daemon import volumes
+from minidocker.daemon import events, volumes
 from minidocker.daemon.routes.containers import json_body, sup
 
 __all__ = ["routes"]
@@ -114,12 +114,39 @@ async def volume_create(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("invalid volume config: expected a JSON object")
     if not isinstance(body.get("Name") or "", str) or not isinstance(body.get("Labels") or {}, dict):
         raise errors.InvalidArgument("invalid volume config: Name must be a string and Labels an object")
-    return web.json_response(volumes.create(body.get("Name"), body.get("Labels")), status=201)
+    name = body.get("Name")
+    new = not name or name not in {v["Name"] for v in volumes.list_volumes()}
+    info = volumes.create(name, body.get("Labels"))
+    if new:
+        events.emit(request.app, "volume", "create", info["Name"], {"driver": info["Driver"]})
+    return web.json_response(info, status=201)
 
 
 @routes.get("/volumes")
 async def volume_list(request: web.Request) -> web.Response:
-    return web.json_response({"Volumes": volumes.list_volumes(), "Warnings": []})
+    filters = events.parse_filters(request.query.get("filters"))
+    for key in filters:
+        if key not in ("dangling", "driver", "label", "name"):
+            raise errors.InvalidArgument(f"invalid filter '{key}'")
+    used = _used_volumes(request)
+    found = [v for v in volumes.list_volumes() if _volume_matches(v, filters, used)]
+    return web.json_response({"Volumes": found, "Warnings": []})
+
+
+def _used_volumes(request: web.Request) -> set[str]:
+    return {m.get("Name") for c in sup(request).containers.values() for m in c.config.get("Mounts", [])}
+
+
+def _volume_matches(volume: dict, filters: dict[str, list[str]], used: set[str]) -> bool:
+    """``docker volume ls --filter``: name (a substring), driver, label (all of them), dangling."""
+    if filters.get("name") and not any(v in volume["Name"] for v in filters["name"]):
+        return False
+    if filters.get("driver") and volume.get("Driver") not in filters["driver"]:
+        return False
+    for value in filters.get("dangling") or []:
+        if (value.lower() in ("1", "true")) != (volume["Name"] not in used):
+            return False
+    return events.labels_match(filters.get("label") or [], volume.get("Labels") or {})
 
 
 @routes.get("/volumes/{name}")
@@ -135,13 +162,17 @@ async def volume_remove(request: web.Request) -> web.Response:
     if users:
         raise errors.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
     volumes.remove(name)
+    events.emit(request.app, "volume", "destroy", name, {"driver": "local"})
     return web.Response(status=204)
 
 
 @routes.post("/volumes/prune")
 async def volume_prune(request: web.Request) -> web.Response:
-    used = {m.get("Name") for c in sup(request).containers.values() for m in c.config.get("Mounts", [])}
-    deleted = [v["Name"] for v in volumes.list_volumes() if v["Name"] not in used]
+    used = _used_volumes(request)
+    filters = {k: v for k, v in events.parse_filters(request.query.get("filters")).items() if k == "label"}
+    deleted = [v["Name"] for v in volumes.list_volumes() if v["Name"] not in used and
+               _volume_matches(v, filters, used)]
     for name in deleted:
         volumes.remove(name)
+        events.emit(request.app, "volume", "destroy", name, {"driver": "local"})
     return web.json_response({"VolumesDeleted": deleted, "SpaceReclaimed": 0})
