@@ -43,7 +43,7 @@ images:
 groups (alone, each lists its commands; `minidocker container ls` is `minidocker ps`):
   container, image, volume, network, system, builder
 other:
-  version, info, system prune
+  version, info, events, system prune
   network ls|inspect|create|rm|prune|connect|disconnect
   daemon start|stop|status   start (as root) or stop a minidockerd in the background
   registry serve|gc|htpasswd a registry server (chapter 09)
@@ -53,7 +53,7 @@ other:
 """
 
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
-                      "inspect", "wait", "stats", "commit", "diff", "port", "container"}
+                      "inspect", "wait", "stats", "commit", "diff", "port", "container", "events"}
 IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
                   "volume", "version", "info", "system", "image", "container-prune", "image-prune"}
 

@@ -72,9 +72,13 @@ def ps(client: Client, argv: list[str]) -> int:
         print("\n".join(c["Id"] if opts.no_trunc else c["Id"][:12] for c in found) if found else "", end="\n"
               if found else "")
         return 0
-    if opts.format:
-        for c in found:
-            print(render_template(opts.format, {**c, "ID": c["Id"][:12], "Names": c["Names"][0][1:]}))
+    if opts.format:  # {{.Names}}, {{.Label "k"}}, {{json .}}, table ... (client/formats.py)
+        from minidocker.client import formats
+
+        rows = [formats.ps_row(c, opts.no_trunc) for c in found]
+        text = formats.render(opts.format, rows, formats.PS_HEADERS)
+        if text or opts.format.startswith("table"):
+            print(text)
         return 0
     rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
     for c in found:
@@ -85,6 +89,31 @@ def ps(client: Client, argv: list[str]) -> int:
                      ago(c["Created"]),
                      c["Status"], ports, ",".join(n.lstrip("/") for n in c["Names"])])
     print(table(rows))
+    return 0
+
+
+def events(client: Client, argv: list[str]) -> int:
+    """``minidocker events``: the daemon's events as they happen (``--since``/``--until`` replay)."""
+    from minidocker.client import formats
+
+    p = parser("events", "[--since TIME] [--until TIME] [-f FILTER] [--format TEMPLATE]")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format")
+    opts = p.parse_args(argv)
+    filters: dict[str, list[str]] = {}
+    for item in opts.filter:
+        key, _, value = item.partition("=")
+        filters.setdefault(key, []).append(value)
+    response = client.request("GET", "/events", {"since": opts.since, "until": opts.until,
+                                                 "filters": json.dumps(filters) if filters else None})
+    for line in response:
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        text = formats.render_one(opts.format, event) if opts.format else formats.event_line(event)
+        print(text, flush=True)
     return 0
 
 
@@ -221,5 +250,5 @@ def stats(client: Client, argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
     "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
-    "diff": diff, "stats": stats, "port": port,
+    "diff": diff, "stats": stats, "port": port, "events": events,
 }
