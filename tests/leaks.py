@@ -84,25 +84,35 @@ def links() -> set[str]:
     Not every device of the host: other test runs on the machine make theirs at the same time.
     """
     bridge, _ = _network_names()
+    ours = f"minidocker:{SCOPE['tmp']}/" if SCOPE.get("tmp") else None  # a bridge of a state dir of this run
+
+    def alias_of(name: str) -> str:
+        try:
+            return Path(f"/sys/class/net/{name}/ifalias").read_text().strip()
+        except OSError:
+            return ""
+
     found = set()
     for name in os.listdir("/sys/class/net"):
-        try:
-            alias = Path(f"/sys/class/net/{name}/ifalias").read_text().strip()
-        except OSError:
-            alias = ""
+        alias = alias_of(name)
         if name.startswith(bridge) or alias.startswith(f"minidocker:{bridge}:"):
             found.add(name)
+        elif ours and (alias.startswith(ours) or (alias.startswith("minidocker:br-") and alias_of(
+                f"{name}/master").startswith(ours))):
+            found.add(name)  # chapter 12: a user-defined network's bridge (br-ID), or a veth on one
     return found
 
 
 def nftables() -> set[str]:
-    """This run's nftables table, if it exists (minidocker keeps all its rules in one)."""
+    """This run's nftables tables, if they exist: chapter 05's one and chapter 12's ``TABLE_nets``
+    (and those of daemons a test gave a table of its own, ``TABLE_x_nets``)."""
     _, table = _network_names()
     try:
         listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     except FileNotFoundError:
         return set()
-    return {line.strip() for line in listing.splitlines() if line.split()[-1:] == [table]}
+    return {line.strip() for line in listing.splitlines()
+            if line.split()[-1:] == [table] or (line.split() or [""])[-1].startswith(f"{table}_")}
 
 
 def leases() -> set[str]:

@@ -42,6 +42,8 @@ class Hooks:
     """Callbacks of the plug-ins, called by the daemon at points of a container's life.
 
     * ``container_create(app, config)``: before ``config.json`` is written; may check and change it;
+    * ``container_start(app, container)``: async, before its monitor is started; may refuse the
+      start by raising one of ``core.errors``' errors;
     * ``container_started(app, container)``, ``container_exited(app, container)``,
       ``container_removed(app, container)``: async;
     * ``container_inspect(app, container, info)``: may fill in ``docker inspect``'s answer;
@@ -53,6 +55,7 @@ class Hooks:
     """
 
     container_create: list[Any] = field(default_factory=list)
+    container_start: list[Any] = field(default_factory=list)
     container_started: list[Any] = field(default_factory=list)
     container_exited: list[Any] = field(default_factory=list)
     container_removed: list[Any] = field(default_factory=list)

@@ -28,10 +28,12 @@ def install(app: Any, hooks: Any) -> None:
         for prefix in ("", "/{version:v[0-9]+[.][0-9]+}"):
             app.router.add_route(route.method, prefix + route.path, route.handler)
     hooks.container_create.append(routes.container_create)
+    hooks.container_start.append(routes.container_start)
     hooks.container_inspect.append(routes.inspect)
 
     async def started(app: Any, c: Any) -> None:
-        if c.config.get("Networks"):
+        if c.config.get("Networks") or (c.config["HostConfig"].get("NetworkMode") or "").startswith(
+                "container:"):  # sharing a namespace served already: the same sockets (dns.py)
             await routes.dns_attach(app, c)
 
     async def exited(app: Any, c: Any) -> None:
@@ -46,7 +48,7 @@ def install(app: Any, hooks: Any) -> None:
             log.info("user-defined networks: released the addresses of %s",
                      " ".join(c[:12] for c in released))
         for c in list(app["supervisor"].containers.values()):
-            if c.running and c.config.get("Networks"):
+            if c.running and routes.networks_of(app, c.id):
                 try:
                     await routes.dns_attach(app, c)
                 except Exception as e:

@@ -500,10 +500,10 @@ def inspect(app: Any, c: Any, info: dict[str, Any]) -> None:
     if not nets:
         return
     s = store(app)
-    shown = {}
+    shown, leases = {}, {}
     for name, settings in nets.items():
         record = s.get(settings.get("NetworkID") or name)
-        lease = s.ipam(record).lease(c.id) if record and c.running else None
+        lease = leases[name] = s.ipam(record).lease(c.id) if record and c.running else None
         live = bool(lease and record)
         shown[name] = {**settings, "Gateway": record.gateway if live else "",
                        "IPAddress": lease.ip if live else "", "IPPrefixLen": record.prefixlen if live else 0,
@@ -513,8 +513,14 @@ def inspect(app: Any, c: Any, info: dict[str, Any]) -> None:
                        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
     ns = info.setdefault("NetworkSettings", {})
     ns["Networks"] = {**(ns.get("Networks") or {}), **shown}
-    primary = shown.get(c.config["HostConfig"].get("NetworkMode") or "")
+    mode = c.config["HostConfig"].get("NetworkMode") or ""
+    primary = shown.get(mode)
     if primary and primary["IPAddress"]:
         ns.update(IPAddress=primary["IPAddress"], IPPrefixLen=primary["IPPrefixLen"],
                   Gateway=primary["Gateway"], MacAddress=primary["MacAddress"])
+        ports = ns.setdefault("Ports", {})  # the published ports (on the first network's address)
+        for m in leases[mode].ports or []:
+            key = f"{m['container_port']}/{m.get('protocol') or 'tcp'}"
+            ports[key] = [*(ports.get(key) or []), {"HostIp": m.get("host_ip") or "0.0.0.0",
+                                                    "HostPort": str(m["host_port"])}]
 

@@ -89,7 +89,7 @@ def merge_config(image_config: dict, body: dict) -> dict:
     cfg = imageconfig.merge_api_config(image_config, {key: body.get(key) for key in (
         "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty",
         "OpenStdin", "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint",
-        "Labels", "StopSignal", "StopTimeout", "ExposedPorts")})
+        "Labels", "StopSignal", "StopTimeout", "ExposedPorts", "MacAddress")})
     for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
         cfg[key] = bool(cfg[key])
     return {k: v for k, v in cfg.items() if v is not None or k in ("Cmd", "Entrypoint")}
