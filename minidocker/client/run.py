@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -36,7 +37,8 @@ _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user",
                "-p", "--publish", "--network", "--net", "-v", "--volume", "-m", "--memory", "--cpus",
                "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label", "--cap-add",
                "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns", "--ip", "--ip6",
-               "--network-alias", "--net-alias", "--mac-address"}
+               "--network-alias", "--net-alias", "--mac-address", "--restart", "--health-cmd",
+               "--health-interval", "--health-timeout", "--health-retries", "--health-start-period"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -85,7 +87,54 @@ def _run_parser(command: str) -> Any:
     p.add_argument("--read-only", action="store_true")
     for option in ("--cap-add", "--cap-drop", "--security-opt", "--ulimit"):
         p.add_argument(option, action="append", default=[])
+    p.add_argument("--restart", type=_restart, default=None)
+    p.add_argument("--health-cmd", default="")
+    for option in ("--health-interval", "--health-timeout", "--health-start-period"):
+        p.add_argument(option, type=_duration, default=0)
+    p.add_argument("--health-retries", type=int, default=0)
+    p.add_argument("--no-healthcheck", action="store_true")
     return p
+
+
+def _restart(text: str) -> dict:
+    """``--restart on-failure:3`` -> ``{"Name": "on-failure", "MaximumRetryCount": 3}`` (docker's body)."""
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "on-failure", "unless-stopped") or (
+            count and (name != "on-failure" or not count.isdigit())):
+        raise argparse.ArgumentTypeError(f"invalid restart policy {text!r}: no, always, on-failure[:N] "
+                                         "or unless-stopped")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
+             "h": 3600 * 10**9}
+
+
+def _duration(text: str) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds, as ``--health-interval`` takes it."""
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if text == "0":
+        return 0
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: e.g. 30s, 1m30s, 500ms")
+    return int(sum(float(n) * _GO_UNITS[u] for n, u in parts))
+
+
+def _healthcheck(opts: Any) -> dict | None:
+    """``Config.Healthcheck`` from the --health-* options (None: the image's, if any, as it is)."""
+    if opts.no_healthcheck:
+        if opts.health_cmd or opts.health_interval or opts.health_timeout or opts.health_start_period \
+                or opts.health_retries:
+            raise SystemExit("docker: --no-healthcheck conflicts with --health-* options.")
+        return {"Test": ["NONE"]}
+    check: dict = {"Test": ["CMD-SHELL", opts.health_cmd]} if opts.health_cmd else {}
+    for key, value in (("Interval", opts.health_interval), ("Timeout", opts.health_timeout),
+                       ("StartPeriod", opts.health_start_period), ("Retries", opts.health_retries)):
+        if value:
+            check[key] = value
+    if opts.health_retries < 0:
+        raise SystemExit("docker: --health-retries cannot be negative.")
+    return check or None
 
 
 def _size(text: str) -> int:
@@ -228,6 +277,11 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
         body["StopTimeout"] = opts.stop_timeout
     if opts.stop_signal:
         body["StopSignal"] = opts.stop_signal
+    if opts.restart:
+        body["HostConfig"]["RestartPolicy"] = opts.restart
+    check = _healthcheck(opts)
+    if check:
+        body["Healthcheck"] = check
     if opts.tty:
         from minidocker.client.terminal import terminal_size
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.core.atomic import ZERO_TIME, read_json
+from minidocker.daemon import health, restart
 from minidocker.daemon.events import labels_match
 
-__all__ = ["NAME", "Container", "human_duration", "pid_is_monitor", "random_name", "start_time"]
+__all__ = ["NAME", "Container", "human_duration", "pid_is_monitor", "random_name", "seconds", "start_time"]
 
 NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _ADJECTIVES = ("brave", "calm", "eager", "fervent", "gifted", "happy", "jolly", "keen", "nifty",
@@ -87,6 +88,9 @@ def _seconds(stamp: str) -> float:
     return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
 
 
+seconds = _seconds
+
+
 class Container:
     """One container as the daemon knows it: its config, its last known state, who waits for it."""
 
@@ -105,6 +109,10 @@ class Container:
         self.monitor_gone = asyncio.Event()
         self.removing = False
         self.exec_ids: list[str] = []
+        self.restart = restart.load(directory)  # the restart policy's record (daemon/restart.py)
+        self.restarting = False  # exited, and waiting for the back-off before the policy's restart
+        self.restart_task: Any = None
+        self.restart_waiting = False  # the restart task is in its back-off (not yet starting)
 
     @classmethod
     def load(cls, directory: Path) -> Container | None:
@@ -130,7 +138,11 @@ class Container:
         """What ``docker ps`` shows in STATUS."""
         status = self.state.get("Status")
         if status == "running":
-            return f"Up {human_duration(time.time() - _seconds(self.state.get('StartedAt', '')))}"
+            up = human_duration(time.time() - _seconds(self.state.get('StartedAt', '')))
+            return f"Up {up}{health.suffix(self.health())}"
+        if self.restarting:
+            ago = human_duration(time.time() - _seconds(self.state.get("FinishedAt", "")))
+            return f"Restarting ({self.state.get('ExitCode', 0)}) {ago} ago"
         if status == "exited":
             ago = human_duration(time.time() - _seconds(self.state.get("FinishedAt", "")))
             return f"Exited ({self.state.get('ExitCode', 0)}) {ago} ago"
@@ -153,16 +165,20 @@ class Container:
         """``GET /containers/ID/json`` (``docker inspect``)."""
         cfg, st = self.config, self.state
         status = st.get("Status", "created")
+        checked = self.health()
         return {
             "Id": self.id, "Created": cfg["Created"], "Path": cfg["Path"], "Args": cfg["Args"],
-            "State": {"Status": status, "Running": status == "running", "Paused": False,
-                      "Restarting": False, "OOMKilled": bool(st.get("OOMKilled")), "Dead": False,
+            "State": {"Status": "restarting" if self.restarting else status, "Running": status == "running",
+                      "Paused": False, "Restarting": self.restarting, "OOMKilled": bool(st.get("OOMKilled")),
+                      "Dead": False,
                       "Pid": int(st.get("Pid") or 0) if status == "running" else 0,
                       "ExitCode": int(st.get("ExitCode") or 0), "Error": st.get("Error", ""),
                       "StartedAt": st.get("StartedAt") or ZERO_TIME,
-                      "FinishedAt": st.get("FinishedAt") or ZERO_TIME},
+                      "FinishedAt": st.get("FinishedAt") or ZERO_TIME,
+                      **({"Health": checked} if checked else {})},
             "Image": cfg["Image"], "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
-            "LogPath": str(self.dir / "json.log"), "Name": cfg["Name"], "RestartCount": 0,
+            "LogPath": str(self.dir / "json.log"), "Name": cfg["Name"],
+            "RestartCount": int(self.restart.get("RestartCount") or 0),
             "Driver": cfg.get("Driver", "dir"), "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": self.exec_ids or None, "HostConfig": cfg["HostConfig"],
             "GraphDriver": {"Name": cfg.get("Driver", "overlay2"), "Data": {}},
@@ -172,6 +188,12 @@ class Container:
                 "MacAddress": "", "Networks": cfg.get("Networks", {})},
         }
 
+    def health(self) -> dict | None:
+        """``State.Health`` as the monitor wrote it, if the container has a healthcheck."""
+        if not health.command(self.config["Config"].get("Healthcheck")):
+            return None
+        return health.read(self.dir) or {"Status": "starting", "FailingStreak": 0, "Log": []}
+
     def matches(self, filters: dict[str, list[str]]) -> bool:
         """``docker ps --filter``: each key given must match, any of its values (``label``: all of them)."""
         labels = self.config["Config"].get("Labels") or {}
@@ -179,7 +201,7 @@ class Container:
         networks = {host.get("NetworkMode") or "default", *(self.config.get("Networks") or {})}
         if networks & {"default", "bridge"}:
             networks |= {"default", "bridge"}
-        health = (self.state.get("Health") or {}).get("Status") or "none"
+        checked = (self.health() or {}).get("Status") or "none"  # health.json, as the monitor wrote it
         checks = {
             "status": lambda v: self.state.get("Status") == v,
             "name": lambda v: _search(v.lstrip("/"), self.name.lstrip("/")),
@@ -189,7 +211,7 @@ class Container:
             "network": lambda v: v in networks,
             "volume": lambda v: any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
                                     for m in self.config.get("Mounts") or []),
-            "health": lambda v: health == v,
+            "health": lambda v: checked == v,
             "publish": lambda v: any(v.split("/")[0] == str(p.get("PublicPort")) for p in self.config.get(
                 "PortList") or []),
             "expose": lambda v: any(v.split("/")[0] == k.split("/")[0] for k in self.config["Config"].get(

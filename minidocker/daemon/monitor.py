@@ -39,7 +39,7 @@ from minidocker.core.process import EngineError
 from minidocker.core.spec import ORDER_FIRST
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
 from minidocker.core.units import parse_size
-from minidocker.daemon import engine, stdio
+from minidocker.daemon import engine, health, stdio
 from minidocker.daemon.containers import start_time
 from minidocker.daemon.execs import ExecSession
 from minidocker.daemon.logs import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, JsonLog
@@ -79,6 +79,7 @@ class Monitor:
         self.pidfd: int | None = None
         self.spec: Any = None
         self.finished = False
+        self.prober = health.Prober.of(self.config, self.dir)  # the healthcheck, if the container has one
         log_config = self.config["HostConfig"].get("LogConfig", {}).get("Config") or {}
         max_size = log_config.get("max-size")
         self.log = JsonLog(self.dir / "json.log", parse_size(max_size) if max_size else DEFAULT_MAX_SIZE,
@@ -93,22 +94,27 @@ class Monitor:
             for fd, conn in self.conns.items():
                 interest[fd] = (selectors.EVENT_READ if not conn.closing else 0) | (
                     selectors.EVENT_WRITE if conn.outbuf else 0)
-            for source in ([self.io] if self.io else []) + [s.io for s in self.execs.values()]:
+            probes = [self.prober.session] if self.prober and self.prober.session else []
+            for source in ([self.io] if self.io else []) + [s.io for s in [*self.execs.values(), *probes]]:
                 for fd in source.outputs:
                     interest[fd] = 0 if stalled else selectors.EVENT_READ
                 if source.stdin is not None and source.stdin_buffer:
                     interest[source.stdin] = interest.get(source.stdin, 0) | selectors.EVENT_WRITE
-            for fd in (self.pidfd, *self.execs):
+            for fd in (self.pidfd, *self.execs, *(s.pidfd for s in probes)):
                 if fd is not None:
                     interest[fd] = selectors.EVENT_READ
             self._watch(interest)
-            for key, events in self.selector.select(timeout=None if not self.finished else 1):
+            probing = self.prober is not None and self.pidfd is not None
+            wait = 1 if self.finished else self.prober.wait() if probing else None
+            for key, events in self.selector.select(timeout=wait):
                 try:
                     self._dispatch(key.fd, events)
                 except Exception:  # a bug must not take the container down: drop that connection
                     traceback.print_exc()
                     if key.fd in self.conns:
                         self._drop(self.conns[key.fd])
+            if self.prober and self.pidfd is not None and not self.finished:
+                self.prober.tick(self._probe)
             if self.finished and not self.conns:
                 break
             if self.finished:  # give slow clients a moment, not forever
@@ -141,6 +147,8 @@ class Monitor:
             self._container_exited()
         elif fd in self.execs:
             self._exec_exited(fd)
+        elif self.prober and self.prober.session and fd == self.prober.session.pidfd:
+            self.prober.exited()
         else:
             self._output(fd)
 
@@ -281,6 +289,8 @@ class Monitor:
             "Status": "running", "Pid": self.container.pid, "MonitorPid": os.getpid(),
             "MonitorStart": start_time(os.getpid()),
             "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""})
+        if self.prober:
+            self.prober.container_started()
         return {"pid": self.container.pid}
     # --8<-- [end:start]
 
@@ -309,6 +319,8 @@ class Monitor:
         else:
             for session in self.execs.values():
                 session.ready(fd)
+            if self.prober and self.prober.session:
+                self.prober.session.ready(fd)
 
     def _drain(self) -> None:
         while self.io and self.io.outputs:
@@ -350,6 +362,8 @@ class Monitor:
                 self._finish(conn)
         for pidfd in list(self.execs):
             self.execs.pop(pidfd).close()
+        if self.prober:
+            self.prober.close()
     # --8<-- [end:record_exit]
 
     def _exit(self) -> NoReturn:
@@ -376,6 +390,10 @@ class Monitor:
         conn.kind, conn.target = "exec", session
         self.execs[session.pidfd] = session
         self._reply(conn, {"ok": True, "pid": session.pid})
+
+    def _probe(self, argv: list[str]) -> ExecSession:
+        """Start one healthcheck probe: an exec of ``argv`` with the container's env, user and dir."""
+        return ExecSession.start(self.container.pid, self.spec, self.config, {"Cmd": argv, "Tty": False})
 
     def _exec_exited(self, pidfd: int) -> None:
         session = self.execs.pop(pidfd)

@@ -163,6 +163,7 @@ async def _restore(app: web.Application) -> None:
             await hook(app)
         except Exception:  # a plug-in's failure costs its feature, not the daemon
             log.exception("restoring a plug-in")
+    await sup.start_on_boot()  # restart policies: `always` containers come back with the daemon
 
 
 def _sweep() -> None:

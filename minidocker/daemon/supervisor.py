@@ -33,8 +33,8 @@ from typing import Any
 from minidocker.core import errors
 from minidocker.core.atomic import write_json
 from minidocker.core.paths import private_dir, run_dir, state_dir
-from minidocker.daemon import events
-from minidocker.daemon.containers import Container, pid_is_monitor
+from minidocker.daemon import events, restart
+from minidocker.daemon.containers import Container, pid_is_monitor, seconds
 from minidocker.daemon.logs import private
 from minidocker.daemon.monitor import socket_path
 
@@ -51,6 +51,7 @@ class Supervisor:
         self.forkserver: subprocess.Popen | None = None
         self.hooks: Any = None  # the plug-ins' (daemon/plugins.py), set by the application
         self.app: Any = None
+        self.boot: list[Container] = []  # stopped containers whose restart policy says: start now
 
     # ---- finding ----------------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -91,16 +92,40 @@ class Supervisor:
                 write_json(c.dir / "state.json", c.state)
             if not c.running and c.config["HostConfig"].get("AutoRemove") and c.state["Status"] == "exited":
                 await self.remove(c, force=True)
+            elif not c.running and restart.on_boot(c.config["HostConfig"].get("RestartPolicy"), c.restart,
+                                                   int(c.state.get("ExitCode") or 0)):
+                self.boot.append(c)
+
+    async def start_on_boot(self) -> None:
+        """Start what the restart policies bring back with the daemon (after the plug-ins are restored)."""
+        for c in self.boot:
+            if c.id in self.containers and not c.running:
+                try:
+                    await self.start(c, by_policy=True)
+                except (errors.EngineError, OSError) as e:
+                    logging.getLogger("minidockerd").warning("restarting %s: %s", c.id[:12], e)
+        self.boot.clear()
 
     # ---- start and watch --------------------------------------------------------------------
     # --8<-- [start:start]
-    async def start(self, c: Container) -> None:
-        """Launch the container's monitor, connect early attachers, then tell it to start."""
+    async def start(self, c: Container, by_policy: bool = False) -> None:
+        """Launch the container's monitor, connect early attachers, then tell it to start.
+
+        A start by hand (not ``by_policy``) gives the restart policy a fresh start: no retries
+        used, no back-off, no longer stopped by hand.
+        """
+        if not by_policy:
+            self._cancel_restart(c)
+            await self._restart_settled(c)
+            c.restart.update(Retries=0, Delay=0.0, ManuallyStopped=False)
+            restart.save(c.dir, c.restart)
         async with c.lock:
             if c.running:
                 raise errors.NotModified("container already started")
             if c.removing:
                 raise errors.Conflict(f"container {c.id} is being removed")
+            for hook in getattr(self.hooks, "container_start", None) or []:  # a plug-in may refuse
+                await hook(self.app, c)
             pid = await self._spawn_monitor(c)
             c.state.update(Status="starting")
             self._watch(c, pid, child=True)
@@ -113,6 +138,7 @@ class Supervisor:
                 kind = errors.InvalidArgument if reply.get("code", 125) in (126, 127) else errors.Failed
                 raise kind(reply["error"])  # a command that cannot run is the caller's to fix
             c.reload_state()
+            c.restarting = False
         events.container_event(self.app, c, "start")
         self._volume_events(c, "mount")
         await self._call("container_started", c)
@@ -211,6 +237,60 @@ class Supervisor:
             c.exited.notify_all()
         if c.config["HostConfig"].get("AutoRemove") and c.id in self.containers:
             await self.remove(c, force=True)
+        elif c.id in self.containers and not c.removing:
+            self._schedule_restart(c)
+
+    # ---- restart policies -------------------------------------------------------------------
+    # --8<-- [start:schedule_restart]
+    def _schedule_restart(self, c: Container) -> None:
+        """After an exit: start ``c`` again after the back-off, if its restart policy says so."""
+        ran = seconds(c.state.get("FinishedAt", "")) - seconds(c.state.get("StartedAt", ""))
+        delay = restart.decide(c.config["HostConfig"].get("RestartPolicy"), c.restart,
+                               int(c.state.get("ExitCode") or 0), max(ran, 0.0))
+        if delay is None:
+            return
+        restart.save(c.dir, c.restart)
+        c.restarting = c.restart_waiting = True
+        c.restart_task = asyncio.get_running_loop().create_task(self._restart_after(c, delay))
+
+    async def _restart_after(self, c: Container, delay: float) -> None:
+        await asyncio.sleep(delay)  # only this wait may be cancelled (by a stop, a start, a remove)
+        c.restart_waiting = False
+        try:
+            if c.id not in self.containers or c.removing or c.running:
+                return
+            c.restart["RestartCount"] = c.restart.get("RestartCount", 0) + 1
+            restart.save(c.dir, c.restart)
+            await self.start(c, by_policy=True)  # a failed start exits too: the policy decides again
+        except (errors.EngineError, OSError) as e:
+            logging.getLogger("minidockerd").warning("restarting %s: %s", c.id[:12], e)
+        finally:
+            if c.restart_task is asyncio.current_task():
+                c.restart_task, c.restarting = None, False
+    # --8<-- [end:schedule_restart]
+
+    def _cancel_restart(self, c: Container) -> bool:
+        """Cancel a restart waiting for its back-off (True if there was one); one already starting
+        the container goes on (see :meth:`_restart_settled`)."""
+        task = c.restart_task
+        if task is None or task.done() or task is asyncio.current_task() or not c.restart_waiting:
+            return False
+        task.cancel()
+        c.restart_task, c.restarting, c.restart_waiting = None, False, False
+        return True
+
+    async def _restart_settled(self, c: Container) -> None:
+        """Wait for a restart that is starting the container: a half-made start is never cut off."""
+        task = c.restart_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    def stopped_by_hand(self, c: Container) -> bool:
+        """``docker stop`` or ``kill``: no restart until a start by hand (True if a restart was pending)."""
+        c.restart["ManuallyStopped"] = True
+        restart.save(c.dir, c.restart)
+        return self._cancel_restart(c)
 
     async def _gone(self, c: Container) -> None:
         await c.monitor_gone.wait()
@@ -262,8 +342,10 @@ class Supervisor:
     # --8<-- [start:stop]
     async def stop(self, c: Container, timeout: float | None = None, signum: int | None = None) -> bool:
         """Docker's stop: the stop signal, ``timeout`` seconds of grace, then SIGKILL (False: not running)."""
+        pending = self.stopped_by_hand(c)  # a restart waiting for its back-off is cancelled
+        await self._restart_settled(c)  # one starting the container: stopped once started
         if not c.running:
-            return False
+            return pending
         cfg = c.config["Config"]
         signum = signum or parse_signal(cfg.get("StopSignal") or "SIGTERM")
         timeout = timeout if timeout is not None else cfg.get("StopTimeout") or 10
@@ -286,11 +368,14 @@ class Supervisor:
     # ---- remove -----------------------------------------------------------------------------
     async def remove(self, c: Container, force: bool = False) -> None:
         """Delete the container and its files; a running one only with ``force`` (Conflict otherwise)."""
+        self._cancel_restart(c)
+        await self._restart_settled(c)
         if c.running or c.state.get("Status") == "starting":
             if not force:
                 raise errors.Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                       "container before attempting removal or force remove")
             await self.stop(c, timeout=0, signum=signal.SIGKILL)
+        self._cancel_restart(c)
         if c.removing or c.id not in self.containers:
             await c.removed.wait()
             return

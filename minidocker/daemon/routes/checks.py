@@ -94,7 +94,7 @@ IGNORED_HOST = {
     "IpcMode": ("private", "shareable"), "CgroupnsMode": ("private",), "Isolation": ("default",),
     "IOMaximumBandwidth": (), "IOMaximumIOps": (), "Annotations": (),
 }
-IGNORED_CONFIG = {"Healthcheck": (), "Shell": (), "OnBuild": (), "MacAddress": (), "NetworkDisabled": (),
+IGNORED_CONFIG = {"Shell": (), "OnBuild": (), "MacAddress": (), "NetworkDisabled": (),
                   "Domainname": ()}
 
 
@@ -110,9 +110,6 @@ def warnings(body: dict) -> list[str]:
              for key, unset in IGNORED_HOST.items() if _set(host.get(key), unset)]
     found += [f"{key} is not supported by this daemon: ignored"
               for key, unset in IGNORED_CONFIG.items() if _set(body.get(key), unset)]
-    policy = host.get("RestartPolicy") or {}
-    if isinstance(policy, dict) and policy.get("Name") not in (None, "", "no"):
-        found.append(f"restart policy {policy['Name']!r} is not supported by this daemon: ignored")
     for item in host.get("SecurityOpt") or []:
         if isinstance(item, str) and item.startswith(("apparmor=", "apparmor:", "label=", "label:")):
             found.append(f"security option {item!r} ignored: this daemon has no AppArmor or SELinux")

@@ -29,9 +29,10 @@ from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
 from minidocker.core.spec import IdMap
 from minidocker.core.streams import STDERR, STDOUT, frame
-from minidocker.daemon import events, volumes
+from minidocker.daemon import events, health, volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, tail_entries
+from minidocker.daemon.restart import validate as restart_policy
 from minidocker.daemon.routes import checks
 from minidocker.daemon.supervisor import Supervisor, parse_signal
 from minidocker.images import config as imageconfig
@@ -126,7 +127,12 @@ async def create(request: web.Request) -> web.Response:
     for key in ("Labels", "ExposedPorts", "Volumes"):  # merged with the image's: objects or nothing
         if not isinstance(body.get(key) or {}, dict):
             raise errors.InvalidArgument(f"invalid container config: {key} must be an object")
+    health.validate(body.get("Healthcheck"))
+    restart_policy(host.get("RestartPolicy"), bool(host.get("AutoRemove")))
     cfg = merge_config(image.get("Config") or {}, body)
+    check = health.merge((image.get("Config") or {}).get("Healthcheck"), body.get("Healthcheck"))
+    if check:  # the request's fields, the image's for the rest (NONE: none at all)
+        cfg["Healthcheck"] = check
     checks.exposed_ports(cfg.get("ExposedPorts"))  # the image's too: a bad key is a 400 now, not a 500 later
     command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
     if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
@@ -289,7 +295,10 @@ async def rename(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/kill")
 async def kill(request: web.Request) -> web.Response:
     c = container(request)
-    sup(request).signal(c, _signal(request.query.get("signal") or "SIGKILL"))
+    signum = _signal(request.query.get("signal") or "SIGKILL")
+    if c.running:  # as dockerd: a container killed by hand is not restarted by its policy
+        sup(request).stopped_by_hand(c)
+    sup(request).signal(c, signum)
     return web.Response(status=204)
 
 
