@@ -45,7 +45,7 @@ class Compose:
 
     @classmethod
     def ours(cls, host: str, env: dict[str, str], project: str = PROJECT) -> Compose:
-        return cls([sys.executable, "-m", "minidocker", "compose"], host, env, project)
+        return cls([sys.executable, "-m", "minidocker", "-H", host, "compose"], host, env, project)
 
     def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run([*self.program, "-f", str(APP), *args], capture_output=True, text=True,
