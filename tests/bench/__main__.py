@@ -44,7 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _unmount_under(base: Path) -> None:
     """Whatever is still mounted under our directory (in our own mount namespace), deepest first."""
-    from minidocker import _syscalls
+    from minidocker.core import syscalls as _syscalls
 
     points = []
     with open("/proc/self/mountinfo") as f:

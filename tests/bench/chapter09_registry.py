@@ -2,7 +2,7 @@
 
 Not a test (it takes a minute or two and needs Debian's skopeo and docker-registry): run it by hand::
 
-    .venv/bin/python -m tests.bench.chapter10_registry [--runs 7]
+    .venv/bin/python -m tests.bench.chapter09_registry [--runs 7]
 
 Our server (``python -m minidocker.registry serve``) and Debian's ``docker-registry``
 (distribution 2.8, Go, started by :class:`minidocker.testing.localregistry.LocalRegistry` with the tests'

@@ -2,7 +2,7 @@
 
 Not a test (it takes a minute or two and needs Debian's docker.io): run it by hand, as root::
 
-    .venv/bin/python -m tests.bench.chapter09_build [--runs 5]
+    .venv/bin/python -m tests.bench.chapter08_build [--runs 5]
 
 dockerd runs on private paths, in a network and mount namespace of its own (its docker0 bridge,
 iptables rules and mounts never reach the host), as in chapter 10's benchmark; minidockerd on a
