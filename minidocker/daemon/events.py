@@ -272,6 +272,7 @@ def socket_path() -> Path:
     return run_dir() / "events.sock"
 
 
+# --8<-- [start:notify]
 def notify(container_id: str, action: str, attributes: dict[str, Any] | None = None) -> bool:
     """From a container's monitor: tell the daemon about an event only the monitor sees, e.g.
     ``notify(cid, "health_status: healthy")`` after writing the new health to ``state.json``.
@@ -286,6 +287,7 @@ def notify(container_id: str, action: str, attributes: dict[str, Any] | None = N
             return True
         except OSError:
             return False
+# --8<-- [end:notify]
 
 
 class _Notifications(asyncio.DatagramProtocol):

@@ -186,6 +186,7 @@ class Prober:
         now = time.monotonic()
         return max(0.0, (self.deadline if self.session else self.next) - now)
 
+    # --8<-- [start:tick]
     def tick(self, start: Any) -> None:
         """Start a probe if one is due (``start(argv)`` gives its ExecSession); kill one past its timeout."""
         now = time.monotonic()
@@ -200,6 +201,7 @@ class Prober:
         elif self.session is not None and now >= self.deadline and not self.timed_out:
             self.timed_out = True
             kill_tree(self.session.pid)
+    # --8<-- [end:tick]
 
     def exited(self) -> None:
         """The probe's process exited: record its result."""

@@ -65,6 +65,7 @@ class Hooks:
     emit: Any = None  # (kind, action, actor_id, attributes=None) -> None, set by install()
 
 
+# --8<-- [start:discover]
 def discover() -> list[ModuleType]:
     """Import (once) every ``minidocker.<package>.plugin`` there is, in name order."""
     global _LOADED
@@ -82,8 +83,10 @@ def discover() -> list[ModuleType]:
                 log.warning("plug-in %s not loaded: %s", name, e)
         _LOADED = found
     return _LOADED
+# --8<-- [end:discover]
 
 
+# --8<-- [start:install]
 def install(app: Any) -> Hooks:
     """Give each plug-in the application; return the hooks they registered (also ``app["hooks"]``)."""
     from minidocker.daemon import events
@@ -96,3 +99,4 @@ def install(app: Any) -> Hooks:
         if hasattr(module, "install"):
             module.install(app, hooks)
     return hooks
+# --8<-- [end:install]

@@ -95,6 +95,7 @@ def decide(policy: dict | None, record: dict, exit_code: int, ran: float) -> flo
 # --8<-- [end:decide]
 
 
+# --8<-- [start:on_boot]
 def on_boot(policy: dict | None, record: dict, exit_code: int) -> bool:
     """Start this (not running) container when the daemon starts? ``always``: yes, even if stopped by
     hand; ``unless-stopped``: unless it was; ``on-failure``: if it failed and has retries left."""
@@ -107,3 +108,4 @@ def on_boot(policy: dict | None, record: dict, exit_code: int) -> bool:
         limit = (policy or {}).get("MaximumRetryCount") or 0
         return not limit or record.get("Retries", 0) < limit
     return False
+# --8<-- [end:on_boot]
