@@ -92,6 +92,7 @@ def ps(client: Client, argv: list[str]) -> int:
     return 0
 
 
+# --8<-- [start:events]
 def events(client: Client, argv: list[str]) -> int:
     """``minidocker events``: the daemon's events as they happen (``--since``/``--until`` replay)."""
     from minidocker.client import formats
@@ -115,6 +116,7 @@ def events(client: Client, argv: list[str]) -> int:
         text = formats.render_one(opts.format, event) if opts.format else formats.event_line(event)
         print(text, flush=True)
     return 0
+# --8<-- [end:events]
 
 
 def logs(client: Client, argv: list[str]) -> int:

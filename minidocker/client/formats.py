@@ -92,6 +92,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+# --8<-- [start:render_one]
 def render_one(template: str, row: Any) -> str:
     """One line of ``template`` for ``row``: ``{{.Field}}``, ``{{.Label "k"}}``, ``{{json X}}``."""
 
@@ -102,8 +103,10 @@ def render_one(template: str, row: Any) -> str:
         return _show(_value(row, expression))
 
     return _FIELD.sub(one, template.replace("\\t", "\t").replace("\\n", "\n"))
+# --8<-- [end:render_one]
 
 
+# --8<-- [start:render]
 def render(template: str, rows: list[Any], headers: dict[str, str]) -> str:
     """Every row; with ``table``, a header from the fields' names and columns aligned at each tab."""
     if not template.startswith("table"):
@@ -123,6 +126,7 @@ def render(template: str, rows: list[Any], headers: dict[str, str]) -> str:
     cells += [render_one(body, row).split("\t") for row in rows]
     width = max(len(r) for r in cells)
     return table([r + [""] * (width - len(r)) for r in cells])
+# --8<-- [end:render]
 
 
 def event_line(event: dict[str, Any]) -> str:
