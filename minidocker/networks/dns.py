@@ -65,7 +65,7 @@ import dns.rdtypes.IN.A
 import dns.rrset
 
 from minidocker.core.errors import Conflict, NotFound
-from minidocker.core.syscalls import CLONE_NEWNET, setns
+from minidocker.networks.handoff import netns_of, sockets_in
 from minidocker.networks.resolvconf import EMBEDDED, host_upstreams
 
 __all__ = ["PORT", "EmbeddedDNS", "Lookup", "Reverse", "size_limit"]
@@ -104,40 +104,6 @@ class _Endpoint:
         return self.members[0]
 
 
-# --8<-- [start:sockets_in]
-def _sockets_in(pid: int, address: str, port: int) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket bound to ``address:port`` in the network namespace of ``pid``.
-
-    Run in a thread of its own that ends afterwards: setns(2) moves only the calling thread, and
-    a thread that failed to step back must not serve anything else.
-    """
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        os.close(own)
-        raise
-    made: list[socket.socket] = []
-    try:
-        setns(target, CLONE_NEWNET)
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                sock = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-                made.append(sock)
-                if kind == socket.SOCK_STREAM:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((address, port))
-        finally:
-            setns(own, CLONE_NEWNET)
-    except BaseException:
-        for sock in made:
-            sock.close()
-        raise
-    finally:
-        os.close(own)
-        os.close(target)
-    return made[0], made[1]
-# --8<-- [end:sockets_in]
 
 
 async def _in_thread(function: Callable[[], Any]) -> Any:
@@ -242,51 +208,89 @@ class EmbeddedDNS:
             # or binding 127.0.0.11:53 again in the same namespace finds the address in use.
             await asyncio.sleep(0)
             await asyncio.sleep(0)
-            loop = asyncio.get_running_loop()
+            gone = NotFound(f"cannot serve DNS to container {container_id[:12]}: its process {pid} is gone")
             try:
                 pidfd = os.pidfd_open(pid)
             except ProcessLookupError as e:
-                raise NotFound(f"cannot serve DNS to container {container_id[:12]}: "
-                               f"its process {pid} is gone") from e
+                raise gone from e
             try:
                 info = os.stat(f"/proc/{pid}/ns/net")
             except FileNotFoundError as e:
                 os.close(pidfd)
-                raise NotFound(f"cannot serve DNS to container {container_id[:12]}: "
-                               f"its process {pid} is gone") from e
+                raise gone from e
             netns = (info.st_dev, info.st_ino)
-            self._forward[container_id] = forward
-            endpoint = self._by_netns.get(netns)
-            if endpoint is None:
-                endpoint = _Endpoint(netns, [container_id])
+            sockets = None
+            if netns not in self._by_netns:
                 try:
-                    udp, tcp = await _in_thread(lambda: _sockets_in(pid, self.address, self.port))
+                    sockets = await _in_thread(lambda: sockets_in(pid, self.address, self.port))
                 except OSError as e:
                     os.close(pidfd)
-                    self._forward.pop(container_id, None)
                     where = f"{self.address}:{self.port} in container {container_id[:12]}'s network namespace"
                     if isinstance(e, FileNotFoundError | ProcessLookupError):
-                        raise NotFound(f"cannot serve DNS to container {container_id[:12]}: "
-                                       f"its process {pid} is gone") from e
+                        raise gone from e
                     if e.errno == 98:  # EADDRINUSE
                         raise Conflict(f"cannot serve DNS at {where}: the address is in use") from e
                     raise
-                try:
-                    endpoint.udp, _ = await loop.create_datagram_endpoint(
-                        lambda: _Datagrams(self, endpoint), sock=udp)
-                    endpoint.tcp = await asyncio.start_server(
-                        lambda r, w: self._stream(endpoint, r, w), sock=tcp, backlog=TCP_CONNECTIONS)
-                except BaseException:
-                    udp.close()
-                    tcp.close()
-                    os.close(pidfd)
-                    raise
-                self._by_netns[netns] = endpoint
+            await self._serve(container_id, netns, pidfd, sockets, forward)
+
+    async def adopt(self, container_id: str, pidfd: int, udp: socket.socket, tcp: socket.socket, *,
+                    forward: bool = True) -> None:
+        """Answer through ``udp`` and ``tcp``, bound to 127.0.0.11:53 in the container's namespace
+        before its process ran (by the engine: ``handoff.py``); ``pidfd`` is its process's.
+
+        What :meth:`attach` does, without binding: queries already waiting in the sockets are
+        answered now. Takes the three descriptors, whatever happens. A container attached in that
+        namespace already keeps its sockets (these are closed).
+        """
+        async with self._lock:
+            try:
+                netns = netns_of(udp)
+            except OSError:
+                udp.close(), tcp.close(), os.close(pidfd)
+                raise
+            current = self._by_container.get(container_id)
+            if current is not None and current.netns == netns:
+                udp.close(), tcp.close(), os.close(pidfd)
+                self._forward[container_id] = forward
+                return
+            await self._detach(container_id)
+            if netns in self._by_netns:
+                udp.close(), tcp.close()
+                sockets = None
             else:
-                endpoint.members.append(container_id)
-            endpoint.pidfds[container_id] = pidfd
-            self._by_container[container_id] = endpoint
-            loop.add_reader(pidfd, self._exited, container_id, pidfd)
+                sockets = (udp, tcp)
+            await self._serve(container_id, netns, pidfd, sockets, forward)
+
+    async def _serve(self, container_id: str, netns: tuple[int, int], pidfd: int,
+                     sockets: tuple[socket.socket, socket.socket] | None, forward: bool) -> None:
+        """Answer ``container_id`` in ``netns``: through ``sockets`` (new), or its endpoint's (None).
+
+        Takes ``pidfd`` and the sockets; its process's exit detaches it.
+        """
+        loop = asyncio.get_running_loop()
+        endpoint = self._by_netns.get(netns)
+        if sockets is not None:
+            udp, tcp = sockets
+            endpoint = _Endpoint(netns, [container_id])
+            try:
+                endpoint.udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _Datagrams(self, endpoint), sock=udp)
+                endpoint.tcp = await asyncio.start_server(
+                    lambda r, w: self._stream(endpoint, r, w), sock=tcp, backlog=TCP_CONNECTIONS)
+            except BaseException:
+                if endpoint.udp is not None:
+                    endpoint.udp.close()
+                udp.close()
+                tcp.close()
+                os.close(pidfd)
+                raise
+            self._by_netns[netns] = endpoint
+        else:
+            endpoint.members.append(container_id)
+        self._forward[container_id] = forward
+        endpoint.pidfds[container_id] = pidfd
+        self._by_container[container_id] = endpoint
+        loop.add_reader(pidfd, self._exited, container_id, pidfd)
     # --8<-- [end:attach]
 
     async def detach(self, container_id: str) -> None:

@@ -3,8 +3,9 @@
 Importing this module registers the ``--network NAME`` mode with chapter 05's network stage (the
 monitors and the fork server import it: ``daemon/plugins.py``). :func:`install` gives the daemon
 our routes (``routes.py``: they come before the built-in ones, so create, rm, connect... are ours)
-and the hooks of a container's life: check its networks at create, serve DNS while it runs on one,
-and at daemon start re-create bridges and rules and re-attach DNS to the live containers.
+and the hooks of a container's life: check its networks at create, serve DNS while it runs on one
+(through the sockets its engine bound before it ran and handed over on ``dns.sock``, else fresh
+ones), and at daemon start re-create bridges and rules and re-attach DNS to the live containers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def install(app: Any, hooks: Any) -> None:
     hooks.container_inspect.append(routes.inspect)
 
     async def started(app: Any, c: Any) -> None:
+        await routes.dns_adopted(app, c.id)  # the sockets its engine bound before it ran, if any
         if c.config.get("Networks") or (c.config["HostConfig"].get("NetworkMode") or "").startswith(
                 "container:"):  # sharing a namespace served already: the same sockets (dns.py)
             await routes.dns_attach(app, c)
@@ -43,6 +45,10 @@ def install(app: Any, hooks: Any) -> None:
     async def restore(app: Any) -> None:
         from minidocker.networks import driver
 
+        try:
+            routes.dns_listen(app)  # before any container starts: the engines hand their sockets over
+        except OSError as e:  # then each container is attached once it runs
+            log.warning("embedded DNS: cannot listen on the exec root's dns.sock: %s", e)
         released = await asyncio.get_running_loop().run_in_executor(None, driver.reconcile, routes.store(app))
         if released:
             log.info("user-defined networks: released the addresses of %s",
@@ -55,6 +61,7 @@ def install(app: Any, hooks: Any) -> None:
                     log.warning("embedded DNS for %s: %s", c.id[:12], e)
 
     async def close(app: Any) -> None:
+        routes.dns_unlisten(app)
         if "networks.dns" in app:
             await app["networks.dns"].close()
 

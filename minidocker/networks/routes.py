@@ -9,8 +9,10 @@ networks (chapter 10's ``daemon/routes/networks.py``) with ours. Shapes are Dock
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
+import logging
 import re
 from typing import Any
 
@@ -22,11 +24,12 @@ from minidocker.daemon.routes import networks as builtin
 from minidocker.daemon.routes.containers import json_body
 from minidocker.network.bridge import mac_for
 from minidocker.network.stage import NetworkConfig
-from minidocker.networks import driver, pools
+from minidocker.networks import driver, handoff, pools
 from minidocker.networks.store import NAME, Record, Store
 
 __all__ = ["DNS_NAME", "check_alias", "entry", "routes"]
 
+log = logging.getLogger("minidockerd")
 routes = web.RouteTableDef()
 DNS_NAME = re.compile(r"^(?!-)[a-zA-Z0-9_-]{1,63}(?<!-)(\.(?!-)[a-zA-Z0-9_-]{1,63}(?<!-))*$")
 BUILTIN_MODES = ("", "default", "bridge", "host", "none")
@@ -478,6 +481,69 @@ def _dns(app: Any) -> Any:
 
         app["networks.dns"] = EmbeddedDNS(lambda asker, name: lookup(app, asker, name))
     return app["networks.dns"]
+
+
+# --8<-- [start:dns_handoff]
+def dns_listen(app: Any) -> None:
+    """Take the sockets the engines bind before their containers run (``handoff.py``), from now on."""
+    sock = app["networks.handoff"] = handoff.listen()
+    app["networks.adopting"] = {}
+    asyncio.get_running_loop().add_reader(sock.fileno(), dns_received, app)
+
+
+def dns_received(app: Any) -> None:
+    """Adopt every hand-over waiting on ``dns.sock``, each in a task (after its container's last)."""
+    sock = app.get("networks.handoff")
+    if sock is None:
+        return
+    adopting = app["networks.adopting"]
+    for handed in handoff.receive(sock):
+        cid = handed.container_id
+        task = asyncio.get_running_loop().create_task(_adopt(app, handed, adopting.get(cid)))
+        adopting[cid] = task
+        task.add_done_callback(lambda t, cid=cid: adopting.pop(cid, None) if adopting.get(cid) is t else None)
+
+
+async def _adopt(app: Any, handed: Any, previous: asyncio.Task | None) -> None:
+    if previous is not None:  # the same container's earlier start: adopted (or dropped) first
+        await asyncio.wait([previous])
+    try:
+        c = app["supervisor"].containers.get(handed.container_id)
+        records = await _run(networks_of, app, c.id) if c is not None else []
+    except BaseException:
+        handed.close()
+        raise
+    if not records:  # not one of ours (an engine run by hand), or on no network any more
+        handed.close()
+        return
+    try:
+        await _dns(app).adopt(c.id, handed.pidfd, handed.udp, handed.tcp,
+                              forward=any(not r.internal for r in records))
+    except Exception as e:  # its attach after start will try again, and say why
+        log.warning("embedded DNS for %s: adopting its sockets: %s", c.id[:12], e)
+
+
+async def dns_adopted(app: Any, container_id: str) -> None:
+    """Wait until what the engine of ``container_id`` handed over, if anything, is adopted.
+
+    Its engine sent the sockets before it answered the daemon's ``start``: they are in our queue.
+    """
+    dns_received(app)
+    task = (app.get("networks.adopting") or {}).get(container_id)
+    if task is not None:
+        await asyncio.wait([task])
+
+
+def dns_unlisten(app: Any) -> None:
+    sock = app.pop("networks.handoff", None)
+    if sock is not None:
+        asyncio.get_running_loop().remove_reader(sock.fileno())
+        for handed in handoff.receive(sock):  # not adopted: closed
+            handed.close()
+        sock.close()
+        with contextlib.suppress(OSError):
+            handoff.socket_path().unlink()
+# --8<-- [end:dns_handoff]
 
 
 async def dns_attach(app: Any, c: Any) -> None:

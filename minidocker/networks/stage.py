@@ -6,7 +6,9 @@ is a user-defined network's name or id plugs the container into that network's b
 every other network its record lists (the daemon's ``docker run --network a --network b``,
 ``docker network connect`` on a stopped container): ``eth0``, ``eth1``, ... each with an address
 of its network (``--ip``), the default route through the first that is not ``--internal``. Its
-``/etc/resolv.conf`` names ``127.0.0.11``, where the daemon's embedded DNS answers (``dns.py``).
+``/etc/resolv.conf`` names ``127.0.0.11``, where the daemon's embedded DNS answers (``dns.py``):
+the engine binds its sockets in the new namespace before PID 1 runs and hands them to the daemon
+(``handoff.py``), so that even the container's first instruction finds it.
 
 ``--network container:ID`` shares the network namespace of another running container (its
 interfaces, addresses, ports, its ``127.0.0.11``), and its ``hosts``, ``hostname`` and
@@ -33,7 +35,7 @@ from minidocker.core.spec import ORDER_FIRST, ContainerSpec
 from minidocker.images import run as imagerun
 from minidocker.network import netfiles, ports
 from minidocker.network import stage as network
-from minidocker.networks import driver, resolvconf
+from minidocker.networks import driver, handoff, resolvconf
 from minidocker.networks.store import Record, Store
 
 __all__ = ["DNS_ADDRESS", "STAGES", "configure", "configure_joined", "main", "resolv_conf", "resolver",
@@ -105,6 +107,8 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
 
     cleanup.callback(disconnect)
     spec.add_hook("on_created", connect)
+    if nets:  # 127.0.0.11 answers from PID 1's first instruction: the sockets go to the daemon now
+        spec.add_hook("on_created", lambda pid: handoff.hand_over(spec.id, pid))
     spec.add_hook("on_exit", disconnect)
 # --8<-- [end:configure]
 
