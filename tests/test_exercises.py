@@ -106,7 +106,8 @@ def test_fresh_workspace_fails_its_check(chapter: int, tmp_path: Path) -> None:
 
 # Chapter 10's own tests take over a minute (a daemon per module). Here it is verified with one
 # module, whose tests reach each of its exercises; `minidocker exercises verify 10` runs them all.
-VERIFY_TESTS = {10: ["tests/test_10_ports.py"]}
+# Chapter 13's exercises (interpolation, dependency order) are reached by its file tests, no daemon.
+VERIFY_TESTS = {10: ["tests/test_10_ports.py"], 13: ["tests/test_13_compose_file.py"]}
 
 
 @functools.cache

@@ -67,6 +67,10 @@ def read_env_file(path: Path) -> dict[str, str]:
 # --8<-- [end:env_file]
 
 
+# exercise 13.1: Replace a string's $ expressions as Compose does
+# hint: walk the string from one "$" to the next: "$$" is a "$"; "$NAME" its value (empty when unset);
+#   "${...}" up to its matching brace (a default may hold ${...} too) goes to _braced(); any other "$"
+#   is a ComposeError naming where.
 # --8<-- [start:interpolate]
 def interpolate(text: str, env: dict[str, str], where: str) -> str:
     """``text`` with its ``$`` expressions replaced from ``env``: see the module's docstring."""
@@ -93,8 +97,10 @@ def interpolate(text: str, env: dict[str, str], where: str) -> str:
             raise ComposeError(f"{where}: invalid interpolation format {text!r}: "
                                "you may need to escape any $ with another $")
     return "".join(out) + text[i:]
+# --8<-- [end:interpolate]
 
 
+# --8<-- [start:braced]
 def _braced(inner: str, env: dict[str, str], where: str) -> str:
     """The value of ``${inner}``: a name, with ``:-``, ``-``, ``:?``, ``?``, ``:+`` or ``+`` and its word."""
     found = _BRACED.match(inner)
@@ -114,7 +120,7 @@ def _braced(inner: str, env: dict[str, str], where: str) -> str:
                                + (f": {arg}" if arg else ""))
         return value  # type: ignore[return-value]
     return "" if unset_or_empty else arg  # ":+" / "+": the alternative when set
-# --8<-- [end:interpolate]
+# --8<-- [end:braced]
 
 
 def _path(where: str, key: Any) -> str:

@@ -53,6 +53,7 @@ def project_name(explicit: str | None, env: dict[str, str], document: dict[str, 
     return name
 
 
+# --8<-- [start:config_hash]
 def config_hash(config: dict[str, Any]) -> str:
     """Compose's config hash: SHA-256 of the service's config, minus what does not make a container."""
     kept = {k: v for k, v in config.items() if k not in ("build", "pull_policy", "scale", "depends_on",
@@ -62,6 +63,7 @@ def config_hash(config: dict[str, Any]) -> str:
         if not kept["deploy"]:
             del kept["deploy"]
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+# --8<-- [end:config_hash]
 
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
@@ -115,6 +117,11 @@ def _depends_on(name: str, value: Any) -> dict[str, dict[str, Any]]:
                      "required": (spec or {}).get("required", True)} for d, spec in (value or {}).items()}
 
 
+# exercise 13.2: Order the services after what they depend on, refusing a cycle
+# hint: a depth-first walk in sorted name order: a service is "visiting" while its dependencies are
+#   visited, "done" (and appended) after them; meeting a "visiting" one again is a cycle: name its path,
+#   "services.a.depends_on: dependency cycle detected: a -> b -> a".
+# --8<-- [start:order]
 def order(services: dict[str, Service]) -> list[str]:
     """The services' names, each after what it depends on; a cycle raises :class:`ComposeError`."""
     done: list[str] = []
@@ -137,6 +144,7 @@ def order(services: dict[str, Service]) -> list[str]:
     for name in sorted(services):
         visit(name, [])
     return done
+# --8<-- [end:order]
 
 
 @dataclass
