@@ -23,13 +23,7 @@ services:
       retries: 30
   job:
     image: busybox
-    # Our embedded DNS (chapter 12) may answer a moment after a new container's first instruction:
-    # one wget at once failed with "bad address 'web'" once in two runs, so the job asks until it resolves.
-    command:
-      - sh
-      - -c
-      - for i in 1 2 3 4 5 6 7 8 9 10; do nslookup web >/dev/null 2>&1 && break; sleep 0.3; done;
-        wget -q -O- http://web/
+    command: ["wget", "-q", "-O-", "http://web/"]  # its first instruction looks 'web' up (chapter 12)
     depends_on:
       web: {condition: service_healthy}
   client:
