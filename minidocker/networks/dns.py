@@ -10,6 +10,10 @@ created in, and setns(2) switches only the calling thread. So for each container
 thread steps into ``/proc/PID/ns/net``, creates a UDP and a TCP socket bound to
 ``127.0.0.11:53`` there, steps back and ends; the daemon's asyncio loop then serves all those
 sockets side by side. Nothing runs inside the container, and no address or port is added to it.
+A container's engine makes its sockets so before its process runs and hands them to the daemon
+(``handoff.py``), and the daemon adopts them (:meth:`~EmbeddedDNS.adopt`): the first query is answered.
+:meth:`~EmbeddedDNS.attach` binds in the daemon instead: a container that runs already (the daemon
+restarted, ``network connect``), or one whose engine found no daemon to hand them to.
 
 What is answered, for a query from container ``C`` about ``NAME`` (``lookup(C, NAME)`` decides):
 
