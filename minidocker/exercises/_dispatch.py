@@ -41,30 +41,50 @@ _SEEN: set[tuple[str, str]] = set()
 _TRACE: int | None = None
 _CONFIG: dict[str, Any] | None = None
 _CURRENT: int | None = None
+_TRACE_ID: tuple[int, int] | None = None
+_CURRENT_ID: tuple[int, int] | None = None
 CURRENT_SIZE = 4096  # the current-test record: one page, written whole by one pwrite
 
 
+def _open(variable: str, flags: int) -> tuple[int | None, tuple[int, int] | None]:
+    """Open the file ``$variable`` names; the descriptor and its identity, or (None, None)."""
+    try:
+        fd = os.open(os.environ[variable], flags | os.O_CLOEXEC, 0o644)
+    except (KeyError, OSError):
+        return None, None
+    info = os.fstat(fd)
+    return fd, (info.st_dev, info.st_ino)
+
+
+def _ours(fd: int | None, identity: tuple[int, int] | None) -> bool:
+    """Whether ``fd`` is still the file we opened: a process that closes every descriptor it does
+    not pass on (the exec helper does, before it joins a container) may reuse the number."""
+    if fd is None:
+        return False
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) == identity
+
+
 def _config() -> dict[str, Any] | None:
-    global _CONFIG, _TRACE
+    global _CONFIG, _TRACE, _TRACE_ID, _CURRENT, _CURRENT_ID
     if _CONFIG is None and os.environ.get("MINIDOCKER_EXERCISE_RUN"):
         import json  # only in a graded run: a student's `minidocker ps` keeps its import budget
 
         with open(os.environ["MINIDOCKER_EXERCISE_RUN"]) as f:
             _CONFIG = json.load(f)
-        if os.environ.get("MINIDOCKER_EXERCISE_TRACE"):
-            _TRACE = os.open(os.environ["MINIDOCKER_EXERCISE_TRACE"],
-                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        global _CURRENT
-        if os.environ.get("MINIDOCKER_EXERCISE_CURRENT"):
-            try:
-                _CURRENT = os.open(os.environ["MINIDOCKER_EXERCISE_CURRENT"], os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                _CURRENT = None
+        _TRACE, _TRACE_ID = _open("MINIDOCKER_EXERCISE_TRACE", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        _CURRENT, _CURRENT_ID = _open("MINIDOCKER_EXERCISE_CURRENT", os.O_RDONLY)
     return _CONFIG
 
 
 def _current() -> tuple[str, list[str]]:
     """The test now running and the exercises that run the student's code in it."""
+    global _CURRENT, _CURRENT_ID
+    if _CURRENT is not None and not _ours(_CURRENT, _CURRENT_ID):  # closed under us: open it again
+        _CURRENT, _CURRENT_ID = _open("MINIDOCKER_EXERCISE_CURRENT", os.O_RDONLY)
     if _CURRENT is not None:
         try:
             test, student = os.pread(_CURRENT, CURRENT_SIZE, 0).decode().split("\n")[:2]
@@ -81,8 +101,13 @@ def _origin() -> str:
 
 
 def _record(exercise: str, test: str) -> None:
+    global _TRACE, _TRACE_ID
     if _TRACE is None or (test, exercise) in _SEEN:
         return
+    if not _ours(_TRACE, _TRACE_ID):  # closed under us (see _ours): open it again, or give up
+        _TRACE, _TRACE_ID = _open("MINIDOCKER_EXERCISE_TRACE", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        if _TRACE is None:
+            return
     _SEEN.add((test, exercise))
     try:
         os.write(_TRACE, f"{test}\t{exercise}\t{_origin()}\n".encode())
