@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from minidocker.cgroups.stage import cgroup_mode  # chapter 03 owns the probe; re-exported here
 
-__all__ = ["Check", "cgroup_mode", "checks", "main"]
+__all__ = ["Check", "bridge_netfilter", "cgroup_mode", "checks", "main"]
 
 
 @dataclass
@@ -81,6 +81,28 @@ def _forward_drops(nft: str) -> list[str]:
     return drops
 
 
+def bridge_netfilter(sysctl_dir: str = "/proc/sys/net/bridge") -> Check:
+    """br_netfilter: do frames switched by a bridge go through the IP firewall's hooks too?
+
+    The module (loaded by Docker, by Kubernetes' set-up, or by hand) registers the
+    ``net.bridge.bridge-nf-call-*`` sysctls; with ``bridge-nf-call-iptables=1`` every IPv4 frame
+    between two ports of a bridge passes the ``forward`` hook, iptables' and nftables' chains alike.
+    Then a drop policy there (Docker's ``FORWARD``) drops traffic between two containers of one
+    bridge too, not only what the host routes. Not loaded, or 0: bridged frames skip the hook.
+    """
+    path = os.path.join(sysctl_dir, "bridge-nf-call-iptables")
+    try:
+        with open(path) as f:
+            value = f.read().strip()
+    except FileNotFoundError:
+        return Check("bridge netfilter", True, "br_netfilter not loaded", required=False)
+    seen = f"br_netfilter loaded, bridge-nf-call-iptables={value}"
+    return Check("bridge netfilter", value == "0", seen,
+                 "a forward drop policy (Docker's) drops traffic between containers too: accept it "
+                 "(iptables -I DOCKER-USER -i minidocker0 -o minidocker0 -j ACCEPT) or set "
+                 "net.bridge.bridge-nf-call-iptables=0 (chapter 05)", required=False)
+
+
 def _root_propagation() -> str:
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -132,6 +154,7 @@ def checks() -> list[Check]:
         found.append(Check("forwarding firewall", not drops, ", ".join(drops) or "no drop policy",
                            "containers cannot reach out: accept minidocker0's traffic there (chapter 05)",
                            required=False))
+    found.append(bridge_netfilter())
     with open("/proc/self/status") as f:
         seccomp = "Seccomp:" in f.read()
     found.append(Check("seccomp", seccomp, "available" if seccomp else "missing",

@@ -171,6 +171,23 @@ def test_doctor_as_a_user_says_so_without_a_traceback() -> None:
     assert re.search(r"^pid namespace\s+FAIL.*needs root", result.stdout, re.M), result.stdout
 
 
+def test_doctor_reports_bridge_netfilter(tmp_path: Path) -> None:
+    """ok when br_netfilter is not loaded or bridge-nf-call-iptables is 0; a warning with the fix at 1."""
+    from minidocker.doctor import bridge_netfilter
+
+    absent = bridge_netfilter(str(tmp_path / "bridge"))
+    assert absent.ok and not absent.required and absent.seen == "br_netfilter not loaded"
+    (tmp_path / "bridge-nf-call-iptables").write_text("0\n")
+    off = bridge_netfilter(str(tmp_path))
+    assert off.ok and off.seen == "br_netfilter loaded, bridge-nf-call-iptables=0"
+    (tmp_path / "bridge-nf-call-iptables").write_text("1\n")
+    on = bridge_netfilter(str(tmp_path))
+    assert not on.ok and not on.required and on.seen.endswith("=1")
+    assert "DOCKER-USER" in on.fix and "bridge-nf-call-iptables=0" in on.fix
+    result = subprocess.run([sys.executable, "-m", "minidocker.doctor"], capture_output=True, text=True)
+    assert re.search(r"^bridge netfilter\s+(ok|warn)\s+br_netfilter", result.stdout, re.M), result.stdout
+
+
 def test_cgroup_mode_probe(tmp_path: Path) -> None:
     from minidocker.doctor import cgroup_mode
 

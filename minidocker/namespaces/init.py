@@ -1,8 +1,10 @@
 """Chapter 02: a tiny init for PID 1 (``--init``), the job ``docker run --init`` gives to tini.
 
 PID 1 is special in a PID namespace. The kernel hands it every orphaned process, so it must reap
-them or zombies pile up; and signals whose action is "default" never reach it, so a plain program
-as PID 1 ignores the SIGTERM of ``docker stop``. Most programs were not written to be PID 1.
+them or zombies pile up; and a signal it has no handler for is dropped, so a plain program as
+PID 1 ignores the SIGTERM of ``docker stop`` (only SIGKILL and SIGSTOP sent from an ancestor
+namespace, the host, are forced through: pid_namespaces(7)). Most programs were not written to be
+PID 1.
 
 By default minidocker, like Docker, execs the command itself as PID 1 (so ``echo $$`` prints ``1``).
 With ``--init`` this function stays PID 1 instead: it starts the command as PID 2, forwards signals

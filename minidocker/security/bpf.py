@@ -1,7 +1,8 @@
 """Chapter 06: classic BPF, the tiny machine seccomp runs on every system call: assembler and interpreter.
 
 A seccomp filter is a program for the "classic" Berkeley Packet Filter machine, the one tcpdump
-uses: one 32-bit register ``A``, instructions of 8 bytes (``code``, ``jt``, ``jf``, ``k``), jumps
+uses: a 32-bit accumulator ``A``, an index register ``X`` and a scratch memory ``M[0..15]`` (of
+which our filters need only ``A``), instructions of 8 bytes (``code``, ``jt``, ``jf``, ``k``), jumps
 that only go *forward* (so every program ends), and a ``ret`` that gives the verdict. For
 seccomp the "packet" is a ``struct seccomp_data``: the syscall number at offset 0, the
 architecture at 4, the six arguments as 64-bit words from offset 16.
