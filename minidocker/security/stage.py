@@ -136,8 +136,9 @@ def restrict_process(hardening: Hardening) -> None:
     Installing a filter needs ``CAP_SYS_ADMIN`` or no_new_privs. With no_new_privs the filter
     goes in last, after the capabilities are dropped; without, it must go in while we still have
     ``CAP_SYS_ADMIN`` (as runc does), so the filter must allow capset(2) and prctl(2): Docker's does.
-    An image's ``USER`` may have been switched to already: it kept the permitted set
-    (``PR_SET_KEEPCAPS``, see :func:`harden`) but lost the effective one, which we switch back on.
+    The image's ``USER`` is switched to after this (``ORDER_SWITCH_USER``); a process that had left
+    uid 0 already would have kept the permitted set (``PR_SET_KEEPCAPS``, see :func:`harden`) but
+    lost the effective one, so the effective set is switched back on first when they differ.
     """
     effective, permitted, inheritable = _syscalls.capget()
     if effective != permitted:
@@ -177,8 +178,8 @@ def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Harde
 
     ``restrict_process`` is added at ``ORDER_RESTRICT``: after every ``before_exec`` hook of the
     default order (which may still need privileges), before any switch to another user (at
-    ``ORDER_SWITCH_USER``). ``PR_SET_KEEPCAPS`` keeps the permitted capabilities across a user
-    switch that comes earlier anyway, so that the capabilities can still be set as Docker does.
+    ``ORDER_SWITCH_USER``). ``PR_SET_KEEPCAPS`` keeps the permitted set across that switch, as
+    runc does around its own (execve clears the flag, and gives a user other than root nothing).
     The container's cgroup (chapter 03), if it has one already, gets Docker's device allow-list,
     or the container does not start: without it, a ``mknod`` names the host's disk (runc fails closed).
     With a user namespace the root filesystem is idmapped, so the container's root owns its files
