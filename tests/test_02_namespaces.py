@@ -21,7 +21,7 @@ MS_SHARED = 1 << 20  # not in _syscalls: the engine never makes a mount shared
 
 
 def test_done_when_example(stage, rootfs):
-    """The issue's check: PID 1 inside, our hostname inside, the host's unchanged."""
+    """PID 1 inside, our hostname inside, the host's unchanged."""
     before = socket.gethostname()
     result = stage("namespaces", "--hostname", "box", rootfs, "--", "/bin/sh", "-c", "echo $$; hostname")
     assert result.returncode == 0, result.stderr

@@ -59,7 +59,7 @@ def start_held(argv: list[str]) -> tuple[int, int]:
     return pid, w
 
 
-# -- the issue's checks, on the real kernel -------------------------------------------------------
+# -- the chapter's goal, on the real kernel -------------------------------------------------------
 
 def test_done_when_memory_hog_is_oom_killed(stage, rootfs):
     """dd's 64 MiB buffer, written by read(2) from /dev/zero, cannot fit in 32 MiB."""
