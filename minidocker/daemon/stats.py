@@ -7,6 +7,8 @@ its PID 1 (:meth:`minidocker.cgroups.cgroup.Cgroup.of_process`), take its
 :meth:`~minidocker.cgroups.cgroup.Cgroup.stats` and answer in the shape of Docker's stats API. CPU %
 needs two readings: ``docker stats --no-stream`` gets this one and the one before (``precpu_stats``).
 
+``GET /containers/{id}/top`` is here too: the processes in the container's cgroup, in ``ps``'s words.
+
 Example::
 
     $ curl --unix-socket /run/minidocker.sock 'http://d/containers/web/stats?stream=false'
@@ -25,6 +27,7 @@ from aiohttp import web
 
 from minidocker.cgroups.cgroup import Cgroup, Hierarchy, hierarchies
 from minidocker.cgroups.resources import Stats
+from minidocker.core import errors
 from minidocker.core.atomic import rfc3339
 from minidocker.core.process import EngineError
 from minidocker.daemon.routes.containers import container
@@ -94,3 +97,33 @@ async def stats(request: web.Request) -> web.StreamResponse:
             break
     await response.write_eof()
     return response
+
+
+@routes.get("/containers/{id}/top")
+async def top(request: web.Request) -> web.Response:
+    """``docker top``: the host's ``ps`` (``ps_args``, ``-ef`` by default) kept to the rows of the
+    processes in the container's cgroup, as dockerd answers it: ``Titles`` and ``Processes``."""
+    c = container(request)
+    if not c.running:
+        raise errors.Conflict(f"Container {c.id} is not running")
+    try:
+        pids = Cgroup.of_process(int(c.state["Pid"]), found=_trees()).pids()
+    except (EngineError, OSError) as e:
+        raise errors.Conflict(f"Container {c.id} is not running: {e}") from None
+    args = (request.query.get("ps_args") or "-ef").split()
+    process = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    if process.returncode:
+        raise errors.InvalidArgument(f"ps: {err.decode(errors='replace').strip()}")
+    lines = out.decode(errors="replace").splitlines()
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise errors.InvalidArgument(f"Couldn't find PID field in ps output: {lines[0]}")
+    column = titles.index("PID")
+    processes = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)  # the last column (CMD) keeps its spaces
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            processes.append(fields)
+    return web.json_response({"Titles": titles, "Processes": processes})
