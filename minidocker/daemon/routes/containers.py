@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -298,7 +299,11 @@ async def kill(request: web.Request) -> web.Response:
     signum = _signal(request.query.get("signal") or "SIGKILL")
     if c.running:  # as dockerd: a container killed by hand is not restarted by its policy
         sup(request).stopped_by_hand(c)
+    seen = c.exit_count
     sup(request).signal(c, signum)
+    if signum == signal.SIGKILL:  # as dockerd: a SIGKILL is answered once the container has exited
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sup(request).wait(c, "next-exit", seen), timeout=10)
     return web.Response(status=204)
 
 
