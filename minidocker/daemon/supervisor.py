@@ -348,7 +348,8 @@ class Supervisor:
             return pending
         cfg = c.config["Config"]
         signum = signum or parse_signal(cfg.get("StopSignal") or "SIGTERM")
-        timeout = timeout if timeout is not None else cfg.get("StopTimeout") or 10
+        if timeout is None:  # the container's own (0 included: SIGKILL at once), else Docker's 10 s
+            timeout = cfg["StopTimeout"] if cfg.get("StopTimeout") is not None else 10
         seen = c.exit_count
         with contextlib.suppress(errors.NotRunning):
             self.signal(c, signum)
