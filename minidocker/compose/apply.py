@@ -353,7 +353,7 @@ def _selected(project: Project, services: list[str] | None, no_deps: bool) -> li
 
 
 def down(client: Client, project: Project, *, volumes: bool = False, rmi: str | None = None,
-         timeout: int = 10, out: Any = None) -> None:
+         timeout: int | None = None, out: Any = None) -> None:
     """Remove the project's containers and networks (and its volumes with ``volumes``, its images with
     ``rmi``: ``local`` those built without a name of their own, ``all`` every service's)."""
     out = out or sys.stderr
@@ -377,7 +377,8 @@ def down(client: Client, project: Project, *, volumes: bool = False, rmi: str | 
             name = c["Names"][0].lstrip("/")
             say(f" Container {name}  Stopping")
             with contextlib.suppress(APIError):
-                client.request("POST", f"/containers/{c['Id']}/stop", {"t": timeout}).read()
+                client.request("POST", f"/containers/{c['Id']}/stop",
+                               {} if timeout is None else {"t": timeout}).read()
             client.request("DELETE", f"/containers/{c['Id']}", {"force": True}).read()
             say(f" Container {name}  Removed")
         except BaseException as e:  # reported once every thread is done

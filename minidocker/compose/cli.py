@@ -88,7 +88,9 @@ def cmd_up(client: Client, opts: argparse.Namespace, argv: list[str]) -> int:
 def cmd_down(client: Client, opts: argparse.Namespace, argv: list[str]) -> int:
     p = _sub("down", "[-v] [-t SECONDS] [--rmi local|all]")
     p.add_argument("-v", "--volumes", action="store_true")
-    p.add_argument("-t", "--timeout", type=int, default=10, help="seconds to wait for a stop before SIGKILL")
+    p.add_argument("-t", "--timeout", type=int, default=None,
+                   help="seconds to wait for a stop before SIGKILL (default: each service's "
+                        "stop_grace_period, else 10)")
     p.add_argument("--rmi", choices=("local", "all"), default=None)
     p.add_argument("--remove-orphans", action="store_true")
     sub = p.parse_args(argv)

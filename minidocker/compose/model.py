@@ -368,6 +368,8 @@ class Project:
                 body[name] = str(c[key])
         if (check := self.healthcheck(service)) is not None:
             body["Healthcheck"] = check
+        if c.get("stop_grace_period") is not None:  # the daemon's stop waits this long before SIGKILL
+            body["StopTimeout"] = duration_ns(c["stop_grace_period"], f"{where}.stop_grace_period") // 10**9
         networks = self.service_networks(service)
         if networks:
             first = next(iter(networks))
