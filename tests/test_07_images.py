@@ -881,7 +881,7 @@ def test_run_is_the_runtime_wrapped_by_the_image_stages() -> None:
     is switched to last, after the hardening (declared by each hook, not by position)."""
     import contextlib
 
-    from minidocker.core.spec import ORDER_RESTRICT, ORDER_SWITCH_USER, ContainerSpec
+    from minidocker.core.spec import ORDER_FINAL, ORDER_RESTRICT, ORDER_SWITCH_USER, ContainerSpec
     from minidocker.images import run as imagerun
     from minidocker.security import stage as security
 
@@ -898,7 +898,7 @@ def test_run_is_the_runtime_wrapped_by_the_image_stages() -> None:
     assert image.name == "image" and spec.argv == ["true"] and spec.cwd == "/srv"
     assert spec.env["A"] == "1" and spec.env["B"] == "2"
     orders = [spec.hook_order.get(id(hook), 0) for hook in spec.hooks("before_exec")]
-    assert orders == [ORDER_RESTRICT, ORDER_SWITCH_USER]
+    assert orders == [ORDER_RESTRICT, ORDER_SWITCH_USER, ORDER_FINAL]
 
 
 def test_docker_hub_names_through_a_mirror(registry: LocalRegistry, store: ImageStore, tmp_path: Path,

@@ -120,3 +120,28 @@ def test_a_volume_under_a_symlinked_directory_of_the_image_stays_inside_the_root
             os._exit(code)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) in (0, 2)
     assert os.listdir(host) == []  # nothing made in the host's directory
+
+
+def test_a_user_with_every_capability_dropped_still_becomes_that_user(daemon):
+    """``--cap-drop ALL --user 1000`` runs, as with Docker: the switch to the user happens before the
+    last capabilities go (runc's finalizeNamespace), not after CAP_SETUID is gone. So does an exec
+    as that user; root with every capability dropped keeps none of them, the switch's two included."""
+    script = "id -u; grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status"
+    code, out = run_api(daemon, {"CapDrop": ["ALL"]}, script)
+    assert code == 0, out
+    assert out.split()[0] == "0" and out.count("0000000000000000") == 3, out  # root: nothing left at all
+    body = {"Image": "busybox", "User": "1000", "Cmd": ["sh", "-c", script + "; sleep 30"],
+            "HostConfig": {"CapDrop": ["ALL"]}}
+    cid = daemon.client.json("POST", "/containers/create", None, body)["Id"]
+    try:
+        daemon.client.request("POST", f"/containers/{cid}/start").read()
+        result = daemon.cli("exec", "-u", "1000", cid, "sh", "-c", script)
+        out = result.stdout
+        assert result.returncode == 0, result.stderr
+        assert out.split()[0] == "1000" and out.count("0000000000000000") == 3, out
+        logs = daemon.cli("logs", cid).stdout
+        assert logs.split()[0] == "1000" and logs.count("0000000000000000") == 3, logs
+    finally:
+        daemon.client.request("DELETE", f"/containers/{cid}?force=1").read()
+    code, out = run_api(daemon, {"CapDrop": ["NET_RAW"]}, "id -u; grep CapEff /proc/self/status")
+    assert code == 0 and out.split()[0] == "0" and "00000000a80405fb" in out, out  # Docker's 14 less NET_RAW

@@ -30,8 +30,8 @@ import os
 from collections import namedtuple
 from collections.abc import Callable
 
-__all__ = ["DEFAULT_NAMESPACES", "HOOK_POINTS", "ORDER_DEFAULT", "ORDER_FIRST", "ORDER_RESTRICT",
-           "ORDER_SWITCH_USER", "ContainerSpec", "IdMap"]
+__all__ = ["DEFAULT_NAMESPACES", "HOOK_POINTS", "ORDER_DEFAULT", "ORDER_FINAL", "ORDER_FIRST",
+           "ORDER_RESTRICT", "ORDER_SWITCH_USER", "ContainerSpec", "IdMap"]
 
 DEFAULT_NAMESPACES = frozenset({"mount", "uts", "ipc", "pid", "net", "cgroup"})
 HOOK_POINTS = ("on_created", "before_pivot", "before_exec", "on_exit")
@@ -41,7 +41,8 @@ HOOK_POINTS = ("on_created", "before_pivot", "before_exec", "on_exit")
 ORDER_FIRST = -100  # before everything: take the controlling terminal while the process is whole
 ORDER_DEFAULT = 0
 ORDER_RESTRICT = 100  # drop what the process may do (capabilities, seccomp): after all that needs them
-ORDER_SWITCH_USER = 200  # become the image's user: last, as runc does, once the restrictions are set
+ORDER_SWITCH_USER = 200  # become the image's user, once the restrictions are set
+ORDER_FINAL = 300  # after the switch: the capability sets the user keeps (runc's finalizeNamespace)
 
 
 class IdMap(namedtuple("IdMap", "inside outside count", defaults=(0, 100000, 65536))):

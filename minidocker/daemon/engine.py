@@ -35,7 +35,8 @@ from minidocker.namespaces import stage as namespaces
 from minidocker.overlay import stage as overlay
 from minidocker.security import stage as security
 
-__all__ = ["PROG", "STAGES", "container_spec", "exec_hooks", "images", "stage_argv", "start"]
+__all__ = ["PROG", "STAGES", "container_spec", "exec_final_hooks", "exec_hooks", "images", "stage_argv",
+           "start"]
 
 
 def add_overlay_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +71,8 @@ start = namespaces.start
 # What every ``docker exec``'d process gets too, given the container's record: chapter 06's
 # capabilities, seccomp filter and limits, as PID 1 has them.
 exec_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_hooks]
+# ... and after its switch to the exec's user: the sets that user keeps.
+exec_final_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_final_hooks]
 
 
 def known_options() -> set[str]:

@@ -55,6 +55,8 @@ class ExecSession:
         user = request.get("User") or config["Config"].get("User")
         if user:
             hooks.append(lambda: users.switch_user(user))
+        for extra in engine.exec_final_hooks:  # the user's own capability sets, after the switch
+            hooks += extra(config)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         try:
             with io.as_standard_fds():

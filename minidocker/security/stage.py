@@ -39,13 +39,16 @@ from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core import stage as _stage
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError
-from minidocker.core.spec import ORDER_RESTRICT, ContainerSpec
+from minidocker.core.spec import ORDER_FINAL, ORDER_RESTRICT, ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import stage as network
 from minidocker.security import capabilities, devices, idmap, masking, rlimits, seccomp
 
-__all__ = ["STAGES", "Hardening", "SecurityOptions", "docker_argv", "exec_hooks", "harden", "main", "plan",
-           "restrict_process"]
+__all__ = ["STAGES", "SWITCH_USER", "Hardening", "SecurityOptions", "docker_argv", "exec_final_hooks",
+           "exec_hooks", "finish_process", "harden", "main", "plan", "restrict_process"]
+
+# What a process needs to become another user: kept until the switch, whatever the container drops.
+SWITCH_USER = frozenset({"SETUID", "SETGID"})
 
 
 @dataclass
@@ -125,20 +128,21 @@ def plan(options: SecurityOptions) -> Hardening:
 
 
 # exercise 06.14: Restrict the process, in the right order
-# hint: if capget() shows effective != permitted (a user switch ran first), capset the permitted set
-#   as effective again; rlimits.apply; PR_SET_NO_NEW_PRIVS if asked; without it the filter must go in
-#   while we still hold CAP_SYS_ADMIN, so seccomp.install before
-#   capabilities.apply(for_user(caps, os.getuid())); with it, install the filter last.
+# hint: if capget() shows effective != permitted, capset the permitted set as effective again;
+#   rlimits.apply; PR_SET_NO_NEW_PRIVS if asked; without it the filter must go in while we still hold
+#   CAP_SYS_ADMIN (seccomp.install now); then capabilities.apply with the container's capabilities as
+#   the bounding set and, as permitted and effective, them plus SWITCH_USER (the user switch needs them).
 # --8<-- [start:restrict_process]
 def restrict_process(hardening: Hardening) -> None:
-    """In the container, last thing before exec: rlimits, no_new_privs, capabilities, seccomp.
+    """In the container, before the switch to the image's user: rlimits, no_new_privs, the bounding set.
 
-    Installing a filter needs ``CAP_SYS_ADMIN`` or no_new_privs. With no_new_privs the filter
-    goes in last, after the capabilities are dropped; without, it must go in while we still have
-    ``CAP_SYS_ADMIN`` (as runc does), so the filter must allow capset(2) and prctl(2): Docker's does.
-    The image's ``USER`` is switched to after this (``ORDER_SWITCH_USER``); a process that had left
-    uid 0 already would have kept the permitted set (``PR_SET_KEEPCAPS``, see :func:`harden`) but
-    lost the effective one, so the effective set is switched back on first when they differ.
+    As runc's ``finalizeNamespace``: the bounding set is cut and everything but the switch itself is
+    dropped now, while we are still root; ``CAP_SETUID`` and ``CAP_SETGID`` stay until the user
+    switch (``ORDER_SWITCH_USER``) has used them, even with ``--cap-drop ALL``, and
+    :func:`finish_process` gives the user its own sets last (``ORDER_FINAL``). Installing a seccomp
+    filter needs ``CAP_SYS_ADMIN`` or no_new_privs: without no_new_privs it goes in now, while we
+    still have ``CAP_SYS_ADMIN`` (so the filter must allow setuid, capset and prctl: Docker's does);
+    with it, last. ``PR_SET_KEEPCAPS`` (see :func:`harden`) keeps the permitted set across the switch.
     """
     effective, permitted, inheritable = _syscalls.capget()
     if effective != permitted:
@@ -148,10 +152,25 @@ def restrict_process(hardening: Hardening) -> None:
         _syscalls.prctl(_syscalls.PR_SET_NO_NEW_PRIVS, 1)
     if hardening.seccomp and not hardening.no_new_privileges:
         seccomp.install(hardening.seccomp, hardening.seccomp_flags)
+    keep = hardening.capabilities | SWITCH_USER
+    capabilities.apply(capabilities.CapabilitySets(bounding=hardening.capabilities, permitted=keep,
+                                                   effective=keep))
+# --8<-- [end:restrict_process]
+
+
+# --8<-- [start:finish_process]
+def finish_process(hardening: Hardening) -> None:
+    """In the container, after the switch to the image's user: the user's own capability sets.
+
+    Root keeps the container's capabilities; any other user gets them as its bounding set only
+    (:func:`capabilities.for_user`), as Docker. Then keep-caps goes off, and with no_new_privs the
+    seccomp filter goes in, the last thing before exec.
+    """
     capabilities.apply(capabilities.for_user(hardening.capabilities, os.getuid()))
+    _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 0)
     if hardening.seccomp and hardening.no_new_privileges:
         seccomp.install(hardening.seccomp, hardening.seccomp_flags)
-# --8<-- [end:restrict_process]
+# --8<-- [end:finish_process]
 
 
 # --8<-- [start:protect_filesystem]
@@ -171,15 +190,15 @@ def protect_filesystem(hardening: Hardening, root: str) -> None:
 # hint: plan(options); refuse privileged together with spec.id_map; unless privileged, restrict the
 #   devices of Cgroup.open(spec.id) if it exists (failing to: an EngineError, fail closed);
 #   idmap.idmap_rootfs(spec); before_pivot hooks: protect_filesystem, PR_SET_KEEPCAPS; restrict_process
-#   before_exec at ORDER_RESTRICT; return the plan.
+#   before_exec at ORDER_RESTRICT, finish_process at ORDER_FINAL; return the plan.
 # --8<-- [start:harden]
 def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Hardening:
     """Apply Docker's defaults (adjusted by ``options``) to the container ``spec``.
 
     ``restrict_process`` is added at ``ORDER_RESTRICT``: after every ``before_exec`` hook of the
     default order (which may still need privileges), before any switch to another user (at
-    ``ORDER_SWITCH_USER``). ``PR_SET_KEEPCAPS`` keeps the permitted set across that switch, as
-    runc does around its own (execve clears the flag, and gives a user other than root nothing).
+    ``ORDER_SWITCH_USER``); ``finish_process`` at ``ORDER_FINAL``, after it. ``PR_SET_KEEPCAPS`` keeps
+    the permitted set across that switch, as runc does around its own.
     The container's cgroup (chapter 03), if it has one already, gets Docker's device allow-list,
     or the container does not start: without it, a ``mknod`` names the host's disk (runc fails closed).
     With a user namespace the root filesystem is idmapped, so the container's root owns its files
@@ -203,6 +222,7 @@ def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Harde
     spec.add_hook("before_pivot", lambda root: protect_filesystem(hardening, root))
     spec.add_hook("before_pivot", lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
     spec.add_hook("before_exec", lambda: restrict_process(hardening), order=ORDER_RESTRICT)
+    spec.add_hook("before_exec", lambda: finish_process(hardening), order=ORDER_FINAL)
     return hardening
 # --8<-- [end:harden]
 
@@ -216,6 +236,12 @@ def exec_hooks(config: dict) -> list[Callable[[], None]]:
     """
     hardening = plan(options_from_docker(config.get("HostConfig") or {}))
     return [lambda: restrict_process(hardening)]
+
+
+def exec_final_hooks(config: dict) -> list[Callable[[], None]]:
+    """For ``docker exec``: what an exec'd process gets after it became its user (:func:`finish_process`)."""
+    hardening = plan(options_from_docker(config.get("HostConfig") or {}))
+    return [lambda: finish_process(hardening)]
 
 
 def options_from_docker(host: dict) -> SecurityOptions:
