@@ -24,7 +24,7 @@ def daemon(tmp_path_factory):
 
 
 def test_the_fields_users_type():
-    row = formats.ps_row(SUMMARY)
+    row = formats.ps_row({**SUMMARY, "Created": int(time.time()) - 5})  # 5 s ago now, not at collection
     assert formats.render_one("{{.Names}} {{.Status}}", row) == "web Up 5 seconds"
     assert formats.render_one('{{.Label "com.docker.compose.service"}}/{{.Label "nope"}}', row) == "web/"
     assert formats.render_one("{{.ID}} {{.Ports}} {{.Networks}} {{.Mounts}}", row) == \
