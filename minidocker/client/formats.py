@@ -92,6 +92,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+# exercise 11.3: Render one line of a --format template
+# hint: substitute every {{ ... }} (_FIELD) after turning the two-character escapes \t and \n into
+#   a tab and a newline: "json X" is json.dumps(_value(row, X)) without spaces, anything else
+#   _show(_value(row, expression)).
 # --8<-- [start:render_one]
 def render_one(template: str, row: Any) -> str:
     """One line of ``template`` for ``row``: ``{{.Field}}``, ``{{.Label "k"}}``, ``{{json X}}``."""
