@@ -232,13 +232,22 @@ class Prober:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL an exec's helper and the command it runs in the container (its child)."""
+    """SIGKILL the command an exec's helper runs in the container, or the helper if it has none yet.
+
+    Only the command: the helper, which waits for it, reaps it and exits. Killing both would orphan
+    the command, and an orphan is handed to the monitor (the nearest subreaper in the helper's
+    namespace), which does not wait for it: a zombie in the container's PID namespace that its PID 1,
+    when it exits, waits for forever (``zap_pid_ns_processes``) -- and ``docker rm -f`` hangs.
+    """
+    children: list[str] = []
     with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{pid}/children") as f:
-        for child in f.read().split():
-            with contextlib.suppress(OSError):
-                os.kill(int(child), signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
+        children = f.read().split()
+    for child in children:
+        with contextlib.suppress(OSError):
+            os.kill(int(child), signal.SIGKILL)
+    if not children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _go_duration(seconds: float) -> str:
