@@ -444,7 +444,11 @@ def test_puller_killed_outright_then_the_next_pull_resumes(tmp_path: Path) -> No
             assert 0 < len(done) < 5 and not store.tags() and not list((store.root / "records").iterdir())
             events = []
             image = pull.pull(f"{reg.host}/test/five:v1", store=store, progress=events.append)
-            assert [e["status"] for e in events].count("Already exists") == len(done)  # its work is reused
+            # A stored layer is reused only through a blob -> diff ID pair we recorded (chapter 07's
+            # defence against a config naming a private layer); the pair is written just after the
+            # layer, and several layers download at once, so a kill may leave some stored but not yet
+            # vouched for: those are fetched and hashed again. Never more reuse than there was work.
+            assert [e["status"] for e in events].count("Already exists") <= len(done)
             assert mounted_tree(store, image.id) == expected_tree(layers)
     finally:
         cdn.close()
