@@ -23,14 +23,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from minidocker.core.atomic import read_json, write_json
+from minidocker.core.lock import FileLock
 from minidocker.core.process import EngineError
 
 __all__ = ["Ipam", "Lease", "process_identity"]
@@ -84,23 +83,13 @@ class Ipam:
         if self.network.num_addresses < 4:
             raise EngineError(f"subnet {subnet} is too small: it needs room for a gateway and a container")
         self.gateway = str(self.network.network_address + 1)
-        self._lock_fd: int | None = None
+        self._lock = FileLock(self.directory / "lock")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the network's exclusive lock (it is re-entrant within one object)."""
-        if self._lock_fd is not None:
+        with self._lock:
             yield
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_fd = fd
-            yield
-        finally:
-            self._lock_fd = None
-            os.close(fd)  # closing the file releases the lock
 
     def leases(self) -> list[Lease]:
         """Every lease, in address order."""
@@ -113,7 +102,7 @@ class Ipam:
         return next((lease for lease in self.leases() if lease.container_id == container_id), None)
 
     def _save(self, leases: list[Lease]) -> None:
-        assert self._lock_fd is not None, "change the leases only under Ipam.locked()"
+        assert self._lock.held, "change the leases only under Ipam.locked()"
         data = {"subnet": str(self.network), "gateway": self.gateway,
                 "leases": {lease.container_id: asdict(lease) for lease in leases}}
         write_json(self.directory / "ipam.json", data)

@@ -17,9 +17,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
-import os
 import re
 import secrets
 import shutil
@@ -29,6 +27,7 @@ from pathlib import Path
 
 from minidocker.core import errors
 from minidocker.core.atomic import read_json, rfc3339, write_json
+from minidocker.core.lock import FileLock
 from minidocker.core.paths import private_dir, state_dir
 from minidocker.network.ipam import Ipam
 
@@ -72,22 +71,13 @@ class Store:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or private_dir(state_dir() / "user-networks")
-        self._lock_fd: int | None = None
+        self._lock = FileLock(self.root / "lock")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store's lock (re-entrant within one object)."""
-        if self._lock_fd is not None:
+        with self._lock:
             yield
-            return
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_fd = fd
-            yield
-        finally:
-            self._lock_fd = None
-            os.close(fd)
 
     def all(self) -> list[Record]:
         """Every network, oldest first."""
