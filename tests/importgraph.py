@@ -14,6 +14,7 @@ The rules, by the *part* a module belongs to (its first name under ``minidocker`
 - a chapter package (``CHAPTERS``) imports ``core`` and chapters up to its own;
 - ``client`` (chapter 11) imports only ``core``: it speaks to the daemon over HTTP, as docker's CLI;
 - ``compose`` (chapter 13) imports only ``core`` and ``client``: another client of the API;
+- ``desktop`` (chapter 15) imports only ``core``, ``client`` and ``compose``: a client in the browser;
 - ``daemon`` is imported by the daemon and by chapters from 12 on, which plug into it
   (``daemon/plugins.py``: the daemon discovers them and never names them); nothing else names it;
   the daemon itself is imported by the daemon only (``minidockerd`` is ``minidocker.daemon.server:main`` and
@@ -27,7 +28,8 @@ The rules, by the *part* a module belongs to (its first name under ``minidocker`
   any part but the daemon and the client lazily, inside functions;
 - the top-level ``minidocker/__main__.py`` (the ``minidocker`` console script) is the assembler: the
   client, the host tools (``doctor``, ``rootfs``, ``exercises``), chapter 09's registry server,
-  chapter 08's ``build`` commands (the context tar) and chapter 13's ``compose``, each lazily; never
+  chapter 08's ``build`` commands (the context tar), chapter 13's ``compose``, chapter 15's ``desktop``
+  and chapter 16's ``trust``, each lazily; never
   the daemon;
 - ``minidocker/__init__.py`` imports nothing of ours (``import minidocker`` stays instant);
 - no cycle between modules, counting every edge above.
@@ -47,8 +49,9 @@ from pathlib import Path
 
 CHAPTERS = {"chroot": 1, "namespaces": 2, "cgroups": 3, "overlay": 4, "network": 5, "security": 6,
             "images": 7, "build": 8, "registry": 9, "daemon": 10, "client": 11,
-            "networks": 12, "compose": 13}
+            "networks": 12, "compose": 13, "oci": 14, "desktop": 15, "trust": 16}
 RUNTIME = {name for name, number in CHAPTERS.items() if number <= 6}
+CLIENTS = {"compose", "desktop"}  # later chapters that are clients of the API, like the CLI
 BESIDE_CORE = {"rootfs", "testing"}  # import only core; any chapter may import them
 
 
@@ -80,7 +83,7 @@ def _allowed(edge: Edge) -> str | None:
         return "minidocker/__init__.py imports nothing of ours (import minidocker stays instant)"
     if theirs == "daemon":
         # a later chapter plugs into the daemon (daemon/plugins.py); compose is a client only
-        if CHAPTERS.get(mine, 0) >= 12 and mine != "compose":
+        if CHAPTERS.get(mine, 0) >= 12 and mine not in CLIENTS:
             return None
         return "only the daemon imports minidocker.daemon (it is reached over its API)"
     if theirs == "core":
@@ -91,6 +94,10 @@ def _allowed(edge: Edge) -> str | None:
         if theirs == "client":
             return None
         return "compose imports only core and client (it is a client of the API, like docker compose)"
+    if mine == "desktop":  # chapter 15: a client in the browser, which can run Compose projects
+        if theirs in ("client", "compose"):
+            return None
+        return "desktop imports only core, client and compose (a client of the API, like Docker Desktop)"
     if mine == "client":
         return "the client imports only core (it is a client of the API, like docker's CLI)"
     if mine in BESIDE_CORE:
@@ -116,7 +123,8 @@ def _allowed(edge: Edge) -> str | None:
             return "exercises import only core at import time (the chapters lazily, inside functions)"
         return None
     if mine == "__main__":
-        if theirs in ("client", "doctor", "rootfs", "exercises", "registry", "build", "compose"):
+        if theirs in ("client", "doctor", "rootfs", "exercises", "registry", "build", "compose", "desktop",
+                      "trust"):
             return None
         return f"the minidocker command assembles the client and host tools, not {theirs}"
     return f"{mine} is not a part the import rules know (add it to tests/importgraph.py)"
