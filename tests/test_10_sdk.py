@@ -131,3 +131,48 @@ def test_rmi(client):
     client.images.remove("sdk-tag:1")
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get("sdk-tag:1")
+
+
+def test_swarm_routes_answer_as_a_lone_dockerd(client):
+    """503 "not a swarm manager", as dockerd outside a swarm: clients' clean-up code catches exactly that."""
+    for call in (client.api.inspect_swarm, client.api.services, client.api.nodes, client.api.secrets):
+        with pytest.raises(docker.errors.APIError) as refused:
+            call()
+        assert refused.value.status_code == 503, refused.value
+        assert "This node is not a swarm manager" in str(refused.value.explanation)
+    assert client.api.leave_swarm(force=True) is True  # docker-py ignores "not part of a swarm" (503)
+    with pytest.raises(docker.errors.APIError) as refused:
+        client.api.init_swarm()
+    assert refused.value.status_code == 501
+
+
+def test_system_df_counts_images_containers_and_volumes(client):
+    volume = client.volumes.create("df-data")
+    c = client.containers.run("busybox", ["sh", "-c", "head -c 300000 /dev/zero > /big; echo x > /data/f"],
+                              volumes={"df-data": {"bind": "/data", "mode": "rw"}}, detach=True)
+    try:
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        df = client.df()
+        assert df["LayersSize"] > 1_000_000  # busybox's layer
+        busybox = next(i for i in df["Images"] if "busybox:latest" in i["RepoTags"])
+        assert busybox["Containers"] >= 1
+        mine = next(x for x in df["Containers"] if x["Id"] == c.id)
+        assert 300_000 <= mine["SizeRw"] < 400_000
+        data = next(v for v in df["Volumes"] if v["Name"] == "df-data")
+        assert data["UsageData"] == {"Size": 2, "RefCount": 1}
+        assert df["BuildCache"] == []
+    finally:
+        c.remove(force=True)
+        volume.remove()
+
+
+def test_one_image_is_saved_by_name(client):
+    """``GET /images/NAME/get`` (docker-py's ``image.save()``): a tar that ``load`` takes back."""
+    import io
+    import tarfile
+
+    data = b"".join(client.images.get("busybox").save())
+    names = tarfile.open(fileobj=io.BytesIO(data)).getnames()
+    assert "index.json" in names or "manifest.json" in names
+    with pytest.raises(docker.errors.ImageNotFound):
+        b"".join(client.images.get("busybox").client.api.get_image("no-such-image"))

@@ -48,6 +48,7 @@ from minidocker.daemon.routes import containers as api_containers
 from minidocker.daemon.routes import images as api_images
 from minidocker.daemon.routes import networks as api_networks
 from minidocker.daemon.routes import streams as api_streams
+from minidocker.daemon.routes import swarm as api_swarm
 from minidocker.daemon.routes import system as api_system
 from minidocker.daemon.supervisor import Supervisor
 
@@ -128,7 +129,7 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app["supervisor"].hooks, app["supervisor"].app = hooks, app
     api_build.register(app)  # chapter 08 (first: its /build/prune replaces the placeholder below)
     for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
-                  api_networks.routes, stats.routes, events.routes):
+                  api_networks.routes, api_swarm.routes, stats.routes, events.routes):
         for route in table:
             for prefix in ("", "/{version:v[0-9]+[.][0-9]+}"):
                 app.router.add_route(route.method, prefix + route.path, route.handler)

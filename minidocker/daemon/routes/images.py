@@ -230,13 +230,19 @@ async def changes(request: web.Request) -> web.Response:
 
 
 @routes.get("/images/get")
+@routes.get("/images/{name:.+}/get")
 async def save(request: web.Request) -> web.StreamResponse:
-    """``docker save``: an OCI image layout as a tarball (chapter 07's ``ocilayout.save``)."""
+    """``docker save``: an OCI image layout as a tarball (chapter 07's ``ocilayout.save``).
+
+    ``GET /images/get?names=A&names=B`` saves several; ``GET /images/NAME/get`` one (docker-py's
+    ``image.save()``).
+    """
     import tempfile
 
     from minidocker.images import archive as ocilayout
 
-    names = request.query.getall("names", [])
+    names = ([request.match_info["name"]] if "name" in request.match_info
+             else request.query.getall("names", []))
     if not names:
         raise errors.InvalidArgument("no image names given (names=)")
     for name in names:
