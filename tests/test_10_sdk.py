@@ -172,7 +172,8 @@ def test_one_image_is_saved_by_name(client):
     import tarfile
 
     data = b"".join(client.images.get("busybox").save())
-    names = tarfile.open(fileobj=io.BytesIO(data)).getnames()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
     assert "index.json" in names or "manifest.json" in names
     with pytest.raises(docker.errors.ImageNotFound):
         b"".join(client.images.get("busybox").client.api.get_image("no-such-image"))
