@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from minidocker.cgroups.stage import cgroup_mode  # chapter 03 owns the probe; re-exported here
 
-__all__ = ["Check", "bridge_netfilter", "cgroup_mode", "checks", "main"]
+__all__ = ["Check", "architecture", "bridge_netfilter", "cgroup_mode", "checks", "main"]
 
 
 @dataclass
@@ -113,6 +113,29 @@ def _root_propagation() -> str:
     return "unknown"
 
 
+def architecture(machine: str | None = None) -> Check:
+    """The machine, and whether chapter 06 can compile a seccomp filter for it (a syscall table).
+
+    Without one, every ``run`` with the default profile stops with "no syscall table"; containers
+    still run with ``--security-opt seccomp=unconfined``, so this warns rather than fails.
+
+    Example::
+
+        >>> architecture("aarch64").seen
+        'aarch64 (linux/arm64 images, seccomp table of 325 syscalls)'
+    """
+    from minidocker.security.syscall_table import numbers
+
+    machine = machine or platform.machine()
+    table = numbers(machine)
+    image = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    seen = f"{machine} (linux/{image} images, " + (f"seccomp table of {len(table)} syscalls)" if table
+                                                  else "no seccomp syscall table)")
+    return Check("architecture", bool(table), seen,
+                 "containers need --security-opt seccomp=unconfined here (tables: x86_64, aarch64)",
+                 required=False)
+
+
 def checks() -> list[Check]:
     """Probe the host; one :class:`Check` per feature, in the order the chapters need them."""
     from minidocker.core import syscalls as sc
@@ -125,6 +148,7 @@ def checks() -> list[Check]:
     found.append(Check("kernel", (major, minor) >= (5, 4), release, "a Linux kernel 5.4 or newer"))
     found.append(Check("python", sys.version_info >= (3, 11), platform.python_version(),
                        "Python 3.11 or newer"))
+    found.append(architecture())
     for name, flag in (("mount", sc.CLONE_NEWNS), ("uts", sc.CLONE_NEWUTS), ("ipc", sc.CLONE_NEWIPC),
                        ("pid", sc.CLONE_NEWPID), ("net", sc.CLONE_NEWNET), ("cgroup", sc.CLONE_NEWCGROUP),
                        ("user", sc.CLONE_NEWUSER)):

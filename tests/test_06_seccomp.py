@@ -149,6 +149,92 @@ def test_default_profile_compiles_as_dockers(extra, release):
     assert not differ, [(next((k for k, v in NR.items() if v == c[0]), c[0]), *c[1:]) for c in differ]
 
 
+# ---- another machine: arm64 (aarch64) -------------------------------------------------------------
+
+A64 = numbers("aarch64")
+AUDIT_ARCH_ARM = 0x40000028  # arm64's 32-bit ABI (an armhf program): its own arch word
+
+
+def a64(program: bytes, name: str | int, *args: int, arch: int = seccomp.AUDIT_ARCH["aarch64"]) -> int:
+    nr = A64[name] if isinstance(name, str) else name
+    return bpf.run(program, seccomp.seccomp_data(nr, args, arch))
+
+
+def test_syscall_tables_know_each_machines_numbers():
+    """Known numbers of both tables (arm64 uses the kernel's generic table, with no legacy calls)."""
+    assert (NR["openat"], A64["openat"]) == (257, 56)
+    assert (NR["mount"], A64["mount"]) == (165, 40)
+    assert (NR["read"], A64["read"]) == (0, 63)
+    assert [A64[n] for n in ("newfstatat", "fstat", "renameat", "mmap")] == [79, 80, 38, 222]
+    assert (A64["wait4"], A64["seccomp"], A64["rseq"], A64["kexec_file_load"]) == (260, 277, 293, 294)
+    for name in ("open", "stat", "fork", "pipe", "dup2", "arch_prctl", "epoll_wait", "uretprobe", "time"):
+        assert name in NR and name not in A64, name
+    for name, nr in (("io_uring_setup", 425), ("clone3", 435), ("memfd_secret", 447), ("file_setattr", 469)):
+        assert NR[name] == A64[name] == nr, name  # from 424 on: one number everywhere
+    assert len(set(A64.values())) == len(A64) and len(set(NR.values())) == len(NR)
+    assert {n for n in A64.values() if n < 424} == set(range(244)) | set(range(260, 295))
+    assert numbers("riscv64") == {}
+
+
+def test_default_profile_compiles_for_aarch64():
+    """The arm64 filter checks AUDIT_ARCH_AARCH64 and compares arm64's numbers."""
+    caps = capabilities.DOCKER_DEFAULT
+    docker = seccomp.compile_profile(seccomp.default_profile(), caps, "aarch64", "6.18")
+    admin = seccomp.compile_profile(seccomp.default_profile(), caps | {"SYS_ADMIN"}, "aarch64", "6.18")
+    assert docker != seccomp.compile_profile(seccomp.default_profile(), caps, "x86_64", "6.18")
+    assert a64(docker, "openat") == ALLOW and a64(docker, "read") == ALLOW
+    assert a64(docker, "mount") == EPERM and a64(admin, "mount") == ALLOW
+    for name in ("reboot", "init_module", "kexec_load", "keyctl", "bpf", "setns", "io_uring_enter"):
+        assert a64(docker, name) == EPERM, name
+    assert a64(docker, 257) == EPERM  # x86-64's openat is a number arm64 keeps for itself: nothing here
+    assert a64(docker, "clone", 0x11) == ALLOW and a64(docker, "clone", 0x10000011) == EPERM
+    assert a64(docker, "socket", seccomp.AF_ALG) == EPERM and a64(docker, "socket", 2) == ALLOW
+    assert a64(docker, "clone3") == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
+    assert a64(docker, max(A64.values()) + 1) == seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
+    enosys = seccomp.ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
+    assert a64(docker, 0x40000000 | A64["getpid"]) == enosys  # no x32 here: just a number past the table
+    kill = seccomp.ACTIONS["SCMP_ACT_KILL_PROCESS"]
+    for arch in (seccomp.AUDIT_ARCH["x86_64"], AUDIT_ARCH_ARM):  # another machine's numbers: killed
+        assert a64(docker, "getpid", arch=arch) == kill, hex(arch)
+    assert verdict(seccomp.compile_profile(seccomp.default_profile(), caps, "x86_64", "6.18"), "getpid",
+                   arch=seccomp.AUDIT_ARCH["aarch64"]) == kill
+
+
+def test_machine_only_rules_follow_the_machine():
+    """A rule for arm64 applies there and not on x86-64 (and the other way round), under every name."""
+    for arches in (["arm64"], ["aarch64"], ["SCMP_ARCH_AARCH64"]):
+        rule = {"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": arches}}
+        profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]}
+        assert a64(seccomp.compile_profile(profile, (), "aarch64", "6.18"), "getpid") == ALLOW, arches
+        assert verdict(seccomp.compile_profile(profile, (), "x86_64", "6.18"), "getpid") == EPERM, arches
+    amd64 = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64"]}}]}
+    assert a64(seccomp.compile_profile(amd64, (), "aarch64", "6.18"), "getpid") == EPERM
+
+
+def test_dockers_profile_compiles_the_same_for_aarch64():
+    """Docker's own profile and ours, both compiled for arm64: the same verdict on every number."""
+    caps = capabilities.DOCKER_DEFAULT | {"SYS_PTRACE"}
+    ours = seccomp.compile_profile(seccomp.default_profile(), caps, "aarch64", "6.18")
+    docker = seccomp.compile_profile(_docker_profile(), caps, "aarch64", "6.18")
+    calls = [(nr,) for nr in range(max(A64.values()) + 3)]
+    calls += [(A64["socket"], family, 5) for family in (*range(64), 0xFFFFFFFF)]
+    calls += [(A64["clone"], flags) for flags in (0x11, 0x10000011, 0x7E020000)]
+    assert [c for c in calls if a64(ours, *c) != a64(docker, *c)] == []
+    assert a64(docker, "openat") == ALLOW and a64(docker, "mount") == EPERM
+
+
+def test_doctor_reports_the_architecture():
+    """The doctor's row: this machine, and whether a seccomp table exists for it."""
+    from minidocker.doctor import architecture
+
+    here = architecture()
+    assert here.name == "architecture" and here.ok == bool(numbers(os.uname().machine)), here
+    assert architecture("aarch64").ok and "linux/arm64" in architecture("aarch64").seen
+    other = architecture("riscv64")
+    assert not other.ok and not other.required and "seccomp=unconfined" in other.fix
+
+
 def test_socket_families_and_io_uring_refused():
     """AF_ALG and AF_VSOCK sockets get EPERM, the families around them do not; io_uring is gone."""
     docker = seccomp.compile_profile(seccomp.default_profile(), capabilities.DOCKER_DEFAULT, "x86_64", "6.18")

@@ -47,8 +47,11 @@ ACTIONS = {
     "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
     "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000,
 }
-AUDIT_ARCH = {"x86_64": 0xC000003E}  # <linux/audit.h>: what seccomp_data.arch holds
-DOCKER_ARCH = {"x86_64": {"amd64", "x86_64", "SCMP_ARCH_X86_64"}}  # how profiles name our machine
+# <linux/audit.h>: what seccomp_data.arch holds (the ELF machine, 64-bit, little-endian)
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+DOCKER_ARCH = {  # how profiles name our machine (Go's GOARCH, uname -m, libseccomp's)
+    "x86_64": {"amd64", "x86_64", "SCMP_ARCH_X86_64"}, "aarch64": {"arm64", "aarch64", "SCMP_ARCH_AARCH64"},
+}
 X32_SYSCALL_BIT = 0x40000000  # x86-64's other ABI: same arch, numbers with this bit set
 FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": _syscalls.SECCOMP_FILTER_FLAG_TSYNC,
          "SECCOMP_FILTER_FLAG_LOG": _syscalls.SECCOMP_FILTER_FLAG_LOG,
@@ -350,11 +353,11 @@ def _refusal(default: int, profile: dict) -> int:
 
 
 # exercise 06.7: Compile a profile to a BPF program
-# hint: check seccomp_data.arch (offset 4, else KILL_PROCESS); load nr (offset 0); x32 numbers get
-#   _refusal() whatever the default, numbers above the table ENOSYS (unless the default allows);
-#   then per rule: jeq nr, conditions (_compare) jumping to a per-rule "next" label, ret action,
-#   the label, and a reload of nr (the conditions changed A); finally ret the default action.
-#   bpf.assemble() it all.
+# hint: check seccomp_data.arch (offset 4, else KILL_PROCESS); load nr (offset 0); on x86_64, x32
+#   numbers get _refusal() whatever the default; numbers above the table ENOSYS (unless the
+#   default allows); then per rule: jeq nr, conditions (_compare) jumping to a per-rule "next"
+#   label, ret action, the label, and a reload of nr (the conditions changed A); finally ret the
+#   default action. bpf.assemble() it all.
 # --8<-- [start:compile_profile]
 def compile_profile(profile: dict, capabilities: Collection[str], machine: str | None = None,
                     release: str | None = None) -> bytes:
@@ -363,7 +366,8 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
     One block per rule, in the profile's order; the first rule that matches decides. A syscall no
     rule names gets the default action, and one newer than this table ENOSYS (as runc does), so
     that programs fall back to an older call instead of failing. An x32 call is refused before
-    any rule, even when the default action allows (see :func:`_refusal`).
+    any rule, even when the default action allows (see :func:`_refusal`); a call from another
+    ABI (32-bit x86 or arm programs) kills the process, as libseccomp does for an arch it lacks.
 
     Example::
 
@@ -380,8 +384,10 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
     last = max(numbers(machine).values())
     code: list[bpf.Insn | bpf.Label] = [
         bpf.ld(4), bpf.jeq(AUDIT_ARCH[machine], 1, 0), bpf.ret(ACTIONS["SCMP_ACT_KILL_PROCESS"]),
-        bpf.ld(0), bpf.jge(X32_SYSCALL_BIT, 0, 1), bpf.ret(_refusal(default, profile)),
+        bpf.ld(0),
     ]
+    if machine == "x86_64":  # x32 shares the arch word; arm64's 32-bit ABI has its own, killed above
+        code += [bpf.jge(X32_SYSCALL_BIT, 0, 1), bpf.ret(_refusal(default, profile))]
     if default != ACTIONS["SCMP_ACT_ALLOW"]:
         code += [bpf.jgt(last, 0, 1), bpf.ret(ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS)]
     for i, (nr, action, conditions) in enumerate(_rules(profile, capabilities, machine, release)):

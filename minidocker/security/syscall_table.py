@@ -1,15 +1,27 @@
 """System call numbers by machine: the names of Docker's seccomp profiles -> the numbers filters compare.
 
 A seccomp filter sees only a number. The numbers differ between machines (``openat`` is 257 on
-x86-64, 56 on arm64), so a profile that names syscalls needs a table per machine; libseccomp has
-one, and so do we. Generated from the kernel's ``asm/unistd_64.h`` (Linux 6.1, Debian 12) plus the
-syscalls added up to Linux 6.18 (``uretprobe`` and ``uprobe``, 335 and 336, are x86-64's own).
-Numbers 337-423 are unused on x86-64: from 424 on, new syscalls get the same number on every machine.
+x86-64, 56 on arm64, which has no ``open`` at all), so a profile that names syscalls needs a table
+per machine; libseccomp has one, and so do we.
+
+Sources (the numbers are the kernel's ABI; the headers are GPL-2.0 WITH Linux-syscall-note):
+
+* x86-64: the kernel's ``asm/unistd_64.h`` (Linux 6.1, Debian 12's linux-libc-dev) plus the
+  syscalls added up to Linux 6.18 (``uretprobe`` and ``uprobe``, 335 and 336, are x86-64's own).
+  Numbers 337-423 are unused on x86-64.
+* aarch64 (arm64): the kernel's generic table, ``include/uapi/asm-generic/unistd.h`` (the same
+  Debian package), run through the C preprocessor as ``arch/arm64/include/uapi/asm/unistd.h``
+  does: 64-bit longs and ``__ARCH_WANT_RENAMEAT``, ``_NEW_STAT``, ``_SET_GET_RLIMIT``,
+  ``_TIME32_SYSCALLS``, ``_SYS_CLONE3``, ``_MEMFD_SECRET``. Checked against Go's
+  ``golang.org/x/sys/unix/zsysnum_linux_arm64.go``. 0-243 and 260-294 are used; 244-259 are kept
+  for a machine's own calls (arm64 has none), 295-423 are the 32-bit machines' time64 calls.
+
+From 424 on, new syscalls get the same number on every machine: one list serves both.
 
 Example::
 
-    >>> numbers("x86_64")["openat"]
-    257
+    >>> numbers("x86_64")["openat"], numbers("aarch64")["openat"], "open" in numbers("aarch64")
+    (257, 56, False)
 """
 
 from __future__ import annotations
@@ -54,7 +66,7 @@ bpf execveat userfaultfd membarrier mlock2 copy_file_range preadv2 pwritev2 pkey
 pkey_free statx io_pgetevents rseq uretprobe uprobe
 """
 
-_X86_64_FROM_424 = """
+_COMMON_FROM_424 = """
 pidfd_send_signal io_uring_setup io_uring_enter io_uring_register open_tree move_mount fsopen
 fsconfig fsmount fspick pidfd_open clone3 close_range openat2 pidfd_getfd faccessat2 process_madvise
 epoll_pwait2 mount_setattr quotactl_fd landlock_create_ruleset landlock_add_rule
@@ -64,13 +76,54 @@ lsm_set_self_attr lsm_list_modules mseal setxattrat getxattrat listxattrat remov
 file_getattr file_setattr
 """
 
-MACHINES = ("x86_64",)
+_AARCH64_FROM_0 = """
+io_setup io_destroy io_submit io_cancel io_getevents setxattr lsetxattr fsetxattr getxattr lgetxattr
+fgetxattr listxattr llistxattr flistxattr removexattr lremovexattr fremovexattr getcwd
+lookup_dcookie eventfd2 epoll_create1 epoll_ctl epoll_pwait dup dup3 fcntl inotify_init1
+inotify_add_watch inotify_rm_watch ioctl ioprio_set ioprio_get flock mknodat mkdirat unlinkat
+symlinkat linkat renameat umount2 mount pivot_root nfsservctl statfs fstatfs truncate ftruncate
+fallocate faccessat chdir fchdir chroot fchmod fchmodat fchownat fchown openat close vhangup pipe2
+quotactl getdents64 lseek read write readv writev pread64 pwrite64 preadv pwritev sendfile pselect6
+ppoll signalfd4 vmsplice splice tee readlinkat newfstatat fstat sync fsync fdatasync sync_file_range
+timerfd_create timerfd_settime timerfd_gettime utimensat acct capget capset personality exit
+exit_group waitid set_tid_address unshare futex set_robust_list get_robust_list nanosleep getitimer
+setitimer kexec_load init_module delete_module timer_create timer_gettime timer_getoverrun
+timer_settime timer_delete clock_settime clock_gettime clock_getres clock_nanosleep syslog ptrace
+sched_setparam sched_setscheduler sched_getscheduler sched_getparam sched_setaffinity
+sched_getaffinity sched_yield sched_get_priority_max sched_get_priority_min sched_rr_get_interval
+restart_syscall kill tkill tgkill sigaltstack rt_sigsuspend rt_sigaction rt_sigprocmask
+rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigreturn setpriority getpriority reboot setregid
+setgid setreuid setuid setresuid getresuid setresgid getresgid setfsuid setfsgid times setpgid
+getpgid getsid setsid getgroups setgroups uname sethostname setdomainname getrlimit setrlimit
+getrusage umask prctl getcpu gettimeofday settimeofday adjtimex getpid getppid getuid geteuid getgid
+getegid gettid sysinfo mq_open mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr msgget
+msgctl msgrcv msgsnd semget semctl semtimedop semop shmget shmctl shmat shmdt socket socketpair bind
+listen accept connect getsockname getpeername sendto recvfrom setsockopt getsockopt shutdown sendmsg
+recvmsg readahead brk munmap mremap add_key request_key keyctl clone execve mmap fadvise64 swapon
+swapoff mprotect msync mlock munlock mlockall munlockall mincore madvise remap_file_pages mbind
+get_mempolicy set_mempolicy migrate_pages move_pages rt_tgsigqueueinfo perf_event_open accept4
+recvmmsg
+"""
+
+_AARCH64_FROM_260 = """
+wait4 prlimit64 fanotify_init fanotify_mark name_to_handle_at open_by_handle_at clock_adjtime syncfs
+setns sendmmsg process_vm_readv process_vm_writev kcmp finit_module sched_setattr sched_getattr
+renameat2 seccomp getrandom memfd_create bpf execveat userfaultfd membarrier mlock2 copy_file_range
+preadv2 pwritev2 pkey_mprotect pkey_alloc pkey_free statx io_pgetevents rseq kexec_file_load
+"""
+
+MACHINES = ("x86_64", "aarch64")
+
 
 
 def numbers(machine: str) -> dict[str, int]:
     """Syscall name -> number on ``machine`` (``platform.machine()``); ``{}`` for a machine we lack."""
-    if machine != "x86_64":
+    if machine == "x86_64":
+        table = {name: nr for nr, name in enumerate(_X86_64_FROM_0.split())}
+    elif machine == "aarch64":
+        table = {name: nr for nr, name in enumerate(_AARCH64_FROM_0.split())}
+        table.update({name: 260 + i for i, name in enumerate(_AARCH64_FROM_260.split())})
+    else:
         return {}
-    table = {name: nr for nr, name in enumerate(_X86_64_FROM_0.split())}
-    table.update({name: 424 + i for i, name in enumerate(_X86_64_FROM_424.split())})
+    table.update({name: 424 + i for i, name in enumerate(_COMMON_FROM_424.split())})
     return table
