@@ -11,6 +11,7 @@ import ast
 import csv
 import functools
 import io
+import os
 import re
 import subprocess
 import sys
@@ -251,6 +252,24 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert (tmp_path / "full" / "file").read_text() == "mine"
     listing = cli("list", "2")
     assert listing.returncode == 0 and "02.9" in listing.stdout and "02-pivot-root" in listing.stdout
+
+
+@pytest.mark.chapter(7)
+def test_check_without_the_registry_says_what_to_install(tmp_path: Path) -> None:
+    """From chapter 07 the tests need docker-registry and skopeo: without them, one line, no grading."""
+    ws = new_workspace(7, tmp_path / "ws")
+    (tmp_path / "bin").mkdir()
+    bare = {**os.environ, "PATH": str(tmp_path / "bin")}
+    line = ("minidocker: the tests of chapters 01 to 07 need docker-registry and skopeo: "
+            "run ./setup.sh test once (it installs them), then check again\n")
+    for command in (["check", "7", str(ws)], ["grade", "7", str(tmp_path)]):
+        result = subprocess.run([sys.executable, "-m", "minidocker.exercises", *command], capture_output=True,
+                                text=True, env=bare, timeout=60)
+        assert (result.returncode, result.stdout, result.stderr) == (125, "", line), command
+    assert not (tmp_path / "grades.md").exists()
+    earlier = subprocess.run([sys.executable, "-m", "minidocker.exercises", "check", "6", str(ws)],
+                             capture_output=True, text=True, env=bare, timeout=60)
+    assert earlier.returncode == 1 and "not attempted: keep going" in earlier.stdout  # 06 needs neither
 
 
 def test_run_tree_is_removed(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The command line of the exercises: ``list``, ``new``, ``check``, ``grade``, ``lab``, ``verify``.
+"""The exercises' command line: ``list``, ``new``, ``check``, ``grade``, ``lab``, ``verify``, ``graders``.
 
 Example::
 
@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="for authors: the reference passes, every removal is caught")
     p.add_argument("chapter", type=_chapter, metavar="CHAPTER")
     p.add_argument("--own", action="store_true", help="only the chapter's own exercises and tests")
+    p = sub.add_parser("graders", help="for authors: record which tests call each exercise (graders.json)")
+    p.add_argument("chapters", nargs="*", type=_chapter, metavar="CHAPTER", help="default: every chapter")
     return parser
 
 
@@ -78,7 +80,9 @@ def _list(chapter: int | None) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from minidocker.exercises.checker import check, format_report
+    from minidocker.exercises.prerequisites import require
 
+    require(args.chapter)
     report = check(args.dir, args.chapter, timeout=args.timeout, keep=args.keep)
     print(format_report(report))
     if args.json:
@@ -93,8 +97,10 @@ def _check(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from minidocker.exercises.grade import csv_table, grade, markdown
+    from minidocker.exercises.prerequisites import require
     from minidocker.exercises.texts import ROOT_WARNING
 
+    require(args.chapter)
     print(f"WARNING: {ROOT_WARNING}", file=sys.stderr)
     rows = grade(args.chapter, args.submissions, timeout=args.timeout, progress=True)
     out = args.out or args.submissions
@@ -145,6 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _grade(args)
             if args.command == "lab":
                 return _lab(args)
+            if args.command == "graders":
+                from minidocker.exercises.graders import GRADERS, update
+
+                chapters = args.chapters or sorted({e.chapter for e in find_exercises(PACKAGE)})
+                update(chapters, progress=True)
+                print(f"written: {GRADERS}")
+                return 0
             from minidocker.exercises.verify import format_verify, verify
 
             result = verify(args.chapter, own=args.own)
