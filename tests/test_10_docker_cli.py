@@ -123,3 +123,54 @@ def test_stdin_piped_through(docker):
                             input="hello\n", capture_output=True, text=True, env=docker.env, timeout=60)
     assert (result.returncode, result.stdout) == (2, "HELLO\n")
     assert sys.version_info >= (3, 11)
+
+
+def test_cp_both_ways_running_and_stopped(docker, tmp_path):
+    """``docker cp``: into a running container and back out, a directory, and out of a stopped one."""
+    assert docker("run", "-d", "--name", "cp", "busybox", "sh", "-c",
+                  "mkdir -p /srv/d && echo made > /srv/d/a && sleep 60").returncode == 0
+    try:
+        (tmp_path / "in.txt").write_text("from the host\n")
+        copied = docker("cp", str(tmp_path / "in.txt"), "cp:/srv/")
+        assert copied.returncode == 0, copied.stderr
+        assert docker("exec", "cp", "cat", "/srv/in.txt").stdout == "from the host\n"
+        for _ in range(50):  # the sh -c has made /srv/d/a by now, or soon
+            if docker("exec", "cp", "test", "-f", "/srv/d/a").returncode == 0:
+                break
+            time.sleep(0.1)
+        out = docker("cp", "cp:/srv/d", str(tmp_path / "out"))
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "out" / "a").read_text() == "made\n"
+        missing = docker("cp", "cp:/nope", str(tmp_path / "x"))
+        assert missing.returncode == 1 and "Could not find the file /nope in container cp" in missing.stderr
+        assert docker("stop", "-t", "0", "cp").returncode == 0
+        stopped = docker("cp", "cp:/srv/in.txt", str(tmp_path / "back.txt"))
+        assert stopped.returncode == 0, stopped.stderr
+        assert (tmp_path / "back.txt").read_text() == "from the host\n"
+    finally:
+        docker("rm", "-f", "cp")
+
+
+def test_cp_into_a_planted_symlink_stays_in_the_container(docker, tmp_path):
+    """A container's ``/srv -> <a host dir>`` symlink: the copy lands in the container's dir of that name.
+
+    Joined as a string to ``/proc/PID/root``, the absolute link would be resolved from the daemon's
+    root, the host's: the file would land on the host (CVE-2018-15664's class).
+    """
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    assert docker("run", "-d", "--name", "cptrap", "busybox", "sh", "-c",
+                  f"mkdir -p {host_dir} && ln -s {host_dir} /srv && sleep 60"
+                  ).returncode == 0
+    try:
+        for _ in range(50):
+            if docker("exec", "cptrap", "test", "-L", "/srv").returncode == 0:
+                break
+            time.sleep(0.1)
+        (tmp_path / "payload").write_text("pwned\n")
+        copied = docker("cp", str(tmp_path / "payload"), "cptrap:/srv/")
+        assert copied.returncode == 0, copied.stderr
+        assert list(host_dir.iterdir()) == []  # nothing on the host
+        assert docker("exec", "cptrap", "cat", f"{host_dir}/payload").stdout == "pwned\n"
+    finally:
+        docker("rm", "-f", "cptrap")

@@ -43,6 +43,7 @@ from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
 from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
 from minidocker.daemon import engine, events, hijack, places, plugins, stats
+from minidocker.daemon.routes import archive as api_archive
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
 from minidocker.daemon.routes import images as api_images
@@ -129,7 +130,7 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app["supervisor"].hooks, app["supervisor"].app = hooks, app
     api_build.register(app)  # chapter 08 (first: its /build/prune replaces the placeholder below)
     for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
-                  api_networks.routes, api_swarm.routes, stats.routes, events.routes):
+                  api_networks.routes, api_archive.routes, api_swarm.routes, stats.routes, events.routes):
         for route in table:
             for prefix in ("", "/{version:v[0-9]+[.][0-9]+}"):
                 app.router.add_route(route.method, prefix + route.path, route.handler)
