@@ -26,7 +26,7 @@ def on_files(files: Files, config) -> Files:
     add("README.md", ROOT)
     for chapter in sorted((ROOT / "chapters").glob("*.md")):
         add(f"chapters/{chapter.name}", ROOT)
-    for image in sorted((ROOT / "chapters" / "img").glob("*")):
+    for image in sorted((ROOT / "chapters" / "img").glob("*.svg")):  # not src/: site/pictures.py renders it
         add(f"chapters/img/{image.name}", ROOT)
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         executed = (EXECUTED / notebook.name).exists()
