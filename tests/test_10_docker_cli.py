@@ -174,3 +174,33 @@ def test_cp_into_a_planted_symlink_stays_in_the_container(docker, tmp_path):
         assert docker("exec", "cptrap", "cat", f"{host_dir}/payload").stdout == "pwned\n"
     finally:
         docker("rm", "-f", "cptrap")
+
+
+def test_pause_unpause_and_stop_a_paused_container(docker):
+    """``docker pause``: the processes stop (the log stops growing), every view says so, stop still works."""
+    assert docker("run", "-d", "--name", "frozen", "busybox", "sh", "-c",
+                  "while true; do echo tick; sleep 0.05; done").returncode == 0
+    try:
+        assert docker("pause", "frozen").returncode == 0
+        assert docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}",
+                      "frozen").stdout == "paused true true\n"
+        assert docker("ps", "--format", "{{.Names}} {{.Status}}").stdout.rstrip().endswith("(Paused)")
+        assert docker("info", "--format", "{{.ContainersPaused}}").stdout == "1\n"
+        before = docker("logs", "frozen").stdout.count("tick")
+        time.sleep(0.5)
+        assert docker("logs", "frozen").stdout.count("tick") == before  # nothing ran meanwhile
+        again = docker("pause", "frozen")
+        assert again.returncode == 1 and "is already paused" in again.stderr
+        assert docker("unpause", "frozen").returncode == 0
+        time.sleep(0.5)
+        assert docker("logs", "frozen").stdout.count("tick") > before
+        not_paused = docker("unpause", "frozen")
+        assert not_paused.returncode == 1 and "is not paused" in not_paused.stderr
+        assert docker("pause", "frozen").returncode == 0
+        started = time.monotonic()
+        assert docker("stop", "-t", "1", "frozen").returncode == 0  # thawed, then signalled
+        assert time.monotonic() - started < 10
+        stopped = docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "frozen")
+        assert stopped.stdout == "exited false\n"
+    finally:
+        docker("rm", "-f", "frozen")

@@ -273,32 +273,54 @@ class Cgroup:
             >>> with Cgroup.of_process(pid).frozen():
             ...     commit(fs, store)
         """
-        if self.version == 2:
-            directory = self.directories[0]
-            state, freeze, thaw = directory / "cgroup.freeze", "1", "0"
-
-            def done() -> bool:
-                return "frozen 1" in read_text(directory / "cgroup.events").splitlines()
-        else:
-            state, freeze, thaw = self.path("freezer") / "freezer.state", "FROZEN", "THAWED"
-
-            def done() -> bool:
-                return read_text(state).strip() == "FROZEN"
-        if not state.exists():
-            raise EngineError(f"cgroup {self.name} cannot be frozen (no {state.name}): pause=false to go on")
-        was_frozen = read_text(state).strip() == freeze
-        write(state, freeze)
+        was_frozen = self.is_frozen()
+        self.freeze(timeout)
         try:
-            deadline = time.monotonic() + timeout
-            while not done():
-                if time.monotonic() > deadline:
-                    raise EngineError(f"cgroup {self.name} did not freeze within {timeout:g} s")
-                time.sleep(0.002)
             yield
         finally:
             if not was_frozen:
-                write(state, thaw)
+                self.thaw()
     # --8<-- [end:frozen]
+
+    def _freezer(self) -> tuple[Path, str, str]:
+        """The freezer's state file and its two words: v2's ``cgroup.freeze`` 1/0, v1's FROZEN/THAWED."""
+        if self.version == 2:
+            return self.directories[0] / "cgroup.freeze", "1", "0"
+        return self.path("freezer") / "freezer.state", "FROZEN", "THAWED"
+
+    def is_frozen(self) -> bool:
+        """Whether the cgroup is frozen now (``docker pause``'s state: the kernel's, never a copy)."""
+        state, freeze, _ = self._freezer()
+        try:
+            return read_text(state).strip() == freeze
+        except OSError:
+            return False
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop every process of the cgroup until :meth:`thaw`; return once the kernel says they are."""
+        state, freeze, _ = self._freezer()
+        if not state.exists():
+            raise EngineError(f"cgroup {self.name} cannot be frozen (no {state.name}): pause=false to go on")
+        if self.version == 2:
+            events = self.directories[0] / "cgroup.events"
+
+            def done() -> bool:
+                return "frozen 1" in read_text(events).splitlines()
+        else:
+            def done() -> bool:
+                return read_text(state).strip() == "FROZEN"
+        write(state, freeze)
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                write(state, self._freezer()[2])
+                raise EngineError(f"cgroup {self.name} did not freeze within {timeout:g} s")
+            time.sleep(0.002)
+
+    def thaw(self) -> None:
+        """Let the processes of a frozen cgroup run again."""
+        state, _, thaw = self._freezer()
+        write(state, thaw)
 
     # --8<-- [start:kill_all]
     def kill_all(self, timeout: float = 5.0) -> None:

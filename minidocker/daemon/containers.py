@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from minidocker.core.atomic import ZERO_TIME, read_json
-from minidocker.daemon import health, restart
+from minidocker.daemon import freezer, health, restart
 from minidocker.daemon.events import labels_match
 
 __all__ = ["NAME", "Container", "human_duration", "pid_is_monitor", "random_name", "seconds", "start_time"]
@@ -128,6 +128,11 @@ class Container:
         return self.state.get("Status") == "running"
 
     @property
+    def paused(self) -> bool:
+        """Whether ``docker pause`` froze it: asked of its cgroup (chapter 03's freezer) each time."""
+        return self.running and freezer.is_paused(int(self.state.get("Pid") or 0))
+
+    @property
     def tty(self) -> bool:
         return bool(self.config["Config"].get("Tty"))
 
@@ -139,7 +144,7 @@ class Container:
         status = self.state.get("Status")
         if status == "running":
             up = human_duration(time.time() - _seconds(self.state.get('StartedAt', '')))
-            return f"Up {up}{health.suffix(self.health())}"
+            return f"Up {up}{' (Paused)' if self.paused else health.suffix(self.health())}"
         if self.restarting:
             ago = human_duration(time.time() - _seconds(self.state.get("FinishedAt", "")))
             return f"Restarting ({self.state.get('ExitCode', 0)}) {ago} ago"
@@ -155,7 +160,8 @@ class Container:
         return {
             "Id": self.id, "Names": [cfg["Name"]], "Image": cfg["ImageName"], "ImageID": cfg["Image"],
             "Command": command, "Created": int(_seconds(cfg["Created"])), "Ports": cfg.get("PortList", []),
-            "Labels": cfg["Config"].get("Labels") or {}, "State": self.state.get("Status", "created"),
+            "Labels": cfg["Config"].get("Labels") or {},
+            "State": "paused" if self.paused else self.state.get("Status", "created"),
             "Status": self.status_text(), "HostConfig": {"NetworkMode": cfg["HostConfig"].get(
                 "NetworkMode") or "default"},
             "NetworkSettings": {"Networks": cfg.get("Networks", {})}, "Mounts": cfg.get("Mounts", []),
@@ -165,11 +171,12 @@ class Container:
         """``GET /containers/ID/json`` (``docker inspect``)."""
         cfg, st = self.config, self.state
         status = st.get("Status", "created")
-        checked = self.health()
+        checked, paused = self.health(), self.paused
         return {
             "Id": self.id, "Created": cfg["Created"], "Path": cfg["Path"], "Args": cfg["Args"],
-            "State": {"Status": "restarting" if self.restarting else status, "Running": status == "running",
-                      "Paused": False, "Restarting": self.restarting, "OOMKilled": bool(st.get("OOMKilled")),
+            "State": {"Status": "restarting" if self.restarting else "paused" if paused else status,
+                      "Running": status == "running", "Paused": paused, "Restarting": self.restarting,
+                      "OOMKilled": bool(st.get("OOMKilled")),
                       "Dead": False,
                       "Pid": int(st.get("Pid") or 0) if status == "running" else 0,
                       "ExitCode": int(st.get("ExitCode") or 0), "Error": st.get("Error", ""),

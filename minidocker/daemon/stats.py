@@ -25,32 +25,23 @@ from typing import Any
 
 from aiohttp import web
 
-from minidocker.cgroups.cgroup import Cgroup, Hierarchy, hierarchies
 from minidocker.cgroups.resources import Stats
 from minidocker.core import errors
 from minidocker.core.atomic import rfc3339
 from minidocker.core.process import EngineError
+from minidocker.daemon.freezer import cgroup_of
 from minidocker.daemon.routes.containers import container
 
 __all__ = ["routes", "sample"]
 
 routes = web.RouteTableDef()
-_PROBE_EVERY = 10.0  # seconds: cgroup trees are mounted at boot, stats are polled every second
-_probed: dict[str, Any] = {"at": float("-inf"), "trees": []}
-
-
-def _trees() -> list[Hierarchy]:
-    """Chapter 03's probe of the mount table for cgroup trees, redone at most every ``_PROBE_EVERY``."""
-    if time.monotonic() - _probed["at"] > _PROBE_EVERY:
-        _probed.update(at=time.monotonic(), trees=hierarchies())
-    return _probed["trees"]
 
 
 # --8<-- [start:sample]
 def sample(pid: int) -> dict[str, Any]:
     """Memory, CPU time (ns) and process count of the cgroup of ``pid``, v1 or v2 (zeros if it is gone)."""
     try:
-        used = Cgroup.of_process(pid, found=_trees()).stats()
+        used = cgroup_of(pid).stats()
     except (EngineError, OSError, ValueError):
         used = Stats()
     with open("/proc/stat") as f:
@@ -107,7 +98,7 @@ async def top(request: web.Request) -> web.Response:
     if not c.running:
         raise errors.Conflict(f"Container {c.id} is not running")
     try:
-        pids = Cgroup.of_process(int(c.state["Pid"]), found=_trees()).pids()
+        pids = cgroup_of(int(c.state["Pid"])).pids()
     except (EngineError, OSError) as e:
         raise errors.Conflict(f"Container {c.id} is not running: {e}") from None
     args = (request.query.get("ps_args") or "-ef").split()

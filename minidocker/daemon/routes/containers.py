@@ -30,7 +30,7 @@ from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
 from minidocker.core.spec import IdMap
 from minidocker.core.streams import STDERR, STDOUT, frame
-from minidocker.daemon import events, health, volumes
+from minidocker.daemon import events, freezer, health, volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, tail_entries
 from minidocker.daemon.restart import validate as restart_policy
@@ -256,6 +256,7 @@ async def start(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/stop")
 async def stop(request: web.Request) -> web.Response:
     c = container(request)
+    freezer.thawed(c)  # a paused container is thawed first, so that it can take its signal
     timeout = _int(request, "t")
     signum = _signal(request.query["signal"]) if request.query.get("signal") else None
     stopped = await sup(request).stop(c, timeout, signum)
@@ -265,9 +266,27 @@ async def stop(request: web.Request) -> web.Response:
 @routes.post("/containers/{id}/restart")
 async def restart(request: web.Request) -> web.Response:
     c = container(request)
+    freezer.thawed(c)
     await sup(request).stop(c, _int(request, "t"))
     await sup(request).start(c)
     events.container_event(request.app, c, "restart")
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    """``docker pause``: every process of the container frozen by its cgroup (chapter 03)."""
+    c = container(request)
+    await asyncio.get_running_loop().run_in_executor(None, freezer.pause, c)
+    events.container_event(request.app, c, "pause")
+    return web.Response(status=204)
+
+
+@routes.post("/containers/{id}/unpause")
+async def unpause(request: web.Request) -> web.Response:
+    c = container(request)
+    await asyncio.get_running_loop().run_in_executor(None, freezer.unpause, c)
+    events.container_event(request.app, c, "unpause")
     return web.Response(status=204)
 
 
@@ -297,6 +316,7 @@ async def rename(request: web.Request) -> web.Response:
 async def kill(request: web.Request) -> web.Response:
     c = container(request)
     signum = _signal(request.query.get("signal") or "SIGKILL")
+    freezer.thawed(c)
     if c.running:  # as dockerd: a container killed by hand is not restarted by its policy
         sup(request).stopped_by_hand(c)
     seen = c.exit_count
@@ -435,6 +455,8 @@ async def inspect(request: web.Request) -> web.Response:
 @routes.delete("/containers/{id}")
 async def remove(request: web.Request) -> web.Response:
     c = container(request)
+    if flag(request, "force"):
+        freezer.thawed(c)
     await sup(request).remove(c, force=flag(request, "force"))
     return web.Response(status=204)
 

@@ -60,14 +60,14 @@ def _arch() -> str:
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
     containers = list(sup(request).containers.values())
-    running = sum(c.running for c in containers)
+    running, paused = sum(c.running for c in containers), sum(c.paused for c in containers)
     images = request.app["images"].list_images()
     with open("/proc/meminfo") as f:
         mem_total = int(f.readline().split()[1]) * 1024
     uname = os.uname()
     return web.json_response({
-        "ID": request.app["daemon_id"], "Containers": len(containers), "ContainersRunning": running,
-        "ContainersPaused": 0, "ContainersStopped": len(containers) - running, "Images": len(images),
+        "ID": request.app["daemon_id"], "Containers": len(containers), "ContainersRunning": running - paused,
+        "ContainersPaused": paused, "ContainersStopped": len(containers) - running, "Images": len(images),
         "Driver": request.app["images"].driver, "DriverStatus": [], "DockerRootDir": str(state_dir()),
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
