@@ -70,9 +70,22 @@ def _compose(client: Client, argv: list[str]) -> int:  # chapter 13: another cli
     return cli.main(client, argv)
 
 
-TOOLS = {"doctor": _doctor, "rootfs": _rootfs, "registry": _registry, "exercises": _exercises}
+def _trust(argv: list[str]) -> int:  # chapter 16: keys and signatures, in the registry
+    from minidocker.trust import cli
+
+    return cli.main(argv)
+
+
+def _pull(client: Client, argv: list[str]) -> int:  # the client's pull, or chapter 16's with a policy
+    from minidocker.trust import cli
+
+    return cli.pull_command(client, argv)
+
+
+TOOLS = {"doctor": _doctor, "rootfs": _rootfs, "registry": _registry, "exercises": _exercises,
+         "trust": _trust}
 COMMANDS = {**{name: _build_command(name) for name in ("build", "history", "builder")},
-            "compose": _compose}
+            "compose": _compose, "pull": _pull}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,20 +21,16 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-import pkgutil
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import minidocker
+from minidocker.core import plugins
 
 __all__ = ["Hooks", "discover", "install"]
 
 log = logging.getLogger("minidockerd")
-_LOADED: list[ModuleType] | None = None
 
 
 @dataclass
@@ -47,7 +43,9 @@ class Hooks:
     * ``container_started(app, container)``, ``container_exited(app, container)``,
       ``container_removed(app, container)``: async;
     * ``container_inspect(app, container, info)``: may fill in ``docker inspect``'s answer;
-    * ``daemon_restore(app)`` (async, after the containers are loaded), ``daemon_close(app)`` (async).
+    * ``daemon_restore(app)`` (async, after the containers are loaded), ``daemon_close(app)`` (async);
+    * ``image_pull(request, ref)``: the checks (chapter 07's ``images/checks.py``) a pull through
+      this request must pass, a list; each sees the digest before anything is stored.
 
     And one way back: ``hooks.emit(kind, action, actor_id, attributes)`` records an event for
     ``GET /events`` (:mod:`minidocker.daemon.events`), e.g. ``emit("network", "create", nid, {"name":
@@ -62,28 +60,13 @@ class Hooks:
     container_inspect: list[Any] = field(default_factory=list)
     daemon_restore: list[Any] = field(default_factory=list)
     daemon_close: list[Any] = field(default_factory=list)
+    image_pull: list[Any] = field(default_factory=list)
     emit: Any = None  # (kind, action, actor_id, attributes=None) -> None, set by install()
 
 
-# --8<-- [start:discover]
 def discover() -> list[ModuleType]:
-    """Import (once) every ``minidocker.<package>.plugin`` there is, in name order."""
-    global _LOADED
-    if _LOADED is None:
-        found = []
-        for info in sorted(pkgutil.iter_modules(minidocker.__path__), key=lambda i: i.name):
-            if not info.ispkg or info.name == "daemon":
-                continue
-            name = f"minidocker.{info.name}.plugin"
-            try:
-                if importlib.util.find_spec(name) is None:
-                    continue
-                found.append(importlib.import_module(name))
-            except ImportError as e:  # a plug-in whose dependencies are missing: the daemon runs on
-                log.warning("plug-in %s not loaded: %s", name, e)
-        _LOADED = found
-    return _LOADED
-# --8<-- [end:discover]
+    """Import (once) every ``minidocker.<package>.plugin`` there is, in name order (``core.plugins``)."""
+    return plugins.discover("plugin", skip=("daemon",))
 
 
 # --8<-- [start:install]

@@ -28,7 +28,7 @@ from typing import Any
 
 from minidocker.core import stage as _stage
 from minidocker.core.process import EngineError
-from minidocker.images import reference
+from minidocker.images import checks, reference
 from minidocker.images.store import Image, ImageStore
 
 __all__ = ["inspect_image", "main", "summary"]
@@ -192,6 +192,8 @@ def _commands() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_stage._Parser)
     p = sub.add_parser("pull")
     p.add_argument("--platform"), p.add_argument("-q", "--quiet", action="store_true"), p.add_argument("name")
+    for option in checks.options():  # options later chapters add (images/checks.py)
+        p.add_argument(option.flag, metavar=option.metavar, help=option.help)
     sub.add_parser("push").add_argument("name")
     p = sub.add_parser("images")
     p.add_argument("-q", "--quiet", action="store_true"), p.add_argument("--digests", action="store_true")
@@ -222,8 +224,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from minidocker.images import pull
         from minidocker.images.progress import TerminalProgress
 
+        asked = [o.make(v) for o in checks.options()
+                 if (v := getattr(args, o.flag.lstrip("-").replace("-", "_"), None)) is not None]
         pull.pull(args.name, store=store, platform=args.platform,
-                  progress=None if args.quiet else TerminalProgress(sys.stdout))
+                  progress=None if args.quiet else TerminalProgress(sys.stdout), checks=asked)
         print(reference.parse(args.name))  # the full name, as docker pull ends
     elif command == "push":
         from minidocker.images import push

@@ -204,7 +204,7 @@ class Registry:
             except HTTPFailure:
                 raise RegistryError(f"{what}: larger than {manifest.MAX_MANIFEST} bytes: refused") from None
             content_type, claimed = response.header("Content-Type"), response.header("Docker-Content-Digest")
-        expected = reference if reference.startswith("sha") else claimed
+        expected = reference if ":" in reference else claimed  # a tag has no colon (sha256-HEX.sig)
         if expected:
             digests.verify_digest(raw, expected, what)
         media_type, document = manifest.parse_manifest(raw, content_type, what)
@@ -221,8 +221,10 @@ class Registry:
             return response.header("Docker-Content-Digest") if response.status == 200 else None
 
     # --8<-- [start:fetch_blob]
+    # --8<-- [start:fetch_blob_part1]
     def fetch_blob(self, repository: str, descriptor: dict[str, Any], dest: BinaryIO,
                    progress: Callable[[int], None] | None = None) -> None:
+    # --8<-- [end:fetch_blob_part1]
         """Stream a blob into ``dest``, hashing as it goes; raise unless size and digest match.
 
         The descriptor must give the size: no byte past it is accepted, so a download is bounded.
@@ -230,6 +232,7 @@ class Registry:
         A connection cut mid-blob is resumed where it stopped with a ``Range`` request (or started
         over if the server ignores it), a few times, before giving up.
         """
+        # --8<-- [start:fetch_blob_part2]
         digest = descriptor["digest"]
         what = f"blob {digest[:19]} of {self.host}/{repository}"
         size = manifest.checked_size(descriptor, what)  # the bound of the download
@@ -267,6 +270,7 @@ class Registry:
         if actual != digest:
             raise digests.DigestError(f"{what}: digest mismatch: got {actual} (corrupted or tampered "
                                       "with: nothing was stored)")
+        # --8<-- [end:fetch_blob_part2]
     # --8<-- [end:fetch_blob]
 
     def has_blob(self, repository: str, digest: str, scope: str = "") -> bool:

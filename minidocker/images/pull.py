@@ -31,13 +31,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from minidocker.core.process import EngineError
 from minidocker.images import distribution as registry
 from minidocker.images import manifest, reference
+from minidocker.images.checks import Check
 from minidocker.images.distribution import Registry, RegistryError
 from minidocker.images.progress import bar
 from minidocker.images.store import Image, ImageStore
@@ -64,10 +65,11 @@ def _quiet(_event: dict[str, Any]) -> None:
 #   'Pulling from REPOSITORY' (id: tag or digest) and return _pull_image(...); all failed: raise _explain.
 # --8<-- [start:pull]
 def pull(name: str, *, store: ImageStore | None = None, platform: str | None = None,
-         progress: Progress | None = None) -> Image:
+         progress: Progress | None = None, checks: Sequence[Check] = ()) -> Image:
     """Pull ``name`` into the store and return the image; :class:`EngineError` with one line if not.
 
     Images of Docker Hub are tried on the configured mirrors first, then on Docker Hub itself.
+    ``checks`` (``images/checks.py``) see the digest first: one that raises refuses the image.
     """
     ref = reference.parse(name)
     store = store or ImageStore()
@@ -82,6 +84,8 @@ def pull(name: str, *, store: ImageStore | None = None, platform: str | None = N
         except RegistryError as e:
             failures.append(e)
             continue  # a mirror that fails or lacks the image: try the next endpoint
+        for check in checks:  # before anything is stored (a later chapter's: images/checks.py)
+            check(reg, ref, top[1] if isinstance(top, tuple) else top.digest)
         emit({"status": f"Pulling from {ref.repository}", "id": ref.tag or ref.digest})
         return _pull_image(reg, ref, top, store, want, emit)
     raise _explain(ref, failures)
@@ -139,6 +143,7 @@ def _top_manifest(reg: Registry, ref: reference.Reference, store: ImageStore,
 
 
 # --8<-- [start:pull_image]
+# --8<-- [start:pull_image_part1]
 def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest | tuple[Image, str],
                 store: ImageStore,
                 want: manifest.Platform, emit: Progress) -> Image:
@@ -154,6 +159,7 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
     holder = f"pull:{os.getpid()}-{uuid.uuid4().hex[:12]}"  # keeps our layers and blobs from a prune
     diff_ids: list[str] = []
     try:
+# --8<-- [end:pull_image_part1]
         chosen = top
         if top.is_index:
             descriptor = manifest.select_manifest(top.document, want)
@@ -164,12 +170,15 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
         manifest.checked_size(config_descriptor, f"config of {ref}", manifest.MAX_CONFIG)  # read whole
         for layer in layers:  # streamed to disk, up to their size: each must say it
             manifest.checked_size(layer, f"layer {str(layer.get('digest'))[:19]} of {ref}")
+        # --8<-- [start:pull_image_part2]
         # leased before we look: a blob found here stays until our image is recorded
         store.lease(holder, [top.digest, chosen.digest, config_descriptor["digest"],
                              *(layer["digest"] for layer in layers)])
+        # --8<-- [end:pull_image_part2]
         if top.is_index:
             _keep(store, top.raw, top.digest, added)
         _keep(store, chosen.raw, chosen.digest, added)
+        # --8<-- [start:pull_image_part3]
         if not store.has_blob(config_descriptor["digest"]):
             with store.temp_file() as (tmp, f):
                 reg.fetch_blob(ref.repository, config_descriptor, f)
@@ -190,6 +199,7 @@ def _pull_image(reg: Registry, ref: reference.Reference, top: registry.Manifest 
     emit({"status": f"Digest: {top.digest}"})
     emit({"status": f"Status: Downloaded newer image for {ref.familiar}"})
     return image
+        # --8<-- [end:pull_image_part3]
 # --8<-- [end:pull_image]
 
 
@@ -223,13 +233,16 @@ class _Reading:
 
 
 # --8<-- [start:fetch_layers]
+# --8<-- [start:fetch_layers_part1]
 def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, Any], str]],
                   store: ImageStore, emit: Progress, added: list[str], holder: str) -> dict[str, int]:
+# --8<-- [end:fetch_layers_part1]
     """Download and unpack the layers a few at a time; return each layer's unpacked size.
 
     Downloads stream to a temporary file while hashed; a layer is unpacked only when its bytes
     are proven right. The first failure cancels the other downloads.
     """
+    # --8<-- [start:fetch_layers_part2]
     failed = threading.Event()
     lock = threading.Lock()
     sizes: dict[str, int] = {}
@@ -243,6 +256,7 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
             emit({"status": "Already exists", "progressDetail": {}, "id": short})
             sizes[diff_id] = store.layers.size(diff_id)
             return
+    # --8<-- [end:fetch_layers_part2]
         total, last = descriptor.get("size", 0), [0.0]
 
         def downloading(done: int) -> None:
@@ -253,6 +267,7 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
                 emit({"status": "Downloading", "progressDetail": {"current": done, "total": total},
                       "progress": bar(done, total), "id": short})
 
+        # --8<-- [start:fetch_layers_part3]
         with store.temp_file() as (tmp, f):
             if not store.has_blob(descriptor["digest"]):
                 reg.fetch_blob(repository, descriptor, f, downloading)
@@ -263,6 +278,7 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
                 with lock:
                     added.append(descriptor["digest"])
         size, last[0] = os.path.getsize(store.blob_path(descriptor["digest"])), 0.0
+        # --8<-- [end:fetch_layers_part3]
 
         def extracting(done: int) -> None:
             if failed.is_set():
@@ -274,17 +290,21 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
 
         if descriptor.get("mediaType") not in manifest.LAYER_TYPES:
             raise EngineError(f"layer {short}: unsupported media type {descriptor.get('mediaType')!r}")
+        # --8<-- [start:fetch_layers_part4]
         with open(store.blob_path(descriptor["digest"]), "rb") as blob:
             # chapter 04 unpacks it safely (or, if stored, hashes it) and checks that the tar's sha256 is
             # the config's diff ID: a diff ID alone never gets a layer that is already here
             store.add_layer(_Reading(blob, extracting), descriptor["digest"], diff_id, holder=holder)
         sizes[diff_id] = store.layers.size(diff_id)
         emit({"status": "Pull complete", "progressDetail": {}, "id": short})
+        # --8<-- [end:fetch_layers_part4]
 
+    # --8<-- [start:fetch_layers_part5]
     for descriptor, _ in layers:
         emit({"status": "Pulling fs layer", "progressDetail": {}, "id": descriptor["digest"][7:19]})
     with ThreadPoolExecutor(MAX_CONCURRENT_DOWNLOADS, thread_name_prefix="pull") as pool:
         futures = [pool.submit(one, descriptor, diff_id) for descriptor, diff_id in layers]
+    # --8<-- [end:fetch_layers_part5]
         errors = []
         for future in futures:
             try:
@@ -295,5 +315,7 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
     real = [e for e in errors if not isinstance(e, Cancelled)]
     if real or errors:
         raise (real or errors)[0]
+    # --8<-- [start:fetch_layers_part6]
     return sizes
+    # --8<-- [end:fetch_layers_part6]
 # --8<-- [end:fetch_layers]
