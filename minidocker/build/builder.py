@@ -256,12 +256,14 @@ def _context_source(context: str | Path | BinaryIO, scratch: Path, dockerfile_na
 
 
 # --8<-- [start:build]
+# --8<-- [start:build_part1]
 def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
           tags: tuple[str, ...] | list[str] = (),
           build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
           on_event: Callable[[Event], None] | None = None, pull: bool = False, network: str = "default",
           labels: dict[str, str] | None = None, store: ImageStore | None = None,
           cache: BuildCache | None = None) -> str:
+# --8<-- [end:build_part1]
     """Build the image the context's Dockerfile describes; tag it; return its ID.
 
     ``context_tar`` is the build context as a tar (a path or a binary stream, maybe compressed),
@@ -269,6 +271,7 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
     failing step raises :class:`BuildError` (its exit code is the command's); nothing is tagged
     then, and the cache keeps the steps that completed.
     """
+    # --8<-- [start:build_part2]
     from minidocker.images import reference
 
     emit = on_event or (lambda event: None)
@@ -302,6 +305,7 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
     for tag in tags:
         emit({"stream": f"Successfully tagged {reference.parse(tag).familiar}\n"})
     return image.id
+    # --8<-- [end:build_part2]
 # --8<-- [end:build]
 
 

@@ -196,6 +196,7 @@ def _command(command: str) -> Command | None:
 
         return lambda client, rest: cli_daemon.main(rest, client)
     if command in CONTAINER_COMMANDS:
+# --8<-- [start:main_part1]
         from minidocker.client import containers as module
     elif command == "network":
         from minidocker.client import networks as module  # type: ignore[no-redef]
@@ -211,17 +212,22 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
     """Dispatch to a subcommand, importing only that subcommand's module.
 
     ``tools`` and ``commands`` are the commands plugged in by the assembler (:mod:`minidocker.__main__`):
+# --8<-- [end:main_part1]
     a tool runs without a daemon, a command gets a client and has its errors reported as ours.
     """
+# --8<-- [start:main_part2]
     argv = list(sys.argv[1:] if argv is None else argv)
     options, argv = _global_options(argv)
+# --8<-- [end:main_part2]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
     command, rest = argv[0], argv[1:]
     if command in GROUPS:
+    # --8<-- [start:main_part3]
         resolved = resolve_group(command, rest)
         if isinstance(resolved, int):
+    # --8<-- [end:main_part3]
             return resolved
         command, rest = resolved
     if tools and command in tools:
@@ -231,6 +237,7 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
         print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
         return 125
     from minidocker.client.client import APIError, DaemonUnreachable
+    # --8<-- [start:main_part4]
 
     try:
         return run(make_client(options), rest)
@@ -245,3 +252,4 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
     except BrokenPipeError:
         return 0
 # --8<-- [end:main]
+    # --8<-- [end:main_part4]

@@ -179,16 +179,19 @@ class Client:
     # --8<-- [end:send]
 
     # --8<-- [start:negotiate]
+    # --8<-- [start:negotiate_part1]
     def _exchange(self, method: str, path: str, query: dict[str, Any] | None, headers: dict[str, str],
                   data: Any, timeout: float | None = None,
                   upgrade: bool = False) -> tuple[socket.socket, _Answer | None]:
         """:meth:`_send` at the API version negotiated on the way, from the first answer's header."""
+    # --8<-- [end:negotiate_part1]
         start = None
         if self._negotiating and data is not None and not isinstance(data, bytes | bytearray):
             if hasattr(data, "seekable") and data.seekable():
                 start = data.tell()  # a file: sent again from there if the daemon refuses our version
             else:
                 self.negotiate()  # a body we could not send twice (a pipe): ask first
+        # --8<-- [start:negotiate_part2]
         used = self.version
         sock, answer, answer_headers = self._send(method, self.url(path, query), headers, data, timeout,
                                                   upgrade)
@@ -223,6 +226,7 @@ class Client:
                                    "to try)")
             self.version = theirs
         self._negotiating = False
+        # --8<-- [end:negotiate_part2]
     # --8<-- [end:negotiate]
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,

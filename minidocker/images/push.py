@@ -42,10 +42,13 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 # --8<-- [start:push]
+# --8<-- [start:push_part1]
 def push(name: str, *, store: ImageStore | None = None, progress: Progress | None = None) -> str:
     """Push the image tagged ``name`` to its registry; return the manifest digest the registry has."""
+# --8<-- [end:push_part1]
     store = store or ImageStore()
     emit = progress or (lambda _event: None)
+    # --8<-- [start:push_part2]
     ref = reference.parse(name)
     if ref.digest:
         raise EngineError(f"cannot push a digest reference ({name}): push a tag")
@@ -67,6 +70,7 @@ def push(name: str, *, store: ImageStore | None = None, progress: Progress | Non
         for source in sources:
             if reg.mount_blob(ref.repository, digest, source):
                 return say({"status": f"Mounted from {source}", "progressDetail": {}, "id": short})
+    # --8<-- [end:push_part2]
         total, last = descriptor["size"], [0.0]
 
         def pushing(done: int) -> None:
@@ -75,6 +79,7 @@ def push(name: str, *, store: ImageStore | None = None, progress: Progress | Non
                 say({"status": "Pushing", "progressDetail": {"current": done, "total": total},
                      "progress": bar(done, total), "id": short})
 
+        # --8<-- [start:push_part3]
         with open(store.blob_path(digest), "rb") as blob:
             reg.upload_blob(ref.repository, digest, total, blob, pushing)
         return say({"status": "Pushed", "progressDetail": {}, "id": short})
@@ -90,6 +95,7 @@ def push(name: str, *, store: ImageStore | None = None, progress: Progress | Non
     emit({"status": f"{ref.reference}: digest: {digest} size: {len(raw)}"})
     emit({"progressDetail": {}, "aux": {"Tag": ref.reference, "Digest": digest, "Size": len(raw)}})
     return digest
+        # --8<-- [end:push_part3]
 # --8<-- [end:push]
 
 

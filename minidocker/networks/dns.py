@@ -191,7 +191,9 @@ class EmbeddedDNS:
         return list(self._by_container)
 
     # --8<-- [start:attach]
+    # --8<-- [start:attach_part1]
     async def attach(self, container_id: str, pid: int, *, forward: bool = True) -> None:
+    # --8<-- [end:attach_part1]
         """Answer at 127.0.0.11:53 (UDP and TCP) in the network namespace of process ``pid``.
 
         Attaching a container again (a new process after a restart) replaces its sockets. A
@@ -200,6 +202,7 @@ class EmbeddedDNS:
         refuses names that are not ours instead of forwarding them. Raises NotFound when the
         process is gone, Conflict when 127.0.0.11:53 is taken in its namespace.
         """
+        # --8<-- [start:attach_part2]
         async with self._lock:
             current = self._by_container.get(container_id)
             with contextlib.suppress(OSError):
@@ -208,6 +211,7 @@ class EmbeddedDNS:
                     self._forward[container_id] = forward  # connected to one more network: same sockets
                     return
             await self._detach(container_id)
+        # --8<-- [end:attach_part2]
             # A closed datagram transport lets go of its socket on the loop's next turn: wait for it,
             # or binding 127.0.0.11:53 again in the same namespace finds the address in use.
             await asyncio.sleep(0)
@@ -222,11 +226,13 @@ class EmbeddedDNS:
             except FileNotFoundError as e:
                 os.close(pidfd)
                 raise gone from e
+            # --8<-- [start:attach_part3]
             netns = (info.st_dev, info.st_ino)
             sockets = None
             if netns not in self._by_netns:
                 try:
                     sockets = await _in_thread(lambda: sockets_in(pid, self.address, self.port))
+            # --8<-- [end:attach_part3]
                 except OSError as e:
                     os.close(pidfd)
                     where = f"{self.address}:{self.port} in container {container_id[:12]}'s network namespace"
@@ -235,7 +241,9 @@ class EmbeddedDNS:
                     if e.errno == 98:  # EADDRINUSE
                         raise Conflict(f"cannot serve DNS at {where}: the address is in use") from e
                     raise
+            # --8<-- [start:attach_part4]
             await self._serve(container_id, netns, pidfd, sockets, forward)
+            # --8<-- [end:attach_part4]
 
     async def adopt(self, container_id: str, pidfd: int, udp: socket.socket, tcp: socket.socket, *,
                     forward: bool = True) -> None:
@@ -265,12 +273,15 @@ class EmbeddedDNS:
                 sockets = (udp, tcp)
             await self._serve(container_id, netns, pidfd, sockets, forward)
 
+    # --8<-- [start:attach_part5]
     async def _serve(self, container_id: str, netns: tuple[int, int], pidfd: int,
                      sockets: tuple[socket.socket, socket.socket] | None, forward: bool) -> None:
+    # --8<-- [end:attach_part5]
         """Answer ``container_id`` in ``netns``: through ``sockets`` (new), or its endpoint's (None).
 
         Takes ``pidfd`` and the sockets; its process's exit detaches it.
         """
+        # --8<-- [start:attach_part6]
         loop = asyncio.get_running_loop()
         endpoint = self._by_netns.get(netns)
         if sockets is not None:
@@ -281,6 +292,7 @@ class EmbeddedDNS:
                     lambda: _Datagrams(self, endpoint), sock=udp)
                 endpoint.tcp = await asyncio.start_server(
                     lambda r, w: self._stream(endpoint, r, w), sock=tcp, backlog=TCP_CONNECTIONS)
+        # --8<-- [end:attach_part6]
             except BaseException:
                 if endpoint.udp is not None:
                     endpoint.udp.close()
@@ -288,6 +300,7 @@ class EmbeddedDNS:
                 tcp.close()
                 os.close(pidfd)
                 raise
+            # --8<-- [start:attach_part7]
             self._by_netns[netns] = endpoint
         else:
             endpoint.members.append(container_id)
@@ -295,6 +308,7 @@ class EmbeddedDNS:
         endpoint.pidfds[container_id] = pidfd
         self._by_container[container_id] = endpoint
         loop.add_reader(pidfd, self._exited, container_id, pidfd)
+            # --8<-- [end:attach_part7]
     # --8<-- [end:attach]
 
     async def detach(self, container_id: str) -> None:
@@ -365,12 +379,15 @@ class EmbeddedDNS:
         return self._host[1]
 
     # --8<-- [start:respond]
+    # --8<-- [start:respond_part1]
     def respond(self, asker: str, wire: bytes, tcp: bool = False) -> bytes | dns.message.Message | None:
+    # --8<-- [end:respond_part1]
         """The answer to the query ``wire`` from container ``asker``, over TCP or UDP.
 
         Bytes to send back; a parsed query when it must be forwarded (see :meth:`forward`, with
         :func:`limit`); None when nothing is to be sent (too short to have a header, or not a query).
         """
+        # --8<-- [start:respond_part2]
         if len(wire) < 12 or struct.unpack("!H", wire[2:4])[0] & QR:
             return None
         try:
@@ -393,9 +410,12 @@ class EmbeddedDNS:
         if not self._forward.get(asker, True):
             return self._wire(query, dns.rcode.REFUSED, [], limit)
         return query
+        # --8<-- [end:respond_part2]
 
+    # --8<-- [start:respond_part3]
     def _local(self, asker: str, question: dns.rrset.RRset) -> list[dns.rrset.RRset] | None:
         """The records we answer ``question`` with (maybe none), or None when it is not ours."""
+    # --8<-- [end:respond_part3]
         if question.rdclass != dns.rdataclass.IN or question.name == dns.name.root:
             return None
         if question.rdtype == dns.rdatatype.PTR:
@@ -412,12 +432,14 @@ class EmbeddedDNS:
                     addresses.append(str(address))
         if question.rdtype not in (dns.rdatatype.A, dns.rdatatype.ANY) or not addresses:
             return []
+        # --8<-- [start:respond_part4]
         turn = next(self._turn) % len(addresses)
         records = dns.rrset.RRset(question.name, dns.rdataclass.IN, dns.rdatatype.A)
         records.update_ttl(TTL)
         for address in addresses[turn:] + addresses[:turn]:  # an rdataset keeps the order of its adds
             records.add(dns.rdtypes.IN.A.A(dns.rdataclass.IN, dns.rdatatype.A, address))
         return [records]
+        # --8<-- [end:respond_part4]
     # --8<-- [end:respond]
 
     def _pointer(self, asker: str, question: dns.rrset.RRset) -> list[dns.rrset.RRset] | None:

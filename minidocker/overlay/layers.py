@@ -158,8 +158,10 @@ class LayerStore:
             os.close(fd)
 
     # --8<-- [start:add]
+    # --8<-- [start:add_part1]
     def add(self, source: str | os.PathLike | BinaryIO, *, expected_diff_id: str | None = None,
             compression: str | None = None, holder: str | None = None, trusted: bool = False) -> str:
+    # --8<-- [end:add_part1]
         """Unpack a layer tar (a path or a stream; gzip, zstd or plain) into the store; return its diff ID.
 
         The tar is read once, as a stream: unpacked into a scratch directory while its sha256 is
@@ -172,6 +174,7 @@ class LayerStore:
 
             >>> store.add(layer_blob, expected_diff_id=diff_id)   # a pull: hashed even if stored
         """
+        # --8<-- [start:add_part2]
         if expected_diff_id is not None:
             expected_diff_id = canonical(expected_diff_id)
             if self.has(expected_diff_id):
@@ -206,6 +209,7 @@ class LayerStore:
                 if holder:
                     self._hold(diff_id, holder)
         return diff_id
+        # --8<-- [end:add_part2]
     # --8<-- [end:add]
 
     def _new_link(self, diff_id: str) -> str:
@@ -284,6 +288,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
     stage on a ROOTFS directory) costs an lstat(2) per file instead of packing and hashing it all.
     A tar file is remembered the same way, by one stat(2).
     """
+    # --8<-- [start:import_rootfs_part2]
     if not os.fspath(source):  # Path("") would be ".", the current directory
         raise LayerError("cannot import '': no path given")
     source = Path(source)
@@ -306,6 +311,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
         if holder:
             store.ref(known, holder)
         return known
+    # --8<-- [end:import_rootfs_part2]
 
     import threading  # only when a directory must be packed
 
@@ -333,6 +339,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
             raise LayerError(f"cannot pack {str(source)!r}: {failure[0]}")
         return result
 
+    # --8<-- [start:import_rootfs_part3]
     digest = packed(lambda stream: _tar.tar_digest(stream, "none"))
     diff_id = packed(lambda stream: store.add(stream, expected_diff_id=digest, compression="none",
                                               holder=holder, trusted=True))
@@ -340,6 +347,7 @@ def import_rootfs(store: LayerStore, source: str | os.PathLike, *, holder: str |
         store.remember(fingerprint, diff_id)
     return diff_id
 # --8<-- [end:import_rootfs]
+# --8<-- [end:import_rootfs_part3]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -159,6 +159,7 @@ _MODULE_SEEN = ("$(if [ $s = 38 ]; then echo ENOSYS: this kernel has no module s
                 "was the only thing in the way; else echo the kernel looked at the module: errno $s; fi)")
 _VSOCK_OPENED = ("$(if [ $s = 0 ]; then echo opened an AF_VSOCK socket, connected it nowhere; "
                  "else echo the kernel answered errno $s, not the filter: no vsock here; fi)")
+# --8<-- [start:attacks_part1]
 ATTACKS = [
     Attack("chroot breakout (chapter 01)", "PID + mount namespaces; mount needs CAP_SYS_ADMIN",
            "{breakout}", undefended=("--privileged", "--pid", "host")),
@@ -172,6 +173,7 @@ ATTACKS = [
     Attack("read the host's kernel log through mknod", "devices cgroup (here even with CAP_SYSLOG)",
            "mknod /dev/hostkmsg c 1 11 && head -n1 /dev/hostkmsg | grep . && echo read the host kernel log",
            ("--privileged",), defended=("--cap-add", "SYSLOG"), requires=_needs_file("/dev/kmsg")),
+# --8<-- [end:attacks_part1]
     Attack("write /proc/sysrq-trigger (reboot, crash)", "read-only path",
            "exec 3>>/proc/sysrq-trigger && echo opened it for writing, wrote nothing",
            ("--security-opt", "systempaths=unconfined"), requires=_needs_file("/proc/sysrq-trigger")),
@@ -187,10 +189,12 @@ ATTACKS = [
            ("--security-opt", "systempaths=unconfined")),
     Attack("write to /sys (uevent_helper & co)", "read-only /sys",
            "exec 3>>{sys_file} && echo opened {sys_file} for writing, wrote nothing", ("--privileged",)),
+    # --8<-- [start:attacks_part2]
     Attack("load a kernel module", "seccomp (and CAP_SYS_MODULE)",
            _expect("/attack/init_module", "[ $s != 1 ]", _MODULE_SEEN),
            ("--privileged",), requires=_needs_probes,
            probes={"init_module": lambda t: _elf.syscall_program(175, b"garbage", 7, b"\0")}),
+    # --8<-- [end:attacks_part2]
     Attack("reboot the host", "seccomp and CAP_SYS_BOOT",
            _expect("/attack/reboot", "[ $s = 22 ]", "EINVAL: wrong magic numbers, but allowed to reboot"),
            ("--privileged",), requires=_needs_probes,
@@ -232,12 +236,14 @@ ATTACKS = [
            "/attack/shocker; s=$?; [ $s = 0 ] || {{ echo errno $s >&2; exit 1; }}",
            ("--cap-add", "DAC_READ_SEARCH"), requires=_needs_probes,
            probes={"shocker": lambda t: shocker_program(t.marker)}),
+    # --8<-- [start:attacks_part3]
     Attack("setuid binary as a user (no-new-privileges)", "no_new_privs: setuid bits ignored",
            _expect("su -s /bin/sh attacker -c /attack/setuid0", "[ $s = 0 ]",
                    "user 1000 became root through a setuid file"),
            (), defended=("--security-opt", "no-new-privileges"),
            probes={"setuid0": lambda t: _elf.syscall_program(105, 0)}, requires=_needs_probes),
 ]
+    # --8<-- [end:attacks_part3]
 # --8<-- [end:attacks]
 
 

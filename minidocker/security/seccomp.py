@@ -58,6 +58,7 @@ FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": _syscalls.SECCOMP_FILTER_FLAG_TSYNC,
          "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _syscalls.SECCOMP_FILTER_FLAG_SPEC_ALLOW}
 
 # --8<-- [start:allowed]
+# --8<-- [start:allowed_part1]
 # What any program may call: files, memory, processes, signals, time, sockets, IPC. The kernel's
 # own permission checks (and the capabilities left) still apply to each call. This is Docker's
 # list (moby/profiles, June 2026), call for call: no io_uring_* since Docker 25 (see the chapter).
@@ -98,6 +99,7 @@ _ALLOWED = """
     msgget msgsnd msgrcv msgctl semget semop semtimedop semctl shmget shmat shmdt shmctl mq_open
     mq_unlink mq_timedsend mq_timedreceive mq_notify mq_getsetattr
 """
+# --8<-- [end:allowed_part1]
 # The same calls under the names that 32-bit machines (i386, arm...) give them: *32 for 32-bit
 # user ids, *64 file offsets, *_time64 clocks, and the multiplexers socketcall and ipc. A machine
 # without them (x86-64) skips them, as libseccomp does.
@@ -114,6 +116,7 @@ _ALLOWED_ELSEWHERE = """
 """
 ALLOWED = _ALLOWED.split() + _ALLOWED_ELSEWHERE.split()
 
+# --8<-- [start:allowed_part2]
 # Allowed only when the container has the capability that the syscall needs anyway.
 WITH_CAPABILITY = {
     "DAC_READ_SEARCH": "open_by_handle_at",
@@ -128,6 +131,7 @@ WITH_CAPABILITY = {
     "SYS_TTY_CONFIG": "vhangup", "SYS_NICE": "get_mempolicy set_mempolicy mbind set_mempolicy_home_node",
     "SYSLOG": "syslog", "BPF": "bpf", "PERFMON": "perf_event_open",
 }
+# --8<-- [end:allowed_part2]
 # --8<-- [end:allowed]
 
 # Calls of one machine only; a rule for another machine does not apply here (see _applies).

@@ -73,12 +73,15 @@ def _options(request: web.Request) -> dict[str, Any]:
 
 
 # --8<-- [start:post_build]
+# --8<-- [start:post_build_part1]
 @routes.post("/build")
 async def post_build(request: web.Request) -> web.StreamResponse:
     """``docker build``: store the body, build in a thread, stream its events; errors as the last line."""
+# --8<-- [end:post_build_part1]
     from minidocker.build import builder as build
     from minidocker.build.cache import BuildCache
 
+    # --8<-- [start:post_build_part2]
     options, quiet = _options(request), flag(request, "q")
     store = request.app["images"].store
     loop = asyncio.get_running_loop()
@@ -97,13 +100,17 @@ async def post_build(request: web.Request) -> web.StreamResponse:
                                cache=BuildCache(layer_store=store.layers), **options)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
+    # --8<-- [end:post_build_part2]
 
+    # --8<-- [start:post_build_part3]
     with tempfile.NamedTemporaryFile(dir=store.root / "tmp", prefix=f"{os.getpid()}-context-") as context:
+    # --8<-- [end:post_build_part3]
         async for chunk in request.content.iter_chunked(1 << 20):
             context.write(chunk)
         context.flush()
         if not await loop.run_in_executor(None, tarfile.is_tarfile, context.name):
             _dockerfile_alone(context, options["dockerfile"])  # ``docker build - < Dockerfile``
+        # --8<-- [start:post_build_part4]
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         job = loop.run_in_executor(None, work, context.name)
@@ -116,6 +123,7 @@ async def post_build(request: web.Request) -> web.StreamResponse:
             image_id = await job
             if quiet:
                 await response.write(json.dumps({"stream": image_id + "\n"}).encode() + b"\r\n")
+        # --8<-- [end:post_build_part4]
         except Exception as e:  # the headers are gone: the error is the stream's last line
             detail: dict[str, Any] = {"message": str(e)}
             code = getattr(e, "exit_code", 0)
@@ -123,9 +131,11 @@ async def post_build(request: web.Request) -> web.StreamResponse:
                 detail["code"] = code  # the CLI exits with the failed command's status
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await response.write(json.dumps({"errorDetail": detail, "error": str(e)}).encode() + b"\r\n")
+    # --8<-- [start:post_build_part5]
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response
+    # --8<-- [end:post_build_part5]
 # --8<-- [end:post_build]
 
 

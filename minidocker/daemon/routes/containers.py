@@ -483,6 +483,7 @@ async def resize(request: web.Request) -> web.Response:
 
 # --8<-- [start:logs]
 @routes.get("/containers/{id}/logs")
+# --8<-- [start:logs_part1]
 async def logs(request: web.Request) -> web.StreamResponse:
     """The json-file log, framed like attach output; with ``follow`` until the container stops."""
     c = container(request)
@@ -492,6 +493,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     tail = request.query.get("tail", "all")
     count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
     try:
+# --8<-- [end:logs_part1]
         since = float(request.query.get("since") or 0)  # a UNIX time, as Docker's API takes it
     except ValueError:
         raise errors.InvalidArgument(f"invalid since {request.query['since']!r}: a UNIX time in "
@@ -499,7 +501,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stamps = flag(request, "timestamps")
 
     def render(entries: list[dict]) -> bytes:
+    # --8<-- [start:logs_part2]
         out = []
+    # --8<-- [end:logs_part2]
         for e in entries:
             if not streams.get(e.get("stream"), False) or (since and _epoch(e["time"]) < since):
                 continue
@@ -508,6 +512,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         return b"".join(out)
 
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if c.tty
+    # --8<-- [start:logs_part3]
                                            else "application/vnd.docker.multiplexed-stream"})
     await response.prepare(request)
     path = c.dir / "json.log"
@@ -534,6 +539,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await response.write_eof()
     return response
 # --8<-- [end:logs]
+    # --8<-- [end:logs_part3]
 
 
 def _epoch(stamp: str) -> float:
