@@ -38,7 +38,8 @@ _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user",
                "--pids-limit", "--stop-timeout", "--stop-signal", "--name", "-l", "--label", "--cap-add",
                "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns", "--ip", "--ip6",
                "--network-alias", "--net-alias", "--mac-address", "--restart", "--health-cmd",
-               "--health-interval", "--health-timeout", "--health-retries", "--health-start-period"}
+               "--health-interval", "--health-timeout", "--health-retries", "--health-start-period",
+               "--runtime"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -61,6 +62,7 @@ def _run_parser(command: str) -> Any:
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("--rm", action="store_true")
     p.add_argument("--init", action="store_true")
+    p.add_argument("--runtime", default="", help="the runtime to run it on (default: the daemon's)")
     p.add_argument("--name", default="")
     p.add_argument("-e", "--env", action="append", default=[])
     p.add_argument("-l", "--label", action="append", default=[])
@@ -267,6 +269,8 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
                        "CapAdd": opts.cap_add, "CapDrop": opts.cap_drop,
                        "SecurityOpt": [_security_opt(o) for o in opts.security_opt],
                        "Ulimits": [_ulimit(u) for u in opts.ulimit]}}
+    if opts.runtime:
+        body["HostConfig"]["Runtime"] = opts.runtime
     mode, endpoints = networks(opts)
     body["HostConfig"]["NetworkMode"] = mode
     if endpoints:  # the first network; the others are connected after create (see _create)

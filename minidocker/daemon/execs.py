@@ -36,8 +36,13 @@ class ExecSession:
 
     # --8<-- [start:exec_start]
     @classmethod
-    def start(cls, container_pid: int, spec: Any, config: dict, request: dict) -> ExecSession:
-        """Start ``request["Cmd"]`` in the container with its env, working dir, user and terminal."""
+    def start(cls, container_pid: int, spec: Any, config: dict, request: dict,
+              spawn: Any = None) -> ExecSession:
+        """Start ``request["Cmd"]`` in the container with its env, working dir, user and terminal.
+
+        ``spawn(argv, env, cwd, user, tty) -> pid``, if given, starts it instead: the container's
+        runtime's own exec (:mod:`minidocker.daemon.runtimes`), with our stdio as its standard fds.
+        """
         tty = bool(request.get("Tty"))
         rows, columns = (request.get("ConsoleSize") or [24, 80])[:2]
         io = stdio.Stdio.terminal(rows or 24, columns or 80) if tty else \
@@ -60,6 +65,9 @@ class ExecSession:
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         try:
             with io.as_standard_fds():
+                if spawn is not None:
+                    pid = spawn(list(request["Cmd"]), env, request.get("WorkingDir") or spec.cwd, user, tty)
+                    return cls(pid, io, report_r)
                 pid = nsenter.spawn_in(container_pid, request["Cmd"], env,
                                        request.get("WorkingDir") or spec.cwd, report_w, hooks, restrict)
         finally:

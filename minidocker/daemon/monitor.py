@@ -39,7 +39,7 @@ from minidocker.core.process import EngineError
 from minidocker.core.spec import ORDER_FIRST
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
 from minidocker.core.units import parse_size
-from minidocker.daemon import engine, health, stdio
+from minidocker.daemon import engine, health, runtimes, stdio
 from minidocker.daemon.containers import start_time
 from minidocker.daemon.execs import ExecSession
 from minidocker.daemon.logs import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, JsonLog
@@ -241,7 +241,7 @@ class Monitor:
             conn.target = self._stdio() if request.get("stdin") else None  # input may come before start
             self._reply(conn, {"ok": True})
         elif op == "start":  # after the daemon has attached the clients that were waiting
-            self._reply(conn, self._start(), close=True)
+            self._reply(conn, self._start(request.get("runtime") or {}), close=True)
         elif op == "resize":
             if self.io:
                 self.io.resize(int(request["h"]), int(request["w"]))
@@ -261,12 +261,18 @@ class Monitor:
 
     # ---- the container ----------------------------------------------------------------------
     # --8<-- [start:start]
-    def _start(self) -> dict:
-        """Create the container through the engine's stages, as its parent; report pid or error."""
+    def _start(self, runtime: dict) -> dict:
+        """Create the container through the engine's stages, as its parent; report pid or error.
+
+        ``runtime`` is the daemon's word on who starts it (:mod:`minidocker.daemon.runtimes`): our
+        engine, or the launcher a plug-in registered for its kind, given the spec the stages made.
+        """
         if self.container is not None or self.finished:
             return {"error": "already started"}
         cfg = self.config["Config"]
         try:
+            kind = runtime.get("kind", "engine")
+            launch = None if kind == "engine" else runtimes.LAUNCHERS[kind]  # a plug-in's
             self._stdio()
             argv = engine.stage_argv(self.config)
             with self.io.as_standard_fds():
@@ -276,7 +282,10 @@ class Monitor:
                     self.spec.add_hook("before_exec", stdio.take_terminal, order=ORDER_FIRST)
                 if self.config.get("Mounts"):
                     self.spec.add_hook("before_pivot", volume_mounts(self.config["Mounts"]))
-                self.container = engine.start(self.spec)
+                if launch:
+                    self.container = launch(runtime, self.spec, self.config)
+                else:
+                    self.container = engine.start(self.spec)
             self.io.started()
         except EngineError as e:
             self._record_exit(e.exit_code, str(e))
@@ -382,7 +391,8 @@ class Monitor:
             self._reply(conn, {"error": "container is not running"}, close=True)
             return
         try:
-            session = ExecSession.start(self.container.pid, self.spec, self.config, request)
+            session = ExecSession.start(self.container.pid, self.spec, self.config, request,
+                                        getattr(self.container, "spawn_exec", None))
         except (EngineError, OSError) as e:
             self._reply(conn, {"error": str(e)}, close=True)
             return
@@ -393,7 +403,8 @@ class Monitor:
 
     def _probe(self, argv: list[str]) -> ExecSession:
         """Start one healthcheck probe: an exec of ``argv`` with the container's env, user and dir."""
-        return ExecSession.start(self.container.pid, self.spec, self.config, {"Cmd": argv, "Tty": False})
+        return ExecSession.start(self.container.pid, self.spec, self.config, {"Cmd": argv, "Tty": False},
+                                 getattr(self.container, "spawn_exec", None))
 
     def _exec_exited(self, pidfd: int) -> None:
         session = self.execs.pop(pidfd)

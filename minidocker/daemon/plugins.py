@@ -10,8 +10,11 @@ A plug-in module may define:
 * ``install(app, hooks)``: called once by the daemon, before the built-in routes are added (so
   its routes win over a built-in one with the same method and path), with the :class:`Hooks`
   it may add callbacks to;
+* ``add_daemon_arguments(parser)`` and ``read_daemon_arguments(args, config)``: options of its own
+  on ``minidockerd``'s command line (``--add-runtime NAME=PATH``), read into the daemon's config;
 * nothing else is needed for the engine side: importing the module is its chance to register
-  itself with an earlier chapter's registry (chapter 05's ``register_mode`` for ``--network``).
+  itself with an earlier chapter's registry (chapter 05's ``register_mode`` for ``--network``,
+  :mod:`minidocker.daemon.runtimes`' launchers for ``--runtime``).
 
 Example::
 
@@ -28,7 +31,7 @@ from typing import Any
 
 from minidocker.core import plugins
 
-__all__ = ["Hooks", "discover", "install"]
+__all__ = ["Hooks", "add_daemon_arguments", "discover", "install", "read_daemon_arguments"]
 
 log = logging.getLogger("minidockerd")
 
@@ -83,3 +86,17 @@ def install(app: Any) -> Hooks:
             module.install(app, hooks)
     return hooks
 # --8<-- [end:install]
+
+
+def add_daemon_arguments(parser: Any) -> None:
+    """Let each plug-in add its options to ``minidockerd``'s parser (an ``argparse`` parser)."""
+    for module in discover():
+        if hasattr(module, "add_daemon_arguments"):
+            module.add_daemon_arguments(parser)
+
+
+def read_daemon_arguments(args: Any, config: dict) -> None:
+    """Let each plug-in read its options (parsed ``args``) into the daemon's ``config``."""
+    for module in discover():
+        if hasattr(module, "read_daemon_arguments"):
+            module.read_daemon_arguments(args, config)

@@ -42,7 +42,7 @@ from minidocker.core import syscalls as _syscalls
 from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
 from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
-from minidocker.daemon import engine, events, hijack, places, plugins, stats
+from minidocker.daemon import engine, events, hijack, places, plugins, runtimes, stats
 from minidocker.daemon.routes import archive as api_archive
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
@@ -125,9 +125,14 @@ def create_app(config: dict[str, Any] | None = None) -> web.Application:
     app["execs"] = {}
     app["events"] = events.Broker()  # GET /events, and what the others emit (daemon/events.py)
     app["daemon_id"] = _daemon_id()
+    app["runtimes"] = runtimes.Runtimes()  # ours; plug-ins add theirs (daemon/runtimes.py)
     app.on_response_prepare.append(_headers)
     hooks = plugins.install(app)  # later chapters (first: their routes win over the built-in ones)
     app["supervisor"].hooks, app["supervisor"].app = hooks, app
+    try:  # --default-runtime: ours, or one a plug-in added
+        app["runtimes"].default = app["runtimes"].find(app["config"].get("default-runtime")).name
+    except errors.InvalidArgument as e:
+        raise SystemExit(f"minidockerd: --default-runtime: {e}") from None
     api_build.register(app)  # chapter 08 (first: its /build/prune replaces the placeholder below)
     for table in (api_system.routes, api_containers.routes, api_streams.routes, api_images.routes,
                   api_networks.routes, api_archive.routes, api_swarm.routes, stats.routes, events.routes):
@@ -287,6 +292,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], dict[str, Any]]:
                         help="run every container in a user namespace, its root uid 100000 on the host "
                              "(docker run --userns=host opts out)")
     parser.add_argument("--debug", action="store_true")
+    plugins.add_daemon_arguments(parser)  # later chapters' options (--add-runtime ...)
     args = parser.parse_args(argv)
     config: dict[str, Any] = {}
     if os.path.exists(args.config_file):
@@ -302,6 +308,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], dict[str, Any]]:
     config["insecure-tcp"] = args.insecure_tcp or config.get("insecure-tcp", False)
     config["registry-mirrors"] = config.get("registry-mirrors", []) + args.registry_mirror
     config["debug"] = args.debug or config.get("debug", False)
+    plugins.read_daemon_arguments(args, config)
     hosts = args.host or config.get("hosts") or [f"unix://{default_socket()}"]
     return hosts, config
 

@@ -126,13 +126,14 @@ class Supervisor:
                 raise errors.Conflict(f"container {c.id} is being removed")
             for hook in getattr(self.hooks, "container_start", None) or []:  # a plug-in may refuse
                 await hook(self.app, c)
+            runtime = self.runtime(c)  # one the daemon no longer knows (restarted without it): a 400
             pid = await self._spawn_monitor(c)
             c.state.update(Status="starting")
             self._watch(c, pid, child=True)
             for attach in c.pending_attach:
                 await attach.connect()
             c.pending_attach.clear()
-            reply = await self.ask(c, {"op": "start"})
+            reply = await self.ask(c, {"op": "start", "runtime": runtime.start_options()})
             if "error" in reply:
                 await self._gone(c)  # the monitor recorded the failure and exits
                 kind = errors.InvalidArgument if reply.get("code", 125) in (126, 127) else errors.Failed
@@ -335,9 +336,19 @@ class Supervisor:
             raise errors.NotRunning(c.id)
         events.container_event(self.app, c, "kill", signal=signum)
         try:
-            os.kill(int(c.state["Pid"]), signum)
-        except ProcessLookupError:
-            pass
+            self.runtime(c).signal(c.id, int(c.state["Pid"]), signum)
+        except (ProcessLookupError, errors.InvalidArgument):  # gone, or a runtime no longer configured
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(c.state["Pid"]), signum)
+
+    def runtime(self, c: Container) -> Any:
+        """The runtime ``c`` runs on (``HostConfig.Runtime``; ours for a container made before runtimes)."""
+        runtimes = self.app["runtimes"] if self.app is not None and "runtimes" in self.app else None
+        if runtimes is None:
+            from minidocker.daemon.runtimes import Runtimes
+
+            runtimes = Runtimes()
+        return runtimes.find(c.config["HostConfig"].get("Runtime"))
 
     # --8<-- [start:stop]
     async def stop(self, c: Container, timeout: float | None = None, signum: int | None = None) -> bool:

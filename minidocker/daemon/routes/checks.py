@@ -90,7 +90,7 @@ IGNORED_HOST = {
     "BlkioDeviceWriteIOps": (), "Devices": (), "DeviceRequests": (), "DeviceCgroupRules": (),
     "Dns": (), "DnsOptions": (), "DnsSearch": (), "ExtraHosts": (), "GroupAdd": (), "Links": (),
     "VolumesFrom": (), "VolumeDriver": (), "Mounts": (), "Tmpfs": (), "ShmSize": (), "Sysctls": (),
-    "StorageOpt": (), "CgroupParent": (), "Cgroup": (), "UTSMode": (), "Runtime": ("runc",),
+    "StorageOpt": (), "CgroupParent": (), "Cgroup": (), "UTSMode": (),
     "IpcMode": ("private", "shareable"), "CgroupnsMode": ("private",), "Isolation": ("default",),
     "IOMaximumBandwidth": (), "IOMaximumIOps": (), "Annotations": (),
 }

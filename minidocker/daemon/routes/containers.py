@@ -125,6 +125,7 @@ async def create(request: web.Request) -> web.Response:
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise errors.InvalidArgument(f"invalid container config: {key} must be a list of strings")
     host = _host_config(body.get("HostConfig"))
+    host["Runtime"] = request.app["runtimes"].find(host.get("Runtime")).name  # as dockerd: the default named
     for key in ("Labels", "ExposedPorts", "Volumes"):  # merged with the image's: objects or nothing
         if not isinstance(body.get(key) or {}, dict):
             raise errors.InvalidArgument(f"invalid container config: {key} must be an object")
