@@ -134,7 +134,7 @@ def test_chapters_include_code_instead_of_pasting_it() -> None:
         text = chapter.read_text()
         for block in re.findall(r"```python\n(.*?)```", text, re.S):
             lines = [line for line in block.splitlines() if line.strip()]
-            assert all(line.startswith("--8<--") or line.strip() == "# …" for line in lines), \
+            assert all(line.strip().startswith("--8<--") or line.strip() == "# …" for line in lines), \
                 f"{chapter.name} pastes code:\n{block}"
         pages = ("00-teachers.md", "00-benchmarks.md")  # pages for teachers and the numbers, not chapters
         assert "## Check your work" in text or chapter.name in pages, chapter.name
