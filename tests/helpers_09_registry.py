@@ -112,6 +112,10 @@ class Dockerd:
         self.base = base
         self.socket = base / "docker.sock"
         self.env = {**os.environ, "DOCKER_CONFIG": str(base / "client-config")}
+        # A config that names its credential helpers gets no default one from the host (the docker
+        # CLI picks docker-credential-pass where it is installed): logins stay in this file.
+        (base / "client-config").mkdir(exist_ok=True)
+        (base / "client-config" / "config.json").write_text('{"credHelpers": {"example.invalid": "none"}}')
         self.process: subprocess.Popen | None = None
         self.client = shutil.which("docker")
         # Absolute (a relative parent goes under dockerd's own cgroup, wherever that is), and named

@@ -128,14 +128,12 @@ def test_each_chapter_has_its_notebook_and_tests() -> None:
 
 
 def test_chapters_include_code_instead_of_pasting_it() -> None:
-    """A ```python block in a chapter may only hold snippet includes (and ``# …`` where a listing
-    leaves lines out): the code lives in the package."""
+    """A ```python block in a chapter may only hold snippet includes: the code lives in the package."""
     for chapter in sorted((ROOT / "chapters").glob("*.md")):
         text = chapter.read_text()
         for block in re.findall(r"```python\n(.*?)```", text, re.S):
             lines = [line for line in block.splitlines() if line.strip()]
-            assert all(line.strip().startswith("--8<--") or line.strip() == "# …" for line in lines), \
-                f"{chapter.name} pastes code:\n{block}"
+            assert all(line.startswith("--8<--") for line in lines), f"{chapter.name} pastes code:\n{block}"
         pages = ("00-teachers.md", "00-benchmarks.md")  # pages for teachers and the numbers, not chapters
         assert "## Check your work" in text or chapter.name in pages, chapter.name
 

@@ -56,6 +56,10 @@ def test_docker_login_then_push_and_pull(daemon, users, tmp_path):
         print("skipped: no docker CLI here (apt-get install docker.io)")
         pytest.skip("no docker CLI here: apt-get install docker.io")
     env = {**daemon.env, "DOCKER_HOST": daemon.host, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    # A config that names its credential helpers gets no default one from the host (the docker CLI
+    # picks docker-credential-pass where it is installed): the login stays in this file.
+    (tmp_path / "docker-config").mkdir()
+    (tmp_path / "docker-config" / "config.json").write_text('{"credHelpers": {"example.invalid": "none"}}')
 
     def docker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return run([DOCKER, *args], env, stdin)

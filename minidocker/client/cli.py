@@ -238,10 +238,11 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
         return 125
     from minidocker.client.client import APIError, DaemonUnreachable
     # --8<-- [start:main_part4]
+    from minidocker.core.process import EngineError
 
     try:
         return run(make_client(options), rest)
-    except DaemonUnreachable as e:  # also a bad -H or DOCKER_API_VERSION: one line
+    except (DaemonUnreachable, EngineError) as e:  # also a bad -H, a credential helper missing: one line
         print(f"minidocker: {e}", file=sys.stderr)
         return 125 if command in ("run", "create") else 1
     except APIError as e:

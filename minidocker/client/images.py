@@ -51,12 +51,15 @@ def _auth_headers(name: str) -> dict[str, str]:
     The daemon uses these credentials rather than its own: the user logged in here, on the client.
     """
     from minidocker.core import dockerconfig as _dockerconfig
+    from minidocker.core.errors import Failed
 
     try:
         header = _dockerconfig.registry_auth_header(_dockerconfig.registry_of(name))
     except ValueError as e:  # a broken config file: go on without credentials, as docker does
         print(f"WARNING: {e}", file=sys.stderr)
         return {}
+    except Failed as e:  # a credential helper that is missing or fails: docker stops there too
+        raise Failed(f"error getting credentials: {e}") from None
     return {"X-Registry-Auth": header} if header else {}
 
 
@@ -308,20 +311,35 @@ def login(client: Client, argv: list[str]) -> int:
     answer = client.json("POST", "/auth", None, {"username": username, "password": password,
                                                  "serveraddress": opts.server})
     from minidocker.core import dockerconfig as _dockerconfig
+    from minidocker.core.process import EngineError
 
-    _dockerconfig.store_credentials(opts.server, username, password)
+    try:
+        _dockerconfig.store_credentials(opts.server, username, password)
+    except (EngineError, ValueError) as e:  # a helper that failed or is missing, a broken config file
+        print(f"Error saving credentials: {e}", file=sys.stderr)
+        return 1
+    if not _dockerconfig.helper_for(opts.server):
+        print(f"WARNING! Your password will be stored unencrypted in {_dockerconfig.config_path()}.\n"
+              "Configure a credential helper to remove this warning (\"credsStore\": \"minidocker\").",
+              file=sys.stderr)
     print(answer["Status"])
     return 0
 
 
 def logout(client: Client, argv: list[str]) -> int:
+    """Forget the credentials of a registry, in its credential helper and in the config file."""
     p = parser("logout", "[SERVER]")
     p.add_argument("server", nargs="?", default="docker.io")
     server = p.parse_args(argv).server
     from minidocker.core import dockerconfig as _dockerconfig
+    from minidocker.core.process import EngineError
 
-    print(f"Removing login credentials for {server}" if _dockerconfig.erase_credentials(server)
-          else f"Not logged in to {server}")
+    try:
+        erased = _dockerconfig.erase_credentials(server)
+    except (EngineError, ValueError) as e:  # the file's entry is gone; the helper could not erase
+        print(f"WARNING: could not erase credentials: {server}: {e}", file=sys.stderr)
+        erased = True
+    print(f"Removing login credentials for {server}" if erased else f"Not logged in to {server}")
     return 0
 
 

@@ -10,7 +10,13 @@ Docker's, because credentials belong to a person, not to the engine. It holds
   comma-separated, overrides it);
 * ``insecure-registries``: hosts spoken to without TLS verification (loopback needs no entry).
 
-The file is written atomically with mode 0600: it holds secrets in base64, which is not encryption.
+* ``credsStore``: the credential helper that keeps every registry's secret instead of ``auths``
+  (``"minidocker"`` runs ``docker-credential-minidocker``), and ``credHelpers``: ``{registry: helper}``,
+  which wins over ``credsStore`` for its registries (see :mod:`minidocker.core.credentials`). With a
+  helper, ``auths`` keeps only an empty ``{}`` per registry, as Docker's CLI writes it.
+
+The file is written atomically with mode 0600: without a helper it holds secrets in base64, which is
+not encryption.
 
 Credentials stay on the client's side: for each pull or push, the client sends the ones it holds for
 the image's registry to the daemon in the ``X-Registry-Auth`` header, base64url of the JSON
@@ -33,11 +39,12 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from minidocker.core import credentials as _credentials
 from minidocker.core.atomic import atomic_write
 
-__all__ = ["RegistryAuth", "config_path", "credentials_for", "erase_credentials", "insecure_registries",
-           "load", "mirrors", "parse_registry_auth", "registry_auth_header", "registry_of",
-           "store_credentials"]
+__all__ = ["RegistryAuth", "config_path", "credentials_for", "erase_credentials", "helper_for",
+           "insecure_registries", "load", "mirrors", "parse_registry_auth", "registry_auth_header",
+           "registry_of", "store_credentials"]
 
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 
@@ -67,19 +74,60 @@ def _save(data: dict[str, Any]) -> None:
 
 
 def _key(registry: str) -> str:
-    return DOCKER_HUB_AUTH_KEY if registry in ("docker.io", "index.docker.io") else registry
+    """The key of ``registry`` in ``auths`` and in a helper: its host (Docker's ``ConvertToHostname``),
+    or Docker Hub's URL."""
+    if registry == DOCKER_HUB_AUTH_KEY:
+        return registry
+    host = registry.removeprefix("https://").removeprefix("http://").partition("/")[0]
+    return DOCKER_HUB_AUTH_KEY if host in ("docker.io", "index.docker.io", "registry-1.docker.io") else host
 
 
-def credentials_for(registry: str) -> tuple[str, str] | None:
-    """The ``(username, password)`` stored for ``registry`` by ``login``, if any."""
-    entry = load().get("auths", {}).get(_key(registry)) or {}
+# --8<-- [start:helper_for]
+def helper_for(registry: str, config: dict[str, Any] | None = None) -> str | None:
+    """The credential helper that keeps the secret of ``registry``, or None: then ``auths`` keeps it.
+
+    As Docker's CLI: ``credHelpers[registry]`` wins over ``credsStore``, which wins over ``auths``
+    (an empty name in ``credHelpers`` sends that one registry back to ``auths``). Docker Hub's key
+    is ``https://index.docker.io/v1/``.
+
+        >>> helper_for("ghcr.io", {"credsStore": "pass", "credHelpers": {"ghcr.io": "minidocker"}})
+        'minidocker'
+    """
+    config = load() if config is None else config
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict) and isinstance(helpers.get(_key(registry)), str):
+        return helpers[_key(registry)] or None
+    store = config.get("credsStore")
+    return store if isinstance(store, str) and store else None
+# --8<-- [end:helper_for]
+
+
+def _stored(registry: str) -> tuple[str, str, str] | None:
+    """``(username, password, identity token)`` of ``registry``, from its helper or from ``auths``."""
+    config = load()
+    helper = helper_for(registry, config)
+    if helper:
+        found = _credentials.get(helper, _key(registry))
+        if found is None:
+            return None
+        if found.username == _credentials.TOKEN_USERNAME:
+            return "", "", found.secret
+        return found.username, found.secret, ""
+    entry = config.get("auths", {}).get(_key(registry)) or {}
+    token = entry.get("identitytoken") if isinstance(entry.get("identitytoken"), str) else ""
     if entry.get("username") and entry.get("password"):
-        return entry["username"], entry["password"]
+        return entry["username"], entry["password"], token
     with contextlib.suppress(ValueError):
         user, sep, secret = base64.b64decode(entry.get("auth", "")).decode().partition(":")
         if sep:
-            return user, secret
-    return None
+            return user, secret, token
+    return ("", "", token) if token else None
+
+
+def credentials_for(registry: str) -> tuple[str, str] | None:
+    """The ``(username, password)`` stored for ``registry`` by ``login``, if any (helper or file)."""
+    stored = _stored(registry)
+    return (stored[0], stored[1]) if stored and (stored[0] or stored[1]) else None
 
 
 class RegistryAuth(NamedTuple):
@@ -114,12 +162,10 @@ def registry_auth_header(registry: str) -> str | None:
     Docker's shape: base64url of ``{"username", "password", "serveraddress"}``, or of
     ``{"username", "identitytoken", "serveraddress"}`` when the file holds an identity token.
     """
-    entry = load().get("auths", {}).get(_key(registry)) or {}
-    credentials = credentials_for(registry)
-    token = entry.get("identitytoken") if isinstance(entry.get("identitytoken"), str) else ""
-    if credentials is None and not token:
+    stored = _stored(registry)
+    if stored is None:
         return None
-    user, password = credentials or ("", "")
+    user, password, token = stored
     auth = {"username": user, **({"identitytoken": token} if token else {"password": password}),
             "serveraddress": _key(registry)}
     return base64.urlsafe_b64encode(json.dumps(auth).encode()).decode()
@@ -154,21 +200,37 @@ def parse_registry_auth(header: str) -> RegistryAuth | None:
     return RegistryAuth((user, password)) if user or password else None
 
 
+# --8<-- [start:store_credentials]
 def store_credentials(registry: str, username: str, password: str) -> None:
-    """Remember credentials for ``registry`` (what ``docker login`` does without a helper)."""
-    data = load()
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    data.setdefault("auths", {})[_key(registry)] = {"auth": token}
+    """Remember credentials for ``registry``: in its credential helper if one is configured, else in
+    ``auths`` (base64, as ``docker login`` does without a helper).
+
+    With a helper the file gets ``"auths": {REGISTRY: {}}`` and never the secret (an old entry
+    holding one is replaced), as Docker's CLI does.
+    """
+    data, key = load(), _key(registry)
+    helper = helper_for(registry, data)
+    if helper:
+        _credentials.store(helper, key, username, password)
+        entry: dict[str, str] = {}
+    else:
+        entry = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+    data.setdefault("auths", {})[key] = entry
     _save(data)
+# --8<-- [end:store_credentials]
 
 
 def erase_credentials(registry: str) -> bool:
-    """Forget the credentials of ``registry``; False if there were none."""
-    data = load()
-    if data.get("auths", {}).pop(_key(registry), None) is None:
-        return False
-    _save(data)
-    return True
+    """Forget the credentials of ``registry``, in its helper and in ``auths``; False if there were none.
+
+    The file's entry goes even if the helper fails (its error is raised after, for a warning).
+    """
+    data, key = load(), _key(registry)
+    in_file = isinstance(data.get("auths"), dict) and data["auths"].pop(key, None) is not None
+    if in_file:
+        _save(data)
+    helper = helper_for(registry, data)
+    return (_credentials.erase(helper, key) if helper else False) or in_file
 
 
 def mirrors() -> list[str]:

@@ -157,7 +157,10 @@ def _login(args: argparse.Namespace) -> None:
     if not username or not password:
         raise EngineError("login needs a username and a password")
     registry.connect(server, (username, password)).check_login()
-    _dockerconfig.store_credentials(server, username, password)
+    _dockerconfig.store_credentials(server, username, password)  # in its credential helper, if any
+    if not _dockerconfig.helper_for(server):
+        print(f"WARNING! Your password will be stored unencrypted in {_dockerconfig.config_path()}.",
+              file=sys.stderr)
     print("Login Succeeded")
 
 
@@ -260,10 +263,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from minidocker.core import dockerconfig as _dockerconfig
 
         server = args.server or "docker.io"
-        if _dockerconfig.erase_credentials(server):
-            print(f"Removing login credentials for {server}")
-        else:
-            print(f"Not logged in to {server}")
+        try:
+            erased = _dockerconfig.erase_credentials(server)
+        except EngineError as e:  # the file's entry is gone; its credential helper could not erase
+            print(f"WARNING: could not erase credentials: {server}: {e}", file=sys.stderr)
+            erased = True
+        print(f"Removing login credentials for {server}" if erased else f"Not logged in to {server}")
     elif command == "registry":
         _registry(args.action, args.port)
     elif command == "seed":

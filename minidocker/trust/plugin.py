@@ -80,7 +80,7 @@ def pull_checks(request: Any, ref: reference.Reference) -> list[Any]:
         for policy in policies:
             policy.check(ref, digest, signatures)
         if fetched:  # for the checks at run (container_create)
-            kept.keep(digest, fetched)
+            kept.keep(ref.name, digest, fetched)
 
     return [check] if policies else []
 # --8<-- [end:pull_checks]
@@ -103,5 +103,5 @@ def container_create(app: Any, config: dict[str, Any]) -> None:
     ref = names[0] if names else reference.Reference("", "", digest=image.id)  # never pulled: no name
     pinned = [d.digest for d in map(reference.parse, image.repo_digests) if d.name == ref.name]
     digest = ref.digest or (pinned[0] if pinned else image.id)
-    policy.check(ref, digest, lambda: kept.kept(digest), action="run")
+    policy.check(ref, digest, lambda: kept.kept(ref.name, digest), action="run")
 # --8<-- [end:container_create]
