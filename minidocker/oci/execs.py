@@ -46,7 +46,12 @@ def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: st
     sets = specconv.process_capabilities(process)
     steps = sorted(specconv.process_hooks(process, hardening, sets), key=lambda step: step[2])
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
-    slave = _terminal(process, console_socket)
+    terminal = bool(process.get("terminal"))
+    if terminal and console_socket is None and not os.isatty(0):
+        raise EngineError("cannot allocate tty if runc will detach without setting console socket")
+    conn = console.connect(console_socket) if terminal and console_socket else None
+    size = process.get("consoleSize") or {}
+    size = (size.get("height", 0), size.get("width", 0))
     _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -54,10 +59,11 @@ def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: st
         helper = os.fork()
         if helper == 0:
             os.close(pid_r), os.close(report_r)
-            _join_and_fork(state["pid"], process, env, steps, slave, pid_w, report_w)
+            _join_and_fork(state["pid"], process, env, steps, (conn, size) if terminal else None, pid_w,
+                           report_w)
         os.close(pid_w), os.close(report_w)
-        if slave is not None:
-            os.close(slave)
+        if conn is not None:
+            os.close(conn)
         pid_text = read_report(pid_r)
         os.waitpid(helper, 0)
         problem = read_report(report_r)  # EOF: exec'd (or failed, with the reason)
@@ -74,23 +80,7 @@ def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: st
 # --8<-- [end:exec_process]
 
 
-def _terminal(process: dict, console_socket: str | None) -> int | None:
-    if not process.get("terminal"):
-        return None
-    if console_socket is None:
-        if os.isatty(0):
-            return os.dup(0)
-        raise EngineError("cannot allocate tty if runc will detach without setting console socket")
-    size = process.get("consoleSize") or {}
-    master, slave, name = console.open_terminal((size.get("height", 0), size.get("width", 0)))
-    try:
-        console.send_master(console_socket, master, name)
-    finally:
-        os.close(master)
-    return slave
-
-
-def _join_and_fork(pid: int, process: dict, env: dict, steps: list, slave: int | None, pid_w: int,
+def _join_and_fork(pid: int, process: dict, env: dict, steps: list, terminal: tuple | None, pid_w: int,
                    report_w: int) -> None:
     """In the helper: join the init's cgroup and namespaces, fork the process, report its pid, exit."""
     try:
@@ -101,8 +91,8 @@ def _join_and_fork(pid: int, process: dict, env: dict, steps: list, slave: int |
         if child == 0:
             os.close(pid_w)
             try:
-                if slave is not None:
-                    console.take_terminal(slave)
+                if terminal is not None:
+                    console.take_terminal(*terminal)
                 os.chdir(process.get("cwd") or "/")
                 for _point, hook, _order in steps:
                     hook()

@@ -134,7 +134,7 @@ def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, c
     spec = converted.spec
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # init's parent and init -> us: "pid N", "ready", "error ..."
     fifo = os.open(box.fifo, os.O_PATH | os.O_CLOEXEC)  # reopened by the init after pivot_root
-    slave = _terminal(converted, console_socket)
+    conn = _terminal(converted, console_socket) if converted.terminal else None
 
     def on_created(pid: int) -> None:  # in the init's parent, before the init goes
         if converted.oom_score_adj is not None:
@@ -155,39 +155,31 @@ def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, c
         hooks.run_hooks(converted.hooks, "startContainer", now)
 
     spec.add_hook("on_created", on_created)
-    if slave is not None:
-        spec.add_hook("before_exec", lambda: console.take_terminal(slave), order=ORDER_FIRST)
+    if converted.terminal:
+        size = converted.console_size
+        spec.add_hook("before_exec", lambda: console.take_terminal(conn, size), order=ORDER_FIRST)
     spec.add_hook("before_exec", wait_for_start, order=ORDER_FINAL - 1)
     helper = os.fork()
     if helper == 0:
+        if converted.terminal:  # the caller reads our output to its end: keep none of it open
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
         _init_parent(converted, ready_w)
     os.close(ready_w)
     os.close(fifo)
-    if slave is not None:
-        os.close(slave)
+    if conn is not None:
+        os.close(conn)
     return _wait_ready(ready_r, helper), helper
 # --8<-- [end:start_init]
 
 
 def _terminal(converted: specconv.Converted, console_socket: str | None) -> int | None:
-    """With process.terminal: a pty whose master goes to the console socket; the slave, for the init."""
-    if not converted.terminal:
-        return None
-    if console_socket is None:
-        if os.isatty(0):  # run in a terminal: the container shares it
-            slave = os.dup(0)
-            os.set_inheritable(slave, False)
-            return slave
+    """With process.terminal: the console socket, connected (None: share the caller's terminal)."""
+    if console_socket is None and not os.isatty(0):
         raise EngineError("cannot allocate tty if runc will detach without setting console socket")
-    master, slave, name = console.open_terminal(converted.console_size)
-    try:
-        console.send_master(console_socket, master, name)
-    except OSError as e:
-        os.close(slave)
-        raise EngineError(f"console socket {console_socket}: {e.strerror or e}") from None
-    finally:
-        os.close(master)
-    return slave
+    return None if console_socket is None else console.connect(console_socket)
 
 
 def _init_parent(converted: specconv.Converted, ready_w: int) -> None:
