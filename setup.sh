@@ -19,7 +19,7 @@ fi
 # check that it speaks the same language. Installed only when missing.
 PACKAGES="python3 python3-venv iproute2 ca-certificates nftables"
 if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo docker.io docker-compose graphviz crun"
+    PACKAGES="$PACKAGES docker-registry skopeo docker.io docker-compose golang-docker-credential-helpers pass gnupg graphviz crun"
 fi
 missing=""
 for p in $PACKAGES; do
