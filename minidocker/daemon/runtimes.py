@@ -64,6 +64,7 @@ class Runtime:
         os.kill(pid, signum)
 
 
+# --8<-- [start:Runtimes]
 class Runtimes:
     """The daemon's runtimes by name, and the default one (``dockerd --default-runtime``)."""
 
@@ -80,3 +81,4 @@ class Runtimes:
         if runtime is None:
             raise errors.InvalidArgument(f"unknown or invalid runtime name: {name}")
         return runtime
+# --8<-- [end:Runtimes]
