@@ -284,3 +284,38 @@ def test_user_workdir_env_hostname_and_hardening(daemon):
         assert exec_.stdout == "65534\nSeccomp:\t2\n"
     finally:
         daemon.cli("rm", "-f", "hard")
+
+
+def test_cp_pause_rename_top(daemon, tmp_path):
+    """``cp`` both ways (a file, a directory, ``-`` as a tar), ``pause``/``unpause``, ``rename``, ``top``."""
+    assert daemon.cli("run", "-d", "--name", "box", "busybox", "sh", "-c",
+                      "mkdir -p /srv/d && echo made > /srv/d/a && ln -s a /srv/d/link && sleep 60"
+                      ).returncode == 0
+    try:
+        (tmp_path / "in.txt").write_text("hello\n")
+        copied = daemon.cli("cp", str(tmp_path / "in.txt"), "box:/srv/renamed.txt")
+        assert copied.returncode == 0, copied.stderr
+        assert daemon.cli("exec", "box", "cat", "/srv/renamed.txt").stdout == "hello\n"
+        for _ in range(50):
+            if daemon.cli("exec", "box", "test", "-L", "/srv/d/link").returncode == 0:
+                break
+            time.sleep(0.1)
+        out = daemon.cli("cp", "box:/srv/d", str(tmp_path / "copy"))
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "copy" / "a").read_text() == "made\n"
+        assert os.readlink(tmp_path / "copy" / "link") == "a"
+        (tmp_path / "into").mkdir()
+        assert daemon.cli("cp", "box:/srv/d/a", str(tmp_path / "into")).returncode == 0
+        assert (tmp_path / "into" / "a").read_text() == "made\n"
+        tar = subprocess.run([sys.executable, "-m", "minidocker", "-H", daemon.host, "cp", "box:/srv/d/a",
+                              "-"], capture_output=True, env=daemon.env)
+        assert tar.returncode == 0 and b"made\n" in tar.stdout and tar.stdout[257:262] == b"ustar"
+        assert daemon.cli("pause", "box").stdout == "box\n"
+        assert "(Paused)" in daemon.cli("ps", "--format", "{{.Status}}").stdout
+        assert daemon.cli("unpause", "box").stdout == "box\n"
+        assert daemon.cli("rename", "box", "crate").returncode == 0
+        top = daemon.cli("top", "crate")
+        assert top.returncode == 0 and top.stdout.split()[0] == "UID" and "sleep 60" in top.stdout
+    finally:
+        daemon.cli("rm", "-f", "box")
+        daemon.cli("rm", "-f", "crate")

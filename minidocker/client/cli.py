@@ -37,7 +37,8 @@ __all__ = ["main", "make_client"]
 USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CERT --tlskey KEY] COMMAND
 
 containers:
-  run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff, port
+  run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff, port,
+  pause, unpause, rename, top, cp
 images:
   pull, push, images, rmi, tag, save, load, login, logout, build, history, builder prune
 groups (alone, each lists its commands; `minidocker container ls` is `minidocker ps`):
@@ -53,7 +54,8 @@ other:
 """
 
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
-                      "inspect", "wait", "stats", "commit", "diff", "port", "container", "events"}
+                      "inspect", "wait", "stats", "commit", "diff", "port", "container", "events", "pause",
+                      "unpause", "rename", "top", "cp"}
 IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
                   "volume", "version", "info", "system", "image", "container-prune", "image-prune"}
 
@@ -63,6 +65,7 @@ IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login
 GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
     "container": ("Manage containers", {
         "commit": ("commit", "Create a new image from a container's changes"),
+        "cp": ("cp", "Copy files/folders between a container and the local filesystem"),
         "create": ("create", "Create a new container"),
         "diff": ("diff", "Inspect changes to files or directories on a container's filesystem"),
         "exec": ("exec", "Execute a command in a running container"),
@@ -70,7 +73,9 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
         "kill": ("kill", "Kill one or more running containers"),
         "logs": ("logs", "Fetch the logs of a container"),
         "ls": ("ps", "List containers"),
+        "pause": ("pause", "Pause all processes within one or more containers"),
         "port": ("port", "List port mappings or a specific mapping for the container"),
+        "rename": ("rename", "Rename a container"),
         "restart": ("restart", "Restart one or more containers"),
         "rm": ("rm", "Remove one or more containers"),
         "prune": ("container-prune", "Remove all stopped containers"),
@@ -78,6 +83,8 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
         "start": ("start", "Start one or more stopped containers"),
         "stats": ("stats", "Display a live stream of container(s) resource usage statistics"),
         "stop": ("stop", "Stop one or more running containers"),
+        "top": ("top", "Display the running processes of a container"),
+        "unpause": ("unpause", "Unpause all processes within one or more containers"),
         "wait": ("wait", "Block until one or more containers stop, then print their exit codes")}),
     "image": ("Manage images", {
         "build": ("build", "Build an image from a Dockerfile"),

@@ -237,6 +237,11 @@ class Client:
         all_headers = {**self._headers(), "Content-Type": "application/json", **(headers or {})}
         _, answer = self._exchange(method, path, query, all_headers, data, timeout)
         assert answer is not None
+        if method == "HEAD":  # an answer to HEAD has no body, whatever its Content-Length says
+            answer.close()
+            if answer.status >= 400:
+                raise APIError(answer.status, answer.reason)
+            return answer
         return self._checked(answer)
 
     @staticmethod

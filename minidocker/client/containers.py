@@ -44,6 +44,39 @@ def kill(client: Client, argv: list[str]) -> int:
         "POST", f"/containers/{ref}/kill", {"signal": opts.signal}).read())
 
 
+def pause(client: Client, argv: list[str], action: str = "pause") -> int:
+    p = parser(action, "CONTAINER...")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    return _each(opts.containers, lambda ref: client.request("POST", f"/containers/{ref}/{action}").read())
+
+
+def rename(client: Client, argv: list[str]) -> int:
+    p = parser("rename", "CONTAINER NEW_NAME")
+    p.add_argument("container")
+    p.add_argument("name")
+    opts = p.parse_args(argv)
+    client.request("POST", f"/containers/{opts.container}/rename", {"name": opts.name}).read()
+    return 0
+
+
+def top(client: Client, argv: list[str]) -> int:
+    p = parser("top", "CONTAINER [ps OPTIONS]")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs="*")
+    opts = p.parse_args(argv)
+    query = {"ps_args": " ".join(opts.ps_args)} if opts.ps_args else None
+    answer = client.json("GET", f"/containers/{opts.container}/top", query)
+    print(table([answer["Titles"], *[[str(v) for v in row] for row in answer["Processes"]]]))
+    return 0
+
+
+def cp(client: Client, argv: list[str]) -> int:
+    from minidocker.client import copy
+
+    return copy.cp(client, argv)
+
+
 def rm(client: Client, argv: list[str]) -> int:
     p = parser("rm", "[-f] [-v] CONTAINER...")
     p.add_argument("-f", "--force", action="store_true")
@@ -252,5 +285,6 @@ def stats(client: Client, argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
     "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
-    "diff": diff, "stats": stats, "port": port, "events": events,
+    "diff": diff, "stats": stats, "port": port, "events": events, "pause": pause,
+    "unpause": lambda client, argv: pause(client, argv, "unpause"), "rename": rename, "top": top, "cp": cp,
 }
