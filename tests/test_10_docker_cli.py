@@ -191,6 +191,8 @@ def test_pause_unpause_and_stop_a_paused_container(docker):
         assert docker("logs", "frozen").stdout.count("tick") == before  # nothing ran meanwhile
         again = docker("pause", "frozen")
         assert again.returncode == 1 and "is already paused" in again.stderr
+        refused = docker("exec", "frozen", "true")
+        assert refused.returncode == 1 and "is paused, unpause the container before exec" in refused.stderr
         assert docker("unpause", "frozen").returncode == 0
         time.sleep(0.5)
         assert docker("logs", "frozen").stdout.count("tick") > before

@@ -11,9 +11,10 @@ parent (chapter 04's ``add_at``), and a tar coming in is unpacked member by memb
 verified directory (chapter 04's ``unpack_member``), as a hostile layer is.
 
 Which root? A running container's is ``/proc/PID/root``: the kernel's view of the container's own
-mount namespace, with its volumes and binds. A stopped one's overlay is mounted for the copy and
-unmounted after (its volumes are not there then: dockerd mounts them too; we copy the container's
-own filesystem only).
+mount namespace, with its volumes and binds; it is paused (its cgroup frozen) while we copy, so that
+no process of it can swap a directory we checked for a symlink between our steps (CVE-2018-15664).
+A stopped one's overlay is mounted for the copy and unmounted after (its volumes are not there
+then: dockerd mounts them too; we copy the container's own filesystem only).
 
 Example::
 
@@ -36,6 +37,7 @@ from typing import Any, BinaryIO
 
 from minidocker.core import errors
 from minidocker.core.rootpath import open_in_root
+from minidocker.daemon.images import paused
 from minidocker.overlay.tar import WHITEOUT_PREFIX, LayerError, add_at
 from minidocker.overlay.untar import open_dir, unpack_member
 
@@ -52,7 +54,8 @@ def container_root(images: Any, container: Any) -> Iterator[str]:
     """The directory that is the container's ``/``: its live root, or its overlay mounted for now."""
     pid = int(container.state.get("Pid") or 0) if container.running else 0
     if pid:
-        yield f"/proc/{pid}/root"
+        with paused(pid):  # nothing in it can swap a directory for a symlink while we walk it
+            yield f"/proc/{pid}/root"
         return
     try:
         fs = images.container_fs(container.id)

@@ -147,6 +147,8 @@ async def exec_create(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("No exec command specified")
     if not c.running:
         raise errors.NotRunning(c.id)
+    if c.paused:
+        raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
     exec_id = os.urandom(32).hex()
     request.app["execs"][exec_id] = {
         "ID": exec_id, "ContainerID": c.id, "Running": False, "ExitCode": None, "Pid": 0,
