@@ -121,10 +121,36 @@ def _cgroup(converted: specconv.Converted, config: dict) -> Cgroup:
         cgroup.remove()
         raise EngineError(f"cannot apply the devices cgroup: {getattr(e, 'strerror', None) or e}") from None
     spec.add_hook("on_created", cgroup.add, order=ORDER_FIRST)
-    wants_cgroupfs = any(m.get("type") == "cgroup" for m in config.get("mounts") or [])
-    if wants_cgroupfs and "cgroup" in spec.namespaces:
-        spec.add_hook("before_pivot", lambda root: mount_cgroupfs(root, cgroup))
+    if any(m.get("type") == "cgroup" for m in config.get("mounts") or []):
+        mount = mount_cgroupfs if "cgroup" in spec.namespaces else bind_cgroups
+        spec.add_hook("before_pivot", lambda root: mount(root, cgroup))
     return cgroup
+
+
+# --8<-- [start:bind_cgroups]
+def bind_cgroups(root: str, cgroup: Cgroup) -> None:
+    """Without a cgroup namespace: the container's own cgroup directories, read-only, at /sys/fs/cgroup.
+
+    A fresh cgroup mount would show the host's whole tree; runc binds the container's part of each
+    hierarchy instead, and so do we (docker 20.10 on a v1 host shares the host's cgroup namespace).
+    """
+    flags = _syscalls.MS_NOSUID | _syscalls.MS_NODEV | _syscalls.MS_NOEXEC
+    target = os.path.join(root, "sys/fs/cgroup")
+    bind_ro = _syscalls.MS_REMOUNT | _syscalls.MS_BIND | _syscalls.MS_RDONLY | flags
+    if cgroup.version == 2:
+        _syscalls.mount(str(cgroup.directories[0]), target, None, _syscalls.MS_BIND)
+        _syscalls.mount(None, target, None, bind_ro)
+        return
+    _syscalls.mount("tmpfs", target, "tmpfs", flags, "mode=755")
+    for hierarchy, directory in zip(cgroup.hierarchies, cgroup.directories, strict=True):
+        name = hierarchy.mountpoint.name
+        os.mkdir(os.path.join(target, name))
+        _syscalls.mount(str(directory), os.path.join(target, name), None, _syscalls.MS_BIND)
+        _syscalls.mount(None, os.path.join(target, name), None, bind_ro)
+        for controller in hierarchy.controllers - {name}:
+            os.symlink(name, os.path.join(target, controller))
+    _syscalls.mount(None, target, None, _syscalls.MS_REMOUNT | _syscalls.MS_RDONLY | flags)
+# --8<-- [end:bind_cgroups]
 
 
 # --8<-- [start:start_init]

@@ -387,30 +387,47 @@ def mount_all(root: str, mounts: list[dict], bundle: Path) -> None:
     filesystem's own data (``mode=755``). A bind mount's flags need a remount to take effect.
     """
     for m in mounts:
-        flags, propagation, data = 0, 0, []
-        for option in m.get("options") or []:
-            if option in MOUNT_FLAGS:
-                flags = (flags | MOUNT_FLAGS[option][0]) & ~MOUNT_FLAGS[option][1]
-            elif option in PROPAGATION:
-                propagation |= PROPAGATION[option]
-            else:
-                data.append(option)
-        kind = m.get("type") or ("bind" if flags & _syscalls.MS_BIND else "none")
-        source = m.get("source") or kind
-        if kind == "bind" or flags & _syscalls.MS_BIND:
-            source = str(bundle / source) if not os.path.isabs(source) else source
-            flags |= _syscalls.MS_BIND
-            target = _target(root, m["destination"], not os.path.isdir(source))
-            _syscalls.mount(source, target, None, flags & (_syscalls.MS_BIND | _syscalls.MS_REC))
-            extra = flags & ~(_syscalls.MS_BIND | _syscalls.MS_REC)
-            if extra:
-                _syscalls.mount(None, target, None, _syscalls.MS_REMOUNT | _syscalls.MS_BIND | extra)
-        else:
-            target = _target(root, m["destination"], False)
-            _syscalls.mount(source, target, kind, flags, ",".join(data) or None)
-        if propagation:
-            _syscalls.mount(None, target, None, propagation)
+        try:
+            _mount_one(root, m, bundle)
+        except OSError as e:
+            raise EngineError(f"mount {m.get('source')} on {m.get('destination')} ({m.get('type')}, "
+                              f"{','.join(m.get('options') or [])}): {e.strerror}") from None
 # --8<-- [end:mount_all]
+
+
+def _mount_one(root: str, m: dict, bundle: Path) -> None:
+    """One mount of config.json, under ``root``."""
+    flags, propagation, data = 0, 0, []
+    for option in m.get("options") or []:
+        if option in MOUNT_FLAGS:
+            flags = (flags | MOUNT_FLAGS[option][0]) & ~MOUNT_FLAGS[option][1]
+        elif option in PROPAGATION:
+            propagation |= PROPAGATION[option]
+        else:
+            data.append(option)
+    kind = m.get("type") or ("bind" if flags & _syscalls.MS_BIND else "none")
+    source = m.get("source") or kind
+    if kind == "bind" or flags & _syscalls.MS_BIND:
+        source = str(bundle / source) if not os.path.isabs(source) else source
+        flags |= _syscalls.MS_BIND
+        target = _target(root, m["destination"], not os.path.isdir(source))
+        _syscalls.mount(source, target, None, flags & (_syscalls.MS_BIND | _syscalls.MS_REC))
+        extra = flags & ~(_syscalls.MS_BIND | _syscalls.MS_REC)
+        if extra:  # the descriptor names the directory under the new mount: look it up again
+            _syscalls.mount(None, _mounted(root, m["destination"]), None,
+                            _syscalls.MS_REMOUNT | _syscalls.MS_BIND | extra)
+    else:
+        target = _target(root, m["destination"], False)
+        _syscalls.mount(source, target, kind, flags, ",".join(data) or None)
+    if propagation:
+        _syscalls.mount(None, _mounted(root, m["destination"]), None, propagation)
+
+
+def _mounted(root: str, destination: str) -> str:
+    """The mount now at ``destination`` under ``root`` (a descriptor opened before it names what is under)."""
+    from minidocker.core.rootpath import fd_path, open_in_root
+
+    return fd_path(open_in_root(root, destination, os.O_PATH | os.O_CLOEXEC))
 
 
 def make_devices(root: str, nodes: list[dict]) -> None:
