@@ -26,8 +26,9 @@ def on_files(files: Files, config) -> Files:
     add("README.md", ROOT)
     for chapter in sorted((ROOT / "chapters").glob("*.md")):
         add(f"chapters/{chapter.name}", ROOT)
-    for image in sorted((ROOT / "chapters" / "img").glob("*.svg")):  # not src/: site/pictures.py renders it
-        add(f"chapters/img/{image.name}", ROOT)
+    for image in sorted((ROOT / "chapters" / "img").glob("*")):
+        if image.is_file():  # not src/, the pictures' sources (site/pictures.py renders them)
+            add(f"chapters/img/{image.name}", ROOT)
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
         executed = (EXECUTED / notebook.name).exists()
         add(f"notebooks/{notebook.name}", EXECUTED.parent if executed else ROOT)
