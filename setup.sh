@@ -3,6 +3,7 @@
 #
 #   ./setup.sh demo    set up, then run a real container
 #   ./setup.sh test    set up, then run the whole suite: tests, notebooks, the strict site build
+#   ./setup.sh book [PORT]  set up, run the notebooks, build the book and serve it on 127.0.0.1:PORT (8000)
 #   ./setup.sh         set up only
 #
 # Safe to run again: it installs only what is missing, and is quick the second time.
@@ -20,6 +21,9 @@ fi
 PACKAGES="python3 python3-venv iproute2 ca-certificates nftables"
 if [ "${1:-}" = test ]; then
     PACKAGES="$PACKAGES docker-registry skopeo docker.io docker-compose golang-docker-credential-helpers pass gnupg graphviz crun"
+fi
+if [ "${1:-}" = book ]; then
+    PACKAGES="$PACKAGES skopeo"  # chapter 09's notebook pushes with a real client
 fi
 missing=""
 for p in $PACKAGES; do
@@ -93,12 +97,30 @@ case "${1:-}" in
     test)
         exec .venv/bin/python -m pytest
         ;;
+    book)
+        # The book as it should be read: the notebooks run here first (as root, as the tests run
+        # them: real containers), then both editions are built and served on 127.0.0.1 until Ctrl-C.
+        PORT=${2:-8000}
+        case "$PORT" in
+            "" | *[!0-9]*) echo "setup.sh: book PORT: a port number such as 8000, not '$PORT'" >&2; exit 2 ;;
+        esac
+        BOOK="$PWD/.build/book"
+        if ! .venv/bin/python -m tests.notebooks; then
+            echo "setup.sh: the pages of the notebooks that failed show them without outputs" >&2
+        fi
+        echo "setup.sh: building the book (teachers' and student editions)"
+        NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build -q --strict -f site/mkdocs.yml -d "$BOOK"
+        NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build -q --strict -f site/mkdocs-student.yml -d "$BOOK/student"
+        echo "setup.sh: the book is at http://127.0.0.1:$PORT/ and its student edition at" \
+             "http://127.0.0.1:$PORT/student/ (Ctrl-C stops the server)"
+        exec .venv/bin/python -m http.server --bind 127.0.0.1 --directory "$BOOK" "$PORT"
+        ;;
     "")
         echo "setup.sh: ready. Try: .venv/bin/python -m minidocker.namespaces $ROOTFS -- /bin/sh"
         echo "          or './setup.sh demo', then: .venv/bin/minidocker run -it --rm busybox sh"
         ;;
     *)
-        echo "usage: ./setup.sh [demo|test]" >&2
+        echo "usage: ./setup.sh [demo|test|book [PORT]]" >&2
         exit 2
         ;;
 esac

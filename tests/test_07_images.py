@@ -718,6 +718,22 @@ def test_prune_removes_dangling_images_and_unused_layers(registry: LocalRegistry
     assert store.get(kept.id).repo_tags == [f"{registry.host}/test/one:oci"]
 
 
+def test_rmi_and_prune_remove_only_the_images_own_layers(registry: LocalRegistry, store: ImageStore,
+                                                         tmp_path: Path) -> None:
+    """A layer another tool stored and does not hold (chapter 04's ``--layer``) survives rmi and prune."""
+    from minidocker.overlay.layers import import_rootfs
+
+    (tmp_path / "tree" / "etc").mkdir(parents=True)
+    (tmp_path / "tree" / "etc" / "mine").write_text("not an image's\n")
+    other = import_rootfs(store.layers, tmp_path / "tree")  # held by nobody
+    image = pull.pull(f"{registry.host}/test/multi:oci", store=store)
+    events = store.remove(f"{registry.host}/test/multi:oci")
+    assert {"Deleted": image.id} in events and all(not store.layers.has(d) for d in image.diff_ids)
+    assert store.layers.has(other) and {"Deleted": other} not in events
+    store.prune()
+    assert store.layers.has(other)
+
+
 # ---- concurrent pulls: leases keep the blobs of a pull in progress ------------------------------
 
 def saved(store: ImageStore, image_id: str, path: Path) -> bool:

@@ -290,9 +290,16 @@ def test_history_shows_each_layer_with_its_instruction_and_size(busybox: str, tm
 
 
 def test_build_cache_prune_drops_the_cache_but_not_images(busybox: str, tmp_path: Path) -> None:
+    from minidocker.overlay.layers import import_rootfs
+
     ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo pruned > /p\n"})
     Built(ctx, tags=["pruned"])
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "not-the-cache's").write_text(str(tmp_path))
+    other = import_rootfs(LayerStore(), tmp_path / "tree")  # stored by another tool, held by nobody
     keys, reclaimed = BuildCache().prune()
+    assert LayerStore().has(other)  # the cache's prune takes only the layers the cache held
+    LayerStore().remove_unused(only=[other])
     assert keys and reclaimed > 0
     holders = {h for d in LayerStore().layers() for h in LayerStore().holders(d)}
     assert not [h for h in holders if h.startswith("build-cache:")]

@@ -131,16 +131,18 @@ class BuildCache:
         reclaimed = sum(p.stat().st_size for p in self.blobs.iterdir() if p.is_file())
         for path in (self.root / "entries").glob("*.json"):
             path.unlink(missing_ok=True)
+        ours = []  # the layers the cache held: only those may go (the store is shared)
         for diff_id in self.layers.layers():
             with contextlib.suppress(LayerError, OSError):
                 for holder in self.layers.holders(diff_id):
                     if holder.startswith(HOLDER):
                         self.layers.unref(diff_id, holder)
+                        ours.append(diff_id)
         for path in self.blobs.iterdir():
             path.unlink(missing_ok=True)
         self.clean_temp()
         sizes = {d: self._size(d) for d in self.layers.layers()}
-        removed = self.layers.remove_unused()
+        removed = self.layers.remove_unused(only=ours)
         return keys, reclaimed + sum(sizes.get(d, 0) for d in removed)
     # --8<-- [end:prune]
 

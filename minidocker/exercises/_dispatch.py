@@ -139,8 +139,28 @@ def _switch(exercise: str, name: str, student: Callable | None, reference: Calla
     return switch
 
 
+def _reference(namespace: dict[str, Any], where: dict[str, Any]) -> Callable:
+    """Compile the reference function (or method: inside a stand-in class) in the module's globals."""
+    lineno, source, method = where["lineno"], where["source"], "." in where["function"]
+    if method:  # an indented method: a class line right above it keeps the line numbers
+        source = "\n" * (lineno - 2) + "class _exercise_reference_:\n" + source
+    else:
+        source = "\n" * (lineno - 1) + source
+    code = compile(source, f"<reference {where['path']}>", "exec",
+                   flags=__future__.annotations.compiler_flag, dont_inherit=True)
+    exec(code, namespace)
+    if not method:
+        return namespace[where["function"]]
+    holder = namespace.pop("_exercise_reference_")
+    return holder.__dict__[where["function"].rsplit(".", 1)[1]]
+
+
 def install(namespace: dict[str, Any], module: str, function: str | None = None) -> None:
-    """Replace ``function`` (default: every exercise not switched yet) of ``module`` by a switch."""
+    """Replace ``function`` (default: every exercise not switched yet) of ``module`` by a switch.
+
+    A method (``Class.method``) is switched in its class, so it must run once the class exists: the
+    grader's line at the end of the module does it.
+    """
     config = _config()
     if not config:
         return
@@ -148,12 +168,16 @@ def install(namespace: dict[str, Any], module: str, function: str | None = None)
         name = where["function"]
         if where["module"] != module or function not in (None, name):
             continue
-        student = namespace.get(name)
+        *path, attribute = name.split(".")
+        owner: Any = namespace.get(path[0]) if path else None
+        if path and not isinstance(owner, type):
+            continue  # the class is not defined (yet)
+        holder = owner.__dict__ if path else namespace
+        student = holder.get(attribute)
         if getattr(student, "__exercise__", None) == exercise:
             continue
-        source = "\n" * (where["lineno"] - 1) + where["source"]
-        code = compile(source, f"<reference {where['path']}>", "exec",
-                       flags=__future__.annotations.compiler_flag, dont_inherit=True)
-        exec(code, namespace)
-        reference = namespace[name]
-        namespace[name] = _switch(exercise, name, student, reference)
+        switch = _switch(exercise, name, student, _reference(namespace, where))
+        if path:
+            setattr(owner, attribute, switch)
+        else:
+            namespace[name] = switch

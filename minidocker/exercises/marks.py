@@ -14,7 +14,10 @@ appears in the book (pymdownx.snippets includes only what lies between the marke
 
 The id is ``CC.N``: the chapter, then the exercise's number in it. The hint is optional and may go
 on over lines that start with ``#`` and at least two spaces. The snippet must hold exactly one
-top-level function (decorators allowed), and the end marker must follow it.
+top-level function (decorators allowed), or exactly one method of a top-level class (the mark and the
+markers then indented as the method is), and the end marker must follow it. Only the start and end
+markers of sections inside it (a long listing shown in parts) may stand between them and it. A
+method's exercise is named ``Class.method``: ``Ipam.allocate`` is exercise 05.12.
 
 Example::
 
@@ -33,11 +36,12 @@ __all__ = ["PACKAGE", "Exercise", "MarkError", "find_exercises", "function_node"
 
 PACKAGE = Path(__file__).resolve().parent.parent  # the reference package: the code these tools ship in
 
-MARK = re.compile(r"^# exercise (\d\d)\.(\d+): (\S.*)$")
-HINT = re.compile(r"^# hint: (.*)$")
+MARK = re.compile(r"^( *)# exercise (\d\d)\.(\d+): (\S.*)$")
+HINT = re.compile(r"^# hint: (.*)$")  # these three match the line without the mark's indentation
 MORE = re.compile(r"^#\s{2,}(\S.*)$")
 START = re.compile(r"^# --8<-- \[start:([\w-]+)\]")
 END = "# --8<-- [end:{}]"
+ENDS = re.compile(r"^# --8<-- \[end:[\w-]+\]$")
 
 
 class MarkError(Exception):
@@ -46,7 +50,10 @@ class MarkError(Exception):
 
 @dataclass(frozen=True)
 class Exercise:
-    """One marked function: ``id`` is ``"02.9"``, ``module`` the dotted name, ``path`` from the root."""
+    """One marked function: ``id`` is ``"02.9"``, ``module`` the dotted name, ``path`` from the root.
+
+    ``function`` is the function's name, or ``Class.method`` for a method.
+    """
 
     id: str
     chapter: int
@@ -65,11 +72,30 @@ class Exercise:
 
 
 def function_node(tree: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    """The top-level function ``name`` of a parsed module, or None."""
-    for node in tree.body:
+    """The top-level function ``name`` of a parsed module, or the method ``Class.method``; or None."""
+    body: list[ast.stmt] = tree.body
+    *classes, name = name.split(".")
+    for class_name in classes:
+        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
+        if found is None:
+            return None
+        body = found.body
+    for node in body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
             return node
     return None
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Every top-level function and every method of a top-level class, with its exercise name."""
+    found: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append((node.name, node))
+        elif isinstance(node, ast.ClassDef):
+            found += [(f"{node.name}.{n.name}", n) for n in node.body
+                      if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return found
 
 
 def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[tuple[int, str]]]:
@@ -85,36 +111,49 @@ def _marks_in(path: Path, root: Path) -> tuple[list[Exercise], list[tuple[int, s
         mark = MARK.match(line)
         if not mark:
             continue
-        where, chapter = f"{rel}:{i + 1}", int(mark.group(1))
+        indent, chapter = mark.group(1), int(mark.group(2))
+        where = f"{rel}:{i + 1}"
+
+        def line(k: int, indent: str = indent) -> str:  # line k without the mark's indentation, or ""
+            return lines[k][len(indent):] if k < len(lines) and lines[k].startswith(indent) else ""
+
         hint: list[str] = []
         j = i + 1
-        if j < len(lines) and HINT.match(lines[j]):
-            hint.append(HINT.match(lines[j]).group(1).strip())
+        if HINT.match(line(j)):
+            hint.append(HINT.match(line(j)).group(1).strip())
             j += 1
-            while j < len(lines) and MORE.match(lines[j]):
-                hint.append(MORE.match(lines[j]).group(1).strip())
+            while MORE.match(line(j)):
+                hint.append(MORE.match(line(j)).group(1).strip())
                 j += 1
-        start = START.match(lines[j]) if j < len(lines) else None
+        start = START.match(line(j))
         if not start:
             errors.append((chapter, f"{where}: an exercise mark must stand right above a snippet's "
                                     "start marker, '# --8<-- " "[start:NAME]'"))
             continue
         if tree is None:
             tree = ast.parse(text)
-        node = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-                     and min([n.lineno, *(d.lineno for d in n.decorator_list)]) == j + 2), None)
+        k = j + 1
+        while START.match(line(k)):  # sections of the listing (a long one shown in parts) may start here
+            k += 1
+        name, node = next(((q, n) for q, n in _functions(tree)
+                           if min([n.lineno, *(d.lineno for d in n.decorator_list)]) == k + 1
+                           and n.col_offset == len(indent)), ("", None))
         snippet = start.group(1)
         if node is None:
-            errors.append((chapter, f"{where}: snippet {snippet!r} must start with a top-level function"))
+            errors.append((chapter, f"{where}: snippet {snippet!r} must start with a top-level function "
+                                    "or a method of a top-level class"))
             continue
-        if node.end_lineno is None or node.end_lineno >= len(lines) or \
-                lines[node.end_lineno].strip() != END.format(snippet):
-            errors.append((chapter, f"{where}: snippet {snippet!r} must hold only {node.name}()"))
+        end = node.end_lineno or len(lines)
+        while end < len(lines) and ENDS.match(lines[end].strip()) and \
+                lines[end].strip() != END.format(snippet):  # and its sections may end here
+            end += 1
+        if end >= len(lines) or lines[end].strip() != END.format(snippet):
+            errors.append((chapter, f"{where}: snippet {snippet!r} must hold only {name}()"))
             continue
-        number = int(mark.group(2))
+        number = int(mark.group(3))
         module = "minidocker." + rel[:-3].replace("/", ".")
-        found.append(Exercise(f"{chapter:02}.{number}", chapter, number, mark.group(3).strip(),
-                              " ".join(hint), module, f"minidocker/{rel}", node.name, snippet))
+        found.append(Exercise(f"{chapter:02}.{number}", chapter, number, mark.group(4).strip(),
+                              " ".join(hint), module, f"minidocker/{rel}", name, snippet))
     return found, errors
 
 

@@ -74,6 +74,9 @@ def _instrument(path: Path, module: str, functions: Sequence[str]) -> None:
     for name in functions:  # bottom-up is not needed: replacing a line moves nothing
         node = function_node(tree, name)
         after = node.end_lineno if node is not None and node.end_lineno else None
+        while after is not None and after < len(lines) and lines[after].startswith(" ") \
+                and lines[after].lstrip().startswith("# --8<-- [end:"):  # a section's end inside it
+            after += 1
         if after is not None and after < len(lines) and lines[after].startswith("# --8<-- [end:"):
             lines[after] = INSTALL.format(module=module, function=f", {name!r}")
     path.write_text("".join(lines))

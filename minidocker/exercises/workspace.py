@@ -31,7 +31,8 @@ from minidocker.exercises import texts
 from minidocker.exercises.marks import PACKAGE, Exercise, find_exercises, function_node
 
 __all__ = ["METADATA", "body_lines", "chapter_test_files", "copy_tests", "fingerprints", "new_workspace",
-           "read_metadata", "reference_tests", "replace_body", "restore", "statuses", "stub_body"]
+           "read_metadata", "reference_tests", "replace_body", "restore", "statuses", "stub_body",
+           "stub_module"]
 
 METADATA = ".exercises.json"
 NOT_ATTEMPTED, ATTEMPTED = "not attempted", "attempted"
@@ -98,7 +99,8 @@ def replace_body(source: str, function: str, new_body: str) -> str:
     return result
 
 
-def _stub_module(source: str, exercises: Iterable[Exercise]) -> str:
+def stub_module(source: str, exercises: Iterable[Exercise]) -> str:
+    """``source`` with the body of each of ``exercises`` (all in it) replaced by its stub."""
     # Replace from the bottom up so that earlier line numbers stay valid.
     tree = ast.parse(source)
     nodes = sorted(((function_node(tree, e.function), e) for e in exercises), key=lambda p: -p[0].lineno)
@@ -211,7 +213,7 @@ def new_workspace(chapter: int, dest: str | Path, package: Path = PACKAGE) -> Pa
     change = {}
     for rel in sorted({e.path for e in exercises}):
         source = (package.parent / rel).read_text()
-        change[rel] = _stub_module(source, [e for e in exercises if e.path == rel])
+        change[rel] = stub_module(source, [e for e in exercises if e.path == rel])
     metadata = {"kind": "workspace", "chapter": chapter, "exercises": [e.id for e in exercises],
                 "reference": fingerprints(exercises, package)}
     readme = texts.workspace_readme(chapter, exercises, Path(dest).resolve(), sys.executable)

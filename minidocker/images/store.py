@@ -393,11 +393,12 @@ class ImageStore:
             record = json.loads(self._record_path(image_id).read_text())
             events += [{"Untagged": reference.parse(d).familiar} for d in record.get("repo_digests", [])]
             self._record_path(image_id).unlink()
-            for diff_id in json.loads(self.read_blob(image_id)).get("rootfs", {}).get("diff_ids", []):
+            own = json.loads(self.read_blob(image_id)).get("rootfs", {}).get("diff_ids", [])
+            for diff_id in own:
                 with contextlib.suppress(layers.LayerError, OSError):
                     self.layers.unref(diff_id, f"image:{image_id}")
             events.append({"Deleted": image_id})
-            events += self._collect()
+            events += self._collect(own)  # its own layers, if nobody else holds them: never others'
         return events
     # --8<-- [end:remove]
 
@@ -412,13 +413,17 @@ class ImageStore:
                 diff_ids |= set(json.loads(self.read_blob(image_id))["rootfs"]["diff_ids"])
         return blobs, diff_ids
 
-    def _collect(self) -> list[dict[str, str]]:
-        """Delete blobs no image references nor pull leases, and layers nobody holds (under the lock)."""
+    def _collect(self, diff_ids: list[str]) -> list[dict[str, str]]:
+        """Delete blobs no image references nor pull leases, and those of ``diff_ids`` nobody holds now.
+
+        Only the layers named: the layer store is shared (chapter 04's ``--layer`` layers, commits,
+        the build cache), and a layer nobody holds is not necessarily ours to delete.
+        """
         blobs = self.references()[0] | self._leased()
         for path in (self.root / "blobs" / "sha256").iterdir():
             if f"sha256:{path.name}" not in blobs:
                 path.unlink(missing_ok=True)
-        return [{"Deleted": diff_id} for diff_id in self.layers.remove_unused()]
+        return [{"Deleted": diff_id} for diff_id in self.layers.remove_unused(only=diff_ids)]
 
     def release(self, holder: str, diff_ids: list[str]) -> None:
         """Drop a temporary hold (a pull, a load in progress) on some layers, and its lease."""
@@ -436,7 +441,7 @@ class ImageStore:
             for digest in added:
                 if digest not in used:
                     self.blob_path(digest).unlink(missing_ok=True)
-            self.layers.remove_unused()  # the layers it unpacked, held by nobody now
+            self.layers.remove_unused(only=diff_ids)  # the layers it unpacked, held by nobody now
 
     def prune(self) -> list[dict[str, str]]:
         """``docker image prune``: delete dangling images (no tag, no container), then unused layers."""
@@ -447,5 +452,5 @@ class ImageStore:
                 events += self.remove(image_id)
         with self.locked():
             self.clean_temp()
-            events += self._collect()
+            events += self._collect([])  # blobs nothing references (each removal took its own layers)
         return events

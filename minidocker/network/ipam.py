@@ -107,6 +107,9 @@ class Ipam:
                 "leases": {lease.container_id: asdict(lease) for lease in leases}}
         write_json(self.directory / "ipam.json", data)
 
+    # exercise 05.12: Lease the lowest free address of the subnet
+    # hint: refuse a container that already has a lease; skip the gateway and every leased address
+    #   while walking self.network.hosts(); save the new lease with the others (self._save).
     # --8<-- [start:allocate]
     def allocate(self, container_id: str, pid: int) -> Lease:
         """Lease the lowest free address of the subnet to ``container_id``, owned by process ``pid``.

@@ -39,7 +39,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -239,13 +239,18 @@ class LayerStore:
         with self._lock():
             (self._dir(diff_id) / "holders" / quote(holder, safe="")).unlink(missing_ok=True)
 
-    def remove_unused(self) -> list[str]:
-        """Remove every layer nobody holds (and what dead processes left in ``.tmp``); return their IDs."""
+    def remove_unused(self, only: Iterable[str] | None = None) -> list[str]:
+        """Remove every layer nobody holds (and what dead processes left in ``.tmp``); return their IDs.
+
+        ``only``: consider just these layers (those an image or a cache let go of), so that removing one
+        image never takes a layer some other tool stored and does not hold (``--layer``, a commit's).
+        """
         import tempfile  # only when something is removed
 
         removed, doomed = [], []
         with self._lock():
-            for diff_id in self.layers():
+            candidates = self.layers() if only is None else [d for d in dict.fromkeys(only) if self.has(d)]
+            for diff_id in candidates:
                 directory = self._dir(diff_id)
                 if not any((directory / "holders").iterdir()):
                     link = (directory / "link").read_text().strip()
