@@ -128,14 +128,26 @@ def test_each_chapter_has_its_notebook_and_tests() -> None:
 
 
 def test_chapters_include_code_instead_of_pasting_it() -> None:
-    """A ```python block in a chapter may only hold snippet includes: the code lives in the package."""
+    """A ```python block in a chapter may only hold snippet includes (and ``# …`` where a listing
+    leaves lines out): the code lives in the package."""
     for chapter in sorted((ROOT / "chapters").glob("*.md")):
         text = chapter.read_text()
         for block in re.findall(r"```python\n(.*?)```", text, re.S):
             lines = [line for line in block.splitlines() if line.strip()]
-            assert all(line.startswith("--8<--") for line in lines), f"{chapter.name} pastes code:\n{block}"
+            assert all(line.strip().startswith("--8<--") or line.strip() == "# …" for line in lines), \
+                f"{chapter.name} pastes code:\n{block}"
         pages = ("00-teachers.md", "00-benchmarks.md")  # pages for teachers and the numbers, not chapters
         assert "## Check your work" in text or chapter.name in pages, chapter.name
+
+
+def test_every_listing_has_prose_before_it() -> None:
+    """A ```python listing never follows another block with only blank lines between: a sentence says
+    what comes next (chapters 00-13; the newer ones are being written)."""
+    for chapter in sorted((ROOT / "chapters").glob("[01][0-9]-*.md")):
+        if int(chapter.name[:2]) > 13:
+            continue
+        back_to_back = re.findall(r"^```\n\s*\n```python\n(.*)", chapter.read_text(), re.M)
+        assert back_to_back == [], f"{chapter.name}: no prose before {back_to_back}"
 
 
 def test_snippet_markers_are_paired_and_unique() -> None:

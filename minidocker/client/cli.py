@@ -196,6 +196,7 @@ def make_client(options: dict) -> object:
 
 
 # --8<-- [start:main]
+# --8<-- [start:main_part1]
 def _command(command: str) -> Command | None:
     """The client's own command ``command``, its module imported now (and only it), or None."""
     if command == "daemon":
@@ -203,7 +204,6 @@ def _command(command: str) -> Command | None:
 
         return lambda client, rest: cli_daemon.main(rest, client)
     if command in CONTAINER_COMMANDS:
-# --8<-- [start:main_part1]
         from minidocker.client import containers as module
     elif command == "network":
         from minidocker.client import networks as module  # type: ignore[no-redef]
@@ -212,31 +212,32 @@ def _command(command: str) -> Command | None:
     else:
         return None
     return module.COMMANDS[command]
+# --8<-- [end:main_part1]
 
 
+# --8<-- [start:main_part2]
 def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
          commands: dict[str, Command] | None = None) -> int:
+# --8<-- [end:main_part2]
     """Dispatch to a subcommand, importing only that subcommand's module.
 
     ``tools`` and ``commands`` are the commands plugged in by the assembler (:mod:`minidocker.__main__`):
-# --8<-- [end:main_part1]
     a tool runs without a daemon, a command gets a client and has its errors reported as ours.
     """
-# --8<-- [start:main_part2]
+    # --8<-- [start:main_part3]
     argv = list(sys.argv[1:] if argv is None else argv)
     options, argv = _global_options(argv)
-# --8<-- [end:main_part2]
+    # --8<-- [end:main_part3]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
     command, rest = argv[0], argv[1:]
     if command in GROUPS:
-    # --8<-- [start:main_part3]
         resolved = resolve_group(command, rest)
         if isinstance(resolved, int):
-    # --8<-- [end:main_part3]
             return resolved
         command, rest = resolved
+    # --8<-- [start:main_part4]
     if tools and command in tools:
         return tools[command](rest)
     run = (commands or {}).get(command) or _command(command)
@@ -244,7 +245,6 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
         print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
         return 125
     from minidocker.client.client import APIError, DaemonUnreachable
-    # --8<-- [start:main_part4]
     from minidocker.core.process import EngineError
 
     try:
@@ -259,5 +259,5 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
         return 130
     except BrokenPipeError:
         return 0
-# --8<-- [end:main]
     # --8<-- [end:main_part4]
+# --8<-- [end:main]

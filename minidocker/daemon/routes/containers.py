@@ -483,8 +483,8 @@ async def resize(request: web.Request) -> web.Response:
 
 
 # --8<-- [start:logs]
-@routes.get("/containers/{id}/logs")
 # --8<-- [start:logs_part1]
+@routes.get("/containers/{id}/logs")
 async def logs(request: web.Request) -> web.StreamResponse:
     """The json-file log, framed like attach output; with ``follow`` until the container stops."""
     c = container(request)
@@ -493,18 +493,18 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise errors.InvalidArgument("You must choose at least one stream")
     tail = request.query.get("tail", "all")
     count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
-    try:
 # --8<-- [end:logs_part1]
+    try:
         since = float(request.query.get("since") or 0)  # a UNIX time, as Docker's API takes it
     except ValueError:
         raise errors.InvalidArgument(f"invalid since {request.query['since']!r}: a UNIX time in "
                                      "seconds") from None
     stamps = flag(request, "timestamps")
 
-    def render(entries: list[dict]) -> bytes:
     # --8<-- [start:logs_part2]
-        out = []
+    def render(entries: list[dict]) -> bytes:
     # --8<-- [end:logs_part2]
+        out = []
         for e in entries:
             if not streams.get(e.get("stream"), False) or (since and _epoch(e["time"]) < since):
                 continue
@@ -512,8 +512,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
             out.append(data if c.tty else frame(STDOUT if e["stream"] == "stdout" else STDERR, data))
         return b"".join(out)
 
-    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if c.tty
     # --8<-- [start:logs_part3]
+    response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if c.tty
                                            else "application/vnd.docker.multiplexed-stream"})
     await response.prepare(request)
     path = c.dir / "json.log"
@@ -539,8 +539,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(0.05)
     await response.write_eof()
     return response
-# --8<-- [end:logs]
     # --8<-- [end:logs_part3]
+# --8<-- [end:logs]
 
 
 def _epoch(stamp: str) -> float:
