@@ -217,7 +217,7 @@ def test_signed_identities(rule: str, image: str, signed_as: str, accepted: bool
     ({}, '"default" must be a list of requirements'),
     ({"default": []}, '"default" is empty'),
     ({"default": [{"type": "signedBy"}]}, "unsupported requirement type 'signedBy'"),
-    ({"default": [{"type": "sigstoreSigned"}]}, "sigstoreSigned needs keyPath, keyPaths or keyData"),
+    ({"default": [{"type": "sigstoreSigned"}]}, "needs keyPath, keyPaths, keyData or keyDatas"),
     ({"default": [{"type": "sigstoreSigned", "keyPath": "/nonexistent.pub"}]}, "cannot read key"),
     ({"default": [{"type": "sigstoreSigned", "keyData": "bm90IGEga2V5"}]}, "not a public key PEM"),
 ])

@@ -75,7 +75,7 @@ def inspect(image: str, public: Any = None) -> dict[str, Any]:
 def pull_command(client: Any, argv: list[str]) -> int:
     """``minidocker pull [--signature-policy FILE] IMAGE``: the client's pull, with our daemon's check.
 
-    The policy goes to the daemon with the request, its key files read here and sent as ``keyData``.
+    The policy goes to the daemon with the request, its key files read here and sent as ``keyDatas``.
     Only minidockerd reads it: against another daemon the flag is refused rather than ignored.
     """
     from minidocker.client import images as client_images
@@ -105,7 +105,7 @@ def pull_command(client: Any, argv: list[str]) -> int:
 
 
 def _inline_keys(path: str) -> dict[str, Any]:
-    """The policy file at ``path``, checked, with each ``keyPath``/``keyPaths`` read into ``keyData``."""
+    """The policy file at ``path``, checked, with each ``keyPath``/``keyPaths`` read into ``keyDatas``."""
     import base64
     from pathlib import Path
 
@@ -120,8 +120,9 @@ def _inline_keys(path: str) -> dict[str, Any]:
             for requirement in requirements:
                 files = ([requirement.pop("keyPath")] if "keyPath" in requirement else []) + \
                     list(requirement.pop("keyPaths", None) or [])
-                if files:  # one key per requirement in keyData: more keys, more requirements' copies
-                    requirement["keyData"] = base64.b64encode(keys.read_bounded(base / files[0])).decode()
+                if files:  # the daemon reads none of the client's files: each key goes as data
+                    requirement["keyDatas"] = [base64.b64encode(keys.read_bounded(base / f)).decode()
+                                               for f in files] + list(requirement.pop("keyDatas", None) or [])
     return document
 
 

@@ -13,8 +13,8 @@ A scope is a full reference (``reg/repo:tag``), a repository (``reg/repo``), a n
 (``reg/ns``), a registry (``reg``), a wildcard of hosts (``*.example.com``), or ``""`` (the
 transport's default); the most specific scope that names the image decides, else ``default``.
 Every requirement of that scope must hold: ``insecureAcceptAnything`` (anything goes), ``reject``
-(nothing does), ``sigstoreSigned`` (at least one signature verifies with ``keyPath``/``keyPaths``/
-``keyData`` and its payload names the image's digest and a reference ``signedIdentity`` accepts:
+(nothing does), ``sigstoreSigned`` (at least one signature verifies with one of ``keyPath``, ``keyPaths``,
+``keyData``, ``keyDatas`` and its payload names the image's digest and a reference ``signedIdentity`` accepts:
 ``matchRepoDigestOrExact``, the default, ``matchRepository``, ``matchExact``, ``exactRepository``).
 That is containers/image's ``signature/policy_eval.go``; the file's errors are one line each.
 
@@ -227,14 +227,14 @@ def _requirement(entry: Any, base: Path | None, fail: Callable[[str], PolicyErro
             if base is None:
                 raise fail("keyPath is not accepted here: give the key as keyData")
             pems.append(keys.read_bounded(base / path))
-        if "keyData" in entry:
-            pems.append(base64.b64decode(entry["keyData"], validate=True))
+        for data in ([entry["keyData"]] if "keyData" in entry else []) + list(entry.get("keyDatas") or []):
+            pems.append(base64.b64decode(data, validate=True))
     except (binascii.Error, ValueError):
         raise fail("keyData is not base64") from None
     except keys.KeyError_ as e:
         raise fail(str(e)) from None
     if not pems:
-        raise fail("sigstoreSigned needs keyPath, keyPaths or keyData (keyless, Fulcio: not supported here)")
+        raise fail("sigstoreSigned needs keyPath, keyPaths, keyData or keyDatas (keyless: not here)")
     identity = entry.get("signedIdentity") or {"type": "matchRepoDigestOrExact"}
     if identity.get("type") not in IDENTITIES:
         raise fail(f"unsupported signedIdentity {identity.get('type')!r} ({', '.join(IDENTITIES)})")
