@@ -44,6 +44,11 @@ PACKAGE_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)*(?:minidocker|tests)/[^)]*\)
 SHOWN_TESTS = 5  # graders named under an exercise; the others are counted
 
 
+def plain(text: str) -> str:
+    """``text`` (a hint: a comment in the code) as Markdown that shows it unchanged: ``*`` stays ``*``."""
+    return re.sub(r"([\\`*_\[\]{}()#+!|-])", r"\\\1", text).replace("<", "&lt;")
+
+
 @dataclass
 class Book:
     """The exercises, which of them the chapters show, and the edition being built."""
@@ -142,11 +147,12 @@ class Book:
         named = ", ".join(f"`{t.removeprefix('tests/')}`" for t in tests[:SHOWN_TESTS])
         if len(tests) > SHOWN_TESTS:
             named += f" and {len(tests) - SHOWN_TESTS} more"
-        body = [f'!!! question "Exercise {e.id}: {e.title}"',
+        title = plain(e.title).replace('"', "&quot;")
+        body = [f'!!! question "Exercise {e.id}: {title}"',
                 f"    Write the body of `{e.function}()` in `{e.path}` of your workspace "
                 f"(`python -m minidocker.exercises new {e.chapter} DIR`)."]
         if e.hint:
-            body += ["", f"    **Hint:** {e.hint}"]
+            body += ["", f"    **Hint:** {plain(e.hint)}"]
         if named:
             check = f"python -m minidocker.exercises check {e.chapter} DIR"
             body += ["", f"    **Graded by** (`{check}`): {named}."]

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,16 +69,27 @@ def main(argv: list[str]) -> int:
     """Run the notebooks named by prefix in ``argv`` (all by default), one line each; 1 if any failed."""
     chosen = [p for p in NOTEBOOKS if not argv or any(p.name.startswith(a) for a in argv)]
     failed = 0
-    for number, path in enumerate(chosen, 1):
-        print(f"notebook {number}/{len(chosen)}: {path.name} ...", end=" ", flush=True)
-        started = time.monotonic()
-        try:
-            execute(path)
-            print(f"done in {time.monotonic() - started:.0f} s", flush=True)
-        except Exception as e:  # one bad notebook must not hide the others: report, go on
-            failed += 1
-            reason = str(e).strip().splitlines()[-1:] or [type(e).__name__]
-            print(f"FAILED after {time.monotonic() - started:.0f} s: {reason[0][:200]}", flush=True)
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    log = EXECUTED / "kernels.log"  # the kernels' own chatter, kept off the progress lines
+    saved = os.dup(2)
+    with open(log, "w") as f:
+        os.dup2(f.fileno(), 2)
+    try:
+        for number, path in enumerate(chosen, 1):
+            print(f"notebook {number}/{len(chosen)}: {path.name} ...", end=" ", flush=True)
+            started = time.monotonic()
+            try:
+                execute(path)
+                print(f"done in {time.monotonic() - started:.0f} s", flush=True)
+            except Exception as e:  # one bad notebook must not hide the others: report, go on
+                failed += 1
+                reason = str(e).strip().splitlines()[-1:] or [type(e).__name__]
+                print(f"FAILED after {time.monotonic() - started:.0f} s: {reason[0][:200]}", flush=True)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    if failed:
+        print(f"{failed} of {len(chosen)} notebooks failed (the kernels' messages: {log})", file=sys.stderr)
     return 1 if failed else 0
 
 
