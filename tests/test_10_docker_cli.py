@@ -206,3 +206,29 @@ def test_pause_unpause_and_stop_a_paused_container(docker):
         assert stopped.stdout == "exited false\n"
     finally:
         docker("rm", "-f", "frozen")
+
+
+def test_update_limits_live_and_refuse_below_current_use(docker):
+    """``docker update``: a running container's limits change in its cgroup; one below its use is refused."""
+    assert docker("run", "-d", "--name", "upd", "--memory", "256m", "busybox", "sh", "-c",
+                  "head -c 40m /dev/zero > /dev/shm/held && touch /ready; sleep 60").returncode == 0
+    try:
+        changed = docker("update", "--memory", "200m", "--cpus", "0.5", "--pids-limit", "50",
+                         "--restart", "on-failure:2", "upd")
+        assert changed.returncode == 0, changed.stderr
+        host = json.loads(docker("inspect", "-f", "{{json .HostConfig}}", "upd").stdout)
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (200 << 20, 500_000_000, 50)
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        usage = docker("stats", "--no-stream", "--format", "{{.MemUsage}}", "upd").stdout
+        assert usage.strip().endswith("/ 200MiB"), usage  # read from the cgroup's own limit file
+        for _ in range(100):  # the 40 MB in its tmpfs are charged to its cgroup
+            if docker("exec", "upd", "test", "-f", "/ready").returncode == 0:
+                break
+            time.sleep(0.1)
+        below = docker("update", "--memory", "8m", "upd")
+        assert below.returncode == 1 and "is below the" in below.stderr, below.stderr
+        host = json.loads(docker("inspect", "-f", "{{json .HostConfig}}", "upd").stdout)
+        usage = docker("stats", "--no-stream", "--format", "{{.MemUsage}}", "upd").stdout
+        assert host["Memory"] == 200 << 20 and usage.strip().endswith("/ 200MiB")  # nothing changed
+    finally:
+        docker("rm", "-f", "upd")

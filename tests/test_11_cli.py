@@ -316,6 +316,9 @@ def test_cp_pause_rename_top(daemon, tmp_path):
         assert daemon.cli("rename", "box", "crate").returncode == 0
         top = daemon.cli("top", "crate")
         assert top.returncode == 0 and top.stdout.split()[0] == "UID" and "sleep 60" in top.stdout
+        assert daemon.cli("update", "--pids-limit", "30", "--restart", "always", "crate").stdout == "crate\n"
+        host = json.loads(daemon.cli("inspect", "crate").stdout)[0]["HostConfig"]
+        assert host["PidsLimit"] == 30 and host["RestartPolicy"]["Name"] == "always"
     finally:
         daemon.cli("rm", "-f", "box")
         daemon.cli("rm", "-f", "crate")

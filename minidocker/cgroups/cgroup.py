@@ -183,6 +183,27 @@ class Cgroup:
             raise
         return cgroup
 
+    def update(self, limits: Limits) -> None:
+        """Write new ``limits`` into the live cgroup (``docker update``); its processes go on running.
+
+        The same writes as at :meth:`create`: the kernel applies a lower CPU quota or pids limit at
+        once, and reclaims memory down to a lower limit (the caller refuses one below what is in use:
+        the kernel would OOM-kill to get there on v2, or refuse with EBUSY on v1).
+        """
+        missing = limits.controllers() - set(self.controllers())
+        if self.version == 2:
+            missing = {c for c in limits.controllers()
+                       if c not in read_text(self.directories[0] / "cgroup.controllers").split()}
+        if missing:
+            raise EngineError(f"cgroup {self.name} has no {' or '.join(sorted(missing))} controller")
+        try:
+            if self.version == 1:
+                cgroups_v1.write_limits(self.controllers(), limits)
+            else:
+                cgroups_v2.write_limits(self.directories[0], limits)
+        except OSError as e:
+            raise EngineError(f"cannot update cgroup {self.name}: {e.strerror}") from None
+
     @classmethod
     def open(cls, container_id: str, *, parent: str | None = None,
              found: Sequence[Hierarchy] | None = None) -> Cgroup:

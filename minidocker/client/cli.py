@@ -38,7 +38,7 @@ USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CER
 
 containers:
   run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff, port,
-  pause, unpause, rename, top, cp
+  pause, unpause, rename, top, cp, update
 images:
   pull, push, images, rmi, tag, save, load, login, logout, build, history, builder prune
 groups (alone, each lists its commands; `minidocker container ls` is `minidocker ps`):
@@ -55,7 +55,7 @@ other:
 
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
                       "inspect", "wait", "stats", "commit", "diff", "port", "container", "events", "pause",
-                      "unpause", "rename", "top", "cp"}
+                      "unpause", "rename", "top", "cp", "update"}
 IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
                   "volume", "version", "info", "system", "image", "container-prune", "image-prune"}
 
@@ -85,6 +85,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
         "stop": ("stop", "Stop one or more running containers"),
         "top": ("top", "Display the running processes of a container"),
         "unpause": ("unpause", "Unpause all processes within one or more containers"),
+        "update": ("update", "Update configuration of one or more containers"),
         "wait": ("wait", "Block until one or more containers stop, then print their exit codes")}),
     "image": ("Manage images", {
         "build": ("build", "Build an image from a Dockerfile"),

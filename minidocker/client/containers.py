@@ -71,6 +71,44 @@ def top(client: Client, argv: list[str]) -> int:
     return 0
 
 
+def update(client: Client, argv: list[str]) -> int:
+    """``update``: limits and restart policy of containers, changed while they run."""
+    from minidocker.core.units import parse_size
+
+    p = parser("update", "[--memory M] [--memory-swap M] [--cpus N] [--cpu-shares N] [--pids-limit N] "
+                         "[--cpuset-cpus CPUS] [--restart POLICY] CONTAINER...")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--memory-swap")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("-c", "--cpu-shares", type=int)
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--cpuset-cpus")
+    p.add_argument("--restart")
+    p.add_argument("containers", nargs="+")
+    opts = p.parse_args(argv)
+    body: dict = {}
+    try:
+        if opts.memory:
+            body["Memory"] = parse_size(opts.memory)
+        if opts.memory_swap:
+            body["MemorySwap"] = -1 if opts.memory_swap == "-1" else parse_size(opts.memory_swap)
+    except ValueError as e:
+        p.error(str(e))
+    if opts.cpus is not None:
+        body["NanoCpus"] = round(opts.cpus * 1e9)
+    for key, value in (("CpuShares", opts.cpu_shares), ("PidsLimit", opts.pids_limit),
+                       ("CpusetCpus", opts.cpuset_cpus)):
+        if value is not None:
+            body[key] = value
+    if opts.restart:
+        name, _, count = opts.restart.partition(":")
+        body["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count) if count.isdigit() else 0}
+    if not body:
+        p.error("you must provide one or more flags when using this command")
+    return _each(opts.containers, lambda ref: client.request("POST", f"/containers/{ref}/update",
+                                                             body=body).read())
+
+
 def cp(client: Client, argv: list[str]) -> int:
     from minidocker.client import copy
 
@@ -287,4 +325,5 @@ COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
     "diff": diff, "stats": stats, "port": port, "events": events, "pause": pause,
     "unpause": lambda client, argv: pause(client, argv, "unpause"), "rename": rename, "top": top, "cp": cp,
+    "update": update,
 }

@@ -291,6 +291,19 @@ async def unpause(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.post("/containers/{id}/update")
+async def update(request: web.Request) -> web.Response:
+    """``docker update``: limits written into the live cgroup, and HostConfig (daemon/update.py)."""
+    from minidocker.daemon import update as updating
+
+    c, body = container(request), await json_body(request, {}) or {}
+    if not isinstance(body, dict):
+        raise errors.InvalidArgument("invalid update config: expected a JSON object")
+    warnings = await asyncio.get_running_loop().run_in_executor(None, updating.update, c, body)
+    events.container_event(request.app, c, "update")
+    return web.json_response({"Warnings": warnings})
+
+
 @routes.post("/containers/{id}/rename")
 async def rename(request: web.Request) -> web.Response:
     """``docker rename OLD NEW`` (and Compose, which renames a container it is about to replace)."""
