@@ -7,11 +7,12 @@ import hashlib
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,9 @@ class Dockerd:
     """Debian's dockerd on private paths, in a private mount namespace (its mounts, and the
     ``/etc/docker/key.json`` that dockerd 20.10 insists on writing, never reach the host)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, extra_args: Sequence[str] = ()) -> None:
         self.base = base
+        self.extra_args = list(extra_args)  # more dockerd options (chapter 14: --add-runtime NAME=PATH)
         self.socket = base / "docker.sock"
         self.env = {**os.environ, "DOCKER_CONFIG": str(base / "client-config")}
         # A config that names its credential helpers gets no default one from the host (the docker
@@ -135,7 +137,7 @@ class Dockerd:
         daemon = (f"mount -t tmpfs dockerd-etc /etc/docker && exec dockerd --data-root {self.base}/data "
                   f"--exec-root {self.base}/exec --pidfile {self.base}/dockerd.pid -H unix://{self.socket} "
                   "--bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false "
-                  f"--cgroup-parent {self.cgroup_parent}")
+                  f"--cgroup-parent {self.cgroup_parent} {' '.join(map(shlex.quote, self.extra_args))}")
         self.log = open(self.base / "dockerd.log", "w")
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", daemon]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)

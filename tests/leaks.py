@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -144,6 +145,19 @@ def loop_devices() -> set[str]:
     return found
 
 
+def oci_states() -> set[str]:
+    """Chapter 14: containers' state directories under this run's OCI runtime roots (``runtime-root*``)."""
+    tmp = SCOPE.get("tmp")
+    if not tmp:
+        return set()
+    return {str(state.parent) for pattern in ("runtime-root*/*/state.json", "runtime-root*/*/*/state.json")
+            for state in Path(tmp).glob(pattern)}
+
+
+def _rmtree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _unmount(point: str) -> None:
     with contextlib.suppress(OSError):
         _syscalls.umount2(point, _syscalls.MNT_DETACH)
@@ -216,6 +230,7 @@ PROBES: dict[str, tuple[Callable[[], set[str]], Callable[[str], None]]] = {
     "nftables": (nftables, _del_table),
     "netns": (netns, _del_netns),
     "loop devices": (loop_devices, _detach_loop),
+    "OCI runtime states": (oci_states, _rmtree),
 }
 
 
