@@ -5,7 +5,7 @@ docker's CLI, and imports only ``core``. But the command also carries tools that
 host, without a daemon: ``doctor`` and ``rootfs``, the registry server of chapter 09, the teachers'
 ``exercises``; and ``build``, ``history`` and ``builder``, whose client side is chapter 08's
 (it packs the context, minus ``.dockerignore``, and prints the build's stream); and ``compose``,
-chapter 13's other client of the API. This module is
+chapter 13's other client of the API; and ``desktop``, chapter 15's dashboard in a browser. This module is
 the one place that names them all, each imported only when its command runs, so ``minidocker
 ps`` imports none of them. It never imports the daemon: ``minidocker daemon start`` starts it as
 a program.
@@ -70,6 +70,12 @@ def _compose(client: Client, argv: list[str]) -> int:  # chapter 13: another cli
     return cli.main(client, argv)
 
 
+def _desktop(client: Client, argv: list[str]) -> int:  # chapter 15: the dashboard, a client in the browser
+    from minidocker.desktop import cli
+
+    return cli.main(client, argv)
+
+
 def _trust(argv: list[str]) -> int:  # chapter 16: keys and signatures, in the registry
     from minidocker.trust import cli
 
@@ -85,7 +91,7 @@ def _pull(client: Client, argv: list[str]) -> int:  # the client's pull, or chap
 TOOLS = {"doctor": _doctor, "rootfs": _rootfs, "registry": _registry, "exercises": _exercises,
          "trust": _trust}
 COMMANDS = {**{name: _build_command(name) for name in ("build", "history", "builder")},
-            "compose": _compose, "pull": _pull}
+            "compose": _compose, "desktop": _desktop, "pull": _pull}
 
 
 def main(argv: list[str] | None = None) -> int:
