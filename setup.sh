@@ -20,7 +20,7 @@ fi
 # check that it speaks the same language. Installed only when missing.
 PACKAGES="python3 python3-venv iproute2 ca-certificates nftables"
 if [ "${1:-}" = test ]; then
-    PACKAGES="$PACKAGES docker-registry skopeo docker.io docker-compose golang-docker-credential-helpers pass gnupg graphviz crun chromium"
+    PACKAGES="$PACKAGES docker-registry skopeo docker.io docker-compose golang-docker-credential-helpers pass gnupg graphviz crun chromium containerd runc"
 fi
 if [ "${1:-}" = book ]; then
     PACKAGES="$PACKAGES skopeo"  # chapter 09's notebook pushes with a real client
