@@ -61,8 +61,9 @@ def _quiet(_event: dict[str, Any]) -> None:
 # exercise 07.6: Pull: the mirrors first, then the registry
 # hint: reference.parse; the store (ImageStore() by default) cleans its temp files; the platform is
 #   Platform.parse(platform) or Platform.host(); for each url of registry.endpoints(ref.registry):
-#   registry.connect and _top_manifest, a RegistryError is noted and the next url tried; on success emit
-#   'Pulling from REPOSITORY' (id: tag or digest) and return _pull_image(...); all failed: raise _explain.
+#   registry.connect and _top_manifest, a RegistryError is noted and the next url tried; on success call
+#   each check with (reg, ref, the digest: top[1] or top.digest), emit 'Pulling from REPOSITORY' (id: tag
+#   or digest) and return _pull_image(...); all failed: raise _explain.
 # --8<-- [start:pull]
 def pull(name: str, *, store: ImageStore | None = None, platform: str | None = None,
          progress: Progress | None = None, checks: Sequence[Check] = ()) -> Image:
