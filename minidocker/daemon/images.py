@@ -125,7 +125,7 @@ class ImageService:
         from minidocker.images import pull
 
         parsed = reference.parse(ref)  # InvalidArgument (a 400) before the stream starts
-        hooks = request.app.get("hooks")  # a plug-in's checks (chapter 16's signature policy)
+        hooks = request.app.get("hooks")  # the plug-ins' checks (daemon/plugins.py: image_pull)
         checks = [check for hook in (hooks.image_pull if hooks else []) for check in hook(request, parsed)]
 
         def work(progress: Callable[[dict], None]) -> None:

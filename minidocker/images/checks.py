@@ -1,8 +1,8 @@
 """Chapter 07: checks a later chapter adds to ``pull``: an image refused before anything is stored.
 
 A pull learns the digest of what it is about to fetch (the manifest or index a tag points at)
-before it stores a byte. A later chapter may want a say right there: chapter 16 refuses images
-its signature policy does not accept. This chapter cannot name that chapter, so it offers a
+before it stores a byte. A later chapter may want a say right there (refuse an image whose
+signatures a policy does not accept, say). This chapter cannot name a later one, so it offers a
 registry instead: a module ``minidocker/<package>/pullcheck.py`` (found by ``core.plugins``)
 registers an *option* of ``pull``, a flag and a function that turns the flag's value into a
 :data:`Check`; ``pull(..., checks=[...])`` calls each check with the registry, the reference and
@@ -10,9 +10,9 @@ the digest, and a check that raises stops the pull with its one line.
 
 Example::
 
-    >>> register_option("--signature-policy", "FILE", "refuse what the policy refuses", make_check)
+    >>> register_option("--only-from", "REGISTRY", "refuse images of other registries", make_check)
     >>> [o.flag for o in options()]
-    ['--signature-policy']
+    ['--only-from', ...]
 """
 
 from __future__ import annotations
