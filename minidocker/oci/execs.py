@@ -53,6 +53,8 @@ def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: st
     size = process.get("consoleSize") or {}
     size = (size.get("height", 0), size.get("width", 0))
     _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    # --8<-- [end:exec_process]
+    # --8<-- [start:exec_process_fork]
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     with forwarding_signals() as signals:
@@ -77,7 +79,7 @@ def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: st
         if detach:
             return 0
         return exit_code(signals.wait(pid))
-# --8<-- [end:exec_process]
+    # --8<-- [end:exec_process_fork]
 
 
 def _join_and_fork(pid: int, process: dict, env: dict, steps: list, terminal: tuple | None, pid_w: int,

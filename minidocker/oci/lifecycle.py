@@ -179,7 +179,9 @@ def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, c
         os.close(fd)
         now = hooks.state_json(box.id, "running", 1, state["bundle"], state["annotations"])
         hooks.run_hooks(converted.hooks, "startContainer", now)
+    # --8<-- [end:start_init]
 
+    # --8<-- [start:start_init_fork]
     spec.add_hook("on_created", on_created)
     if converted.terminal:
         size = converted.console_size
@@ -198,7 +200,7 @@ def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, c
     if conn is not None:
         os.close(conn)
     return _wait_ready(ready_r, helper), helper
-# --8<-- [end:start_init]
+    # --8<-- [end:start_init_fork]
 
 
 def _terminal(converted: specconv.Converted, console_socket: str | None) -> int | None:
