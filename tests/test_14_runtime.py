@@ -358,3 +358,16 @@ def test_the_console_socket_message_is_runcs(tmp_path: Path) -> None:
     os.write(fds[0], b"x")
     assert os.read(read_end, 1) == b"x"
     os.close(fds[0]), os.close(read_end)
+
+
+def test_only_stdio_and_preserved_descriptors_reach_the_container(state_root: Path, rootfs: str,
+                                                                  tmp_path: Path) -> None:
+    """As runc: descriptors 3..3+N-1 with --preserve-fds N, never another the caller left open (7)."""
+    bundle = make_bundle(tmp_path / "fds", rootfs, ["sh", "-c", "cd /proc/self/fd; echo *"])
+    seen = []
+    for extra in (["--preserve-fds", "1"], []):
+        command = (f"exec 3>/dev/null 7>/dev/null; "
+                   f"exec {RUNTIME} --root {state_root} run {' '.join(extra)} fds")
+        seen.append(subprocess.run(["sh", "-c", command], cwd=bundle, stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, timeout=60).stdout)
+    assert seen == ["0 1 2 3 4\n", "0 1 2 3\n"]  # the last one is the shell's own, reading the directory

@@ -183,14 +183,24 @@ def _box(args: argparse.Namespace, root: Path) -> ContainerDir:
 
 
 def _create(args: argparse.Namespace, root: Path, log: Log) -> int:
+    _ignored(args, log)
     lifecycle.create(_box(args, root), Path(args.bundle), pid_file=args.pid_file,
-                     console_socket=args.console_socket, warn=log.warn)
+                     console_socket=args.console_socket, warn=log.warn, preserve_fds=args.preserve_fds)
     return 0
 
 
+def _ignored(args: argparse.Namespace, log: Log) -> None:
+    """runc's options that change nothing here, said in the log."""
+    if args.no_pivot:
+        log.warn("--no-pivot is ignored: the container always gets pivot_root (chapter 02)")
+    if args.no_new_keyring:
+        log.warn("--no-new-keyring is ignored: the container shares the session keyring it is given")
+
+
 def _run(args: argparse.Namespace, root: Path, log: Log) -> int:
+    _ignored(args, log)
     return lifecycle.run(_box(args, root), Path(args.bundle), detach=args.detach, pid_file=args.pid_file,
-                         console_socket=args.console_socket, warn=log.warn)
+                         console_socket=args.console_socket, warn=log.warn, preserve_fds=args.preserve_fds)
 
 
 def _state(args: argparse.Namespace, root: Path, log: Log) -> int:
@@ -257,7 +267,7 @@ def _exec(args: argparse.Namespace, root: Path, log: Log) -> int:
     if args.tty:
         process["terminal"] = True
     return execs.exec_process(box, process, detach=args.detach, pid_file=args.pid_file,
-                              console_socket=args.console_socket)
+                              console_socket=args.console_socket, preserve_fds=args.preserve_fds)
 
 
 def _read_json(path: str) -> dict:

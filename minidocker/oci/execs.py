@@ -24,7 +24,7 @@ from minidocker.core import syscalls as _syscalls
 from minidocker.core.atomic import atomic_write
 from minidocker.core.process import EngineError, exec_command, exit_code, forwarding_signals, read_report
 from minidocker.daemon import nsenter
-from minidocker.oci import console, specconv
+from minidocker.oci import console, lifecycle, specconv
 from minidocker.oci.state import ContainerDir
 
 __all__ = ["exec_process"]
@@ -32,7 +32,7 @@ __all__ = ["exec_process"]
 
 # --8<-- [start:exec_process]
 def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: str | None = None,
-                 console_socket: str | None = None) -> int:
+                 console_socket: str | None = None, preserve_fds: int = 0) -> int:
     """Run ``process`` in the container; its exit status, or 0 once it has exec'd with ``detach``."""
     state = box.load()
     status = box.status(state)
@@ -45,6 +45,7 @@ def exec_process(box: ContainerDir, process: dict, *, detach: bool, pid_file: st
     hardening = specconv.hardening_of(config, process, linux)
     sets = specconv.process_capabilities(process)
     steps = sorted(specconv.process_hooks(process, hardening, sets), key=lambda step: step[2])
+    steps.append(("before_exec", lambda: lifecycle.close_exec_from(3 + preserve_fds), 0))
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
     terminal = bool(process.get("terminal"))
     if terminal and console_socket is None and not os.isatty(0):

@@ -81,11 +81,12 @@ def cgroup_of(state: dict) -> Cgroup | None:
 
 # --8<-- [start:create]
 def create(box: ContainerDir, bundle: Path, *, pid_file: str | None = None, console_socket: str | None = None,
-           warn: object = print) -> dict:
+           warn: object = print, preserve_fds: int = 0) -> dict:
     """``create``: set the container up to the point of exec, leave its init waiting, return its state."""
     bundle = bundle.resolve()
     config = load_config(bundle)
     converted = specconv.convert(config, bundle, box.id)
+    converted.spec.add_hook("before_exec", lambda: close_exec_from(3 + preserve_fds), order=ORDER_FINAL + 1)
     for warning in converted.warnings:
         warn(warning)
     box.make()
@@ -108,6 +109,18 @@ def create(box: ContainerDir, bundle: Path, *, pid_file: str | None = None, cons
         box.remove()
         raise
 # --8<-- [end:create]
+
+
+def close_exec_from(first: int) -> None:
+    """Mark every descriptor from ``first`` on close-on-exec: the program gets stdio and ``--preserve-fds``.
+
+    Whatever the caller left open (a socket, a log) must not reach the container (runc's
+    ``CloseExecFrom``); descriptors the runtime still needs until the exec close with it.
+    """
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) >= first:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(int(name), False)
 
 
 def _cgroup(converted: specconv.Converted, config: dict) -> Cgroup:
@@ -353,7 +366,7 @@ def update(state: dict, limits: Limits) -> None:
 
 # --8<-- [start:run]
 def run(box: ContainerDir, bundle: Path, *, detach: bool, pid_file: str | None = None,
-        console_socket: str | None = None, warn: object = print) -> int:
+        console_socket: str | None = None, warn: object = print, preserve_fds: int = 0) -> int:
     """``run``: create and start; in the foreground, wait, pass signals on, delete, exit as the container.
 
     As a subreaper, the runtime is handed the init when its parent exits after the exec.
@@ -361,7 +374,8 @@ def run(box: ContainerDir, bundle: Path, *, detach: bool, pid_file: str | None =
     if not detach:
         _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
     with forwarding_signals() as signals:
-        state = create(box, bundle, pid_file=pid_file, console_socket=console_socket, warn=warn)
+        state = create(box, bundle, pid_file=pid_file, console_socket=console_socket, warn=warn,
+                       preserve_fds=preserve_fds)
         try:
             start(box, warn)
         except BaseException:
