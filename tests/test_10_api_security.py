@@ -4,7 +4,7 @@
 * a web page must not drive a plain-TCP daemon (JSON bodies need ``Content-Type: application/json``);
 * one image's odd ``ExposedPorts`` must not break ``GET /containers/json`` for everyone;
 * ``seccomp=`` in ``SecurityOpt`` is a profile's content, never a path on the daemon's host;
-* an option the daemon ignores is said so, in the create answer's ``Warnings``.
+* an option the daemon does not do is refused (a 400); an LSM the host lacks is said so in ``Warnings``.
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def test_seccomp_profile_is_content_not_a_path(daemon, tmp_path):
     assert _security_opt("seccomp=unconfined") == "seccomp=unconfined"
 
 
-# ---- 5. what the daemon ignores, it says -------------------------------------------------------------
-def test_ignored_options_are_warned_of(daemon):
+# ---- 5. what the daemon does not do, it refuses; what the host lacks, it says ---------------------------
+def test_unsupported_options_are_refused_and_missing_lsms_warned_of(daemon):
     host = {"CpuShares": 512, "MemorySwap": 1 << 30, "RestartPolicy": {"Name": "always"},  # implemented
             "SecurityOpt": ["apparmor=unconfined", "label=disable"], "IpcMode": "private",
             "MemorySwappiness": -1, "Dns": []}
@@ -198,10 +198,15 @@ def test_ignored_options_are_warned_of(daemon):
     plain = daemon.client.json("POST", "/containers/create", None, {"Image": "busybox", "Cmd": ["true"]})
     try:
         warnings = created["Warnings"]
-        assert len(warnings) == 4, warnings
-        for word in ("CpuShares", "MemorySwap", "apparmor=unconfined", "label=disable"):
+        assert len(warnings) == 2, warnings
+        for word in ("apparmor=unconfined", "label=disable"):
             assert any(word in w for w in warnings), (word, warnings)
         assert plain["Warnings"] == []
+        for refused in ({"BlkioWeight": 300}, {"IpcMode": "host"}, {"ShmSize": 1 << 20}):
+            with pytest.raises(APIError) as answer:
+                daemon.client.json("POST", "/containers/create", None,
+                                   {"Image": "busybox", "Cmd": ["true"], "HostConfig": refused})
+            assert answer.value.status == 400 and "not supported by this daemon" in str(answer.value)
         result = daemon.cli("create", "--security-opt", "apparmor=unconfined", "busybox", "true")
         assert result.returncode == 0 and "WARNING: security option 'apparmor=unconfined'" in result.stderr
         daemon.client.request("DELETE", f"/containers/{result.stdout.strip()}").read()

@@ -232,3 +232,62 @@ def test_update_limits_live_and_refuse_below_current_use(docker):
         assert host["Memory"] == 200 << 20 and usage.strip().endswith("/ 200MiB")  # nothing changed
     finally:
         docker("rm", "-f", "upd")
+
+
+def test_run_network_files_groups_and_mac(docker):
+    result = docker("run", "--rm", "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway",
+                    "--dns", "9.9.9.9", "--dns-search", "example.com", "--dns-option", "ndots:2",
+                    "--mac-address", "02:aa:bb:cc:dd:ee", "--group-add", "tty", "--group-add", "1234",
+                    "busybox", "sh", "-c", "cat /etc/hosts /etc/resolv.conf; ip link show eth0; id -G")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "10.1.2.3\tdb" in lines and any(re.fullmatch(r"[\d.]+\tgw", line) for line in lines)
+    assert lines[lines.index("search example.com"):][:3] == ["search example.com", "nameserver 9.9.9.9",
+                                                             "options ndots:2"]
+    assert "link/ether 02:aa:bb:cc:dd:ee" in result.stdout
+    assert lines[-1].split() == ["0", "5", "1234"]
+
+
+def test_unsupported_options_are_refused_in_dockers_words(docker):
+    for args, words in ((("--log-driver", "xyz"), "logger: no log driver named 'xyz' is registered"),
+                        (("--log-opt", "foo=1"), "unknown log opt 'foo' for json-file log driver"),
+                        (("--device", "/dev/fuse"), "HostConfig.Devices: not supported by this daemon"),
+                        (("--sysctl", "net.ipv4.ip_forward=1"), "HostConfig.Sysctls: not supported"),
+                        (("--platform", "linux/s390x"), "does not match the specified platform"),
+                        (("--group-add", "nosuch"), "Unable to find group nosuch")):
+        result = docker("run", "--rm", *args, "busybox", "true")
+        assert result.returncode != 0 and words in result.stderr, (args, result.stderr)
+    volume = docker("volume", "create", "-d", "nope", "v2")
+    assert volume.returncode == 1 and 'error looking up volume plugin nope: plugin "nope" not found' in \
+        volume.stderr
+    assert docker("volume", "ls", "-q").stdout == "" and docker("ps", "-aq").stdout == ""
+    logged = docker("run", "--rm", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "--stop-signal",
+                    "SIGUSR1", "--stop-timeout", "3", "busybox", "true")
+    assert logged.returncode == 0, logged.stderr
+
+
+def test_commit_keeps_exposed_ports_and_applies_changes(docker):
+    docker("run", "-d", "--name", "committed", "-p", "8080", "busybox", "sleep", "30")
+    try:
+        result = docker("commit", "-c", "EXPOSE 9090", "-c", "ENV COMMITTED=1", "committed", "mine:1")
+        assert result.returncode == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", result.stdout), result.stderr
+        shown = docker("inspect", "-f", "{{json .Config.ExposedPorts}} {{json .Config.Cmd}}", "mine:1").stdout
+        assert shown == '{"8080/tcp":{},"9090/tcp":{}} ["sleep","30"]\n'
+        bad = docker("commit", "-c", "RUN true", "committed", "mine:2")
+        assert bad.returncode == 1 and "run is not a valid change command" in bad.stderr
+    finally:
+        docker("rm", "-f", "committed")
+        docker("rmi", "mine:1")
+
+
+def test_container_prune_honours_label_filters(docker):
+    kept = docker("create", "--label", "keep=1", "busybox", "true").stdout.strip()
+    gone = docker("create", "busybox", "true").stdout.strip()
+    docker("run", "--name", "ran", "busybox", "true")
+    try:
+        result = docker("container", "prune", "-f", "--filter", "label!=keep")
+        assert result.returncode == 0, result.stderr
+        assert sorted(docker("ps", "-aq", "--no-trunc").stdout.split()) == [kept]
+        assert gone in result.stdout
+    finally:
+        docker("rm", "-f", kept, gone, "ran")

@@ -322,3 +322,22 @@ def test_cp_pause_rename_top(daemon, tmp_path):
     finally:
         daemon.cli("rm", "-f", "box")
         daemon.cli("rm", "-f", "crate")
+
+
+def test_run_flags_of_the_docker_cli(daemon, tmp_path):
+    """``--add-host``, ``--dns*``, ``--group-add``, ``--cidfile``, ``--pull never``, ``--platform``, ``--log-*``."""
+    cidfile = tmp_path / "cid"
+    result = daemon.cli("run", "--rm", "--cidfile", str(cidfile), "--add-host", "db:10.1.2.3", "--dns",
+                        "9.9.9.9", "--dns-search", "example.com", "--group-add", "tty", "--log-opt",
+                        "max-size=1k", "--pull", "never", "--platform", "linux", "busybox", "sh", "-c",
+                        "grep -h -e db -e 9.9.9.9 -e search /etc/hosts /etc/resolv.conf; id -G")
+    assert result.stdout == "10.1.2.3\tdb\nsearch example.com\nnameserver 9.9.9.9\n0 5\n", result.stderr
+    assert len(cidfile.read_text()) == 64
+    again = daemon.cli("run", "--rm", "--cidfile", str(cidfile), "busybox", "true")
+    assert again.returncode != 0 and "container ID file found" in again.stderr
+    for args, words in ((("--pull", "never", "nosuch/image"), "No such image"),
+                        (("--log-driver", "syslog", "busybox"), "no log driver named 'syslog'"),
+                        (("--device", "/dev/fuse", "busybox"), "HostConfig.Devices: not supported"),
+                        (("--add-host", "db", "busybox"), 'bad format for add-host: "db"')):
+        refused = daemon.cli("run", "--rm", *args, "true")
+        assert refused.returncode != 0 and words in refused.stderr, (args, refused.stderr)

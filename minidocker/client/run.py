@@ -39,7 +39,8 @@ _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user",
                "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns", "--ip", "--ip6",
                "--network-alias", "--net-alias", "--mac-address", "--restart", "--health-cmd",
                "--health-interval", "--health-timeout", "--health-retries", "--health-start-period",
-               "--runtime"}
+               "--runtime", "--add-host", "--dns", "--dns-search", "--dns-option",
+               "--group-add", "--device", "--log-opt", "--log-driver", "--cidfile", "--platform", "--pull"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -95,6 +96,13 @@ def _run_parser(command: str) -> Any:
         p.add_argument(option, type=_duration, default=0)
     p.add_argument("--health-retries", type=int, default=0)
     p.add_argument("--no-healthcheck", action="store_true")
+    for option in ("--add-host", "--dns", "--dns-search", "--dns-option", "--group-add", "--device",
+                   "--log-opt"):
+        p.add_argument(option, action="append", default=[])
+    p.add_argument("--log-driver", default="")
+    p.add_argument("--cidfile", default="", help="write the container's id to this file (it must not exist)")
+    p.add_argument("--platform", default="", help="the platform of the image (OS/ARCH)")
+    p.add_argument("--pull", choices=("always", "missing", "never"), default="missing")
     return p
 
 
@@ -271,6 +279,16 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
                        "Ulimits": [_ulimit(u) for u in opts.ulimit]}}
     if opts.runtime:
         body["HostConfig"]["Runtime"] = opts.runtime
+    host = body["HostConfig"]
+    for key, values in (("ExtraHosts", opts.add_host), ("Dns", opts.dns), ("DnsSearch", opts.dns_search),
+                        ("DnsOptions", opts.dns_option), ("GroupAdd", opts.group_add)):
+        if values:
+            host[key] = list(values)
+    if opts.device:  # as the docker CLI: the daemon decides (this one refuses devices)
+        host["Devices"] = [_device(d) for d in opts.device]
+    if opts.log_driver or opts.log_opt:
+        host["LogConfig"] = {"Type": opts.log_driver,
+                             "Config": dict(o.partition("=")[::2] for o in opts.log_opt)}
     mode, endpoints = networks(opts)
     body["HostConfig"]["NetworkMode"] = mode
     if endpoints:  # the first network; the others are connected after create (see _create)
@@ -293,16 +311,30 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
     return body
 
 
+def _device(text: str) -> dict:
+    """``--device /dev/x[:/dev/y[:rwm]]`` as Docker's ``DeviceMapping``."""
+    host, _, rest = text.partition(":")
+    inside, _, perms = rest.partition(":")
+    return {"PathOnHost": host, "PathInContainer": inside or host, "CgroupPermissions": perms or "rwm"}
+
+
 def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, Any]:
     options, image, command = split_run_args(argv)
     opts = _run_parser(command_name).parse_args(options)
     body = create_body(opts, image, command)
     _, endpoints = networks(opts)
-    query = {"name": opts.name or None}
+    if opts.cidfile and os.path.exists(opts.cidfile):  # the docker CLI's words, before anything is made
+        raise SystemExit(f"minidocker: container ID file found, make sure the other container isn't "
+                         f"running or delete {opts.cidfile}")
+    query = {"name": opts.name or None, "platform": opts.platform or None}
+    if opts.pull == "always":
+        from minidocker.client.images import pull_image
+
+        pull_image(client, image, sys.stderr)
     try:
         created = client.json("POST", "/containers/create", query, body)
     except APIError as e:
-        if e.status != 404 or "No such image" not in str(e):
+        if e.status != 404 or "No such image" not in str(e) or opts.pull == "never":
             raise
         shown = image if ":" in image.rsplit("/", 1)[-1] or "@" in image else f"{image}:latest"
         print(f"Unable to find image '{shown}' locally", file=sys.stderr)
@@ -310,6 +342,9 @@ def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, An
 
         pull_image(client, image, sys.stderr)
         created = client.json("POST", "/containers/create", query, body)
+    if opts.cidfile:
+        with open(opts.cidfile, "x") as f:
+            f.write(created["Id"])
     for warning in created.get("Warnings") or []:  # what the daemon ignored, as the docker CLI shows it
         print(f"WARNING: {warning}", file=sys.stderr)
     for name, endpoint in endpoints[1:]:  # the other networks, before it starts (docker's CLI before 1.44)

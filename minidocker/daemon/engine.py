@@ -111,19 +111,31 @@ def stage_argv(config: dict) -> list[str]:
     for option, value in (("-w", cfg.get("WorkingDir")), ("-u", cfg.get("User"))):
         if value:
             argv += [option, value]
-    mode = host.get("NetworkMode") or "default"
+    mode = "none" if cfg.get("NetworkDisabled") else host.get("NetworkMode") or "default"
+    cpus = (host.get("NanoCpus") or 0) / 1e9 or (host.get("CpuQuota") or 0) / (
+        host.get("CpuPeriod") or 100_000)  # docker run --cpu-quota: CPUs' worth too
     wanted = {  # option -> value, for the options of later chapters
         "--memory": host.get("Memory") or None,
-        "--cpus": host.get("NanoCpus") and f"{host['NanoCpus'] / 1e9:g}",
+        "--memory-swap": host.get("MemorySwap") or None,
+        "--cpus": cpus and f"{cpus:g}",
+        "--cpu-shares": host.get("CpuShares") or None,
+        "--cpuset-cpus": host.get("CpusetCpus") or None,
         "--pids-limit": host.get("PidsLimit") if (host.get("PidsLimit") or 0) > 0 else None,
         "--network": None if mode == "default" else mode,
+        "--mac-address": cfg.get("MacAddress") or None,
     }
-    for option, value in wanted.items():
+    repeated = {"--add-host": host.get("ExtraHosts"), "--dns": host.get("Dns"),
+                "--dns-search": host.get("DnsSearch"), "--dns-option": host.get("DnsOptions"),
+                "--group-add": host.get("GroupAdd")}
+    for option, values in repeated.items():
+        wanted.update({(option, i): v for i, v in enumerate(values or [])})
+    for key, value in wanted.items():
+        option = key[0] if isinstance(key, tuple) else key
         if value is None or value == 0:
             continue
         if option not in known:
             raise EngineError(f"{option} is not supported by this engine: its chapter's stage is missing")
-        argv += [option, str(value)]
+        argv += [f"{option}={value}"] if str(value).startswith("-") else [option, str(value)]
     bound = host.get("PortBindings") or {}
     for port, bindings in bound.items():
         for b in bindings or [{}]:

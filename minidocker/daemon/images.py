@@ -50,7 +50,8 @@ class ImageService:
             image = self.store.get(ref)
         except errors.NotFound:
             return None
-        return {"Id": image.id, "Config": image.config.get("config") or {}}
+        return {"Id": image.id, "Config": image.config.get("config") or {}, "Os": image.config.get("os"),
+                "Architecture": image.config.get("architecture"), "Variant": image.config.get("variant")}
 
     def list_images(self) -> list[dict[str, Any]]:
         return [chapter06.summary(i) for i in self.store.list()]

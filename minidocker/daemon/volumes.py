@@ -26,7 +26,7 @@ from minidocker.core.paths import state_dir
 from minidocker.core.rootpath import fd_path, mkdirs_in_root, open_in_root
 from minidocker.core.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount
 
-__all__ = ["create", "inspect", "list_volumes", "parse_binds", "remove", "volume_mounts"]
+__all__ = ["check_driver", "create", "inspect", "list_volumes", "parse_binds", "remove", "volume_mounts"]
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -47,6 +47,20 @@ def create(name: str | None = None, labels: dict | None = None) -> dict:
             "CreatedAt": rfc3339(), "Labels": labels or {}, "Scope": "local", "Options": {}}
     write_json(_dir(name) / "volume.json", info)
     return info
+
+
+def check_driver(name: str, driver: str | None, options: dict | None = None) -> None:
+    """Only the ``local`` driver exists here, without options: any other is refused in dockerd's words.
+
+    Example: ``docker volume create -d nfs data`` -> ``create data: error looking up volume plugin
+    nfs: plugin "nfs" not found`` (a 404, as dockerd answers for a missing plug-in).
+    """
+    if driver not in (None, "", "local"):
+        raise errors.NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" '
+                              "not found")
+    if options:
+        raise errors.InvalidArgument(f"create {name}: the local driver of this daemon takes no options "
+                                     f"(got {', '.join(sorted(map(str, options)))})")
 
 
 def inspect(name: str) -> dict:

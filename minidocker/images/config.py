@@ -27,8 +27,8 @@ from typing import Any
 
 from minidocker.core.process import DEFAULT_PATH, EngineError
 
-__all__ = ["RunConfig", "RunOptions", "merge", "merge_api_config", "parse_signal", "resolve_user",
-           "user_switcher"]
+__all__ = ["RunConfig", "RunOptions", "merge", "merge_api_config", "parse_signal", "resolve_groups",
+           "resolve_user", "user_switcher"]
 
 
 @dataclass
@@ -60,6 +60,7 @@ class RunConfig:
     exposed_ports: list[str]
     volumes: list[str]
     labels: dict[str, str]
+    group_add: list[str] = field(default_factory=list)  # --group-add: names (the image's) or numbers
 
 
 def _env_dict(entries: list[str] | None) -> dict[str, str]:
@@ -184,6 +185,23 @@ def resolve_user(user: str, etc: str = "/etc") -> tuple[int, int, list[int], str
 # --8<-- [end:resolve_user]
 
 
+def resolve_groups(groups: list[str], etc: str = "/etc") -> list[int]:
+    """``--group-add`` values -> gids: a number as it is, a name looked up in the image's group file.
+
+    Example: ``resolve_groups(["wheel", "1234"])`` -> ``[10, 1234]`` in busybox's image.
+    """
+    entries = {e[0]: e[2] for e in _entries(f"{etc}/group") if len(e) >= 3 and e[2].isdigit()}
+    found = []
+    for group in groups:
+        if group.isdigit():
+            found.append(int(group))
+        elif group in entries:
+            found.append(int(entries[group]))
+        else:
+            raise EngineError(f"Unable to find group {group}: no matching entries in group file")
+    return found
+
+
 # exercise 07.9: Become the image's user inside the container
 # hint: return a function that resolves run.user, creates run.workdir (0o755, chowned to uid:gid) if
 #   missing, sets HOME if unset, then (only if a user is set) setgroups, setresgid, setresuid: in that order.
@@ -201,7 +219,9 @@ def user_switcher(run: RunConfig) -> Callable[[], None]:
             os.makedirs(run.workdir, 0o755)
             os.chown(run.workdir, uid, gid)
         run.env.setdefault("HOME", home)
-        if run.user:
+        if run.group_add:
+            extra = sorted({*extra, *resolve_groups(run.group_add)})
+        if run.user or run.group_add:
             os.setgroups(extra)
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)

@@ -65,6 +65,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                        help="overwrite the image's ENTRYPOINT ('' for none: then the image's CMD goes too)")
     group.add_argument("-u", "--user", default=None, metavar="USER[:GROUP]",
                        help="user name or uid (and group), looked up in the image's /etc/passwd, /etc/group")
+    group.add_argument("--group-add", action="append", default=[], metavar="GROUP",
+                       help="a supplementary group (a name in the image's /etc/group, or a number)")
 
 
 # --8<-- [start:configure_config]
@@ -81,6 +83,7 @@ def configure_config(args: argparse.Namespace, spec: ContainerSpec, cleanup: con
         env=spec.user_env, workdir=spec.cwd or None, user=args.user,
         hostname=spec.hostname or spec.id[:12], tty=sys.stdout.isatty())
     run = imageconfig.merge(spec.image_config or {}, options)
+    run.group_add = list(args.group_add)
     if not run.argv:
         raise EngineError(f"no command specified: the image {args.image} has no Cmd or Entrypoint")
     spec.argv, spec.env, spec.cwd = run.argv, run.env, run.workdir

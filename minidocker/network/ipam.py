@@ -45,6 +45,7 @@ class Lease:
     veth: str = ""
     mtu: int = 0
     ports: list[dict] = field(default_factory=list)
+    mac: str = ""  # --mac-address; none: bridge.mac_for(ip)
 
 
 # exercise 05.4: Name a process so that a recycled pid does not match

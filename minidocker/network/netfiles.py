@@ -27,14 +27,22 @@ import ipaddress
 import os
 import stat
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from minidocker.core.paths import private_dir, state_dir
+from minidocker.core.process import EngineError
 from minidocker.core.rootpath import fd_path, open_in_root
 from minidocker.core.syscalls import MS_BIND, mount
 
-__all__ = ["DEFAULT_NAMESERVERS", "NAMES", "bind_files", "files_dir", "host_resolv_conf", "hosts_file",
-           "remove_files", "resolv_conf", "write_files"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: a stage's start does not pay for typing
+    from typing import Any
+
+__all__ = ["DEFAULT_NAMESERVERS", "NAMES", "Custom", "add_arguments", "bind_files", "custom_resolv_conf",
+           "files_dir", "host_resolv_conf", "hosts_file",
+           "parse_add_host", "remove_files", "resolv_conf", "write_files"]
 
 DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 NAMES = ("hosts", "hostname", "resolv.conf")
@@ -48,9 +56,74 @@ ff02::2\tip6-allrouters
 """
 
 
-def hosts_file(hostname: str, ip: str | None) -> str:
-    """``/etc/hosts`` as Docker writes it: localhost, and the container's own name at its address."""
-    return LOCALHOST + (f"{ip}\t{hostname}\n" if ip else "")
+@dataclass(frozen=True)
+class Custom:
+    """What ``docker run`` may add to the three files: ``--add-host``, ``--dns``, ``--dns-search``,
+    ``--dns-option``. Empty: the files as the host's and the container's own name make them."""
+
+    hosts: tuple[tuple[str, str], ...] = ()  # (name, address), in the order given
+    dns: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, args: Any) -> Custom:
+        """From a stage's parsed options (those :func:`add_arguments` adds); checked, in Docker's words."""
+        for server in args.dns:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError:
+                raise EngineError(f"{server} is not an ip address") from None
+        return cls(tuple(parse_add_host(h) for h in args.add_host), tuple(args.dns),
+                   tuple(args.dns_search), tuple(args.dns_option))
+
+
+def add_arguments(group: Any) -> None:
+    """``--add-host``, ``--dns``, ``--dns-search``, ``--dns-option``: to an argument group of a stage."""
+    group.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
+                       help="add a line to /etc/hosts (IP may be host-gateway: the bridge's address)")
+    group.add_argument("--dns", action="append", default=[], metavar="IP", help="a nameserver, instead of "
+                       "the host's")
+    group.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN",
+                       help="a search domain, instead of the host's")
+    group.add_argument("--dns-option", action="append", default=[], metavar="OPTION",
+                       help="a resolv.conf option, instead of the host's (e.g. ndots:2)")
+
+
+def parse_add_host(text: str) -> tuple[str, str]:
+    """``--add-host HOST:IP`` (or ``HOST=IP``) -> ``(HOST, IP)``, in the docker CLI's words if malformed.
+
+    ``host-gateway`` stays as it is: the bridge's address, known at attach time, replaces it.
+    """
+    name, sep, address = text.partition("=") if "=" in text else text.partition(":")
+    if not sep or not name or not address:
+        raise EngineError(f'bad format for add-host: "{text}"')
+    address = address.strip("[]")
+    if address != "host-gateway":
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise EngineError(f'invalid IP address in add-host: "{address}"') from None
+    return name, address
+
+
+def hosts_file(hostname: str, ip: str | None, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """``/etc/hosts`` as Docker writes it: localhost, the ``--add-host`` lines, and the container's own
+    name at its address."""
+    return LOCALHOST + "".join(f"{address}\t{name}\n" for name, address in extra) + (
+        f"{ip}\t{hostname}\n" if ip else "")
+
+
+def custom_resolv_conf(text: str, custom: Custom) -> str:
+    """``resolv.conf`` with ``--dns``, ``--dns-search``, ``--dns-option`` replacing the host's lines."""
+    replaced = {"nameserver": custom.dns, "search": custom.search, "options": custom.options}
+    lines = [line for line in text.splitlines() if not (line.split()[:1] and replaced.get(line.split()[0]))]
+    if custom.search:
+        lines.append("search " + " ".join(custom.search))
+    lines += [f"nameserver {s}" for s in custom.dns]
+    if custom.options:
+        lines.append("options " + " ".join(custom.options))
+    return "".join(f"{line}\n" for line in lines)
 
 
 # exercise 05.9: The container's resolv.conf from the host's
@@ -105,21 +178,24 @@ def remove_files(directory: Path) -> None:
         directory.rmdir()
 
 
-def write_files(directory: Path, hostname: str, ip: str | None, mode: str) -> dict[str, str]:
+def write_files(directory: Path, hostname: str, ip: str | None, mode: str,
+                custom: Custom = Custom()) -> dict[str, str]:
     """Write the three files for a container into ``directory``; return ``{target: source}``.
 
     ``mode`` is the network mode: with ``host`` the container shares the host's network, so it
-    gets the host's ``hosts`` and ``resolv.conf`` unchanged (its loopback *is* the host's).
+    gets the host's ``hosts`` and ``resolv.conf`` (its loopback *is* the host's), plus ``custom``'s.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if mode == "host":
         hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else LOCALHOST
+        hosts += "".join(f"{address}\t{name}\n" for name, address in custom.hosts)
         resolv = host_resolv_conf()
     else:
-        hosts = hosts_file(hostname, ip)
-        resolv, warnings = resolv_conf(host_resolv_conf())
+        hosts = hosts_file(hostname, ip, custom.hosts)
+        resolv, warnings = resolv_conf(host_resolv_conf()) if not custom.dns else (host_resolv_conf(), [])
         for warning in warnings:
             print(f"minidocker: warning: {warning}", file=sys.stderr)
+    resolv = custom_resolv_conf(resolv, custom)
     files = {"/etc/hosts": hosts, "/etc/hostname": f"{hostname}\n", "/etc/resolv.conf": resolv}
     for target, text in files.items():
         (directory / target.rsplit("/", 1)[1]).write_text(text)

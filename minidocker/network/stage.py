@@ -155,7 +155,8 @@ class Network:
         return [mapping for mapping, _ in self._reserved[container_id]]
 
     # --8<-- [start:attach]
-    def attach(self, container_id: str, pid: int, mappings: Sequence[PortMapping] = ()) -> Endpoint:
+    def attach(self, container_id: str, pid: int, mappings: Sequence[PortMapping] = (),
+               mac: str | None = None) -> Endpoint:
         """Connect the container whose PID 1 is ``pid`` to the network, with its published ports.
 
         In order: take the host ports (a port in use fails here, before any change); under the
@@ -179,10 +180,12 @@ class Network:
                     lease.veth = f"veth{secrets.token_hex(4)[:7]}"
                     lease.mtu = bridge.host_mtu(ipr)
                     lease.ports = [vars(m) for m in published]
+                    lease.mac = mac or ""
                     self.ipam.update(lease)
                     firewall.publish(self.config.table, container_id, lease.ip, published)
                 veth.plug(ipr, pid, bridge_index, lease.veth, f"{lease.ip}/{self.prefixlen}",
-                          self.ipam.gateway, lease.mtu, f"minidocker:{self.config.bridge}:{container_id}")
+                          self.ipam.gateway, lease.mtu, f"minidocker:{self.config.bridge}:{container_id}",
+                          mac=mac)
         except BaseException as e:
             self.detach(container_id)
             if isinstance(e, Exception) and not isinstance(e, EngineError):
@@ -227,7 +230,8 @@ class Network:
     def _endpoint(self, lease: Lease) -> Endpoint:
         from minidocker.network.bridge import mac_for
 
-        return Endpoint(lease.container_id, lease.ip, self.prefixlen, self.ipam.gateway, mac_for(lease.ip),
+        return Endpoint(lease.container_id, lease.ip, self.prefixlen, self.ipam.gateway,
+                        lease.mac or mac_for(lease.ip),
                         self.config.bridge, lease.veth, lease.mtu, [PortMapping(**p) for p in lease.ports])
 
     def ensure_bridge(self) -> None:
@@ -324,6 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "only) or host (the host's own network)")
     group.add_argument("-p", "--publish", action="append", default=[], metavar="[HOSTIP:][HOSTPORT:]PORT",
                        help="publish a container port on the host, e.g. 8080:80 or 127.0.0.1:5353:53/udp")
+    group.add_argument("--mac-address", default=None, metavar="MAC",
+                       help="the container's MAC address on the bridge (default: 02:42 and its IPv4 address)")
+    netfiles.add_arguments(group)
 
 
 # exercise 05.11: Configure the network stage
@@ -349,6 +356,7 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
     if mappings and args.network != "bridge":
         raise EngineError(f"-p needs --network bridge: with --network {args.network} there is nothing to "
                           "publish")
+    custom, mac = netfiles.Custom.of(args), parse_mac(args.mac_address, args.network)
     if args.network == "host":
         spec.namespaces.discard("net")
         spec.hostname = spec.hostname or os.uname().nodename  # gethostname(2)
@@ -356,7 +364,7 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
     hostname = spec.hostname or spec.id[:12]
     directory = netfiles.files_dir(spec.id)
     cleanup.callback(netfiles.remove_files, directory)
-    files = netfiles.write_files(directory, hostname, None, args.network)
+    files = netfiles.write_files(directory, hostname, None, args.network, custom)
     if spec.id_map:  # its root, an unprivileged host user, bind-mounts them by path (core.paths)
         _paths.let_in(directory, spec.id_map.outside)
     spec.add_hook("before_pivot", lambda root: netfiles.bind_files(root, files))
@@ -366,12 +374,28 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
         detach_on_exit(net, spec.id, cleanup)
 
         def connect(pid: int) -> None:
-            endpoint = net.attach(spec.id, pid, mappings)
-            (directory / "hosts").write_text(netfiles.hosts_file(hostname, endpoint.ip))
+            endpoint = net.attach(spec.id, pid, mappings, mac)
+            extra = [(name, endpoint.gateway if ip == "host-gateway" else ip) for name, ip in custom.hosts]
+            (directory / "hosts").write_text(netfiles.hosts_file(hostname, endpoint.ip, extra))
 
         spec.add_hook("on_created", connect)
         spec.add_hook("on_exit", lambda status: net.detach(spec.id))
 # --8<-- [end:configure]
+
+
+def parse_mac(text: str | None, mode: str) -> str | None:
+    """``--mac-address``: six hex bytes, unicast; only on a bridge (Docker's words otherwise)."""
+    if not text:
+        return None
+    octets = text.split(":")
+    if len(octets) != 6 or not all(len(o) == 2 and all(c in "0123456789abcdefABCDEF" for c in o)
+                                   for o in octets):
+        raise EngineError(f"invalid MAC address: {text}")
+    if int(octets[0], 16) & 1:
+        raise EngineError(f"invalid MAC address: {text}: a multicast address")
+    if mode != "bridge":
+        raise EngineError(f"conflicting options: mac-address and the network mode ({mode})")
+    return text.lower()
 
 
 # --8<-- [start:detach_on_exit]

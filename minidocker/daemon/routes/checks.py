@@ -1,10 +1,10 @@
-"""Chapter 10: what ``POST /containers/create`` accepts: ports and security options checked, the rest warned.
+"""Chapter 10: what ``POST /containers/create`` accepts: ports, security and logs checked, the rest refused.
 
 A create body is input from anyone who can reach the API, and the container's record outlives the
 request: a value that cannot be used must be refused *now*, with a 400, not break a later
 ``GET /containers/json`` for every client (an image's ``ExposedPorts`` key ``x/tcp``, say). And an
-option this daemon does not implement must not be dropped in silence: as dockerd does, the create
-answer's ``Warnings`` says so, and the ``docker`` CLI prints each one.
+option this daemon does not implement must not be dropped in silence: it is refused, in one line,
+as dockerd refuses what its host cannot do (``logger: no log driver named 'xyz' is registered``).
 
 Example::
 
@@ -13,8 +13,10 @@ Example::
     Traceback (most recent call last):
     ...
     minidocker.core.errors.InvalidArgument: invalid port 'x/tcp': PORT[/tcp|udp|sctp], PORT 1 to 65535
-    >>> warnings({"HostConfig": {"CpuShares": 512, "SecurityOpt": ["apparmor=unconfined"]}})[0]
-    'HostConfig.CpuShares is not supported by this daemon: ignored'
+    >>> unsupported({"HostConfig": {"BlkioWeight": 300}})
+    Traceback (most recent call last):
+    ...
+    minidocker.core.errors.InvalidArgument: HostConfig.BlkioWeight: not supported by this daemon
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import json
 from typing import Any
 
 from minidocker.core import errors
+from minidocker.core.process import EngineError
 
-__all__ = ["exposed_ports", "parse_port", "port_bindings", "security_opts", "warnings"]
+__all__ = ["exposed_ports", "log_config", "network_options", "parse_port", "port_bindings", "security_opts",
+           "unsupported",
+           "warnings"]
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -80,36 +85,90 @@ def security_opts(options: list) -> None:
 # --8<-- [end:security_opts]
 
 
-# HostConfig keys this daemon does not implement, and the values that mean "not set" (besides empty ones).
-IGNORED_HOST = {
-    "CpuShares": (), "CpuPeriod": (), "CpuQuota": (), "CpuRealtimePeriod": (), "CpuRealtimeRuntime": (),
-    "CpusetCpus": (), "CpusetMems": (), "CpuCount": (), "CpuPercent": (), "MemorySwap": (),
+# HostConfig keys this daemon does not implement, and the values that mean "not set" (besides empty ones):
+# refused when set, never accepted and dropped.
+UNSUPPORTED_HOST = {
+    "CpuRealtimePeriod": (), "CpuRealtimeRuntime": (), "CpusetMems": (), "CpuCount": (), "CpuPercent": (),
     "MemoryReservation": (), "MemorySwappiness": (-1,), "KernelMemory": (), "KernelMemoryTCP": (),
     "OomKillDisable": (), "OomScoreAdj": (), "BlkioWeight": (), "BlkioWeightDevice": (),
     "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
     "BlkioDeviceWriteIOps": (), "Devices": (), "DeviceRequests": (), "DeviceCgroupRules": (),
-    "Dns": (), "DnsOptions": (), "DnsSearch": (), "ExtraHosts": (), "GroupAdd": (), "Links": (),
-    "VolumesFrom": (), "VolumeDriver": (), "Mounts": (), "Tmpfs": (), "ShmSize": (), "Sysctls": (),
+    "VolumesFrom": (), "VolumeDriver": ("local",), "ShmSize": (), "Sysctls": (),
     "StorageOpt": (), "CgroupParent": (), "Cgroup": (), "UTSMode": (),
     "IpcMode": ("private", "shareable"), "CgroupnsMode": ("private",), "Isolation": ("default",),
     "IOMaximumBandwidth": (), "IOMaximumIOps": (), "Annotations": (),
 }
-IGNORED_CONFIG = {"Shell": (), "OnBuild": (), "MacAddress": (), "NetworkDisabled": (),
-                  "Domainname": ()}
+UNSUPPORTED_CONFIG = {"Domainname": ()}
+# The log drivers and their options: json-file only, with its rotation (chapter 10's logs.py).
+LOG_DRIVERS = {"json-file": ("max-size", "max-file")}
 
 
 def _set(value: Any, unset: tuple) -> bool:
     return bool(value) and value not in unset
 
 
+# --8<-- [start:unsupported]
+def unsupported(body: dict) -> None:
+    """Refuse, in one line (a 400), what the create body asks for that this daemon does not do.
+
+    An option accepted and then dropped is worse than a refusal: ``--device /dev/fuse`` or
+    ``--sysctl`` that silently did nothing would fail later, far from the cause.
+    """
+    host = body.get("HostConfig") or {}
+    found = [f"HostConfig.{key}" for key, unset in UNSUPPORTED_HOST.items() if _set(host.get(key), unset)]
+    found += [key for key, unset in UNSUPPORTED_CONFIG.items() if _set(body.get(key), unset)]
+    if found:
+        raise errors.InvalidArgument(f"{', '.join(found)}: not supported by this daemon")
+# --8<-- [end:unsupported]
+
+
+def network_options(host: dict, config: dict) -> None:
+    """``ExtraHosts`` and ``MacAddress`` checked now, by chapter 05's rules, not at the first start."""
+    from minidocker.network import netfiles
+    from minidocker.network.stage import parse_mac
+
+    mode = host.get("NetworkMode") or "default"
+    try:
+        for item in host.get("ExtraHosts") or []:
+            netfiles.parse_add_host(str(item))
+        parse_mac(config.get("MacAddress"), "bridge" if mode in ("default", "bridge") else mode)
+    except EngineError as e:
+        raise errors.InvalidArgument(str(e)) from None
+
+
+def log_config(config: dict) -> None:
+    """``HostConfig.LogConfig``: a driver this daemon has, options it knows, in dockerd's words.
+
+    Example: ``docker run --log-driver xyz`` -> ``logger: no log driver named 'xyz' is registered``.
+    """
+    from minidocker.core.units import parse_size
+
+    driver = config.get("Type") or "json-file"
+    if driver not in LOG_DRIVERS:
+        raise errors.InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+    options = config.get("Config") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        raise errors.InvalidArgument("invalid HostConfig.LogConfig.Config: expected an object of strings")
+    for key in options:
+        if key not in LOG_DRIVERS[driver]:
+            raise errors.InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
+    if "max-size" in options:
+        try:
+            if parse_size(options["max-size"]) <= 0:
+                raise ValueError
+        except (ValueError, EngineError):
+            raise errors.InvalidArgument(f"invalid max-size {options['max-size']!r}: a size such as "
+                                         "10m") from None
+    if "max-file" in options and not (options["max-file"].isdigit() and int(options["max-file"]) >= 1):
+        raise errors.InvalidArgument("max-file cannot be less than 1")
+
+
 # --8<-- [start:warnings]
 def warnings(body: dict) -> list[str]:
-    """What the create body asks for that this daemon ignores, one sentence each (Docker's ``Warnings``)."""
+    """What the create body asks for that this host cannot give, one sentence each (Docker's ``Warnings``):
+    an AppArmor profile or SELinux label, on a host without them, is honoured as dockerd does there."""
     host = body.get("HostConfig") or {}
-    found = [f"HostConfig.{key} is not supported by this daemon: ignored"
-             for key, unset in IGNORED_HOST.items() if _set(host.get(key), unset)]
-    found += [f"{key} is not supported by this daemon: ignored"
-              for key, unset in IGNORED_CONFIG.items() if _set(body.get(key), unset)]
+    found = []
     for item in host.get("SecurityOpt") or []:
         if isinstance(item, str) and item.startswith(("apparmor=", "apparmor:", "label=", "label:")):
             found.append(f"security option {item!r} ignored: this daemon has no AppArmor or SELinux")

@@ -120,6 +120,7 @@ async def create(request: web.Request) -> web.Response:
     image = await asyncio.get_running_loop().run_in_executor(None, store.find, ref)
     if image is None:
         raise errors.NoSuchImage(ref if ":" in ref or "@" in ref else ref + ":latest")
+    platform_check(ref, image, request.query.get("platform"))
     for key in ("Cmd", "Entrypoint", "Env"):  # Go would refuse to decode anything else
         value = body.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
@@ -130,12 +131,22 @@ async def create(request: web.Request) -> web.Response:
         if not isinstance(body.get(key) or {}, dict):
             raise errors.InvalidArgument(f"invalid container config: {key} must be an object")
     health.validate(body.get("Healthcheck"))
+    checks.unsupported(body)
+    checks.log_config(host["LogConfig"])
+    volumes.check_driver("", host.get("VolumeDriver"))
     restart_policy(host.get("RestartPolicy"), bool(host.get("AutoRemove")))
     cfg = merge_config(image.get("Config") or {}, body)
+    if host.get("NetworkMode") in (None, "", "default", "bridge"):  # API 1.44+: the endpoint's MacAddress
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        mac = next((e.get("MacAddress") for e in endpoints.values() if isinstance(e, dict)
+                    and e.get("MacAddress")), None)
+        if mac and not cfg.get("MacAddress"):
+            cfg["MacAddress"] = mac
     check = health.merge((image.get("Config") or {}).get("Healthcheck"), body.get("Healthcheck"))
     if check:  # the request's fields, the image's for the rest (NONE: none at all)
         cfg["Healthcheck"] = check
     checks.exposed_ports(cfg.get("ExposedPorts"))  # the image's too: a bad key is a 400 now, not a 500 later
+    checks.network_options(host, cfg)
     command = [str(a) for a in (cfg["Entrypoint"] or []) + (cfg["Cmd"] or [])]
     if host.get("NetworkMode") in (None, "", "default"):  # the daemon's --default-network
         host["NetworkMode"] = request.app["config"].get("default-network") or "default"
@@ -173,6 +184,19 @@ async def create(request: web.Request) -> web.Response:
     supervisor.add(c := Container(directory, config))
     events.container_event(request.app, c, "create")
     return web.json_response({"Id": cid, "Warnings": checks.warnings(body)}, status=201)
+
+
+def platform_check(ref: str, image: dict, platform: str | None) -> None:
+    """``docker run --platform OS/ARCH``: the image found must be of that platform, as dockerd says."""
+    if not platform:
+        return
+    wanted = platform.lower().split("/")
+    actual = [image.get("Os") or "linux", image.get("Architecture") or "amd64", image.get("Variant") or ""]
+    if wanted[0] != actual[0] or (len(wanted) > 1 and wanted[1] != actual[1]) or (
+            len(wanted) > 2 and wanted[2] != actual[2]):
+        shown = "/".join(x for x in actual if x)
+        raise errors.NotFound(f"image with reference {ref} was found but does not match the specified "
+                              f"platform: wanted {platform}, actual: {shown}")
 
 
 def _host_config(value: Any) -> dict:
@@ -477,12 +501,41 @@ async def remove(request: web.Request) -> web.Response:
 
 @routes.post("/containers/prune")
 async def prune(request: web.Request) -> web.Response:
+    """``docker container prune``: every container not running (created, exited, dead), as dockerd:
+    its ``label``, ``label!`` and ``until`` filters honoured; one that cannot go now is skipped."""
+    filters = events.parse_filters(request.query.get("filters"))
+    for key in filters:
+        if key not in ("label", "label!", "until"):
+            raise errors.InvalidArgument(f"invalid filter '{key}'")
+    until = min((_until(v) for v in filters.get("until") or []), default=None)
     deleted = []
     for c in list(sup(request).containers.values()):
-        if not c.running and c.state.get("Status") != "starting":
+        labels = c.config["Config"].get("Labels") or {}
+        if c.running or c.removing or c.state.get("Status") in ("starting", "running", "paused") or (
+                not events.labels_match(filters.get("label") or [], labels)) or any(
+                events.labels_match([v], labels) for v in filters.get("label!") or []) or (
+                until is not None and _epoch(c.config["Created"]) >= until):
+            continue
+        with contextlib.suppress(errors.Conflict, errors.NotFound):  # started (or removed) meanwhile
             await sup(request).remove(c)
             deleted.append(c.id)
     return web.json_response({"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+
+
+def _until(value: str) -> float:
+    """A prune ``until``: a UNIX time, an RFC 3339 time, or a duration before now (``24h``)."""
+    import time
+
+    from minidocker.build.dockerfile import parse_duration
+
+    with contextlib.suppress(ValueError):
+        return float(value)
+    with contextlib.suppress(ValueError, KeyError):
+        return _epoch(value)
+    try:
+        return time.time() - parse_duration(value) / 1e9
+    except Exception:
+        raise errors.InvalidArgument(f"invalid filter 'until={value}'") from None
 
 
 @routes.post("/containers/{id}/resize")

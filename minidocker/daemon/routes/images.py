@@ -26,7 +26,7 @@ from aiohttp import web
 
 from minidocker.core import errors
 from minidocker.core.process import EngineError
-from minidocker.daemon import events
+from minidocker.daemon import commitchanges, events
 from minidocker.daemon.routes.containers import container, flag, json_body, sup
 
 __all__ = ["routes"]
@@ -207,8 +207,12 @@ async def commit(request: web.Request) -> web.Response:
     c = sup(request).find(request.query.get("container", ""))
     body = await json_body(request, {}) or {}
     repo, tag_ = request.query.get("repo", ""), request.query.get("tag", "") or "latest"
-    changes = {k: v for k, v in (body if isinstance(body, dict) else {}).items()
-               if k in ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts")}
+    # As dockerd: the container's config, the body's fields over it, then the --change lines.
+    kept = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
+            "StopSignal", "OnBuild")
+    changes = {k: v for k, v in c.config["Config"].items() if k in kept and v is not None}
+    changes.update({k: v for k, v in (body if isinstance(body, dict) else {}).items() if k in kept})
+    changes = commitchanges.apply(changes, request.query.getall("changes", []))
     pid = int(c.state.get("Pid") or 0) if c.running else 0
     pause = request.query.get("pause", "true").lower() not in ("0", "false")  # Docker's default: pause
     name = f"{repo}:{tag_}" if repo else None

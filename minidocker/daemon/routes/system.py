@@ -182,6 +182,7 @@ async def volume_create(request: web.Request) -> web.Response:
     if not isinstance(body.get("Name") or "", str) or not isinstance(body.get("Labels") or {}, dict):
         raise errors.InvalidArgument("invalid volume config: Name must be a string and Labels an object")
     name = body.get("Name")
+    volumes.check_driver(name or "", body.get("Driver"), body.get("DriverOpts"))
     new = not name or name not in {v["Name"] for v in volumes.list_volumes()}
     info = volumes.create(name, body.get("Labels"))
     if new:
