@@ -291,3 +291,20 @@ def test_container_prune_honours_label_filters(docker):
         assert gone in result.stdout
     finally:
         docker("rm", "-f", kept, gone, "ran")
+
+
+def test_tmpfs_and_mount_bind_volume_tmpfs(docker, tmp_path):
+    (tmp_path / "f").write_text("hi\n")
+    result = docker("run", "--rm", "--tmpfs", "/scratch:size=1m", "--mount", "type=tmpfs,target=/t2",
+                    "--mount", f"type=bind,source={tmp_path},target=/src,readonly",
+                    "--mount", "type=volume,source=mounted,target=/vol", "busybox", "sh", "-c",
+                    "grep -E ' /(scratch|t2) ' /proc/mounts | cut -d' ' -f2,3; cat /src/f; "
+                    "touch /src/x || echo read-only; echo kept > /vol/a")
+    assert result.stdout == "/t2 tmpfs\n/scratch tmpfs\nhi\nread-only\n", result.stderr
+    again = docker("run", "--rm", "-v", "mounted:/vol", "busybox", "cat", "/vol/a")
+    assert again.stdout == "kept\n", again.stderr
+    shared = f"type=bind,source={tmp_path},target=/s,bind-propagation=rshared"
+    refused = docker("run", "--rm", "--mount", shared, "busybox", "true")
+    assert refused.returncode == 125 and "propagation rshared is not supported" in refused.stderr
+    assert docker("volume", "rm", "mounted").returncode == 0
+    assert docker("volume", "ls", "-q").stdout == ""

@@ -24,9 +24,10 @@ from minidocker.core import errors
 from minidocker.core.atomic import read_json, rfc3339, write_json
 from minidocker.core.paths import state_dir
 from minidocker.core.rootpath import fd_path, mkdirs_in_root, open_in_root
-from minidocker.core.syscalls import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount
+from minidocker.core.syscalls import MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, mount
 
-__all__ = ["check_driver", "create", "inspect", "list_volumes", "parse_binds", "remove", "volume_mounts"]
+__all__ = ["check_driver", "create", "inspect", "list_volumes", "parse_binds", "parse_mounts", "remove",
+           "volume_mounts"]
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -107,6 +108,45 @@ def parse_binds(binds: list[str]) -> list[dict]:
 # --8<-- [end:parse_binds]
 
 
+def parse_mounts(mounts: list, tmpfs: dict) -> list[dict]:
+    """``--mount`` (``HostConfig.Mounts``) and ``--tmpfs`` (``HostConfig.Tmpfs``) as ``Mounts`` entries.
+
+    A bind or a volume is what ``-v`` makes (:func:`parse_binds`); a tmpfs is a new, empty one in
+    the container, gone with it. Example: ``parse_mounts([{"Type": "tmpfs", "Target": "/run"}], {})``.
+    """
+    binds, found = [], []
+    for m in mounts or []:
+        kind, source, target = m.get("Type"), m.get("Source") or "", m.get("Target") or ""
+        if kind == "tmpfs":
+            options = m.get("TmpfsOptions") or {}
+            data = ",".join(x for x in (options.get("SizeBytes") and f"size={options['SizeBytes']}",
+                                        options.get("Mode") and f"mode={options['Mode']:o}") if x)
+            found.append(_tmpfs(target, data, not m.get("ReadOnly")))
+        elif kind in ("bind", "volume"):
+            propagation = (m.get("BindOptions") or {}).get("Propagation") or ""
+            if propagation not in ("", "rprivate", "private"):
+                raise errors.InvalidArgument(f"invalid mount config: propagation {propagation} is not "
+                                             "supported by this daemon (rprivate)")
+            if kind == "bind" and not os.path.exists(source):  # as dockerd: --mount never creates it
+                raise errors.InvalidArgument(f"invalid mount config for type \"bind\": bind source path does "
+                                             f"not exist: {source}")
+            source = source or os.urandom(32).hex()  # an anonymous volume
+            binds.append(f"{source}:{target}:{'ro' if m.get('ReadOnly') else 'rw'}")
+        else:
+            raise errors.InvalidArgument(f"invalid mount config: mount type unknown: {kind!r}")
+    for target, options in (tmpfs or {}).items():
+        found.append(_tmpfs(target, str(options or ""), "ro" not in str(options or "").split(",")))
+    return parse_binds(binds) + found
+
+
+def _tmpfs(target: str, data: str, rw: bool) -> dict:
+    if not target.startswith("/") or not target.strip("/") or ".." in target.split("/"):
+        raise errors.InvalidArgument(f"invalid mount config for type \"tmpfs\": invalid target {target!r}")
+    data = ",".join(o for o in data.split(",") if o and o not in ("ro", "rw"))
+    return {"Type": "tmpfs", "Source": "", "Destination": target, "Mode": data, "RW": rw,
+            "Propagation": ""}
+
+
 # --8<-- [start:volume_mounts]
 def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
     """A ``before_pivot`` hook: bind-mount each source at its target in the container's tree.
@@ -121,6 +161,14 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
             destination = m["Destination"]
             if not destination.strip("/"):
                 raise errors.InvalidArgument("invalid mount config: destination can't be '/'")
+            if m["Type"] == "tmpfs":  # --tmpfs: a new one, nosuid and nodev as Docker's
+                fd = mkdirs_in_root(root, destination)
+                try:
+                    mount("tmpfs", fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV | (0 if m["RW"] else MS_RDONLY),
+                          m["Mode"] or None)
+                finally:
+                    os.close(fd)
+                continue
             if os.path.isdir(m["Source"]):
                 fd = mkdirs_in_root(root, destination)
             else:

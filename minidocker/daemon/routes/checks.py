@@ -93,7 +93,7 @@ UNSUPPORTED_HOST = {
     "OomKillDisable": (), "OomScoreAdj": (), "BlkioWeight": (), "BlkioWeightDevice": (),
     "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
     "BlkioDeviceWriteIOps": (), "Devices": (), "DeviceRequests": (), "DeviceCgroupRules": (),
-    "VolumesFrom": (), "VolumeDriver": ("local",), "ShmSize": (), "Sysctls": (),
+    "VolumesFrom": (), "VolumeDriver": ("local",), "Links": (), "ShmSize": (), "Sysctls": (),
     "StorageOpt": (), "CgroupParent": (), "Cgroup": (), "UTSMode": (),
     "IpcMode": ("private", "shareable"), "CgroupnsMode": ("private",), "Isolation": ("default",),
     "IOMaximumBandwidth": (), "IOMaximumIOps": (), "Annotations": (),

@@ -154,7 +154,10 @@ async def create(request: web.Request) -> web.Response:
         cfg["Hostname"] = os.uname().nodename
     id_map = user_namespace(request.app["config"], host)
     known = {v["Name"] for v in volumes.list_volumes()}
-    mounts = volumes.parse_binds(host.get("Binds") or [])
+    if not isinstance(host.get("Mounts") or [], list) or not isinstance(host.get("Tmpfs") or {}, dict):
+        raise errors.InvalidArgument("invalid HostConfig: Mounts must be a list and Tmpfs an object")
+    mounts = volumes.parse_binds(host.get("Binds") or []) + volumes.parse_mounts(host.get("Mounts") or [],
+                                                                                 host.get("Tmpfs") or {})
     for m in mounts:  # the named volumes made here: as by POST /volumes/create
         if m["Type"] == "volume" and m["Name"] not in known:
             known.add(m["Name"])
