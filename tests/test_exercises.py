@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from minidocker.exercises import labs
+from minidocker.exercises import graders, labs
 from minidocker.exercises.checker import FAILED, NOT_ATTEMPTED, PASSED, _halves, check, plain_words
 from minidocker.exercises.marks import PACKAGE, MarkError, find_exercises, function_node, problems
 from minidocker.exercises.runtree import RunTree
@@ -124,6 +124,23 @@ def test_reference_passes_and_every_removal_is_caught(chapter: int) -> None:
     assert result.reference_failures == [], format_verify(result)
     assert result.ok, format_verify(result)
     assert set(result.caught) == {e.id for e in result.exercises}
+
+
+@pytest.mark.parametrize("chapter", per_chapter())
+def test_recorded_graders_still_call_their_exercises(chapter: int) -> None:
+    """graders.json (the student edition's "graded by") agrees with the trace of verify's reference run.
+
+    Every exercise has a record, and each test recorded for it (of the files verify ran) still calls
+    it: a new exercise, a renamed test or a test that no longer reaches the exercise fails here
+    (refresh with ``python -m minidocker.exercises graders CHAPTER``).
+    """
+    recorded = graders.load()
+    result = verified(chapter)
+    files = VERIFY_TESTS.get(chapter) or [f"tests/test_{chapter:02}_"]
+    for e in (e for e in result.exercises if e.chapter == chapter):
+        assert recorded.get(e.id), f"{e.id} has no recorded graders"
+        ran = [t for t in recorded[e.id] if t.startswith(tuple(files))]
+        assert set(ran) <= set(result.calls[e.id]), (e.id, sorted(set(ran) - set(result.calls[e.id])))
 
 
 @pytest.mark.parametrize("chapter", per_chapter())
