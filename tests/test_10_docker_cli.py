@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -251,7 +252,8 @@ def test_run_network_files_groups_and_mac(docker):
 def test_unsupported_options_are_refused_in_dockers_words(docker):
     for args, words in ((("--log-driver", "xyz"), "logger: no log driver named 'xyz' is registered"),
                         (("--log-opt", "foo=1"), "unknown log opt 'foo' for json-file log driver"),
-                        (("--device", "/dev/fuse"), "HostConfig.Devices: not supported by this daemon"),
+                        (("--device", "/dev/nope"), 'error gathering device information while adding custom '
+                                                    'device "/dev/nope": no such file or directory'),
                         (("--sysctl", "net.ipv4.ip_forward=1"), "HostConfig.Sysctls: not supported"),
                         (("--platform", "linux/s390x"), "does not match the specified platform"),
                         (("--group-add", "nosuch"), "Unable to find group nosuch")):
@@ -308,3 +310,78 @@ def test_tmpfs_and_mount_bind_volume_tmpfs(docker, tmp_path):
     assert refused.returncode == 125 and "propagation rshared is not supported" in refused.stderr
     assert docker("volume", "rm", "mounted").returncode == 0
     assert docker("volume", "ls", "-q").stdout == ""
+
+
+def test_detach_keys_leave_the_container_running(docker):
+    """``docker run -it`` then ctrl-p ctrl-q: the CLI returns (0), the container runs on; ``docker attach
+    --detach-keys`` comes back and leaves the same way ("read escape sequence", 1, docker 28's words)."""
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(DOCKER, ["run", "-it", "--name", "detached", "busybox", "sh"], env=docker.env,
+                          encoding="utf-8", timeout=10)
+    try:
+        child.expect(r"# ")
+        child.send("\x10\x11")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        assert docker("inspect", "-f", "{{.State.Status}}", "detached").stdout == "running\n"
+        child = pexpect.spawn(DOCKER, ["attach", "--detach-keys", "ctrl-x,x", "detached"], env=docker.env,
+                              encoding="utf-8", timeout=10)
+        child.sendline("echo hel''lo")
+        child.expect("hello")
+        child.send("\x18x")
+        child.expect("read escape sequence")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+        assert docker("inspect", "-f", "{{.State.Status}}", "detached").stdout == "running\n"
+    finally:
+        child.close(force=True)
+        docker("rm", "-f", "detached")
+
+
+def test_export_then_import_with_a_change(docker, tmp_path):
+    """``docker export`` (a running container: paused meanwhile) and ``docker import -c CMD -m``: a
+    one-layer image that runs; a bad change line is refused in one line."""
+    assert docker("run", "-d", "--name", "exported", "busybox", "sh", "-c",
+                  "echo made > /made; sleep 60").returncode == 0
+    try:
+        deadline = time.monotonic() + 10
+        while docker("exec", "exported", "cat", "/made").stdout != "made\n" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        exported = docker("export", "-o", str(tmp_path / "fs.tar"), "exported")
+        assert exported.returncode == 0, exported.stderr
+        import tarfile
+
+        with tarfile.open(tmp_path / "fs.tar") as tar:
+            names = set(tar.getnames())
+        assert {"made", "bin/busybox", "etc/passwd"} <= names
+        assert not any(n.startswith("proc/") for n in names)  # mounts are not the container's filesystem
+        imported = docker("import", "-c", 'CMD ["cat", "/made"]', "-m", "flat", str(tmp_path / "fs.tar"),
+                          "flat:1")
+        assert imported.returncode == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", imported.stdout)
+        assert docker("run", "--rm", "flat:1").stdout == "made\n"
+        shown = docker("inspect", "-f", "{{.Comment}} {{json .Config.Cmd}} {{len .RootFS.Layers}}", "flat:1")
+        assert shown.stdout == 'flat ["cat","/made"] 1\n'
+        refused = docker("import", "-c", "BOGUS x", str(tmp_path / "fs.tar"), "flat:2")
+        assert refused.returncode == 1 and "unknown instruction: BOGUS" in refused.stderr
+    finally:
+        docker("rm", "-f", "exported")
+        docker("rmi", "flat:1")
+
+
+def test_device_node_and_its_cgroup_rule(docker):
+    result = docker("run", "--rm", "--device", "/dev/null:/dev/mynull:rw", "busybox", "sh", "-c",
+                    "stat -c '%t:%T %F' /dev/mynull; echo x > /dev/mynull && echo written; "
+                    "mknod /dev/again c 1 3 && echo mknod; head -c1 /dev/mynull && echo read")
+    assert result.stdout.splitlines() == ["1:3 character special file", "written", "mknod", "read"], \
+        result.stderr
+    if not os.path.exists("/dev/fuse"):  # a device outside Docker's allow-list: its rule is the --device's
+        pytest.skip("no /dev/fuse on this host: the cgroup rule's half needs it")
+    ruled = docker("run", "--rm", "--device", "/dev/fuse:/dev/f:r", "busybox", "sh", "-c",
+                   "(: < /dev/f) && echo read; (: > /dev/f) || echo no-write; mknod /dev/g c 10 229; "
+                   "(: < /dev/g) && echo same-numbers")
+    assert ruled.stdout.splitlines() == ["read", "no-write", "same-numbers"], ruled.stderr
+    assert "Operation not permitted" in ruled.stderr
+    plain = docker("run", "--rm", "busybox", "sh", "-c", "mknod /dev/g c 10 229; : < /dev/g")
+    assert plain.returncode != 0 and "Operation not permitted" in plain.stderr

@@ -177,3 +177,104 @@ def test_one_image_is_saved_by_name(client):
     assert "index.json" in names or "manifest.json" in names
     with pytest.raises(docker.errors.ImageNotFound):
         b"".join(client.images.get("busybox").client.api.get_image("no-such-image"))
+
+
+def _read_until_closed(sock, timeout: float = 5) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_detach_keys_end_the_attach_not_the_container(client):
+    """The daemon watches a terminal's stdin for the detach keys (default ctrl-p ctrl-q, or detachKeys)."""
+    box = client.containers.run("busybox", "sh", tty=True, stdin_open=True, detach=True)
+    try:
+        for params, keys in (({}, b"\x10\x11"), ({"detachKeys": "ctrl-x,x"}, b"\x18x")):
+            sock = client.api.attach_socket(box.id, params={"stdin": 1, "stdout": 1, "stream": 1, **params})
+            raw = sock._sock
+            raw.sendall(b"echo hel''lo\n")
+            raw.settimeout(5)
+            seen = b""
+            while b"hello\r\n" not in seen:
+                seen += raw.recv(4096)
+            raw.sendall(keys)
+            _read_until_closed(raw)  # the daemon ends the stream: no hang
+            sock.close()
+            box.reload()
+            assert box.status == "running"
+        with pytest.raises(docker.errors.APIError, match="Invalid detach keys"):
+            client.api.attach_socket(box.id, params={"stdin": 1, "stream": 1, "detachKeys": "ctrl-pp"})
+    finally:
+        box.remove(force=True)
+
+
+def test_attach_with_logs_replays_then_streams(client):
+    box = client.containers.run("busybox", ["sh", "-c", "echo one; echo two >&2; read x; echo three"],
+                                stdin_open=True, detach=True)
+    try:
+        box.exec_run(["true"])  # running, "one" and "two" logged by now (the exec waits its turn)
+        stream = box.attach(logs=True, stream=True)
+        first = next(stream) + next(stream)
+        assert first == b"one\ntwo\n"
+        sock = client.api.attach_socket(box.id, params={"stdin": 1, "stream": 1})
+        sock._sock.sendall(b"go\n")
+        assert next(stream) == b"three\n"
+        sock.close()
+        assert box.wait(timeout=10)["StatusCode"] == 0
+        assert box.attach(logs=True, stream=False, stderr=False) == b"one\nthree\n"  # exited: the log only
+    finally:
+        box.remove(force=True)
+
+
+def test_exec_detach_and_terminal_streams(client, daemon):
+    """exec -d answers at once, the exit code comes later; with a terminal the stream is raw, upgraded
+    or not (a plain POST gets 200 and the bytes up to the close, as from dockerd)."""
+    import socket
+    import time
+
+    box = client.containers.run("busybox", "sleep 60", detach=True)
+    try:
+        exec_id = client.api.exec_create(box.id, ["sh", "-c", "sleep 0.5; exit 4"])["Id"]
+        started = time.monotonic()
+        client.api.exec_start(exec_id, detach=True)
+        assert time.monotonic() - started < 0.5 and client.api.exec_inspect(exec_id)["Running"]
+        deadline = time.monotonic() + 10
+        while client.api.exec_inspect(exec_id)["ExitCode"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.api.exec_inspect(exec_id)["ExitCode"] == 4
+        assert box.exec_run(["echo", "hello"], tty=True).output == b"hello\r\n"
+        assert box.exec_run(["echo", "hello"]).output == b"hello\n"
+        exec_id = client.api.exec_create(box.id, ["echo", "plain"], tty=True)["Id"]
+        with socket.socket(socket.AF_UNIX) as plain:
+            plain.connect(daemon.sock)
+            body = b'{"Tty": true}'
+            plain.sendall(f"POST /v1.50/exec/{exec_id}/start HTTP/1.1\r\nHost: d\r\nContent-Type: "
+                          f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            head, _, rest = _read_until_closed(plain).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"raw-stream" in head and b"chunked" not in head
+        assert rest == b"plain\r\n"
+    finally:
+        box.remove(force=True)
+
+
+def test_logs_until(client):
+    import time
+
+    box = client.containers.run("busybox", ["sh", "-c", "echo early; sleep 1.2; echo late"], detach=True)
+    try:
+        box.wait(timeout=10)
+        stamps = box.logs(timestamps=True).decode().split()
+        from minidocker.daemon.containers import seconds
+
+        early, late = seconds(stamps[0]), seconds(stamps[2])
+        middle = (early + late) / 2
+        assert box.logs(until=int(middle)) == b"early\n" or int(middle) < early  # Unix seconds (docker-py)
+        rfc3339 = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(middle)) + f"{middle % 1:.6f}"[1:] + "Z"
+        raw = client.api._get(client.api._url("/containers/{0}/logs", box.id),
+                              params={"stdout": 1, "until": rfc3339})
+        assert raw.content[8:] == b"early\n"
+        assert box.logs(since=middle) == b"late\n"
+    finally:
+        box.remove(force=True)

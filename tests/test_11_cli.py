@@ -202,6 +202,10 @@ def test_ps_and_images_stay_within_their_import_budget(daemon):
         assert status == "0", result.stderr
         assert [m for m in imported if m.split(".")[0] in dear] == [], verb
         assert len(imported) <= 60, f"{verb} imports {len(imported)} modules: {imported}"
+        if verb == "ps":  # each of these imports enum (4-5 ms): ps parses flags and JSON without them
+            lean = ("argparse", "re", "enum", "socket", "json", "signal", "threading", "collections")
+            assert [m for m in imported if m.split(".")[0] in lean] == [], imported
+            assert len(imported) <= 25, f"ps imports {len(imported)} modules: {imported}"
 
 
 def test_stats_diff_commit(daemon):
@@ -333,11 +337,72 @@ def test_run_flags_of_the_docker_cli(daemon, tmp_path):
                         "grep -h -e db -e 9.9.9.9 -e search /etc/hosts /etc/resolv.conf; id -G")
     assert result.stdout == "10.1.2.3\tdb\nsearch example.com\nnameserver 9.9.9.9\n0 5\n", result.stderr
     assert len(cidfile.read_text()) == 64
+    mapped = daemon.cli("run", "--rm", "--device", "/dev/null:/dev/mynull", "busybox", "stat", "-c", "%t:%T",
+                        "/dev/mynull")
+    assert mapped.stdout == "1:3\n", mapped.stderr
     again = daemon.cli("run", "--rm", "--cidfile", str(cidfile), "busybox", "true")
     assert again.returncode != 0 and "container ID file found" in again.stderr
     for args, words in ((("--pull", "never", "nosuch/image"), "No such image"),
                         (("--log-driver", "syslog", "busybox"), "no log driver named 'syslog'"),
-                        (("--device", "/dev/fuse", "busybox"), "HostConfig.Devices: not supported"),
+                        (("--device", "/dev/nope", "busybox"), 'adding custom device "/dev/nope": no such'),
                         (("--add-host", "db", "busybox"), 'bad format for add-host: "db"')):
         refused = daemon.cli("run", "--rm", *args, "true")
         assert refused.returncode != 0 and words in refused.stderr, (args, refused.stderr)
+
+
+def test_attach_detach_export_import_and_df(daemon, tmp_path):
+    """``minidocker attach`` and ctrl-p ctrl-q (the container runs on), ``run -it --detach-keys``,
+    ``export -o`` then ``import -c`` from stdin, and ``system df``'s table."""
+    pexpect = pytest.importorskip("pexpect")
+    base = [sys.executable, "-m", "minidocker", "-H", daemon.host]
+    child = pexpect.spawn(base[0], [*base[1:], "run", "-it", "--detach-keys", "ctrl-a,d", "--name", "att",
+                                    "busybox", "sh"], env=daemon.env, encoding="utf-8", timeout=15)
+    try:
+        child.expect(r"# ")
+        child.send("echo made > /made\r")
+        child.send("\x01d")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        child = pexpect.spawn(base[0], [*base[1:], "attach", "att"], env=daemon.env, encoding="utf-8",
+                              timeout=15)
+        child.sendline("echo hel''lo")
+        child.expect("hello")
+        child.send("\x10\x11")
+        child.expect("read escape sequence")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+        assert daemon.cli("inspect", "-f", "{{.State.Status}}", "att").stdout == "running\n"
+        assert daemon.cli("export", "-o", str(tmp_path / "fs.tar"), "att").returncode == 0
+        with open(tmp_path / "fs.tar", "rb") as tar:
+            imported = daemon.cli("import", "-c", "CMD cat /made", "-", "flat:cli", stdin=tar)
+        assert imported.returncode == 0 and imported.stdout.startswith("sha256:"), imported.stderr
+        assert daemon.cli("run", "--rm", "flat:cli").stdout == "made\n"
+        df = daemon.cli("system", "df").stdout.splitlines()
+        assert re.match(r"TYPE {12}TOTAL {5}ACTIVE {4}SIZE {6}RECLAIMABLE$", df[0])
+        assert [line.split()[0] for line in df[1:]] == ["Images", "Containers", "Local", "Build"]
+        assert re.match(r"Containers\s+1\s+1\s", df[2])
+    finally:
+        child.close(force=True)
+        daemon.cli("rm", "-f", "att")
+        daemon.cli("rmi", "flat:cli")
+
+
+def test_ps_fast_path_flags_and_json_scanner_agree_with_argparse_and_json():
+    """``ps`` parses its flags and the daemon's JSON without argparse and json: the same results."""
+    from minidocker.core import jsonscan
+    from minidocker.core.console import flags
+
+    names = {"-a": "all", "--all": "all", "-q": "quiet", "--no-trunc": "no_trunc"}
+    opts = flags(["-aq", "--no-trunc"], names)
+    assert opts is not None and (opts.all, opts.quiet, opts.no_trunc) == (True, True, True)
+    assert vars(flags([], names)) == {"all": False, "quiet": False, "no_trunc": False}
+    for other in (["-x"], ["-ax"], ["--format", "x"], ["--help"], ["web"], ["-"]):
+        assert flags(other, names) is None, other  # left to argparse: its usage, its errors
+    for text in ('[{"Id": "4bf2", "Names": ["/web"], "Ports": [], "Created": 1.5e9, "X": null}]',
+                 ' {"a": [true, false, -1, 2.5, "\\u00e9\\n"]}\n', "NaN", '"x"', "[]"):
+        assert repr(jsonscan.loads(text.encode())) == repr(json.loads(text))
+    for bad in ("", "[1,", "[1] x", '{"a" 1}'):
+        with pytest.raises(json.JSONDecodeError):
+            jsonscan.loads(bad)

@@ -38,13 +38,13 @@ USAGE = """usage: minidocker [-H HOST] [--tlsverify --tlscacert CA --tlscert CER
 
 containers:
   run, create, start, stop, kill, restart, rm, ps, logs, exec, inspect, wait, stats, commit, diff, port,
-  pause, unpause, rename, top, cp, update
+  pause, unpause, rename, top, cp, update, attach, export
 images:
-  pull, push, images, rmi, tag, save, load, login, logout, build, history, builder prune
+  pull, push, images, rmi, tag, save, load, import, login, logout, build, history, builder prune
 groups (alone, each lists its commands; `minidocker container ls` is `minidocker ps`):
   container, image, volume, network, system, builder
 other:
-  version, info, events, system prune
+  version, info, events, system prune, system df
   network ls|inspect|create|rm|prune|connect|disconnect
   daemon start|stop|status   start (as root) or stop a minidockerd in the background
   registry serve|gc|htpasswd a registry server (chapter 09)
@@ -55,8 +55,8 @@ other:
 
 CONTAINER_COMMANDS = {"run", "create", "start", "stop", "kill", "restart", "rm", "ps", "logs", "exec",
                       "inspect", "wait", "stats", "commit", "diff", "port", "container", "events", "pause",
-                      "unpause", "rename", "top", "cp", "update"}
-IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout",
+                      "unpause", "rename", "top", "cp", "update", "attach", "export"}
+IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login", "logout", "import",
                   "volume", "version", "info", "system", "image", "container-prune", "image-prune"}
 
 # Docker's management commands: GROUP -> (what it is, {SUBCOMMAND: (the command it runs, what it does)}).
@@ -64,11 +64,13 @@ IMAGE_COMMANDS = {"pull", "push", "images", "rmi", "tag", "save", "load", "login
 # groups' modules read the subcommand themselves (None). Aliases as docker's: ls = list, rm = remove.
 GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
     "container": ("Manage containers", {
+        "attach": ("attach", "Attach local standard input, output, and error streams to a running container"),
         "commit": ("commit", "Create a new image from a container's changes"),
         "cp": ("cp", "Copy files/folders between a container and the local filesystem"),
         "create": ("create", "Create a new container"),
         "diff": ("diff", "Inspect changes to files or directories on a container's filesystem"),
         "exec": ("exec", "Execute a command in a running container"),
+        "export": ("export", "Export a container's filesystem as a tar archive"),
         "inspect": ("inspect", "Display detailed information on one or more containers"),
         "kill": ("kill", "Kill one or more running containers"),
         "logs": ("logs", "Fetch the logs of a container"),
@@ -90,6 +92,7 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
     "image": ("Manage images", {
         "build": ("build", "Build an image from a Dockerfile"),
         "history": ("history", "Show the history of an image"),
+        "import": ("import", "Import the contents from a tarball to create a filesystem image"),
         "inspect": ("inspect", "Display detailed information on one or more images"),
         "load": ("load", "Load an image from a tar archive or STDIN"),
         "ls": ("images", "List images"),
@@ -111,7 +114,8 @@ GROUPS: dict[str, tuple[str, dict[str, tuple[str | None, str]]]] = {
         "inspect": (None, "Display detailed information on one or more networks"),
         "ls": (None, "List networks"), "prune": (None, "Remove all unused networks"),
         "rm": (None, "Remove one or more networks")}),
-    "system": ("Manage minidocker", {"info": (None, "Display system-wide information"),
+    "system": ("Manage minidocker", {"df": (None, "Show docker disk usage"),
+                                     "info": (None, "Display system-wide information"),
                                      "prune": (None, "Remove unused data")}),
     "builder": ("Manage builds", {"prune": (None, "Remove build cache")}),
     "daemon": ("Manage the minidockerd daemon", {

@@ -320,10 +320,26 @@ def stats(client: Client, argv: list[str]) -> int:
     return 0
 
 
+def export(client: Client, argv: list[str]) -> int:
+    """``export [-o FILE] CONTAINER``: the container's filesystem as a tar, to FILE or a redirected stdout."""
+    p = parser("export", "[-o FILE] CONTAINER")
+    p.add_argument("-o", "--output")
+    p.add_argument("container")
+    opts = p.parse_args(argv)
+    if not opts.output and sys.stdout.isatty():
+        raise SystemExit("minidocker: cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    response = client.request("GET", f"/containers/{opts.container}/export")
+    out = open(opts.output, "wb") if opts.output else sys.stdout.buffer  # noqa: SIM115
+    with out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
     "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
     "diff": diff, "stats": stats, "port": port, "events": events, "pause": pause,
     "unpause": lambda client, argv: pause(client, argv, "unpause"), "rename": rename, "top": top, "cp": cp,
-    "update": update,
+    "update": update, "export": export,
 }

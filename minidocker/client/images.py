@@ -159,6 +159,41 @@ def load(client: Client, argv: list[str]) -> int:
     return 0
 
 
+# --8<-- [start:import]
+def import_(client: Client, argv: list[str]) -> int:
+    """``import [-c CHANGE]... [-m MESSAGE] FILE|URL|- [REPO[:TAG]]``: a root filesystem tarball as an image.
+
+    The file is streamed as the request's body (``fromSrc=-``); a URL is fetched by the daemon.
+    """
+    p = parser("import", "[-c CHANGE]... [-m MESSAGE] FILE|URL|- [REPOSITORY[:TAG]]")
+    p.add_argument("-c", "--change", action="append", default=[], help="a Dockerfile line: CMD, ENV, ...")
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("source")
+    p.add_argument("reference", nargs="?")
+    opts = p.parse_args(argv)
+    query = {"fromSrc": "-", "repo": opts.reference, "message": opts.message or None,
+             "changes": opts.change}
+    if opts.source.startswith(("http://", "https://")):
+        query["fromSrc"], body = opts.source, None
+    elif opts.source == "-":
+        body = sys.stdin.buffer
+    else:
+        try:
+            body = open(opts.source, "rb")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            raise SystemExit(f"minidocker: open {opts.source}: {e.strerror.lower()}") from None
+    try:
+        for event in client.stream_json("POST", "/images/create", query, body):
+            if "error" in event:
+                raise APIError(500, event["error"])
+            print(event.get("status", ""))
+    finally:
+        if body is not None and body is not sys.stdin.buffer:
+            body.close()
+    return 0
+# --8<-- [end:import]
+
+
 def volume(client: Client, argv: list[str]) -> int:
     p = parser("volume", "create|ls|inspect|rm [NAME...]")
     p.add_argument("action", choices=["create", "ls", "list", "inspect", "rm", "remove", "prune"])
@@ -221,14 +256,16 @@ def info(client: Client, argv: list[str]) -> int:
 
 
 def system(client: Client, argv: list[str]) -> int:
-    p = parser("system", "prune [-f] [-a] [--volumes]")
-    p.add_argument("action", choices=["prune", "info"])
+    p = parser("system", "prune [-f] [-a] [--volumes] | df | info")
+    p.add_argument("action", choices=["prune", "info", "df"])
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("--volumes", action="store_true")
     opts = p.parse_args(argv)
     if opts.action == "info":
         return info(client, [])
+    if opts.action == "df":
+        return disk_usage(client)
     removes = ["all stopped containers", "all networks not used by at least one container",
                *(["all volumes not used by at least one container"] if opts.volumes else []),
                "all images without at least one container associated to them" if opts.all
@@ -257,6 +294,52 @@ def system(client: Client, argv: list[str]) -> int:
     prune("/build/prune", "CachesDeleted", "Deleted build cache objects")
     print(f"Total reclaimed space: {human_size(reclaimed, 4)}")
     return 0
+
+
+# --8<-- [start:disk_usage]
+def disk_usage(client: Client) -> int:
+    """``system df``: docker's table of images, containers, volumes and build cache, from ``GET /system/df``.
+
+    Reclaimable is what a prune could free: images no container uses, stopped containers' layers,
+    volumes no container mounts, build cache not in use; with its share of the total, as docker shows it.
+    """
+    df = client.json("GET", "/system/df")
+
+    def size(n: int) -> str:
+        return human_size(n, 4)  # go-units' HumanSize, as docker's df prints it
+
+    def share(part: int, total: int) -> str:
+        return f"{size(part)} ({part * 100 // total}%)" if total > 0 else size(part)
+
+    images = df.get("Images") or []
+    used = sum(i["Size"] - i["SharedSize"] for i in images if i.get("Containers", 0) > 0  # unknown: skipped
+               and i.get("Size", -1) != -1 and i.get("SharedSize", -1) != -1)
+    total = df.get("LayersSize") or 0
+    containers = df.get("Containers") or []
+    sizes = [max(c.get("SizeRw") or 0, 0) for c in containers]
+    stopped = sum(s for c, s in zip(containers, sizes, strict=True)
+                  if c.get("State") not in ("running", "paused"))
+    volumes = df.get("Volumes") or []
+    usage = [(v.get("UsageData") or {}) for v in volumes]
+    volume_size = sum(max(u.get("Size", 0), 0) for u in usage)
+    unused = sum(max(u.get("Size", 0), 0) for u in usage if u.get("RefCount", 0) == 0)
+    cache = [b for b in df.get("BuildCache") or [] if not b.get("Shared")]
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            ["Images", str(len(images)), str(sum(1 for i in images if i.get("Containers", 0) > 0)),
+             size(total), share(max(total - used, 0), total)],
+            ["Containers", str(len(containers)),
+             str(sum(1 for c in containers if c.get("State") in ("running", "paused"))),
+             size(sum(sizes)), share(stopped, sum(sizes))],
+            ["Local Volumes", str(len(volumes)), str(sum(1 for u in usage if u.get("RefCount", 0) > 0)),
+             size(volume_size), share(unused, volume_size)],
+            ["Build Cache", str(len(df.get("BuildCache") or [])),
+             str(sum(1 for b in df.get("BuildCache") or [] if b.get("InUse"))),
+             size(sum(b.get("Size", 0) for b in cache)),
+             size(sum(b.get("Size", 0) for b in cache if not b.get("InUse")))]]
+    widths = [max(10, max(len(r[n]) for r in rows) + 3) for n in range(5)]  # docker's tabwriter: min 10
+    print("\n".join("".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows))
+    return 0
+# --8<-- [end:disk_usage]
 
 
 def container_prune(client: Client, argv: list[str]) -> int:
@@ -346,5 +429,5 @@ def logout(client: Client, argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
     "pull": pull, "push": push, "images": images, "rmi": rmi, "tag": tag, "save": save,
     "load": load, "volume": volume, "version": version, "info": info, "system": system, "login": login,
-    "logout": logout, "container-prune": container_prune, "image-prune": image_prune,
+    "logout": logout, "container-prune": container_prune, "image-prune": image_prune, "import": import_,
 }

@@ -39,7 +39,7 @@ _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user",
                "--cap-drop", "--security-opt", "--ulimit", "--expose", "--userns", "--ip", "--ip6",
                "--network-alias", "--net-alias", "--mac-address", "--restart", "--health-cmd",
                "--health-interval", "--health-timeout", "--health-retries", "--health-start-period",
-               "--runtime", "--add-host", "--dns", "--dns-search", "--dns-option",
+               "--runtime", "--detach-keys", "--add-host", "--dns", "--dns-search", "--dns-option",
                "--group-add", "--device", "--log-opt", "--log-driver", "--cidfile", "--platform", "--pull"}
 
 
@@ -61,6 +61,8 @@ def _run_parser(command: str) -> Any:
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--detach-keys", default="", help="the keys that leave the container running "
+                                                     "(default: ctrl-p,ctrl-q)")
     p.add_argument("--rm", action="store_true")
     p.add_argument("--init", action="store_true")
     p.add_argument("--runtime", default="", help="the runtime to run it on (default: the daemon's)")
@@ -374,7 +376,8 @@ def run(client: Client, argv: list[str]) -> int:
         print(cid)
         return 0
     sock = client.hijack(f"/containers/{cid}/attach", {"stream": True, "stdout": True, "stderr": True,
-                                                        "stdin": opts.interactive})
+                                                        "stdin": opts.interactive,
+                                                        "detachKeys": opts.detach_keys or None})
     result: dict = {}
     waiting = threading.Event()
 
@@ -397,7 +400,8 @@ def run(client: Client, argv: list[str]) -> int:
         sock.close()
         print(f"minidocker: Error response from daemon: {e}", file=sys.stderr)
         return _start_error_code(str(e))
-    _stream(client, sock, f"/containers/{cid}", opts.tty, opts.interactive, cid)
+    if _stream(client, sock, f"/containers/{cid}", opts.tty, opts.interactive, cid, opts.detach_keys):
+        return 0  # detached, as docker run -it: the container runs on
     waiter.join(timeout=30)
     if "error" in result:
         raise result["error"]
@@ -406,9 +410,13 @@ def run(client: Client, argv: list[str]) -> int:
 
 
 def _stream(client: Client, sock: Any, resize_path: str, tty: bool, interactive: bool,
-            cid: str | None = None) -> None:
-    """Pump an attached stream; with a terminal, raw mode and resizes; otherwise forward Ctrl-C."""
+            cid: str | None = None, detach_keys: str = "") -> bool:
+    """Pump an attached stream; with a terminal, raw mode and resizes; otherwise forward Ctrl-C.
+
+    True if the user typed the detach keys (a terminal's only, as the docker CLI: piped input is data).
+    """
     from minidocker.client import terminal
+    from minidocker.core import detachkeys
 
     def resize(*_: object) -> None:
         rows, columns = terminal.terminal_size()
@@ -424,17 +432,23 @@ def _stream(client: Client, sock: Any, resize_path: str, tty: bool, interactive:
             pass
 
     stdin_fd = 0 if interactive else None
+    detached = False
     if tty:
+        try:
+            escape = detachkeys.EscapeWatcher(detachkeys.parse(detach_keys or detachkeys.DEFAULT))
+        except ValueError as e:
+            raise SystemExit(f"minidocker: invalid detach keys ({detach_keys}): {e}") from None
         resize()
         signal.signal(signal.SIGWINCH, resize)
         with terminal.raw_terminal(0) if interactive else _nothing():
-            terminal.pump(sock, True, stdin_fd)
+            detached = terminal.pump(sock, True, stdin_fd, escape if interactive else None)
     else:
         if cid:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, forward)
         terminal.pump(sock, False, stdin_fd)
     sock.close()
+    return detached
 
 
 class _nothing:
@@ -481,6 +495,7 @@ def exec_(client: Client, argv: list[str]) -> int:
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("--detach-keys", default="")
     p.add_argument("-e", "--env", action="append", default=[])
     p.add_argument("-w", "--workdir", default="")
     p.add_argument("-u", "--user", default="")
@@ -491,7 +506,7 @@ def exec_(client: Client, argv: list[str]) -> int:
     body: dict = {"AttachStdin": opts.interactive, "AttachStdout": not opts.detach, "AttachStderr":
                   not opts.detach, "Tty": opts.tty, "Cmd": command, "Env": opts.env,
                   "WorkingDir": opts.workdir,
-                  "User": opts.user}
+                  "User": opts.user, "DetachKeys": opts.detach_keys}
     if opts.tty:
         from minidocker.client.terminal import terminal_size
 
@@ -502,11 +517,41 @@ def exec_(client: Client, argv: list[str]) -> int:
         return 0
     sock = client.hijack(f"/exec/{exec_id}/start", None, {"Detach": False, "Tty": opts.tty,
                                                            "ConsoleSize": body.get("ConsoleSize")})
-    _stream(client, sock, f"/exec/{exec_id}", opts.tty, opts.interactive)
+    if _stream(client, sock, f"/exec/{exec_id}", opts.tty, opts.interactive, None, opts.detach_keys):
+        print("read escape sequence", file=sys.stderr)  # the docker CLI's words, and its status
+        return 1
     code = client.json("GET", f"/exec/{exec_id}/json")["ExitCode"]
     return 126 if code is None else int(code)
 
 
+# --8<-- [start:attach]
+def attach(client: Client, argv: list[str]) -> int:
+    """``attach [--detach-keys K] [--no-stdin] [--sig-proxy=false] CONTAINER``: join a running container's
+    streams; the detach keys leave it running ("read escape sequence", status 1, as the docker CLI)."""
+    p = parser("attach", "[--detach-keys KEYS] [--no-stdin] [--sig-proxy=false] CONTAINER")
+    p.add_argument("--detach-keys", default="")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--sig-proxy", type=lambda v: v.lower() in ("1", "true"), default=True, nargs="?",
+                   const=True, help="forward signals to the container (not with a terminal)")
+    p.add_argument("container")
+    opts = p.parse_args(argv)
+    info = client.json("GET", f"/containers/{opts.container}/json")
+    if not info["State"]["Running"]:
+        raise SystemExit("minidocker: You cannot attach to a stopped container, start it first")
+    if info["State"]["Paused"]:
+        raise SystemExit("minidocker: You cannot attach to a paused container, unpause it first")
+    tty, interactive = info["Config"]["Tty"], info["Config"]["OpenStdin"] and not opts.no_stdin
+    sock = client.hijack(f"/containers/{info['Id']}/attach", {
+        "stream": True, "stdout": True, "stderr": True, "stdin": interactive,
+        "detachKeys": opts.detach_keys or None})
+    if _stream(client, sock, f"/containers/{info['Id']}", tty, interactive,
+               info["Id"] if opts.sig_proxy else None, opts.detach_keys):
+        print("read escape sequence", file=sys.stderr)
+        return 1
+    return int(client.json("POST", f"/containers/{info['Id']}/wait")["StatusCode"])
+# --8<-- [end:attach]
+
+
 COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
-    "run": run, "create": create, "start": start, "exec": exec_,
+    "run": run, "create": create, "start": start, "exec": exec_, "attach": attach,
 }

@@ -28,6 +28,7 @@ import termios
 import tty as _tty
 from collections.abc import Iterator
 
+from minidocker.core.detachkeys import EscapeWatcher
 from minidocker.core.streams import STDERR, Demux
 
 __all__ = ["pump", "raw_terminal", "terminal_size"]
@@ -67,10 +68,15 @@ def _write_all(fd: int, data: bytes) -> None:
 # exercise 11.2: Copy stdin to the container and its output to ours
 # hint: select on the socket (and stdin); socket data to fd 1 as is with a tty, else through a Demux to 1 or
 #   2 (STDERR); an empty read or a reset ends it; stdin at EOF: shutdown(SHUT_WR), stop reading it. Mind
-#   TLS: sock.pending() bytes are ready without select.
+#   TLS: sock.pending() bytes are ready without select. With escape: stdin through escape.feed, and return
+#   True at the detach keys (False when the socket ends).
 # --8<-- [start:pump]
-def pump(sock: socket.socket, tty: bool, stdin_fd: int | None) -> None:
-    """Copy ``stdin_fd`` -> ``sock`` and ``sock`` -> stdout/stderr until the container ends the stream."""
+def pump(sock: socket.socket, tty: bool, stdin_fd: int | None, escape: EscapeWatcher | None = None) -> bool:
+    """Copy ``stdin_fd`` -> ``sock`` and ``sock`` -> stdout/stderr until the container ends the stream.
+
+    With ``escape`` (a terminal's detach keys) the keys typed are watched: True once they were typed
+    (they are not sent), False when the stream ended.
+    """
     demux = Demux()
     sources: list = [sock] + ([stdin_fd] if stdin_fd is not None else [])
     while True:
@@ -82,17 +88,20 @@ def pump(sock: socket.socket, tty: bool, stdin_fd: int | None) -> None:
             except (ConnectionResetError, OSError):
                 data = b""
             if not data:
-                return
+                return False
             if tty:
                 _write_all(1, data)
             else:
                 for stream, payload in demux.feed(data):
                     _write_all(2 if stream == STDERR else 1, payload)
         if stdin_fd is not None and stdin_fd in ready:
-            data = os.read(stdin_fd, 65536)
+            typed = os.read(stdin_fd, 65536)
+            data, detached = escape.feed(typed) if escape is not None and typed else (typed, False)
             if data:
                 sock.sendall(data)
-            else:  # our input ended: half-close, keep reading the output
+            if detached:
+                return True
+            if not typed:  # our input ended: half-close, keep reading the output
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_WR)
                 sources.remove(stdin_fd)

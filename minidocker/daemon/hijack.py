@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import socket
+import struct
+import termios
 from typing import Any
 
 from aiohttp import web
@@ -88,11 +92,44 @@ class RawStream(asyncio.Protocol):
         OPEN.discard(self)
 
 
+class _UntilClose(web.StreamResponse):
+    """A ``200 OK`` whose body is everything up to the close: no length, no chunks (as dockerd's)."""
+
+    _length_check = False
+
+
+async def _headers_read(transport: Any, timeout: float = 1.0) -> None:
+    """Wait (a moment at most) until the client has read our headers from a UNIX socket.
+
+    Many clients (docker-py, anything on Python's http.client) read the headers through a buffer
+    and then take the raw socket: bytes that arrived with the headers sit in that buffer, lost.
+    dockerd's first bytes rarely come that fast; a log replayed at once (``attach?logs=1``) or a
+    quick exec's output do here. On a UNIX socket SIOCOUTQ counts what the peer has not read yet.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    deadline = asyncio.get_running_loop().time() + timeout
+    with contextlib.suppress(OSError):
+        while struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0] > 0:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.002)
+
+
 # --8<-- [start:hijack]
 async def hijack(request: web.Request, content_type: str) -> RawStream:
-    """Answer ``101 UPGRADED`` and take the socket over from the HTTP server."""
-    response = web.StreamResponse(status=101, reason="UPGRADED", headers={
-        "Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"})
+    """Answer ``101 UPGRADED`` and take the socket over from the HTTP server.
+
+    A client that did not ask for the upgrade (a plain ``POST``, ``curl``) gets ``200 OK`` and the
+    same bytes, the body ending when the connection closes.
+    """
+    if "upgrade" in request.headers.get("Connection", "").lower():
+        response = web.StreamResponse(status=101, reason="UPGRADED", headers={
+            "Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"})
+    else:
+        response = _UntilClose(headers={"Content-Type": content_type})
+        response.force_close()  # "Connection: close"
     await response.prepare(request)  # sends the status line and headers now
     transport: Any = request.transport
     raw = RawStream(transport, response)
@@ -101,6 +138,7 @@ async def hijack(request: web.Request, content_type: str) -> RawStream:
     if not transport.is_reading():
         transport.resume_reading()
     OPEN.add(raw)
+    await _headers_read(transport)  # before the first byte of the stream
     return raw
 # --8<-- [end:hijack]
 

@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from minidocker.core import errors
 from minidocker.core.atomic import rfc3339
+from minidocker.core.streams import STDERR, STDOUT, frame
 
-__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_SIZE", "JsonLog", "parse_lines", "private", "read_entries",
-           "tail_entries"]
+__all__ = ["DEFAULT_MAX_FILES", "DEFAULT_MAX_SIZE", "JsonLog", "parse_lines", "parse_time", "private",
+           "read_entries", "render", "tail_entries"]
 
 DEFAULT_MAX_SIZE = 10 << 20  # without --log-opt max-size (parsed by core.units.parse_size)
 DEFAULT_MAX_FILES = 2
@@ -119,3 +121,51 @@ def parse_lines(data: bytes) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return found
+
+
+# --8<-- [start:parse_time]
+def parse_time(text: str | None, name: str) -> float:
+    """``since``/``until`` as seconds since the epoch (0: not given): a Unix time, or RFC 3339.
+
+    The docker CLI turns ``--since 10m`` or ``--until 2025-01-02`` into Unix seconds (``1735776000.0``)
+    itself; other clients send RFC 3339 (``2025-01-02T10:00:00Z``, ``...+02:00``), which Docker takes too.
+    """
+    if not text:
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise errors.InvalidArgument(f"invalid {name} {text!r}: a Unix time in seconds or an RFC 3339 "
+                                     "time (2006-01-02T15:04:05Z)") from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+# --8<-- [end:parse_time]
+
+
+def entry_time(entry: dict[str, Any]) -> float:
+    """When a log entry was written, in seconds since the epoch."""
+    from minidocker.daemon.containers import seconds
+
+    return seconds(entry.get("time", ""))
+
+
+def render(entries: list[dict[str, Any]], streams: dict[str, bool], tty: bool, *, since: float = 0,
+           until: float = 0, timestamps: bool = False) -> bytes:
+    """Entries as a client reads them: raw with a terminal, else in Docker's frames (stdout 1, stderr 2).
+
+    Only the ``streams`` asked for, written at ``since`` or later and ``until`` or earlier (0: no bound).
+    """
+    out = []
+    for e in entries:
+        if not streams.get(e.get("stream", ""), False):
+            continue
+        if (since or until) and not (since <= entry_time(e) and (not until or entry_time(e) <= until)):
+            continue
+        data = (f"{e['time']} " if timestamps else "").encode() + e["log"].encode()
+        out.append(data if tty else frame(STDOUT if e["stream"] == "stdout" else STDERR, data))
+    return b"".join(out)

@@ -21,14 +21,19 @@ from __future__ import annotations
 
 import ctypes
 import os
+import stat
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core import syscalls as _syscalls
+from minidocker.core.process import EngineError
+from minidocker.core.rootpath import mkdirs_in_root
 
-__all__ = ["DOCKER_DEVICES", "device_program", "restrict", "restrict_v1", "restrict_v2"]
+__all__ = ["DOCKER_DEVICES", "Device", "add_devices", "device_program", "parse_device", "restrict",
+           "restrict_v1", "restrict_v2"]
 
 # What Docker allows: create any device node (images carry some), use only these.
 DOCKER_DEVICES = (
@@ -125,3 +130,74 @@ def restrict(cgroup: Cgroup, rules: Sequence[str] = DOCKER_DEVICES) -> None:
     else:
         restrict_v2(cgroup.directories[0], rules)
 # --8<-- [end:restrict]
+
+
+class Device(NamedTuple):
+    """One ``--device``: the host's node, where the container sees it, what the cgroup allows of it."""
+
+    host: str
+    inside: str
+    permissions: str  # some of "rwm"
+    kind: str  # "c" or "b"
+    rdev: int
+    mode: int  # the host node's permission bits
+
+    @property
+    def rule(self) -> str:
+        """The devices cgroup's line for it: ``c 1:3 rwm``."""
+        return f"{self.kind} {os.major(self.rdev)}:{os.minor(self.rdev)} {self.permissions}"
+
+
+# --8<-- [start:parse_device]
+def parse_device(text: str) -> Device:
+    """``--device /dev/HOST[:/dev/INSIDE[:rwm]]`` -> a :class:`Device`, the host's node looked at now.
+
+    A device is only a (type, major, minor) triple: the host's node gives it, the container gets a
+    node of its own with the same numbers, and a rule in its devices cgroup. Errors in dockerd's words.
+    Example: ``parse_device("/dev/null:/dev/mynull:rw").rule == "c 1:3 rw"``.
+    """
+    host, _, rest = text.partition(":")
+    inside, _, permissions = rest.partition(":")
+    inside, permissions = inside or host, permissions or "rwm"
+    if not host.startswith("/") or not inside.startswith("/") or ".." in inside.split("/") or \
+            not permissions or set(permissions) - set("rwm") or len(set(permissions)) != len(permissions):
+        raise EngineError(f"invalid device mapping {text!r}: use /dev/HOST[:/dev/INSIDE[:rwm]]")
+    try:
+        info = os.stat(host)
+    except OSError as e:
+        raise EngineError(f'error gathering device information while adding custom device "{host}": '
+                          f"{(e.strerror or str(e)).lower()}") from None
+    if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
+        raise EngineError(f'error gathering device information while adding custom device "{host}": '
+                          "not a device node")
+    return Device(host, inside, permissions, "c" if stat.S_ISCHR(info.st_mode) else "b", info.st_rdev,
+                  stat.S_IMODE(info.st_mode))
+# --8<-- [end:parse_device]
+
+
+# --8<-- [start:add_devices]
+def add_devices(root: str, found: Sequence[Device]) -> None:
+    """In the container, before pivot_root: a node for each device, with the host's numbers and mode.
+
+    The parent directories are made inside ``root`` as the container sees it (``core.rootpath``):
+    an image's symlink never sends the node outside. In a user namespace mknod(2) is refused, so
+    the host's node is bind-mounted over an empty file instead, as chapter 02 does for /dev/null.
+    """
+    for device in found:
+        parent = mkdirs_in_root(root, os.path.dirname(device.inside))
+        try:
+            name = os.path.basename(device.inside)
+            with_type = stat.S_IFCHR if device.kind == "c" else stat.S_IFBLK
+            try:
+                os.unlink(name, dir_fd=parent)  # the image's file, or chapter 02's node, of that name
+            except FileNotFoundError:
+                pass
+            try:
+                os.mknod(name, device.mode | with_type, device.rdev, dir_fd=parent)
+                os.chmod(name, device.mode, dir_fd=parent)  # mknod applies the umask
+            except PermissionError:
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=parent))
+                _syscalls.mount(device.host, f"/proc/self/fd/{parent}/{name}", None, _syscalls.MS_BIND)
+        finally:
+            os.close(parent)
+# --8<-- [end:add_devices]

@@ -24,7 +24,7 @@ Options: ``--privileged``, ``--cap-add CAP``, ``--cap-drop CAP``, ``--security-o
 (``seccomp=unconfined|PROFILE.json``, ``no-new-privileges``, ``systempaths=unconfined``),
 ``--read-only``, ``--ulimit NAME=SOFT[:HARD]``, ``--pid host``, ``--masked-paths`` and
 ``--readonly-paths`` (``PATH:PATH...``, replacing Docker's lists, as the API's ``HostConfig.MaskedPaths``
-and ``ReadonlyPaths`` do), and those of the earlier chapters.
+and ``ReadonlyPaths`` do), ``--device /dev/HOST[:/dev/INSIDE[:rwm]]``, and those of the earlier chapters.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class SecurityOptions:
     ulimits: list[str] = field(default_factory=list)  # "nofile=1024:2048"
     masked_paths: list[str] | None = None  # None: Docker's; the API's HostConfig.MaskedPaths
     readonly_paths: list[str] | None = None
+    devices: list[str] = field(default_factory=list)  # --device /dev/HOST[:/dev/INSIDE[:rwm]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Hardening:
     read_only_root: bool
     rlimits: dict[str, tuple[int, int]]
     privileged: bool
+    devices: tuple[devices.Device, ...] = ()
 
 
 def _security_opts(items: Sequence[str]) -> tuple[str, bool, bool]:
@@ -123,7 +125,8 @@ def plan(options: SecurityOptions) -> Hardening:
     return Hardening(capabilities=caps, seccomp=program, seccomp_flags=flags,
                      no_new_privileges=no_new_privs, masked_paths=tuple(masked) if system else (),
                      readonly_paths=tuple(readonly) if system else (), read_only_root=options.read_only,
-                     rlimits=rlimits.parse(options.ulimits), privileged=options.privileged)
+                     rlimits=rlimits.parse(options.ulimits), privileged=options.privileged,
+                     devices=tuple(devices.parse_device(d) for d in options.devices))
 # --8<-- [end:plan]
 
 
@@ -181,6 +184,7 @@ def protect_filesystem(hardening: Hardening, root: str) -> None:
     if hardening.privileged:
         masking.writable_sys(root)
         masking.add_host_devices(root)
+    devices.add_devices(root, hardening.devices)
     if hardening.read_only_root:
         masking.remount_read_only(root)
 # --8<-- [end:protect_filesystem]
@@ -214,7 +218,7 @@ def harden(spec: ContainerSpec, options: SecurityOptions | None = None) -> Harde
             cgroup = None
         if cgroup is not None:
             try:  # fail closed, as runc: a container without its device list does not start
-                devices.restrict(cgroup)
+                devices.restrict(cgroup, devices.DOCKER_DEVICES + tuple(d.rule for d in hardening.devices))
             except (EngineError, OSError) as e:
                 raise EngineError(f"cannot apply the devices cgroup, so the container does not start: "
                                   f"{getattr(e, 'strerror', None) or e}") from None
@@ -252,7 +256,9 @@ def options_from_docker(host: dict) -> SecurityOptions:
         read_only=bool(host.get("ReadonlyRootfs")),
         ulimits=[f"{u['Name']}={u.get('Soft', -1)}:{u.get('Hard', u.get('Soft', -1))}"
                  for u in host.get("Ulimits") or []],
-        masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"))
+        masked_paths=host.get("MaskedPaths"), readonly_paths=host.get("ReadonlyPaths"),
+        devices=[f"{d.get('PathOnHost', '')}:{d.get('PathInContainer') or d.get('PathOnHost', '')}:"
+                 f"{d.get('CgroupPermissions') or 'rwm'}" for d in host.get("Devices") or []])
 
 
 def docker_argv(host: dict) -> list[str]:
@@ -261,7 +267,8 @@ def docker_argv(host: dict) -> list[str]:
     argv += ["--privileged"] if options.privileged else []
     argv += ["--read-only"] if options.read_only else []
     for flag, values in (("--cap-add", options.cap_add), ("--cap-drop", options.cap_drop),
-                         ("--security-opt", options.security_opt), ("--ulimit", options.ulimits)):
+                         ("--security-opt", options.security_opt), ("--ulimit", options.ulimits),
+                         ("--device", options.devices)):
         for value in values:
             argv += [flag, value]
     for flag, paths in (("--masked-paths", options.masked_paths),
@@ -290,6 +297,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
                        help="a resource limit, e.g. nofile=1024:2048")
     group.add_argument("--pid", choices=["host"], help="share the host's PID namespace")
+    group.add_argument("--device", action="append", default=[], metavar="/dev/HOST[:/dev/INSIDE[:rwm]]",
+                       help="give the container a host device (a node, and its devices cgroup rule)")
     group.add_argument("--masked-paths", metavar="PATH[:PATH...]", type=_paths,
                        help="the paths to mask instead of Docker's list ('' for none; the API's MaskedPaths)")
     group.add_argument("--readonly-paths", metavar="PATH[:PATH...]", type=_paths,
@@ -311,7 +320,8 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
     harden(spec, SecurityOptions(privileged=args.privileged, cap_add=args.cap_add,
                                  cap_drop=args.cap_drop, security_opt=args.security_opt,
                                  read_only=args.read_only, ulimits=args.ulimit,
-                                 masked_paths=args.masked_paths, readonly_paths=args.readonly_paths))
+                                 masked_paths=args.masked_paths, readonly_paths=args.readonly_paths,
+                                 devices=args.device))
 
 
 STAGES = (*network.STAGES, _stage.Stage("security", add_arguments, configure))

@@ -1,4 +1,4 @@
-"""Chapter 10: ``docker cp``'s routes: ``HEAD``, ``GET`` and ``PUT /containers/{id}/archive``.
+"""Chapter 10: ``docker cp``'s routes (``HEAD``, ``GET``, ``PUT /containers/{id}/archive``) and ``export``.
 
 The work is :mod:`minidocker.daemon.archive`'s (every path resolved inside the container's root);
 here it is put on the wire. The tar goes through a temporary file, written or read by a worker
@@ -8,6 +8,7 @@ Example::
 
     $ docker cp web:/etc/hostname .          # HEAD, then GET ?path=/etc/hostname
     $ docker cp index.html web:/srv/         # HEAD ?path=/srv/, then PUT ?path=/srv/
+    $ docker export web > web.tar            # GET /containers/web/export
 """
 
 from __future__ import annotations
@@ -96,3 +97,22 @@ async def put_archive(request: web.Request) -> web.Response:
 
         await _blocking(work)
     return web.Response(status=200)
+
+
+@routes.get("/containers/{id}/export")
+async def export_container(request: web.Request) -> web.StreamResponse:
+    """``docker export``: the container's filesystem as a tar, spooled first (the container is paused
+    only while it is read, not while a slow client downloads it)."""
+    from minidocker.daemon.export import export
+
+    c = container(request)
+    images = request.app["images"]
+    with tempfile.TemporaryFile(dir=images.store.root / "tmp") as spool:
+        await _blocking(export, images, c, spool)
+        await _blocking(spool.seek, 0)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await response.prepare(request)
+        while chunk := await _blocking(spool.read, 1 << 20):
+            await response.write(chunk)
+    await response.write_eof()
+    return response

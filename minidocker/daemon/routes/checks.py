@@ -27,9 +27,8 @@ from typing import Any
 from minidocker.core import errors
 from minidocker.core.process import EngineError
 
-__all__ = ["exposed_ports", "log_config", "network_options", "parse_port", "port_bindings", "security_opts",
-           "unsupported",
-           "warnings"]
+__all__ = ["devices", "exposed_ports", "log_config", "network_options", "parse_port", "port_bindings",
+           "security_opts", "unsupported", "warnings"]
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -92,7 +91,7 @@ UNSUPPORTED_HOST = {
     "MemoryReservation": (), "MemorySwappiness": (-1,), "KernelMemory": (), "KernelMemoryTCP": (),
     "OomKillDisable": (), "OomScoreAdj": (), "BlkioWeight": (), "BlkioWeightDevice": (),
     "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
-    "BlkioDeviceWriteIOps": (), "Devices": (), "DeviceRequests": (), "DeviceCgroupRules": (),
+    "BlkioDeviceWriteIOps": (), "DeviceRequests": (), "DeviceCgroupRules": (),
     "VolumesFrom": (), "VolumeDriver": ("local",), "Links": (), "ShmSize": (), "Sysctls": (),
     "StorageOpt": (), "CgroupParent": (), "Cgroup": (), "UTSMode": (),
     "IpcMode": ("private", "shareable"), "CgroupnsMode": ("private",), "Isolation": ("default",),
@@ -134,6 +133,24 @@ def network_options(host: dict, config: dict) -> None:
         parse_mac(config.get("MacAddress"), "bridge" if mode in ("default", "bridge") else mode)
     except EngineError as e:
         raise errors.InvalidArgument(str(e)) from None
+
+
+def devices(mappings: Any) -> None:
+    """``HostConfig.Devices`` (``--device``): each a host device node, checked now by chapter 06's rules.
+
+    Example: ``docker run --device /dev/nope`` -> ``error gathering device information while adding
+    custom device "/dev/nope": no such file or directory``, and no container is made.
+    """
+    from minidocker.security.devices import parse_device
+
+    if not isinstance(mappings or [], list) or not all(isinstance(d, dict) for d in mappings or []):
+        raise errors.InvalidArgument("invalid HostConfig.Devices: expected a list of DeviceMapping objects")
+    for d in mappings or []:
+        try:
+            parse_device(f"{d.get('PathOnHost') or ''}:{d.get('PathInContainer') or ''}:"
+                         f"{d.get('CgroupPermissions') or ''}")
+        except EngineError as e:
+            raise errors.InvalidArgument(str(e)) from None
 
 
 def log_config(config: dict) -> None:

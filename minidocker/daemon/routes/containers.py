@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from typing import Any
 
 from aiohttp import web
@@ -29,10 +30,10 @@ from minidocker.core import errors
 from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
 from minidocker.core.spec import IdMap
-from minidocker.core.streams import STDERR, STDOUT, frame
 from minidocker.daemon import events, freezer, health, volumes
 from minidocker.daemon.containers import NAME, Container, random_name
-from minidocker.daemon.logs import parse_lines, tail_entries
+from minidocker.daemon.logs import parse_lines, parse_time, tail_entries
+from minidocker.daemon.logs import render as render_log
 from minidocker.daemon.restart import validate as restart_policy
 from minidocker.daemon.routes import checks
 from minidocker.daemon.supervisor import Supervisor, parse_signal
@@ -133,6 +134,7 @@ async def create(request: web.Request) -> web.Response:
     health.validate(body.get("Healthcheck"))
     checks.unsupported(body)
     checks.log_config(host["LogConfig"])
+    checks.devices(host.get("Devices"))
     volumes.check_driver("", host.get("VolumeDriver"))
     restart_policy(host.get("RestartPolicy"), bool(host.get("AutoRemove")))
     cfg = merge_config(image.get("Config") or {}, body)
@@ -563,23 +565,14 @@ async def logs(request: web.Request) -> web.StreamResponse:
     tail = request.query.get("tail", "all")
     count = None if tail in ("all", "") or not tail.lstrip("-").isdigit() or int(tail) < 0 else int(tail)
 # --8<-- [end:logs_part1]
-    try:
-        since = float(request.query.get("since") or 0)  # a UNIX time, as Docker's API takes it
-    except ValueError:
-        raise errors.InvalidArgument(f"invalid since {request.query['since']!r}: a UNIX time in "
-                                     "seconds") from None
+    since = parse_time(request.query.get("since"), "since")  # Unix seconds, as the CLI sends; or RFC 3339
+    until = parse_time(request.query.get("until"), "until")
     stamps = flag(request, "timestamps")
 
     # --8<-- [start:logs_part2]
     def render(entries: list[dict]) -> bytes:
     # --8<-- [end:logs_part2]
-        out = []
-        for e in entries:
-            if not streams.get(e.get("stream"), False) or (since and _epoch(e["time"]) < since):
-                continue
-            data = (f"{e['time']} " if stamps else "").encode() + e["log"].encode()
-            out.append(data if c.tty else frame(STDOUT if e["stream"] == "stdout" else STDERR, data))
-        return b"".join(out)
+        return render_log(entries, streams, c.tty, since=since, until=until, timestamps=stamps)
 
     # --8<-- [start:logs_part3]
     response = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if c.tty
@@ -588,7 +581,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     path = c.dir / "json.log"
     entries, offset = tail_entries(path, count)
     await response.write(render(entries))
-    while flag(request, "follow") and not c.removed.is_set():
+    while flag(request, "follow") and not c.removed.is_set() and not (until and time.time() > until):
         live = c.running or c.state.get("Status") == "starting"
         try:
             with open(path, "rb") as f:

@@ -68,8 +68,10 @@ def registry_auth(request: web.Request) -> Any:
 @routes.post("/images/create")
 async def create(request: web.Request) -> web.StreamResponse:
     ref = request.query.get("fromImage", "")
+    if not ref and request.query.get("fromSrc"):
+        return await import_(request)
     if not ref:
-        raise errors.InvalidArgument("fromImage must be given (importing with fromSrc is not supported)")
+        raise errors.InvalidArgument("fromImage or fromSrc must be given")
     tag = request.query.get("tag", "")
     if tag and "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}@{tag}" if tag.startswith("sha256:") else f"{ref}:{tag}"
@@ -77,6 +79,55 @@ async def create(request: web.Request) -> web.StreamResponse:
     response = await store(request).pull(request, ref, progress_stream, send, auth)
     await _image_event(request, ref, "pull")  # if it is there now (a failure is the stream's last line)
     return response
+
+
+# --8<-- [start:import]
+async def import_(request: web.Request) -> web.StreamResponse:
+    """``docker import``: ``fromSrc=-`` (the body) or a URL, spooled (bounded), then chapter 04's import."""
+    from minidocker.daemon import imports
+
+    source, repo, tag = request.query["fromSrc"], request.query.get("repo", ""), request.query.get("tag", "")
+    repo_tag = f"{repo}:{tag}" if repo and tag else repo or None
+    if repo_tag:
+        await _blocking(store(request).normalize, repo_tag)  # a bad name: 400 before the upload is read
+    images = store(request).store
+    with images.temp_file() as (path, spool):  # in the image store: root's alone, removed after
+        size = 0
+        if source == "-":
+            chunks = request.content.iter_chunked(1 << 20)
+        elif source.startswith(("http://", "https://")):
+            chunks = _download(source)
+        else:
+            raise errors.InvalidArgument(f"fromSrc {source!r}: '-' (the request body) or an http(s) URL")
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > imports.MAX_IMPORT:
+                raise errors.InvalidArgument(f"archive larger than {imports.MAX_IMPORT >> 30} GiB")
+            await _blocking(spool.write, chunk)
+        await _blocking(spool.flush)
+        image_id = await _blocking(lambda: imports.import_image(
+            images, path, repo_tag, request.query.getall("changes", []),
+            request.query.get("message", ""), source))
+    events.emit(request.app, "image", "import", image_id, {"name": repo_tag or ""})
+    response = await progress_stream(request)
+    await send(response, {"status": image_id})
+    await response.write_eof()
+    return response
+# --8<-- [end:import]
+
+
+async def _download(url: str) -> Any:
+    """The body at ``url``, in chunks (a worker thread reads it: the event loop never waits)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        answer = await _blocking(lambda: urllib.request.urlopen(url, timeout=30))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise errors.InvalidArgument(f"cannot download {url}: {e}") from None
+    with answer:
+        while chunk := await _blocking(answer.read, 1 << 20):
+            yield chunk
 
 
 async def _image_event(request: web.Request, ref: str, action: str) -> None:

@@ -29,10 +29,12 @@ from typing import Any
 from aiohttp import web
 
 from minidocker.core import errors
+from minidocker.core.detachkeys import DEFAULT, EscapeWatcher, parse
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Demux, frame
 from minidocker.daemon import events
 from minidocker.daemon.containers import Container
 from minidocker.daemon.hijack import MULTIPLEXED, RAW, RawStream, finished, hijack
+from minidocker.daemon.logs import render, tail_entries
 from minidocker.daemon.monitor import socket_path
 from minidocker.daemon.routes.containers import container, flag, json_body, sup
 
@@ -45,9 +47,13 @@ class Relay:
     """One client connected through the daemon to a monitor (an attach, or an exec)."""
 
     def __init__(self, c: Container, raw: RawStream, request: dict, with_stdin: bool, tty: bool,
-                 on_control: Callable[[dict], None] = lambda message: None) -> None:
+                 on_control: Callable[[dict], None] | None = None, detach_keys: bytes = b"") -> None:
         self.c, self.raw, self.request, self.with_stdin, self.tty = c, raw, request, with_stdin, tty
-        self.on_control = on_control
+        self.on_control = on_control or (lambda message: None)
+        self.exec = on_control is not None  # an exec's stream carries its exit code: read it to the end
+        # The detach keys are watched on a terminal only, as dockerd does: piped stdin is data, any bytes
+        self.escape = EscapeWatcher(detach_keys) if tty and with_stdin else None
+        self.detached = False
         self.connected = asyncio.Event()
         self.cancelled = False
         self.reply: dict = {}
@@ -82,14 +88,21 @@ class Relay:
                 for stream, payload in demux.feed(chunk):
                     if stream == CONTROL:
                         self.on_control(json.loads(payload))
+                    elif self.detached:
+                        continue  # a detached exec runs on: its output goes nowhere, its exit code is kept
                     elif not await self.raw.write(payload if self.tty else frame(stream, payload)):
                         return
 
         async def upstream() -> None:
             while data := await self.raw.read():
                 if self.with_stdin:
-                    self.writer.write(frame(STDIN, data))
-                    await self.writer.drain()
+                    data, self.detached = self.escape.feed(data) if self.escape else (data, False)
+                    if data:
+                        self.writer.write(frame(STDIN, data))
+                        await self.writer.drain()
+                    if self.detached:  # the client leaves; the process stays, its stdin open
+                        self.raw.close()
+                        return
             if self.with_stdin and not self.raw.lost.is_set():  # a half-close: stdin ended
                 self.writer.write(frame(CONTROL, b'{"close_stdin": true}'))
                 await self.writer.drain()
@@ -99,6 +112,8 @@ class Relay:
         lost = asyncio.ensure_future(self.raw.lost.wait())
         try:
             await asyncio.wait([down, lost], return_when=asyncio.FIRST_COMPLETED)
+            if self.detached and self.exec:
+                await down
         finally:
             for task in (up, lost, down):
                 task.cancel()
@@ -111,25 +126,44 @@ class Relay:
             self.writer.write(frame(CONTROL, json.dumps(message).encode()))
 
 
+def detach_keys(request: web.Request, given: str = "") -> bytes:
+    """The detach sequence: ``detachKeys`` of the query, else ``given`` (an exec's ``DetachKeys``), else
+    the daemon's ``detach-keys`` setting, else ctrl-p,ctrl-q. Malformed: InvalidArgument, before any stream.
+
+    Example: ``?detachKeys=ctrl-x,x`` -> ``b"\\x18x"``.
+    """
+    keys = request.query.get("detachKeys") or given or request.app["config"].get("detach-keys") or DEFAULT
+    try:
+        return parse(keys)
+    except ValueError as e:
+        raise errors.InvalidArgument(f"Invalid detach keys ({keys}) provided: {e}") from None
+
+
 # --8<-- [start:attach]
 @routes.post("/containers/{id}/attach")
 async def attach(request: web.Request) -> web.StreamResponse:
-    """Hijack the connection and relay the container's streams (waiting for the start if need be)."""
+    """Hijack the connection and relay the container's streams (waiting for the start if need be).
+
+    ``logs=1`` replays the log first (docker-py's ``attach(logs=True)``); ``stream=0`` stops there.
+    """
     c = container(request)
     streams = [s for s, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if flag(request, name)]
-    with_stdin = flag(request, "stdin")
-    if flag(request, "logs"):
-        raise errors.InvalidArgument("attach with logs=1 is not supported: use GET /containers/ID/logs")
+    with_stdin, keys = flag(request, "stdin"), detach_keys(request)
     raw = await hijack(request, RAW if c.tty else MULTIPLEXED)
     try:
         relay = Relay(c, raw, {"op": "attach", "streams": streams, "stdin": with_stdin},
-                      with_stdin, c.tty)
-        if c.running:
-            await relay.connect()
-        elif c.state.get("Status") in ("created", "exited", "starting") and flag(request, "stream", True):
+                      with_stdin, c.tty, detach_keys=keys)
+        streaming = flag(request, "stream", True)
+        if c.running and streaming:
+            await relay.connect()  # before the replay: what is written meanwhile may come twice, never not
+        elif c.state.get("Status") in ("created", "exited", "starting") and streaming:
             c.pending_attach.append(relay)  # start() connects it just before the process starts
         else:
             relay.cancel()
+        if flag(request, "logs"):
+            entries, _ = tail_entries(c.dir / "json.log", None)
+            wanted = {"stdout": STDOUT in streams, "stderr": STDERR in streams}
+            await raw.write(render(entries, wanted, c.tty))
         await relay.run()
     finally:
         if relay in c.pending_attach:
@@ -149,11 +183,14 @@ async def exec_create(request: web.Request) -> web.Response:
         raise errors.NotRunning(c.id)
     if c.paused:
         raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
+    if body.get("DetachKeys"):
+        detach_keys(request, str(body["DetachKeys"]))  # refused now, not when it starts
     exec_id = os.urandom(32).hex()
     request.app["execs"][exec_id] = {
         "ID": exec_id, "ContainerID": c.id, "Running": False, "ExitCode": None, "Pid": 0,
         "OpenStdin": bool(body.get("AttachStdin")), "OpenStdout": bool(body.get("AttachStdout")),
-        "OpenStderr": bool(body.get("AttachStderr")), "CanRemove": False, "DetachKeys": "",
+        "OpenStderr": bool(body.get("AttachStderr")), "CanRemove": False,
+        "DetachKeys": body.get("DetachKeys") or "",
         "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": str(body["Cmd"][0]),
                           "arguments": [str(a) for a in body["Cmd"][1:]], "privileged": False,
                           "user": body.get("User") or ""},
@@ -195,7 +232,8 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
 
     detached = isinstance(body, dict) and body.get("Detach")
     raw = None if detached else await hijack(request, RAW if tty else MULTIPLEXED)
-    relay = Relay(c, raw or _Sink(), info["_request"], info["OpenStdin"], tty, on_control)
+    relay = Relay(c, raw or _Sink(), info["_request"], info["OpenStdin"], tty, on_control,
+                  detach_keys(request, info["DetachKeys"]))
     info["_relay"] = relay
     events.container_event(request.app, c, "exec_start: " + " ".join(info["_request"]["Cmd"]),
                            execID=info["ID"])
