@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from minidocker.daemon.volumes import _mount_of
 from tests.helpers_10_daemon import daemon_fixture
 
 DOCKER = shutil.which("docker", path="/usr/local/bin:/usr/bin")
@@ -307,7 +308,8 @@ def test_tmpfs_and_mount_bind_volume_tmpfs(docker, tmp_path):
     assert again.stdout == "kept\n", again.stderr
     shared = f"type=bind,source={tmp_path},target=/s,bind-propagation=rshared"
     refused = docker("run", "--rm", "--mount", shared, "busybox", "true")
-    assert refused.returncode == 125 and "propagation rshared is not supported" in refused.stderr
+    if not any(o.startswith("shared:") for o in _mount_of(str(tmp_path))[1]):  # a private / (no systemd)
+        assert refused.returncode == 125 and "is not a shared mount" in refused.stderr
     assert docker("volume", "rm", "mounted").returncode == 0
     assert docker("volume", "ls", "-q").stdout == ""
 
@@ -385,3 +387,32 @@ def test_device_node_and_its_cgroup_rule(docker):
     assert "Operation not permitted" in ruled.stderr
     plain = docker("run", "--rm", "busybox", "sh", "-c", "mknod /dev/g c 10 229; : < /dev/g")
     assert plain.returncode != 0 and "Operation not permitted" in plain.stderr
+
+
+def test_bind_propagation_rslave_brings_the_hosts_new_mounts_in(docker, tmp_path):
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    if not _mount_of(str(source))[1]:  # a private mount, as / is without systemd: refused as dockerd does
+        refused = docker("run", "--rm", "-v", f"{source}:/src:rslave", "busybox", "true")
+        assert refused.returncode == 125 and "is not a shared or slave mount" in refused.stderr
+    subprocess.run(["mount", "--bind", source, source], check=True)
+    try:
+        subprocess.run(["mount", "--make-rshared", source], check=True)
+        for spec in (f"{source}:/src:rslave", f"type=bind,source={source},target=/src,"
+                                              "bind-propagation=rslave"):
+            flag = "-v" if spec.startswith("/") else "--mount"
+            docker("run", "-d", "--name", "prop", flag, spec, "busybox", "sleep", "30")
+            try:
+                subprocess.run(["mount", "-t", "tmpfs", "late", source / "sub"], check=True)
+                (source / "sub" / "f").write_text("from the host\n")
+                seen = docker("exec", "prop", "sh", "-c", "cat /src/sub/f; grep ' /src/sub ' /proc/mounts")
+                assert seen.stdout.startswith("from the host\nlate /src/sub tmpfs"), seen.stderr
+                shown = docker("inspect", "-f", "{{range .Mounts}}{{.Propagation}}{{end}}", "prop").stdout
+                assert shown == "rslave\n"
+            finally:
+                docker("rm", "-f", "prop")
+                subprocess.run(["umount", source / "sub"])
+        private = docker("run", "--rm", "-v", f"{source}:/src", "busybox", "true")
+        assert private.returncode == 0, private.stderr
+    finally:
+        subprocess.run(["umount", "-R", source])

@@ -70,7 +70,8 @@ class ContainerSpec:
     diff IDs or paths, for chapter 04's overlay stage), ``image_config`` (the image's config, ``{"config":
     {...}}``, when it runs one) and ``user_env`` (the variables the user set, also in ``env``: they win
     over an image's). An empty ``hostname`` means the short id, an empty ``cwd`` means ``/`` (or the
-    image's working directory).
+    image's working directory). ``rootfs_propagation`` is how the container's mounts relate to the
+    host's: ``rprivate`` (none), or ``rslave`` (the host's new mounts reach it: a bind asked for it).
 
     Every field is also a keyword of the constructor, and stays a plain attribute that later
     chapters change (``spec.rootfs = ...``). A plain class rather than a dataclass: ``dataclasses``
@@ -102,6 +103,7 @@ class ContainerSpec:
         self.layers = [] if layers is None else layers
         self.image_config = image_config
         self.user_env = {} if user_env is None else user_env
+        self.rootfs_propagation = "rprivate"
         self.hook_order: dict[int, int] = {}  # id(hook) -> its order, for those added with one
 
     def add_hook(self, point: str, hook: Callable, order: int = ORDER_DEFAULT) -> None:

@@ -25,7 +25,7 @@ import struct
 __all__ = [
     "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
     "CLONE_NEWUSER", "CLONE_NEWUTS", "MNT_DETACH", "MS_BIND", "MS_NODEV", "MS_NOEXEC",
-    "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "MS_SLAVE",
+    "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "MS_SHARED", "MS_SLAVE",
     "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
     "bpf", "capget", "capset", "mount", "mount_setattr", "move_mount", "name_to_handle_at", "open_tree",
     "openat2", "pivot_root", "prctl",
@@ -52,6 +52,7 @@ MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2  # umount2(2): detach now, free when no longer busy
 

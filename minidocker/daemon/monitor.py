@@ -43,7 +43,7 @@ from minidocker.daemon import engine, health, runtimes, stdio
 from minidocker.daemon.containers import start_time
 from minidocker.daemon.execs import ExecSession
 from minidocker.daemon.logs import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, JsonLog
-from minidocker.daemon.volumes import volume_mounts
+from minidocker.daemon.volumes import rootfs_propagation, volume_mounts
 
 __all__ = ["Monitor", "log_path", "main", "run", "socket_path"]
 
@@ -282,6 +282,7 @@ class Monitor:
                     self.spec.add_hook("before_exec", stdio.take_terminal, order=ORDER_FIRST)
                 if self.config.get("Mounts"):
                     self.spec.add_hook("before_pivot", volume_mounts(self.config["Mounts"]))
+                    self.spec.rootfs_propagation = rootfs_propagation(self.config["Mounts"])
                 if launch:
                     self.container = launch(runtime, self.spec, self.config)
                 else:

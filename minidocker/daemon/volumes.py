@@ -24,12 +24,26 @@ from minidocker.core import errors
 from minidocker.core.atomic import read_json, rfc3339, write_json
 from minidocker.core.paths import state_dir
 from minidocker.core.rootpath import fd_path, mkdirs_in_root, open_in_root
-from minidocker.core.syscalls import MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, mount
+from minidocker.core.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    mount,
+)
 
-__all__ = ["check_driver", "create", "inspect", "list_volumes", "parse_binds", "parse_mounts", "remove",
-           "volume_mounts"]
+__all__ = ["PROPAGATION", "check_driver", "check_propagation", "create", "inspect", "list_volumes",
+           "parse_binds", "parse_mounts", "remove", "rootfs_propagation", "volume_mounts"]
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# A bind's propagation (``-v /src:/dst:rslave``, ``--mount ...,bind-propagation=rslave``): mount(2)'s flags.
+PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_REC | MS_PRIVATE, "slave": MS_SLAVE,
+               "rslave": MS_REC | MS_SLAVE, "shared": MS_SHARED, "rshared": MS_REC | MS_SHARED}
 
 
 def _dir(name: str) -> Path:
@@ -94,16 +108,20 @@ def parse_binds(binds: list[str]) -> list[dict]:
         if not target.strip("/"):  # over the root, pivot_root would have nothing of the image left
             raise errors.InvalidArgument(f'invalid mount config for type "bind": invalid specification: '
                                          f"destination can't be '/' in {bind!r}")
-        if mode not in ("", "ro", "rw"):
-            raise errors.InvalidArgument(f"invalid mode {mode!r} in {bind!r}: use ro or rw")
+        options = [o for o in mode.split(",") if o]
+        if any(o not in ("ro", "rw", "z", "Z", "nocopy", *PROPAGATION) for o in options) or \
+                len([o for o in options if o in PROPAGATION]) > 1:
+            raise errors.InvalidArgument(f"invalid mode: {mode} in {bind!r}: ro or rw, and one propagation "
+                                         f"({', '.join(PROPAGATION)})")
+        propagation = next((o for o in options if o in PROPAGATION), "rprivate")
         if source.startswith("/"):
             os.makedirs(source, exist_ok=True) if not os.path.exists(source) else None
             entry = {"Type": "bind", "Source": source}
         else:
             volume = create(source)
             entry = {"Type": "volume", "Name": source, "Source": volume["Mountpoint"], "Driver": "local"}
-        mounts.append({**entry, "Destination": target, "Mode": mode, "RW": mode != "ro",
-                       "Propagation": "rprivate"})
+        mounts.append({**entry, "Destination": target, "Mode": mode, "RW": "ro" not in options,
+                       "Propagation": propagation})
     return mounts
 # --8<-- [end:parse_binds]
 
@@ -124,14 +142,14 @@ def parse_mounts(mounts: list, tmpfs: dict) -> list[dict]:
             found.append(_tmpfs(target, data, not m.get("ReadOnly")))
         elif kind in ("bind", "volume"):
             propagation = (m.get("BindOptions") or {}).get("Propagation") or ""
-            if propagation not in ("", "rprivate", "private"):
-                raise errors.InvalidArgument(f"invalid mount config: propagation {propagation} is not "
-                                             "supported by this daemon (rprivate)")
+            if propagation and propagation not in PROPAGATION:
+                raise errors.InvalidArgument(f"invalid mount config: invalid propagation mode: {propagation}")
             if kind == "bind" and not os.path.exists(source):  # as dockerd: --mount never creates it
                 raise errors.InvalidArgument(f"invalid mount config for type \"bind\": bind source path does "
                                              f"not exist: {source}")
             source = source or os.urandom(32).hex()  # an anonymous volume
-            binds.append(f"{source}:{target}:{'ro' if m.get('ReadOnly') else 'rw'}")
+            binds.append(f"{source}:{target}:{'ro' if m.get('ReadOnly') else 'rw'}"
+                         f"{',' + propagation if propagation else ''}")
         else:
             raise errors.InvalidArgument(f"invalid mount config: mount type unknown: {kind!r}")
     for target, options in (tmpfs or {}).items():
@@ -183,11 +201,64 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
             finally:
                 os.close(fd)
             if not m["RW"]:  # read-only needs a second step: a bind mount starts with the source's flags
-                fd = open_in_root(root, destination, os.O_PATH)  # now the new mount's root
-                try:
-                    mount(None, fd_path(fd), None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-                finally:
-                    os.close(fd)
+                _change(root, destination, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            if m.get("Propagation") not in (None, "", "rprivate"):  # its propagation: a step of its own
+                _change(root, destination, PROPAGATION[m["Propagation"]])
 
     return hook
 # --8<-- [end:volume_mounts]
+
+
+def _change(root: str, destination: str, flags: int) -> None:
+    """mount(2) ``flags`` on the mount now at ``destination``, found inside ``root`` (its new root)."""
+    fd = open_in_root(root, destination, os.O_PATH)
+    try:
+        mount(None, fd_path(fd), None, flags)
+    finally:
+        os.close(fd)
+
+
+# --8<-- [start:rootfs_propagation]
+def rootfs_propagation(mounts: list[dict]) -> str:
+    """The container's whole tree: ``rslave`` if a bind wants the host's mounts, else ``rprivate``.
+
+    As dockerd tells runc: a bind's propagation can only bring the host's new mounts in if the
+    container's tree is still a slave of the host's (chapter 02 makes it private otherwise).
+    Example: ``rootfs_propagation([{"Type": "bind", "Propagation": "rslave", ...}]) == "rslave"``.
+    """
+    wanted = {m.get("Propagation") for m in mounts if m.get("Type") == "bind"}
+    return "rslave" if wanted & {"slave", "rslave", "shared", "rshared"} else "rprivate"
+# --8<-- [end:rootfs_propagation]
+
+
+def _mount_of(path: str) -> tuple[str, list[str]]:
+    """The mount point holding ``path`` in the daemon's namespace, and its optional fields (shared:N ...)."""
+    path, best = os.path.realpath(path), ("/", [])
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")  # \040 for a space
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best[0]):
+                best = (point, fields[6:fields.index("-")])
+    return best
+
+
+def check_propagation(mounts: list[dict]) -> None:
+    """A shared or slave bind needs its source on a mount that propagates, as dockerd checks.
+
+    On a host whose ``/`` is private (no systemd), ``-v /mnt:/mnt:rslave`` could never see a new
+    mount: refused in dockerd's words instead. ``mount --make-rshared /mnt`` on the host fixes it.
+    """
+    for m in mounts:
+        wanted = m.get("Propagation") if m.get("Type") == "bind" else None
+        if wanted not in ("shared", "rshared", "slave", "rslave"):
+            continue
+        point, optional = _mount_of(m["Source"])
+        shared = any(o.startswith("shared:") for o in optional)
+        slave = any(o.startswith("master:") for o in optional)
+        if "shared" in wanted and not shared:
+            raise errors.InvalidArgument(f"linux mounts: path {m['Source']} is mounted on {point} but it is "
+                                         "not a shared mount")
+        if "slave" in wanted and not (shared or slave):
+            raise errors.InvalidArgument(f"linux mounts: path {m['Source']} is mounted on {point} but it is "
+                                         "not a shared or slave mount")

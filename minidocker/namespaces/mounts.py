@@ -32,13 +32,14 @@ from minidocker.core.syscalls import (
     MS_RDONLY,
     MS_REC,
     MS_REMOUNT,
+    MS_SLAVE,
     mount,
     pivot_root,
     umount2,
 )
 
-__all__ = ["DEVICES", "make_mounts_private", "mount_dev", "mount_proc", "mount_sys", "pivot_into",
-           "prepare_root"]
+__all__ = ["DEVICES", "make_mounts_private", "make_mounts_slave", "mount_dev", "mount_proc", "mount_sys",
+           "pivot_into", "prepare_root"]
 
 # The device nodes every container gets, as Docker and runc create them: name -> (major, minor).
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
@@ -56,6 +57,18 @@ def make_mounts_private() -> None:
     """
     mount(None, "/", None, MS_REC | MS_PRIVATE)
 # --8<-- [end:make_mounts_private]
+
+
+# --8<-- [start:make_mounts_slave]
+def make_mounts_slave() -> None:
+    """Let mount events flow one way only: from the host into this mount namespace, never back.
+
+    What runc does for ``rootfsPropagation: rslave``: a bind mount that asks for ``rslave``
+    propagation (``-v /mnt:/mnt:rslave``) sees what the host mounts under its source later, and
+    that needs the whole tree to be a slave of the host's, not cut off from it.
+    """
+    mount(None, "/", None, MS_REC | MS_SLAVE)
+# --8<-- [end:make_mounts_slave]
 
 
 # exercise 02.6: Mount a /proc that shows only this PID namespace

@@ -225,7 +225,10 @@ def _container_process(spec: ContainerSpec, go_r: int, report_w: int) -> None:
         if "uts" in spec.namespaces:
             _syscalls.sethostname(spec.hostname or spec.id[:12])
         if "mount" in spec.namespaces:
-            mounts.make_mounts_private()
+            if spec.rootfs_propagation == "rslave":  # a bind asked for it
+                mounts.make_mounts_slave()
+            else:
+                mounts.make_mounts_private()
             mounts.prepare_root(spec.rootfs)
             for hook in spec.hooks("before_pivot"):
                 hook(spec.rootfs)

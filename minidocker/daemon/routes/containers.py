@@ -164,6 +164,7 @@ async def create(request: web.Request) -> web.Response:
         if m["Type"] == "volume" and m["Name"] not in known:
             known.add(m["Name"])
             events.emit(request.app, "volume", "create", m["Name"], {"driver": "local"})
+    volumes.check_propagation(mounts)
     remap_volumes(mounts, id_map)
     if not command:
         raise errors.InvalidArgument("No command specified")
