@@ -43,8 +43,10 @@ def _params() -> list:
     for name, path in PEERS.items():
         params.append(pytest.param(name, marks=[pytest.mark.skipif(
             path is None, reason=f"{name} is not installed ('./setup.sh test' installs it)"),
-            pytest.mark.skipif(name == "crun" and CRUN_REFUSES, reason="crun refuses this host's cgroups: "
-                               "hybrid, with controllers on the unified tree too")]))
+            pytest.mark.skipif(name == "crun" and CRUN_REFUSES, reason="crun refuses this host's cgroups "
+                               "(hybrid, hugetlb on the unified tree), with any --cgroup-manager and with no "
+                               "cgroupsPath or resources: 'cgroups in hybrid mode not supported, drop all "
+                               "controllers from cgroupv2'")]))
     params.append(pytest.param("minidocker-runtime", marks=pytest.mark.skipif(
         not OUR_RUNTIME.exists(), reason="minidocker-runtime is not installed in .venv (pip install -e .)")))
     return params

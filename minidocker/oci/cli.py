@@ -25,7 +25,7 @@ from pathlib import Path
 
 from minidocker.core.atomic import rfc3339
 from minidocker.core.process import EngineError
-from minidocker.oci import defaults, lifecycle, specconv
+from minidocker.oci import lifecycle
 from minidocker.oci.state import DEFAULT_ROOT, ContainerDir
 
 __all__ = ["Log", "main", "parse_signal"]
@@ -336,6 +336,8 @@ def _update(args: argparse.Namespace, root: Path, log: Log) -> int:
                                (cpu, "shares", args.cpu_share), (cpu, "cpus", args.cpuset_cpus)):
         if value is not None:
             target[key] = value
+    from minidocker.oci import specconv  # here and in create only: the other commands start quicker
+
     lifecycle.update(state, specconv.limits_from({"memory": memory, "cpu": cpu, "pids": pids}))
     return 0
 
@@ -369,11 +371,15 @@ def _events(args: argparse.Namespace, root: Path, log: Log) -> int:
 
 
 def _features(args: argparse.Namespace, root: Path, log: Log) -> int:
+    from minidocker.oci import defaults
+
     print(json.dumps(defaults.features(), indent=4))
     return 0
 
 
 def _spec(args: argparse.Namespace, root: Path, log: Log) -> int:
+    from minidocker.oci import defaults
+
     if args.spec_rootless:
         raise EngineError("spec --rootless: rootless containers are not supported by this runtime")
     path = Path(args.bundle) / "config.json"

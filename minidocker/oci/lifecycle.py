@@ -26,21 +26,22 @@ import select
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minidocker.cgroups import v1 as cgroups_v1
 from minidocker.cgroups import v2 as cgroups_v2
 from minidocker.cgroups.cgroup import Cgroup
 from minidocker.cgroups.files import read_text, write
-from minidocker.cgroups.resources import Limits
-from minidocker.cgroups.stage import mount_cgroupfs
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.atomic import atomic_write, rfc3339
 from minidocker.core.process import EngineError, exit_code, forwarding_signals
 from minidocker.core.spec import ORDER_FINAL, ORDER_FIRST
-from minidocker.namespaces import stage as namespaces
-from minidocker.oci import console, hooks, specconv
+from minidocker.oci import console, hooks
 from minidocker.oci.state import ContainerDir, start_time
-from minidocker.security import devices
+
+if TYPE_CHECKING:  # start, kill, delete and state import none of chapters 02 and 06's engine: see create
+    from minidocker.cgroups.resources import Limits
+    from minidocker.oci import specconv
 
 __all__ = ["MAX_CONFIG", "cgroup_of", "create", "delete", "freeze", "kill", "load_config", "run", "start"]
 
@@ -83,6 +84,8 @@ def cgroup_of(state: dict) -> Cgroup | None:
 def create(box: ContainerDir, bundle: Path, *, pid_file: str | None = None, console_socket: str | None = None,
            warn: object = print, preserve_fds: int = 0) -> dict:
     """``create``: set the container up to the point of exec, leave its init waiting, return its state."""
+    from minidocker.oci import specconv  # the engine of chapters 02-06: imported by create alone
+
     bundle = bundle.resolve()
     config = load_config(bundle)
     converted = specconv.convert(config, bundle, box.id)
@@ -125,6 +128,9 @@ def close_exec_from(first: int) -> None:
 
 def _cgroup(converted: specconv.Converted, config: dict) -> Cgroup:
     """Chapter 03's cgroup where cgroupsPath says, its limits and device list; the init joins it."""
+    from minidocker.cgroups.stage import mount_cgroupfs
+    from minidocker.security import devices
+
     cgroup = Cgroup.create(converted.cgroup_name, converted.limits, parent=converted.cgroup_parent)
     spec = converted.spec
     try:
@@ -225,6 +231,8 @@ def _terminal(converted: specconv.Converted, console_socket: str | None) -> int 
 
 def _init_parent(converted: specconv.Converted, ready_w: int) -> None:
     """In the init's parent: join the namespaces given by path, run chapter 02's engine. Never returns."""
+    from minidocker.namespaces import stage as namespaces
+
     try:
         for kind in JOIN_ORDER:
             if kind in converted.join:
