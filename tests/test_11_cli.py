@@ -350,6 +350,16 @@ def test_run_flags_of_the_docker_cli(daemon, tmp_path):
         assert refused.returncode != 0 and words in refused.stderr, (args, refused.stderr)
 
 
+def test_anonymous_volume_removed_by_rm_v(daemon):
+    """``run -v /path`` makes an anonymous volume, ``rm -v`` removes it with its container."""
+    cid = daemon.cli("run", "-d", "-v", "/scratch", "busybox", "sleep", "30").stdout.strip()
+    try:
+        listed = daemon.cli("volume", "ls", "-q").stdout.split()
+        name = json.loads(daemon.cli("inspect", cid).stdout)[0]["Mounts"][0]["Name"]
+        assert name in listed
+    finally:
+        daemon.cli("rm", "-f", "-v", cid)
+    assert name not in daemon.cli("volume", "ls", "-q").stdout.split()
 def test_attach_detach_export_import_and_df(daemon, tmp_path):
     """``minidocker attach`` and ctrl-p ctrl-q (the container runs on), ``run -it --detach-keys``,
     ``export -o`` then ``import -c`` from stdin, and ``system df``'s table."""

@@ -200,6 +200,16 @@ def make_client(options: dict) -> object:
     return Client(options.get("host"), tls)
 
 
+def _engine_error() -> type[Exception]:
+    """core's EngineError, imported once a command has failed: ``ps`` need not import ``signal`` for it.
+
+    (An ``except`` clause's tuple is evaluated only when an exception is being matched.)
+    """
+    from minidocker.core.process import EngineError
+
+    return EngineError
+
+
 # --8<-- [start:main]
 # --8<-- [start:main_part1]
 def _command(command: str) -> Command | None:
@@ -250,11 +260,10 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
         print(f"minidocker: unknown command {command!r} (see 'minidocker --help')", file=sys.stderr)
         return 125
     from minidocker.client.client import APIError, DaemonUnreachable
-    from minidocker.core.process import EngineError
 
     try:
         return run(make_client(options), rest)
-    except (DaemonUnreachable, EngineError) as e:  # also a bad -H, a credential helper missing: one line
+    except (DaemonUnreachable, _engine_error()) as e:  # also a bad -H, a credential helper missing: one line
         print(f"minidocker: {e}", file=sys.stderr)
         return 125 if command in ("run", "create") else 1
     except APIError as e:

@@ -1,8 +1,11 @@
 """Chapter 11: the client side of the API: HTTP over a UNIX socket (or TCP with TLS), stdlib only.
 
-The ``minidocker`` command must start instantly, so this module uses nothing but ``socket`` and
-``json``, and ``_httpwire`` for the little of HTTP/1.1 it speaks (``http.client`` alone would
-double the time ``minidocker ps`` takes; ``ssl`` is imported only for a TLS host). It knows where
+The ``minidocker`` command must start instantly, so this module uses nothing but sockets and
+JSON, and ``wire`` for the little of HTTP/1.1 it speaks (``http.client`` alone would double the
+time ``minidocker ps`` takes; ``ssl`` is imported only for a TLS host). Even ``socket`` and
+``json`` cost ``ps`` a third of its time (both import ``enum``, ``json`` also ``re``): a request
+on a UNIX socket uses the C module ``_socket`` and reads its answer with ``core.jsonscan``;
+``socket`` is imported for TCP and hijacked connections, ``json`` to send a body. It knows where
 the daemon is (``-H``, ``$MINIDOCKER_HOST``, else the default socket), speaks JSON, reads streams
 of JSON lines, and *hijacks* a connection for attach and exec: it sends ``Upgrade: tcp`` and,
 after the ``101 UPGRADED``, uses the raw socket both ways.
@@ -22,16 +25,17 @@ Example::
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
-from collections.abc import Iterator
 
 from minidocker.client.wire import Response, read_head, read_line, read_response, send_request
 from minidocker.core.api import API_VERSION, default_socket
+from minidocker.core.jsonscan import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    import socket
+    from collections.abc import Iterator
     from typing import Any
 
 __all__ = ["MIN_DAEMON_API_VERSION", "APIError", "Client", "DaemonTooOld", "DaemonUnreachable",
@@ -44,6 +48,12 @@ __all__ = ["MIN_DAEMON_API_VERSION", "APIError", "Client", "DaemonTooOld", "Daem
 MIN_DAEMON_API_VERSION = "1.31"
 # What a query value may hold unquoted (``urllib.parse.quote``'s always-safe set).
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def _dumps(body: Any) -> bytes:
+    import json  # only to send a body: ps and images send none
+
+    return json.dumps(body).encode()
 
 
 def default_host() -> str:
@@ -104,12 +114,18 @@ class Client:
         self.version = pinned or API_VERSION
         self._negotiating = not pinned
 
-    def _connect(self, timeout: float | None = None) -> socket.socket:
-        """A connected socket to the daemon (TLS-wrapped for a TLS host), or :class:`DaemonUnreachable`."""
+    def _connect(self, timeout: float | None = None, bare: bool = False) -> socket.socket:
+        """A connected socket to the daemon (TLS-wrapped for a TLS host), or :class:`DaemonUnreachable`.
+
+        ``bare``: on a UNIX socket, a ``_socket.socket`` (no ``makefile``; ``wire`` reads it alike).
+        """
+        if not (bare and self.scheme == "unix"):
+            import socket
         sock = None
         try:
             if self.scheme == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                family, kind = _socket.AF_UNIX, _socket.SOCK_STREAM
+                sock = _socket.socket(family, kind) if bare else socket.socket(family, kind)
                 sock.settimeout(timeout)
                 sock.connect(self.address)
                 return sock
@@ -158,7 +174,7 @@ class Client:
               timeout: float | None = None,
               upgrade: bool = False) -> tuple[socket.socket, _Answer | None, dict[str, str]]:
         """One request on a new connection: the socket, the answer (None after a 101) and its headers."""
-        sock = self._connect(timeout)
+        sock = self._connect(timeout, bare=not upgrade)
         unsent = None
         try:
             try:
@@ -233,7 +249,7 @@ class Client:
                 headers: dict[str, str] | None = None, timeout: float | None = None) -> Response:
         """Send one request; return the response (its status checked: errors raise :class:`APIError`)."""
         data = body if isinstance(body, bytes) or hasattr(body, "read") else (
-            json.dumps(body).encode() if body is not None else None)
+            _dumps(body) if body is not None else None)
         all_headers = {**self._headers(), "Content-Type": "application/json", **(headers or {})}
         _, answer = self._exchange(method, path, query, all_headers, data, timeout)
         assert answer is not None
@@ -251,7 +267,7 @@ class Client:
             return response
         raw = response.read()
         try:
-            message = json.loads(raw)["message"]
+            message = loads(raw)["message"]
         except (ValueError, KeyError, TypeError):
             message = raw.decode(errors="replace").strip() or response.reason
         raise APIError(response.status, message)
@@ -259,7 +275,7 @@ class Client:
     def json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None) -> Any:
         """A request whose answer is one JSON value (None for an empty body)."""
         raw = self.request(method, path, query, body).read()
-        return json.loads(raw) if raw.strip() else None
+        return loads(raw) if raw.strip() else None
 
     def stream_json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                     headers: dict[str, str] | None = None) -> Iterator[dict]:
@@ -267,7 +283,7 @@ class Client:
         response = self.request(method, path, query, body, headers)
         for line in response:
             if line.strip():
-                message = json.loads(line)
+                message = loads(line)
                 if "error" in message:
                     raise APIError(500, message["error"])
                 yield message
@@ -277,7 +293,7 @@ class Client:
         """POST with ``Upgrade: tcp``; after ``101 UPGRADED`` return the raw socket, both ways open."""
         headers = {**self._headers(), "Content-Type": "application/json",
                    "Connection": "Upgrade", "Upgrade": "tcp"}
-        data = json.dumps(body).encode() if body is not None else b""
+        data = _dumps(body) if body is not None else b""
         # _send reads the 101's head byte by byte: not one byte of the stream after it is eaten
         sock, answer = self._exchange("POST", path, query, headers, data, upgrade=True)
         if answer is not None:  # no 101: an error, whose body is the message

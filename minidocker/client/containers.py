@@ -12,16 +12,38 @@ Example::
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
-from minidocker.client.run import COMMANDS as RUN_COMMANDS
-from minidocker.client.run import _each
-from minidocker.core.console import ago, parser, render_template, table
+from minidocker.core.console import ago, flags, parser, render_template, table
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: collections.abc imports collections
+    from collections.abc import Callable
 
 __all__ = ["COMMANDS"]
+
+# Imported where used: json (ps -f, events, inspect, stats) and client.run (run, create, start, exec,
+# attach, _each) bring argparse, re, enum, signal and threading, which `ps` does not need.
+PS_FLAGS = {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet", "--no-trunc": "no_trunc"}
+
+
+def _each(refs: list[str], action: Callable[[str], object]) -> int:
+    from minidocker.client import run
+
+    return run._each(refs, action)
+
+
+class _Commands(dict):
+    """This module's commands; a name it lacks is chapter 11's ``run`` module's (run, create, start ...).
+
+    ``client.run`` is imported only when one of its commands runs: ``ps`` never imports it.
+    """
+
+    def __missing__(self, name: str) -> Callable[[Client, list[str]], int]:
+        from minidocker.client import run
+
+        return run.COMMANDS[name]
 
 
 def stop(client: Client, argv: list[str], path: str = "stop") -> int:
@@ -126,24 +148,28 @@ def rm(client: Client, argv: list[str]) -> int:
 
 
 def ps(client: Client, argv: list[str]) -> int:
-    p = parser("ps", "[-a] [-q] [--no-trunc] [-f FILTER] [--format TEMPLATE]")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("-f", "--filter", action="append", default=[])
-    p.add_argument("--format")
-    opts = p.parse_args(argv)
+    opts = flags(argv, PS_FLAGS)  # ps, ps -a, ps -aq: no argparse
+    if opts is None:
+        p = parser("ps", "[-a] [-q] [--no-trunc] [-f FILTER] [--format TEMPLATE]")
+        p.add_argument("-a", "--all", action="store_true")
+        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("--no-trunc", action="store_true")
+        p.add_argument("-f", "--filter", action="append", default=[])
+        p.add_argument("--format")
+        opts = p.parse_args(argv)
     filters: dict[str, list[str]] = {}
-    for item in opts.filter:
+    for item in getattr(opts, "filter", []):
         key, _, value = item.partition("=")
         filters.setdefault(key, []).append(value)
+    if filters:
+        import json
     found = client.json("GET", "/containers/json", {"all": opts.all, "filters": json.dumps(filters)
                                                      if filters else None})
     if opts.quiet:
         print("\n".join(c["Id"] if opts.no_trunc else c["Id"][:12] for c in found) if found else "", end="\n"
               if found else "")
         return 0
-    if opts.format:  # {{.Names}}, {{.Label "k"}}, {{json .}}, table ... (client/formats.py)
+    if getattr(opts, "format", None):  # {{.Names}}, {{.Label "k"}}, {{json .}}, table ... (client/formats.py)
         from minidocker.client import formats
 
         rows = [formats.ps_row(c, opts.no_trunc) for c in found]
@@ -174,6 +200,8 @@ def events(client: Client, argv: list[str]) -> int:
     p.add_argument("-f", "--filter", action="append", default=[])
     p.add_argument("--format")
     opts = p.parse_args(argv)
+    import json
+
     filters: dict[str, list[str]] = {}
     for item in opts.filter:
         key, _, value = item.partition("=")
@@ -239,6 +267,8 @@ def inspect(client: Client, argv: list[str]) -> int:
         for item in found:
             print(render_template(opts.format, item))
     else:
+        import json
+
         print(json.dumps(found, indent=4))
     return status
 
@@ -301,12 +331,13 @@ def stats(client: Client, argv: list[str]) -> int:
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("containers", nargs="*")
     opts = p.parse_args(argv)
+    from minidocker.core.jsonscan import loads
     from minidocker.core.units import human_size
 
     refs = opts.containers or [c["Id"] for c in client.json("GET", "/containers/json")]
     rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]]
     for ref in refs:
-        s = json.loads(client.request("GET", f"/containers/{ref}/stats", {"stream": False}).read())
+        s = loads(client.request("GET", f"/containers/{ref}/stats", {"stream": False}).read())
         cpu, pre = s["cpu_stats"], s["precpu_stats"]
         system = cpu["system_cpu_usage"] - pre["system_cpu_usage"]
         percent = (cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"]) / system * \
@@ -336,10 +367,10 @@ def export(client: Client, argv: list[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Client, list[str]], int]] = {
-    **RUN_COMMANDS, "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
+COMMANDS: dict[str, Callable[[Client, list[str]], int]] = _Commands({
+    "stop": stop, "rm": rm, "ps": ps, "logs": logs, "inspect": inspect, "wait": wait,
     "kill": kill, "restart": lambda client, argv: stop(client, argv, "restart"), "commit": commit,
     "diff": diff, "stats": stats, "port": port, "events": events, "pause": pause,
     "unpause": lambda client, argv: pause(client, argv, "unpause"), "rename": rename, "top": top, "cp": cp,
     "update": update, "export": export,
-}
+})

@@ -19,8 +19,11 @@ Example::
 from __future__ import annotations
 
 import io
-import socket
-from collections.abc import Callable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the client may hand us a bare _socket.socket: importing socket costs ps ~4 ms
+    import socket
+    from collections.abc import Callable, Iterator
 
 __all__ = ["ProtocolError", "Response", "read_head", "read_line", "read_response", "send_request"]
 
@@ -87,7 +90,7 @@ def read_line(source: io.BufferedReader | socket.socket) -> bytes:
 
     From a socket it reads byte by byte, never past the line: what follows stays in the socket.
     """
-    if isinstance(source, socket.socket):
+    if hasattr(source, "recv"):
         line = bytearray()
         while not line.endswith(b"\n") and len(line) <= MAX_LINE and (byte := source.recv(1)):
             line += byte
@@ -208,9 +211,22 @@ class Response:
         self.close()
 
 
+class _Receiver(io.RawIOBase):
+    """A socket's receiving side as a raw file: ``socket.makefile("rb")`` for a bare ``_socket.socket``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return self._sock.recv_into(buffer)
+
+
 def read_response(sock: socket.socket, cls: type[Response] = Response) -> Response:
     """Read the status line and headers from ``sock``; the body is left to the :class:`Response`."""
-    file = sock.makefile("rb")
+    file = sock.makefile("rb") if hasattr(sock, "makefile") else io.BufferedReader(_Receiver(sock))
     try:
         return cls(sock, file, *read_head(lambda: read_line(file)))
     except BaseException:

@@ -11,19 +11,18 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
 import sys
 import time
 
-from minidocker.core.helpformat import help_formatter
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    import argparse
+    import re
     from typing import Any
 
-__all__ = ["ago", "confirm", "human_duration", "parser", "render_template", "table"]
+# argparse, json and re are imported where they are used: each imports enum, and together they were
+# a third of what `minidocker ps` took; `ps` without options parses them with `flags` instead.
+__all__ = ["Flags", "ago", "confirm", "flags", "human_duration", "parser", "render_template", "table"]
 
 
 def table(rows: list[list[str]]) -> str:
@@ -74,6 +73,9 @@ def _show(value: Any) -> str:
 def render_template(template: str, value: Any) -> str:
     """The part of Go templates people use with ``--format``: ``{{.A.B}}`` and ``{{json .A}}``."""
 
+    import json
+    import re
+
     def one(match: re.Match) -> str:
         expression = match.group(1).strip()
         if expression.startswith("json "):
@@ -83,17 +85,51 @@ def render_template(template: str, value: Any) -> str:
     return re.sub(r"\{\{(.*?)\}\}", one, template)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise SystemExit(f"minidocker {self.prog.split()[-1]}: {message} (see '{self.prog} --help')")
-
-
 def parser(command: str, usage: str) -> argparse.ArgumentParser:
     """A parser for one subcommand; ``-h`` stays free (``run -h HOSTNAME``), ``--help`` prints usage."""
+    import argparse
+
+    from minidocker.core.helpformat import help_formatter
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise SystemExit(f"minidocker {self.prog.split()[-1]}: {message} (see '{self.prog} --help')")
+
     p = _Parser(prog=f"minidocker {command}", usage=f"minidocker {command} {usage}", add_help=False,
                 formatter_class=help_formatter)
     p.add_argument("--help", action="help")
     return p
+
+
+class Flags:
+    """Options parsed by :func:`flags`: each a boolean attribute, as argparse's ``store_true`` gives."""
+
+    def __init__(self, names: dict[str, str], given: set[str]) -> None:
+        for name in names.values():
+            setattr(self, name, name in given)
+
+
+def flags(argv: list[str], names: dict[str, str]) -> Flags | None:
+    """On/off options (``-a``, ``--all``, ``-aq``) without argparse; None if ``argv`` holds anything else.
+
+    argparse costs a command about 4 ms to import and to look up its messages' translations; the
+    commands typed most (``ps``, ``ps -a``, ``images``) take only flags. Anything else (``--help``,
+    an option with a value, a mistake) returns None: the caller's argparse parser reads it then,
+    with its usage and its errors. ``names`` maps each spelling to its attribute.
+
+    Example::
+
+        >>> opts = flags(["-aq"], {"-a": "all", "--all": "all", "-q": "quiet"})
+        >>> opts.all, opts.quiet
+        (True, True)
+    """
+    given: set[str] = set()
+    for word in argv:
+        spellings = [word] if word.startswith("--") or len(word) == 2 else [f"-{c}" for c in word[1:]]
+        if len(word) < 2 or not word.startswith("-") or any(s not in names for s in spellings):
+            return None
+        given.update(names[s] for s in spellings)
+    return Flags(names, given)
 
 
 def confirm(message: str) -> bool:
