@@ -416,3 +416,34 @@ def test_bind_propagation_rslave_brings_the_hosts_new_mounts_in(docker, tmp_path
         assert private.returncode == 0, private.stderr
     finally:
         subprocess.run(["umount", "-R", source])
+
+
+def test_anonymous_volumes_of_the_image_and_of_dash_v(docker):
+    docker("run", "--name", "seed", "busybox", "sh", "-c",
+           "mkdir /data; echo seeded > /data/f; chown 7:8 /data/f; ln -s /etc/passwd /data/link; "
+           "chmod 750 /data")
+    assert docker("commit", "-c", "VOLUME /data", "seed", "vol:1").returncode == 0
+    docker("rm", "seed")
+    try:
+        docker("run", "-d", "--name", "anon", "-v", "/extra", "vol:1", "sleep", "30")
+        mounts = json.loads(docker("inspect", "-f", "{{json .Mounts}}", "anon").stdout)
+        named = {m["Destination"]: m["Name"] for m in mounts if m["Type"] == "volume"}
+        assert sorted(named) == ["/data", "/extra"]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", n) for n in named.values())
+        assert set(named.values()) <= set(docker("volume", "ls", "-q").stdout.split())
+        seen = docker("exec", "anon", "sh", "-c",
+                      "cat /data/f; stat -c '%u:%g %a' /data/f /data; readlink /data/link; "
+                      "grep -c ' /data ' /proc/mounts")
+        assert seen.stdout == "seeded\n7:8 644\n0:0 750\n/etc/passwd\n1\n", seen.stderr
+        docker("rm", "-f", "anon")  # a plain rm keeps them
+        kept = set(docker("volume", "ls", "-q").stdout.split())
+        assert set(named.values()) <= kept
+        docker("run", "-d", "--name", "anon", "vol:1", "sleep", "30")
+        docker("rm", "-f", "-v", "anon")
+        docker("run", "--rm", "vol:1", "true")
+        assert set(docker("volume", "ls", "-q").stdout.split()) == kept
+    finally:
+        docker("rm", "-f", "anon")
+        docker("volume", "rm", *named.values())
+        docker("rmi", "vol:1")
+    assert docker("volume", "ls", "-q").stdout == ""

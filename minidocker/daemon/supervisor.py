@@ -91,7 +91,7 @@ class Supervisor:
                 c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
                 write_json(c.dir / "state.json", c.state)
             if not c.running and c.config["HostConfig"].get("AutoRemove") and c.state["Status"] == "exited":
-                await self.remove(c, force=True)
+                await self.remove(c, force=True, volumes=True)
             elif not c.running and restart.on_boot(c.config["HostConfig"].get("RestartPolicy"), c.restart,
                                                    int(c.state.get("ExitCode") or 0)):
                 self.boot.append(c)
@@ -237,7 +237,7 @@ class Supervisor:
         async with c.exited:
             c.exited.notify_all()
         if c.config["HostConfig"].get("AutoRemove") and c.id in self.containers:
-            await self.remove(c, force=True)
+            await self.remove(c, force=True, volumes=True)
         elif c.id in self.containers and not c.removing:
             self._schedule_restart(c)
 
@@ -378,8 +378,10 @@ class Supervisor:
     # --8<-- [end:stop]
 
     # ---- remove -----------------------------------------------------------------------------
-    async def remove(self, c: Container, force: bool = False) -> None:
-        """Delete the container and its files; a running one only with ``force`` (Conflict otherwise)."""
+    async def remove(self, c: Container, force: bool = False, volumes: bool = False) -> None:
+        """Delete the container and its files; a running one only with ``force`` (Conflict otherwise).
+
+        With ``volumes`` (``docker rm -v``, and ``run --rm``), its anonymous volumes too."""
         self._cancel_restart(c)
         await self._restart_settled(c)
         if c.running or c.state.get("Status") == "starting":
@@ -401,6 +403,13 @@ class Supervisor:
         self.containers.pop(c.id, None)
         c.removed.set()
         events.container_event(self.app, c, "destroy")
+        if volumes:
+            from minidocker.daemon.volumes import remove_anonymous
+
+            used = {m.get("Name") for o in self.containers.values() for m in o.config.get("Mounts") or []}
+            for name in await asyncio.get_running_loop().run_in_executor(
+                    None, remove_anonymous, c.config.get("Mounts") or [], used):
+                events.emit(self.app, "volume", "destroy", name, {"driver": "local"})
 
 
 def _delete_tree(path: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +38,12 @@ from minidocker.core.syscalls import (
     mount,
 )
 
-__all__ = ["PROPAGATION", "check_driver", "check_propagation", "create", "inspect", "list_volumes",
-           "parse_binds", "parse_mounts", "remove", "rootfs_propagation", "volume_mounts"]
+__all__ = ["ANONYMOUS", "PROPAGATION", "anonymous_volumes", "check_driver", "check_propagation", "create",
+           "inspect", "list_volumes", "parse_binds", "parse_mounts", "remove", "remove_anonymous",
+           "rootfs_propagation", "volume_mounts"]
 
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ANONYMOUS = "com.docker.volume.anonymous"  # the label of a volume made for one container (dockerd's)
 # A bind's propagation (``-v /src:/dst:rslave``, ``--mount ...,bind-propagation=rslave``): mount(2)'s flags.
 PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_REC | MS_PRIVATE, "slave": MS_SLAVE,
                "rslave": MS_REC | MS_SLAVE, "shared": MS_SHARED, "rshared": MS_REC | MS_SHARED}
@@ -102,6 +105,8 @@ def parse_binds(binds: list[str]) -> list[dict]:
     mounts = []
     for bind in binds:
         parts = bind.split(":")
+        if len(parts) == 1:  # -v /data: an anonymous volume
+            parts = ["", *parts]
         if len(parts) not in (2, 3) or not parts[1].startswith("/") or ".." in parts[1].split("/"):
             raise errors.InvalidArgument(f"invalid volume specification {bind!r}: use SOURCE:/TARGET[:ro]")
         source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
@@ -118,7 +123,8 @@ def parse_binds(binds: list[str]) -> list[dict]:
             os.makedirs(source, exist_ok=True) if not os.path.exists(source) else None
             entry = {"Type": "bind", "Source": source}
         else:
-            volume = create(source)
+            volume = create(source or None, {ANONYMOUS: ""} if not source else None)
+            source = volume["Name"]
             entry = {"Type": "volume", "Name": source, "Source": volume["Mountpoint"], "Driver": "local"}
         mounts.append({**entry, "Destination": target, "Mode": mode, "RW": "ro" not in options,
                        "Propagation": propagation})
@@ -147,7 +153,6 @@ def parse_mounts(mounts: list, tmpfs: dict) -> list[dict]:
             if kind == "bind" and not os.path.exists(source):  # as dockerd: --mount never creates it
                 raise errors.InvalidArgument(f"invalid mount config for type \"bind\": bind source path does "
                                              f"not exist: {source}")
-            source = source or os.urandom(32).hex()  # an anonymous volume
             binds.append(f"{source}:{target}:{'ro' if m.get('ReadOnly') else 'rw'}"
                          f"{',' + propagation if propagation else ''}")
         else:
@@ -197,6 +202,8 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
                     os.close(parent)
                     fd = open_in_root(root, destination, os.O_WRONLY | os.O_CREAT)  # a file over a file
             try:
+                if m["Type"] == "volume" and "nocopy" not in m["Mode"].split(","):
+                    copy_up(fd, m["Source"])
                 mount(m["Source"], fd_path(fd), None, MS_BIND | MS_REC)
             finally:
                 os.close(fd)
@@ -262,3 +269,57 @@ def check_propagation(mounts: list[dict]) -> None:
         if "slave" in wanted and not (shared or slave):
             raise errors.InvalidArgument(f"linux mounts: path {m['Source']} is mounted on {point} but it is "
                                          "not a shared or slave mount")
+
+
+# --8<-- [start:anonymous_volumes]
+def anonymous_volumes(paths: dict | None, mounts: list[dict]) -> list[dict]:
+    """An anonymous volume for each of the image's ``VOLUME`` paths (and ``-v /path``) nothing mounts.
+
+    A ``VOLUME /var/lib/db`` in a Dockerfile promises that the path outlives the container's
+    writable layer: each container gets a volume of its own there, with a random name and
+    dockerd's label, removed with it by ``docker rm -v`` or ``run --rm``, kept by a plain ``rm``.
+    Example: ``anonymous_volumes({"/data": {}}, [])[0]["Name"]`` is 64 hex digits.
+    """
+    taken = {m["Destination"].rstrip("/") for m in mounts}
+    return parse_binds([path for path in paths or {} if path.rstrip("/") not in taken])
+# --8<-- [end:anonymous_volumes]
+
+
+# --8<-- [start:copy_up]
+def copy_up(directory_fd: int, volume: str) -> None:
+    """An empty volume gets what the image has at its path, as dockerd copies it: files, links, owners.
+
+    ``directory_fd`` is the target found inside the container's root: nothing outside it is read,
+    symbolic links are copied as links, never followed, and devices or FIFOs are left out.
+    """
+    if not os.path.isdir(volume) or os.listdir(volume) or not stat.S_ISDIR(os.fstat(directory_fd).st_mode):
+        return
+    source = fd_path(directory_fd)
+
+    def special(directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if not stat.S_ISREG(m := os.lstat(os.path.join(directory, n)).st_mode)
+                and not stat.S_ISDIR(m) and not stat.S_ISLNK(m)]
+
+    shutil.copytree(source, volume, symlinks=True, ignore=special, dirs_exist_ok=True)
+    for directory, names, files in os.walk(source):
+        for name in [".", *names, *files]:
+            here = os.path.join(directory, name)
+            there = os.path.normpath(os.path.join(volume, os.path.relpath(here, source)))
+            if os.path.lexists(there):
+                info = os.lstat(here)
+                os.lchown(there, info.st_uid, info.st_gid)
+                if name == "." and directory == source:
+                    os.chmod(there, stat.S_IMODE(info.st_mode))
+# --8<-- [end:copy_up]
+
+
+def remove_anonymous(mounts: list[dict], in_use: set[str]) -> list[str]:
+    """``docker rm -v``: the container's anonymous volumes that no other container uses, removed."""
+    removed = []
+    for m in mounts:
+        name = m.get("Name") if m.get("Type") == "volume" else None
+        if name and name not in in_use and ANONYMOUS in ((read_json(_dir(name) / "volume.json") or {})
+                                                         .get("Labels") or {}):
+            remove(name)
+            removed.append(name)
+    return removed

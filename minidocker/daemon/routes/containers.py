@@ -160,6 +160,9 @@ async def create(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("invalid HostConfig: Mounts must be a list and Tmpfs an object")
     mounts = volumes.parse_binds(host.get("Binds") or []) + volumes.parse_mounts(host.get("Mounts") or [],
                                                                                  host.get("Tmpfs") or {})
+    if cfg.get("Volumes") or (image.get("Config") or {}).get("Volumes"):  # the image's VOLUMEs and -v /path
+        cfg["Volumes"] = {**((image.get("Config") or {}).get("Volumes") or {}), **(cfg.get("Volumes") or {})}
+    mounts += volumes.anonymous_volumes(cfg.get("Volumes"), mounts)
     for m in mounts:  # the named volumes made here: as by POST /volumes/create
         if m["Type"] == "volume" and m["Name"] not in known:
             known.add(m["Name"])
@@ -501,7 +504,7 @@ async def remove(request: web.Request) -> web.Response:
     c = container(request)
     if flag(request, "force"):
         freezer.thawed(c)
-    await sup(request).remove(c, force=flag(request, "force"))
+    await sup(request).remove(c, force=flag(request, "force"), volumes=flag(request, "v"))
     return web.Response(status=204)
 
 
