@@ -324,6 +324,53 @@ def test_conformance_of_a_few_fields_each(runtime: Run, rootfs: str, tmp_path: P
         runtime("delete", "--force", "anchor")
 
 
+def test_conformance_of_the_other_fields(runtime: Run, rootfs: str, tmp_path: Path) -> None:
+    """rlimits, noNewPrivileges, oomScoreAdj, umask, devices, rootfsPropagation, domainname, the
+    createContainer and startContainer hooks (the latter run inside, by a path there) with the
+    annotations, a field we do not honour warned about, and a user namespace with its id mappings."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "hook.sh").write_text('#!/bin/sh\ncat > "$(dirname "$0")/$1.json"\n')
+    (share / "hook.sh").chmod(0o755)
+    script = ("ulimit -n; grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj; umask; "
+              "stat -c '%F %t:%T %a %u:%g' /dev/mine; "
+              "awk '$5 == \"/\"' /proc/self/mountinfo | grep -o 'shared:' | tr -d :; "
+              "cat /proc/sys/kernel/domainname")
+    bundle = make_bundle(tmp_path / "other", rootfs, ["sh", "-c", script],
+                         annotations={"org.example/by": "book"})
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(noNewPrivileges=True, oomScoreAdj=500, apparmorProfile="docker-default",
+                             rlimits=[{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}])
+    config["process"]["user"]["umask"] = 0o027
+    config["domainname"] = "example.org"
+    config["linux"]["resources"]["memory"] = {"disableOOMKiller": False}  # false: as unset, no warning
+    config["linux"].update(rootfsPropagation="rshared", devices=[
+        {"path": "/dev/mine", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1, "gid": 2}])
+    config["mounts"].append({"destination": "/share", "type": "bind", "source": str(share),
+                             "options": ["rbind", "rw"]})
+    config["hooks"] = {
+        "createContainer": [{"path": str(share / "hook.sh"), "args": ["hook.sh", "createContainer"]}],
+        "startContainer": [{"path": "/share/hook.sh", "args": ["hook.sh", "startContainer"]}]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = runtime("run", "--bundle", str(bundle), "other")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "warning: process.apparmorProfile is not honoured by this runtime: ignored\n"
+    assert result.stdout.splitlines() == ["123", "NoNewPrivs:\t1", "500", "0027",
+                                          "character special file 1:3 640 1:2", "shared", "example.org"]
+    for name in ("createContainer", "startContainer"):  # the state on stdin, annotations included
+        seen = json.loads((share / f"{name}.json").read_text())
+        assert (seen["id"], seen["annotations"]) == ("other", {"org.example/by": "book"}), name
+    users = make_bundle(tmp_path / "userns", rootfs, ["cat", "/proc/self/uid_map", "/proc/self/gid_map"])
+    config = json.loads((users / "config.json").read_text())
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = config["linux"]["gidMappings"] = [
+        {"containerID": 0, "hostID": 100000, "size": 65536}]
+    (users / "config.json").write_text(json.dumps(config))
+    mapped = runtime("run", "--bundle", str(users), "userns")
+    assert mapped.returncode == 0, mapped.stderr
+    assert [line.split() for line in mapped.stdout.splitlines()] == [["0", "100000", "65536"]] * 2
+
+
 def test_spec_writes_runcs_default_config(tmp_path: Path) -> None:
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     ours.mkdir(), theirs.mkdir()

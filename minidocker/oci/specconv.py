@@ -46,7 +46,12 @@ JOINABLE = {"pid", "net", "ipc", "uts", "cgroup"}
 # Fields of the runtime spec this runtime does not honour: each one present is warned about.
 NOT_HONOURED = (
     "process.apparmorProfile", "process.selinuxLabel", "process.ioPriority", "process.scheduler",
-    "process.execCPUAffinity", "linux.resources.blockIO", "linux.resources.hugepageLimits",
+    "process.execCPUAffinity", "linux.resources.memory.reservation", "linux.resources.memory.kernel",
+    "linux.resources.memory.kernelTCP", "linux.resources.memory.swappiness",
+    "linux.resources.memory.disableOOMKiller", "linux.resources.memory.useHierarchy",
+    "linux.resources.memory.checkBeforeUpdate", "linux.resources.cpu.mems", "linux.resources.cpu.idle",
+    "linux.resources.cpu.burst", "linux.resources.cpu.realtimeRuntime", "linux.resources.cpu.realtimePeriod",
+    "linux.resources.blockIO", "linux.resources.hugepageLimits",
     "linux.resources.network", "linux.resources.rdma", "linux.resources.unified",
     "linux.intelRdt", "linux.personality", "linux.mountLabel", "linux.seccomp.listenerPath",
     "linux.timeOffsets", "linux.memoryPolicy", "solaris", "windows", "vm", "zos",
@@ -111,6 +116,11 @@ def _get(config: dict, dotted: str) -> object:
     return value
 
 
+def _given(value: object) -> bool:
+    """Whether a field says something: not absent, empty, or false (dockerd writes ``false`` for "unset")."""
+    return value is not None and value is not False and value not in ("", [], {})
+
+
 # --8<-- [start:convert]
 def convert(config: dict, bundle: Path, container_id: str) -> Converted:
     """Translate ``config`` (the bundle's config.json, parsed) into a spec for chapter 02's engine.
@@ -138,18 +148,19 @@ def convert(config: dict, bundle: Path, container_id: str) -> Converted:
         size = process["consoleSize"]
         converted.console_size = (size.get("height", 0), size.get("width", 0))
     converted.warnings = [f"{name} is not honoured by this runtime: ignored" for name in NOT_HONOURED
-                          if _get(config, name) not in (None, "", [], {})]
+                          if _given(_get(config, name))]
     _namespaces(linux, converted)
     _cgroup(linux, converted)
     mounts = [m for m in config.get("mounts") or [] if not _engine_made(m)]
     spec.add_hook("before_pivot", lambda root: mount_all(root, mounts, bundle))
     spec.add_hook("before_pivot", lambda root: make_devices(root, linux.get("devices") or []))
-    sysctls = _sysctls(linux.get("sysctl") or {})
+    sysctls = _sysctls({**(linux.get("sysctl") or {}),
+                        **({"kernel.domainname": config["domainname"]} if config.get("domainname") else {})})
     spec.add_hook("before_pivot", lambda root: write_sysctls(root, sysctls))
     hardening = hardening_of(config, process, linux)
     sets = process_capabilities(process)
     spec.add_hook("before_pivot", lambda root: security.protect_filesystem(hardening, root))
-    spec.add_hook("before_pivot", lambda root: propagate_root(root, linux.get("rootfsPropagation")))
+    spec.add_hook("before_exec", lambda: propagate_root(linux.get("rootfsPropagation")))
     spec.add_hook("before_pivot", lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
     for point, hook, order in process_hooks(process, hardening, sets):
         spec.add_hook(point, hook, order=order)
@@ -451,7 +462,14 @@ def make_devices(root: str, nodes: list[dict]) -> None:
         os.close(parent)
 
 
-def propagate_root(root: str, propagation: str | None) -> None:
-    """linux.rootfsPropagation: the root mount's propagation (chapter 02 made everything private)."""
-    if propagation and propagation in PROPAGATION and "slave" not in propagation:
-        _syscalls.mount(None, root, None, PROPAGATION[propagation])
+def propagate_root(propagation: str | None) -> None:
+    """linux.rootfsPropagation: the propagation of ``/``, in the container, after ``pivot_root``.
+
+    As runc: a shared root before ``pivot_root`` would make it fail (EINVAL), and after it the
+    change stays in the container's mount namespace (chapter 02 made every mount there private).
+    Example: ``"rshared"`` makes ``grep ' / / ' /proc/self/mountinfo`` show ``shared:N``.
+    """
+    if propagation:
+        if propagation not in PROPAGATION:
+            raise EngineError(f"rootfsPropagation {propagation[:40]!r}: one of {', '.join(PROPAGATION)}")
+        _syscalls.mount(None, "/", None, PROPAGATION[propagation])

@@ -21,7 +21,8 @@ RESULTS = Path(__file__).resolve().parent / "results.md"
 # scenario -> the peers it may need installed
 NEEDS = {"runtime": ["runc", "crun"], "run": ["docker", "podman", "registry"],
          "pull": ["docker", "podman", "skopeo", "registry"], "many": ["docker", "podman", "registry"],
-         "large": ["docker", "podman", "registry"], "cli": ["docker", "podman", "registry"]}
+         "large": ["docker", "podman", "registry"], "cli": ["docker", "podman", "registry"],
+         "oci": ["runc", "crun", "registry"]}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from tests.bench import imagegen, many
 from tests.bench.context import Context
+from tests.bench.oci_runtime import oci
 from tests.bench.report import Table
 from tests.bench.timing import BenchError, Contender, alternate, command, timed
 
@@ -197,4 +198,5 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Table]], int, int]] = {
     "many": (many.many, 3, 1),
     "large": (large, 10, 1),
     "cli": (cli, 20, 2),
+    "oci": (oci, 15, 2),
 }
