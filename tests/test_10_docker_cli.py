@@ -447,3 +447,35 @@ def test_anonymous_volumes_of_the_image_and_of_dash_v(docker):
         docker("volume", "rm", *named.values())
         docker("rmi", "vol:1")
     assert docker("volume", "ls", "-q").stdout == ""
+
+
+def test_legacy_links_hosts_env_inspect_and_rm_link(docker):
+    docker("run", "-d", "--name", "db1", "-e", "SECRET=s3", "--expose", "5432", "--expose", "80", "busybox",
+           "sleep", "30")
+    docker("create", "--name", "stopped", "busybox", "true")
+    try:
+        ip, cid = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.Id}}", "db1").stdout.split()
+        short = cid[:12]
+        result = docker("run", "--rm", "--name", "web", "--link", "db1:db", "busybox", "sh", "-c",
+                        "cat /etc/hosts; env | grep ^DB_")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert {f"{ip}\tdb", f"{ip}\t{short}", f"{ip}\tdb1"} <= set(lines)
+        assert {line for line in lines if line.startswith("DB_")} == {
+            f"DB_PORT=tcp://{ip}:80", "DB_NAME=/web/db", "DB_ENV_SECRET=s3",
+            *(f"DB_PORT_{p}_TCP{k}" for p in (80, 5432) for k in (f"=tcp://{ip}:{p}", f"_ADDR={ip}",
+                                                                  f"_PORT={p}", "_PROTO=tcp"))}
+        docker("create", "--name", "web2", "--link", "db1:db", "--link", "db1", "busybox", "true")
+        links = docker("inspect", "-f", "{{json .HostConfig.Links}}", "web2").stdout
+        assert links == '["/db1:/web2/db","/db1:/web2/db1"]\n'
+        assert docker("rm", "--link", "/web2/db").returncode == 0
+        assert docker("inspect", "-f", "{{json .HostConfig.Links}}", "web2").stdout == '["/db1:/web2/db1"]\n'
+        default = docker("rm", "--link", "db1")
+        assert "cannot remove the default link name of the container" in default.stderr
+        missing = docker("run", "--rm", "--link", "nope:n", "busybox", "true")
+        assert missing.returncode == 125 and "could not get container for nope" in missing.stderr
+        stopped = docker("run", "--name", "web3", "--link", "stopped:s", "busybox", "true")
+        assert "Cannot link to a non running container: /stopped AS /web3/s" in stopped.stderr
+    finally:
+        docker("rm", "-f", "db1", "stopped", "web2", "web3")
+    assert docker("ps", "-aq").stdout == ""

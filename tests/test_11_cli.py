@@ -360,6 +360,22 @@ def test_anonymous_volume_removed_by_rm_v(daemon):
     finally:
         daemon.cli("rm", "-f", "-v", cid)
     assert name not in daemon.cli("volume", "ls", "-q").stdout.split()
+
+
+def test_link_and_rm_link(daemon):
+    """``run --link NAME:ALIAS``: the alias in /etc/hosts and Docker's variables; ``rm --link`` drops it."""
+    daemon.cli("run", "-d", "--name", "linked", "--expose", "80", "busybox", "sleep", "30")
+    try:
+        result = daemon.cli("run", "--rm", "--name", "linking", "--link", "linked:al", "busybox", "sh", "-c",
+                            "grep -cw al /etc/hosts; echo $AL_NAME $AL_PORT_80_TCP_PORT")
+        assert result.stdout == "1\n/linking/al 80\n", result.stderr
+        daemon.cli("create", "--name", "kept", "--link", "linked:al", "busybox", "true")
+        assert daemon.cli("rm", "--link", "/kept/al").returncode == 0
+        assert json.loads(daemon.cli("inspect", "kept").stdout)[0]["HostConfig"]["Links"] is None
+    finally:
+        daemon.cli("rm", "-f", "linked", "kept")
+
+
 def test_attach_detach_export_import_and_df(daemon, tmp_path):
     """``minidocker attach`` and ctrl-p ctrl-q (the container runs on), ``run -it --detach-keys``,
     ``export -o`` then ``import -c`` from stdin, and ``system df``'s table."""

@@ -138,13 +138,14 @@ def cp(client: Client, argv: list[str]) -> int:
 
 
 def rm(client: Client, argv: list[str]) -> int:
-    p = parser("rm", "[-f] [-v] CONTAINER...")
+    p = parser("rm", "[-f] [-v] [-l] CONTAINER...")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-v", "--volumes", action="store_true")
+    p.add_argument("-l", "--link", action="store_true", help="remove the link of that name (/me/alias)")
     p.add_argument("containers", nargs="+")
     opts = p.parse_args(argv)
     return _each(opts.containers, lambda ref: client.request(
-        "DELETE", f"/containers/{ref}", {"force": opts.force, "v": opts.volumes}).read())
+        "DELETE", f"/containers/{ref}", {"force": opts.force, "v": opts.volumes, "link": opts.link}).read())
 
 
 def ps(client: Client, argv: list[str]) -> int:

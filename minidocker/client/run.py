@@ -40,7 +40,8 @@ _WITH_VALUE = {"-e", "--env", "-w", "--workdir", "--entrypoint", "-u", "--user",
                "--network-alias", "--net-alias", "--mac-address", "--restart", "--health-cmd",
                "--health-interval", "--health-timeout", "--health-retries", "--health-start-period",
                "--runtime", "--detach-keys", "--add-host", "--dns", "--dns-search", "--dns-option",
-               "--group-add", "--device", "--log-opt", "--log-driver", "--cidfile", "--platform", "--pull"}
+               "--group-add", "--device", "--log-opt", "--log-driver", "--cidfile", "--platform", "--pull",
+               "--link"}
 
 
 def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
@@ -83,6 +84,7 @@ def _run_parser(command: str) -> Any:
     p.add_argument("--network-alias", "--net-alias", action="append", default=[])
     p.add_argument("--mac-address", default="")
     p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("--link", action="append", default=[], help="NAME[:ALIAS]: a legacy link (default bridge)")
     p.add_argument("-m", "--memory", type=_size, default=0)
     p.add_argument("--cpus", type=float, default=0)
     p.add_argument("--pids-limit", type=int, default=0)
@@ -271,6 +273,7 @@ def create_body(opts: Any, image: str, command: list[str]) -> dict:
         "Cmd": command or None, "Image": image, "WorkingDir": opts.workdir,
         "Labels": dict(item.partition("=")[::2] for item in opts.label), "ExposedPorts": exposed,
         "HostConfig": {"Binds": opts.volume, "AutoRemove": opts.rm, "Init": opts.init or None,
+                       "Links": opts.link or None,
                        "NetworkMode": "default", "PortBindings": bindings,
                        "PublishAllPorts": opts.publish_all, "UsernsMode": opts.userns,
                        "Memory": opts.memory,

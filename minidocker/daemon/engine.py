@@ -105,7 +105,7 @@ def stage_argv(config: dict) -> list[str]:
             raise EngineError(f"id map {config['IdMap']} not supported: the engine's --userns maps 0 to "
                               f"{IdMap().outside}")
         argv.append("--userns")
-    for item in cfg.get("Env") or []:
+    for item in [*(config.get("LinkEnv") or []), *(cfg.get("Env") or [])]:  # a link's, then the container's
         if "=" in item:
             argv += ["-e", item]
     for option, value in (("-w", cfg.get("WorkingDir")), ("-u", cfg.get("User"))):
@@ -124,7 +124,8 @@ def stage_argv(config: dict) -> list[str]:
         "--network": None if mode == "default" else mode,
         "--mac-address": cfg.get("MacAddress") or None,
     }
-    repeated = {"--add-host": host.get("ExtraHosts"), "--dns": host.get("Dns"),
+    repeated = {"--add-host": [*(host.get("ExtraHosts") or []), *(config.get("LinkHosts") or [])],
+                "--dns": host.get("Dns"),
                 "--dns-search": host.get("DnsSearch"), "--dns-option": host.get("DnsOptions"),
                 "--group-add": host.get("GroupAdd")}
     for option, values in repeated.items():

@@ -126,6 +126,8 @@ class Supervisor:
                 raise errors.Conflict(f"container {c.id} is being removed")
             for hook in getattr(self.hooks, "container_start", None) or []:  # a plug-in may refuse
                 await hook(self.app, c)
+            if c.config["HostConfig"].get("Links") or c.config.get("LinkHosts"):
+                await asyncio.get_running_loop().run_in_executor(None, self._link, c)
             runtime = self.runtime(c)  # one the daemon no longer knows (restarted without it): a 400
             pid = await self._spawn_monitor(c)
             c.state.update(Status="starting")
@@ -144,6 +146,15 @@ class Supervisor:
         self._volume_events(c, "mount")
         await self._call("container_started", c)
     # --8<-- [end:start]
+
+    def _link(self, c: Container) -> None:
+        """Legacy links, resolved now: the others' addresses and variables, for the engine's argv."""
+        from minidocker.daemon import links
+
+        hosts, env = links.resolve(c.config["HostConfig"].get("Links") or [], self.find,
+                                   lambda other: links.bridge_address(other.id))
+        c.config.update(LinkHosts=hosts, LinkEnv=env)
+        write_json(c.dir / "config.json", c.config, mode=0o600)
 
     async def _spawn_monitor(self, c: Container) -> int:
         """A new monitor for ``c``: forked by the fork server, or else a fresh ``python -m``."""

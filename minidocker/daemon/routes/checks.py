@@ -92,7 +92,7 @@ UNSUPPORTED_HOST = {
     "OomKillDisable": (), "OomScoreAdj": (), "BlkioWeight": (), "BlkioWeightDevice": (),
     "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
     "BlkioDeviceWriteIOps": (), "DeviceRequests": (), "DeviceCgroupRules": (),
-    "VolumesFrom": (), "VolumeDriver": ("local",), "Links": (), "ShmSize": (), "Sysctls": (),
+    "VolumesFrom": (), "VolumeDriver": ("local",), "ShmSize": (), "Sysctls": (),
     "StorageOpt": (), "CgroupParent": (), "Cgroup": (), "UTSMode": (),
     "IpcMode": ("private", "shareable"), "CgroupnsMode": ("private",), "Isolation": ("default",),
     "IOMaximumBandwidth": (), "IOMaximumIOps": (), "Annotations": (),

@@ -30,7 +30,7 @@ from minidocker.core import errors
 from minidocker.core.atomic import rfc3339, write_json
 from minidocker.core.process import EngineError
 from minidocker.core.spec import IdMap
-from minidocker.daemon import events, freezer, health, volumes
+from minidocker.daemon import events, freezer, health, links, volumes
 from minidocker.daemon.containers import NAME, Container, random_name
 from minidocker.daemon.logs import parse_lines, parse_time, tail_entries
 from minidocker.daemon.logs import render as render_log
@@ -173,6 +173,15 @@ async def create(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("No command specified")
     cid = os.urandom(32).hex()
     name = name or random_name(supervisor.names())
+    if host.get("Links"):  # legacy links: the default bridge's, checked and written as dockerd shows them
+        if host["NetworkMode"] in ("host", "none") or host["NetworkMode"].startswith("container:"):
+            raise errors.InvalidArgument("conflicting options: host type networking can't be used with "
+                                         "links. This would result in undefined behavior")
+        if host["NetworkMode"] not in ("default", "bridge"):
+            raise errors.InvalidArgument(f"links are for the default bridge: on network "
+                                         f"{host['NetworkMode']} containers find each other by name (DNS), "
+                                         "or by --network-alias")
+        host["Links"] = links.normalize(host["Links"], name, lambda other: supervisor.find(other).name)
     plugged = {"Id": cid, "Name": f"/{name}", "Config": cfg, "HostConfig": host,
                "NetworkingConfig": body.get("NetworkingConfig") or {}}
     for hook in request.app["hooks"].container_create:  # later chapters check and add (daemon/plugins.py)
@@ -499,12 +508,30 @@ async def inspect(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
-@routes.delete("/containers/{id}")
+@routes.delete("/containers/{id:.+}")  # with ?link=1 the id is a link's name: /me/alias
 async def remove(request: web.Request) -> web.Response:
+    if flag(request, "link"):
+        return await remove_link(request)
     c = container(request)
     if flag(request, "force"):
         freezer.thawed(c)
     await sup(request).remove(c, force=flag(request, "force"), volumes=flag(request, "v"))
+    return web.Response(status=204)
+
+
+async def remove_link(request: web.Request) -> web.Response:
+    """``docker rm --link /me/alias``: the link goes, both containers stay (dockerd's errors otherwise)."""
+    name = "/" + request.match_info["id"].strip("/")
+    parent = name.rpartition("/")[0]
+    if not parent:
+        sup(request).find(name)  # NoSuchContainer if it is no container either
+        raise errors.Conflict("Conflict, cannot remove the default link name of the container")
+    try:
+        c = sup(request).find(parent)
+    except errors.NotFound:
+        raise errors.NotFound(f"Cannot get parent {parent} for link name {name}") from None
+    links.unlink(c.config["HostConfig"], name)
+    write_json(c.dir / "config.json", c.config, mode=0o600)
     return web.Response(status=204)
 
 
