@@ -148,6 +148,7 @@ def test_delete_force_kills_a_running_container_and_its_cgroup(runtime: Run, roo
     ("rootfs", "rootfs ("),
     ("systemd", "--systemd-cgroup is not supported: this runtime drives cgroupfs only"),
     ("slice", "is a systemd slice (slice:prefix:name)"),
+    ("idmapped", "mount on /mnt: id-mapped mounts (uidMappings, gidMappings) are not supported"),
 ])
 def test_bad_input_is_one_line_and_exit_1(runtime: Run, state_root: Path, rootfs: str, tmp_path: Path,
                                           case: str, message: str) -> None:
@@ -164,6 +165,10 @@ def test_bad_input_is_one_line_and_exit_1(runtime: Run, state_root: Path, rootfs
         extra = ["--systemd-cgroup"]
     elif case == "slice":
         config["linux"]["cgroupsPath"] = "system.slice:docker:bad"
+    elif case == "idmapped":
+        mapping = [{"containerID": 0, "hostID": 100000, "size": 1}]
+        config["mounts"].append({"destination": "/mnt", "type": "bind", "source": "/tmp",
+                                 "options": ["rbind"], "uidMappings": mapping})
     if case != "no-config":
         (bundle / "config.json").write_text(json.dumps(config))
     log = tmp_path / "log.json"
@@ -325,9 +330,9 @@ def test_conformance_of_a_few_fields_each(runtime: Run, rootfs: str, tmp_path: P
 
 
 def test_conformance_of_the_other_fields(runtime: Run, rootfs: str, tmp_path: Path) -> None:
-    """rlimits, noNewPrivileges, oomScoreAdj, umask, devices, rootfsPropagation, domainname, the
-    createContainer and startContainer hooks (the latter run inside, by a path there) with the
-    annotations, a field we do not honour warned about, and a user namespace with its id mappings."""
+    """rlimits, noNewPrivileges, oomScoreAdj, umask, devices, rootfsPropagation, domainname, CPU
+    limits, the createContainer and startContainer hooks (the latter run inside, by a path there)
+    with the annotations, a field we do not honour warned about, and a user namespace's id mappings."""
     share = tmp_path / "share"
     share.mkdir()
     (share / "hook.sh").write_text('#!/bin/sh\ncat > "$(dirname "$0")/$1.json"\n')
@@ -335,7 +340,7 @@ def test_conformance_of_the_other_fields(runtime: Run, rootfs: str, tmp_path: Pa
     script = ("ulimit -n; grep NoNewPrivs /proc/self/status; cat /proc/self/oom_score_adj; umask; "
               "stat -c '%F %t:%T %a %u:%g' /dev/mine; "
               "awk '$5 == \"/\"' /proc/self/mountinfo | grep -o 'shared:' | tr -d :; "
-              "cat /proc/sys/kernel/domainname")
+              "cat /proc/sys/kernel/domainname; cd /sys/fs/cgroup/cpu; cat cpu.cfs_quota_us cpu.shares")
     bundle = make_bundle(tmp_path / "other", rootfs, ["sh", "-c", script],
                          annotations={"org.example/by": "book"})
     config = json.loads((bundle / "config.json").read_text())
@@ -344,6 +349,7 @@ def test_conformance_of_the_other_fields(runtime: Run, rootfs: str, tmp_path: Pa
     config["process"]["user"]["umask"] = 0o027
     config["domainname"] = "example.org"
     config["linux"]["resources"]["memory"] = {"disableOOMKiller": False}  # false: as unset, no warning
+    config["linux"]["resources"]["cpu"] = {"quota": 50000, "period": 100000, "shares": 512}
     config["linux"].update(rootfsPropagation="rshared", devices=[
         {"path": "/dev/mine", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1, "gid": 2}])
     config["mounts"].append({"destination": "/share", "type": "bind", "source": str(share),
@@ -356,7 +362,8 @@ def test_conformance_of_the_other_fields(runtime: Run, rootfs: str, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert result.stderr == "warning: process.apparmorProfile is not honoured by this runtime: ignored\n"
     assert result.stdout.splitlines() == ["123", "NoNewPrivs:\t1", "500", "0027",
-                                          "character special file 1:3 640 1:2", "shared", "example.org"]
+                                          "character special file 1:3 640 1:2", "shared", "example.org",
+                                          "50000", "512"]
     for name in ("createContainer", "startContainer"):  # the state on stdin, annotations included
         seen = json.loads((share / f"{name}.json").read_text())
         assert (seen["id"], seen["annotations"]) == ("other", {"org.example/by": "book"}), name

@@ -152,6 +152,10 @@ def convert(config: dict, bundle: Path, container_id: str) -> Converted:
     _namespaces(linux, converted)
     _cgroup(linux, converted)
     mounts = [m for m in config.get("mounts") or [] if not _engine_made(m)]
+    for m in mounts:
+        if m.get("uidMappings") or m.get("gidMappings"):
+            raise EngineError(f"mount on {str(m.get('destination'))[:80]}: id-mapped mounts (uidMappings, "
+                              "gidMappings) are not supported by this runtime")
     spec.add_hook("before_pivot", lambda root: mount_all(root, mounts, bundle))
     spec.add_hook("before_pivot", lambda root: make_devices(root, linux.get("devices") or []))
     sysctls = _sysctls({**(linux.get("sysctl") or {}),
