@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results.md"
 NEEDS = {"runtime": ["runc", "crun"], "run": ["docker", "podman", "registry"],
          "pull": ["docker", "podman", "skopeo", "registry"], "many": ["docker", "podman", "registry"],
          "large": ["docker", "podman", "registry"], "cli": ["docker", "podman", "registry"],
-         "oci": ["runc", "crun", "registry"]}
+         "unpack": [], "soak": ["docker", "registry"], "oci": ["runc", "crun", "registry"]}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

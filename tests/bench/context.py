@@ -134,6 +134,14 @@ class Context:
                 self._engines[name] = Engine(name, unavailable=f"not measured: {e}")
         return self._engines[name]
 
+    def engine_pid(self, name: str) -> int:
+        """The started engine's daemon process: minidockerd or dockerd (after :meth:`engine`)."""
+        started = self._daemon.process if name == "minidocker" and self._daemon else (
+            self._dockerd.process if name == "docker" and self._dockerd else None)
+        if started is None:
+            raise BenchError(f"{name} has no daemon running")
+        return started.pid
+
     def _start_minidocker(self) -> Engine:
         from tests.helpers_10_daemon import Daemon
 

@@ -28,6 +28,7 @@ class Table:
     warmup: int
     notes: list[str] = field(default_factory=list)
     scale: float = 1000.0  # measured value -> shown unit (seconds -> ms by default)
+    text: str = ""  # a table of its own (a time series: the soak), shown instead of median rows
 
     def cell(self, value: float) -> str:
         shown = value * self.scale
@@ -45,6 +46,9 @@ def _ratio(ours: Series | None, peer: Series) -> str:
 
 
 def render_table(table: Table) -> str:
+    if table.text:
+        lines = [f"### {table.key}. {table.title}", "", table.text, ""]
+        return "\n".join([*lines, *(f"- {note}" for note in table.notes)]).rstrip() + "\n"
     ours = [s for s in table.series if s.contender.ours]
     rows = ours + [s for s in table.series if not s.contender.ours]
     grouped = any(s.contender.group for s in rows)

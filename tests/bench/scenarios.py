@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from tests.bench import imagegen, many
+from tests.bench import imagegen, many, soak, unpack
 from tests.bench.context import Context
 from tests.bench.oci_runtime import oci
 from tests.bench.report import Table
@@ -198,5 +198,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Table]], int, int]] = {
     "many": (many.many, 3, 1),
     "large": (large, 10, 1),
     "cli": (cli, 20, 2),
+    "unpack": (unpack.unpack, 5, 1),
+    "soak": (soak.soak, 10000, 2),
     "oci": (oci, 15, 2),
 }
