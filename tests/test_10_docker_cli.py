@@ -479,3 +479,23 @@ def test_legacy_links_hosts_env_inspect_and_rm_link(docker):
     finally:
         docker("rm", "-f", "db1", "stopped", "web2", "web3")
     assert docker("ps", "-aq").stdout == ""
+
+
+def test_build_add_host_and_run_steps_stderr(docker, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN grep -w db /etc/hosts; echo to-stderr >&2\n")
+    env = {**docker.env, "DOCKER_BUILDKIT": "0"}
+    built = subprocess.run([DOCKER, "build", "--add-host", "db:10.9.8.7", "-t", "hosts:1", str(tmp_path)],
+                           capture_output=True, text=True, env=env, timeout=60)
+    try:
+        assert built.returncode == 0, built.stderr
+        assert "to-stderr\n" in built.stdout, built.stdout  # a RUN's stderr, in the stream as dockerd's
+        assert "10.9.8.7\tdb\n" in built.stdout
+    finally:
+        docker("rmi", "hosts:1")
+    cached = subprocess.run([DOCKER, "build", "--cache-from", "busybox", str(tmp_path)], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert cached.returncode == 1 and "--cache-from is not supported" in cached.stderr
+    bad = subprocess.run(["curl", "-s", "--unix-socket", docker.env["DOCKER_HOST"].removeprefix("unix://"),
+                          "-X", "POST", "http://d/v1.50/build?extrahosts=db", "--data-binary", "x"],
+                         capture_output=True, text=True, timeout=30)  # the docker CLI checks it first
+    assert json.loads(bad.stdout) == {"message": 'bad format for add-host: "db"'}

@@ -54,13 +54,14 @@ class Builder:
 
     def __init__(self, df: Dockerfile, context: Path, *, store: ImageStore, cache: BuildCache,
                  build_args: dict[str, str], no_cache: bool, pull: bool, network: str,
-                 on_event: Callable[[Event], None]) -> None:
+                 on_event: Callable[[Event], None], extra_hosts: list[str] | tuple = ()) -> None:
         from minidocker.build.run import Worker
 
         self.df, self.escape, self.store, self.cache = df, df.escape, store, cache
         self.context_fs = ImageFS([context])
         self.build_args, self.consumed = dict(build_args), set()
         self.no_cache, self.pull, self.network, self.on_event = no_cache, pull, network, on_event
+        self.extra_hosts = list(extra_hosts)  # docker build --add-host: every RUN's /etc/hosts
         self.meta_args: dict[str, str | None] = {}
         self.stages: list[StageBuild] = []
         self.worker = Worker()
@@ -146,7 +147,7 @@ class Builder:
             scratch = self.cache.scratch()
             try:
                 argv = step_argv(stage.state.run_config, stage.state.diff_ids, command, env, container_id,
-                                 self.network)
+                                 self.network, self.extra_hosts)
                 answer = self.worker.run({"id": container_id, "argv": argv, "tar": str(scratch / "layer.tar"),
                                           "holder": self.cache.holder(key)},
                                          on_output=lambda data: self.say(data.decode(errors="replace")))
@@ -262,7 +263,7 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
           build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
           on_event: Callable[[Event], None] | None = None, pull: bool = False, network: str = "default",
           labels: dict[str, str] | None = None, store: ImageStore | None = None,
-          cache: BuildCache | None = None) -> str:
+          cache: BuildCache | None = None, extra_hosts: list[str] | tuple = ()) -> str:
 # --8<-- [end:build_part1]
     """Build the image the context's Dockerfile describes; tag it; return its ID.
 
@@ -294,7 +295,7 @@ def build(context_tar: str | Path | BinaryIO, *, dockerfile: str = "Dockerfile",
         extra = [dockerfile_label(labels)] if labels else []
         builder = Builder(df, scratch / "context", store=store, cache=cache, build_args=build_args or {},
                           no_cache=no_cache, pull=pull, network="bridge" if network == "default" else network,
-                          on_event=emit)
+                          on_event=emit, extra_hosts=extra_hosts)
         with builder.worker:
             state = builder.run(df.stage(target), extra)
         image = store_image(state, store, [cache.blobs], list(tags))

@@ -46,14 +46,17 @@ _running: dict[str, int] = {}  # in the worker: the pid of the container now run
 
 
 def step_argv(state_config: dict[str, Any], diff_ids: list[str], command: list[str], env: dict[str, str],
-              container_id: str, network: str = "bridge") -> list[str]:
+              container_id: str, network: str = "bridge", extra_hosts: list[str] | tuple = ()) -> list[str]:
     """The engine's command line for one RUN: ``[OPTIONS] IMAGE -- CMD...``, as the daemon makes them.
 
     The image's own config (Env, WorkingDir, User) is merged by the engine's image-config stage;
-    ``--entrypoint ""``: RUN never goes through the image's ENTRYPOINT.
+    ``--entrypoint ""``: RUN never goes through the image's ENTRYPOINT. ``extra_hosts`` are
+    ``docker build --add-host`` lines for the step's ``/etc/hosts`` (chapter 05's ``--add-host``).
     """
     image = json.dumps({"config": state_config, "diff_ids": diff_ids})
     argv = ["--build-image", image, "--hostname", container_id[:12], "--entrypoint", "", "--network", network]
+    for host in extra_hosts:
+        argv += ["--add-host", host]
     for key, value in env.items():
         argv += ["-e", f"{key}={value}"]
     return [*argv, "build-step", "--", *command]

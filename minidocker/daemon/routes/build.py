@@ -65,11 +65,33 @@ def _options(request: web.Request) -> dict[str, Any]:
             reference.parse(tag)
         except errors.InvalidArgument as e:
             raise errors.InvalidArgument(f"invalid tag {tag!r}: {e}") from None
+    try:
+        cache_from = json.loads(query.get("cachefrom") or "[]")
+    except ValueError:
+        raise errors.InvalidArgument("invalid cachefrom: not JSON") from None
+    if cache_from:  # the classic builder's --cache-from: other images' steps as the cache
+        raise errors.InvalidArgument("--cache-from is not supported by this daemon's builder: its own "
+                                     "cache (kept across restarts, emptied by docker builder prune) is used")
     return {"dockerfile": query.get("dockerfile") or "Dockerfile", "tags": tags,
+            "extra_hosts": _extra_hosts(query.getall("extrahosts", [])),
             "build_args": _json_query(request, "buildargs"), "target": query.get("target") or None,
             "no_cache": flag(request, "nocache"), "pull": flag(request, "pull"),
             "network": query.get("networkmode") or "default",
             "labels": _json_query(request, "labels") or None}
+
+
+def _extra_hosts(values: list[str]) -> list[str]:
+    """``docker build --add-host HOST:IP`` (``extrahosts``, one or comma-joined): chapter 05's rules."""
+    from minidocker.core.process import EngineError
+    from minidocker.network.netfiles import parse_add_host
+
+    hosts = [h.strip() for value in values for h in value.split(",") if h.strip()]
+    for host in hosts:
+        try:
+            parse_add_host(host)
+        except EngineError as e:
+            raise errors.InvalidArgument(str(e)) from None
+    return hosts
 
 
 # --8<-- [start:post_build]
