@@ -151,14 +151,19 @@ def convert(config: dict, bundle: Path, container_id: str) -> Converted:
                           if _given(_get(config, name))]
     _namespaces(linux, converted)
     _cgroup(linux, converted)
-    mounts = [m for m in config.get("mounts") or [] if not _engine_made(m)]
-    for m in mounts:
-        if m.get("uidMappings") or m.get("gidMappings"):
-            raise EngineError(f"mount on {str(m.get('destination'))[:80]}: id-mapped mounts (uidMappings, "
-                              "gidMappings) are not supported by this runtime")
+    _attach(config, bundle, converted)
+    return converted
+# --8<-- [end:convert]
+
+
+# --8<-- [start:attach]
+def _attach(config: dict, bundle: Path, converted: Converted) -> None:
+    """The hooks that make the container what config.json says, at the points chapter 02 offers."""
+    spec, process, linux = converted.spec, config.get("process") or {}, config.get("linux") or {}
+    mounts = _mounts(config)
     spec.add_hook("before_pivot", lambda root: mount_all(root, mounts, bundle))
     spec.add_hook("before_pivot", lambda root: make_devices(root, linux.get("devices") or []))
-    sysctls = _sysctls({**(linux.get("sysctl") or {}),
+    sysctls = _sysctls({**(linux.get("sysctl") or {}),  # domainname: a sysctl of the UTS namespace
                         **({"kernel.domainname": config["domainname"]} if config.get("domainname") else {})})
     spec.add_hook("before_pivot", lambda root: write_sysctls(root, sysctls))
     hardening = hardening_of(config, process, linux)
@@ -168,8 +173,17 @@ def convert(config: dict, bundle: Path, container_id: str) -> Converted:
     spec.add_hook("before_pivot", lambda _root: _syscalls.prctl(_syscalls.PR_SET_KEEPCAPS, 1))
     for point, hook, order in process_hooks(process, hardening, sets):
         spec.add_hook(point, hook, order=order)
-    return converted
-# --8<-- [end:convert]
+# --8<-- [end:attach]
+
+
+def _mounts(config: dict) -> list[dict]:
+    """config.json's mounts but those the engine makes itself; an id-mapped one is refused."""
+    mounts = [m for m in config.get("mounts") or [] if not _engine_made(m)]
+    for m in mounts:
+        if m.get("uidMappings") or m.get("gidMappings"):
+            raise EngineError(f"mount on {str(m.get('destination'))[:80]}: id-mapped mounts (uidMappings, "
+                              "gidMappings) are not supported by this runtime")
+    return mounts
 
 
 def _root(config: dict, bundle: Path) -> Path:
