@@ -38,8 +38,13 @@ OPEN: set[RawStream] = set()  # closed by the daemon when it shuts down
 class RawStream(asyncio.Protocol):
     """A hijacked connection: read what the client sends, write what it should get."""
 
-    def __init__(self, transport: asyncio.Transport, response: web.StreamResponse) -> None:
+    def __init__(self, transport: asyncio.Transport, response: web.StreamResponse,
+                 handler: asyncio.Protocol | None = None) -> None:
         self.transport, self.response = transport, response
+        # aiohttp's protocol for this connection: it learns of the loss only through us, since the
+        # transport now calls us. Told nothing, the server would keep it (and us) in its table of
+        # open connections for good: about 16 KB for every attach or exec, a daemon growing forever.
+        self.handler = handler
         self.incoming: asyncio.Queue[bytes] = asyncio.Queue()
         self.lost = asyncio.Event()  # the connection is gone both ways
         self._can_write = asyncio.Event()
@@ -66,6 +71,9 @@ class RawStream(asyncio.Protocol):
         self.lost.set()
         self._can_write.set()
         OPEN.discard(self)
+        handler, self.handler = self.handler, None
+        if handler is not None:
+            handler.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -132,7 +140,7 @@ async def hijack(request: web.Request, content_type: str) -> RawStream:
         response.force_close()  # "Connection: close"
     await response.prepare(request)  # sends the status line and headers now
     transport: Any = request.transport
-    raw = RawStream(transport, response)
+    raw = RawStream(transport, response, request.protocol)
     request.protocol.set_parser(raw)  # bytes already read past the request come to us
     transport.set_protocol(raw)  # and from now on, everything
     if not transport.is_reading():

@@ -42,7 +42,7 @@ from minidocker.core import syscalls as _syscalls
 from minidocker.core.api import API_VERSION, MIN_API_VERSION, default_socket
 from minidocker.core.paths import run_dir, state_dir, umask
 from minidocker.core.process import EngineError
-from minidocker.daemon import engine, events, hijack, places, plugins, runtimes, stats
+from minidocker.daemon import engine, events, hijack, memdebug, places, plugins, runtimes, stats
 from minidocker.daemon.routes import archive as api_archive
 from minidocker.daemon.routes import build as api_build
 from minidocker.daemon.routes import containers as api_containers
@@ -247,6 +247,7 @@ async def serve(hosts: Sequence[str], config: dict[str, Any], ready: Any = None)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    memdebug.install(run_dir())  # with PYTHONTRACEMALLOC=N set: allocation snapshots on SIGUSR2
     if ready:
         ready()
     await stop.wait()
