@@ -40,9 +40,11 @@ def preload() -> None:
     random name, the image stage's pull and its unpacking of layers): a module imported after the
     fork is a private copy in every monitor.
     """
+    import concurrent.futures.thread  # noqa: F401  (the image stage's pull: its download threads)
     import gzip  # noqa: F401
     import secrets  # noqa: F401
 
+    from minidocker.images import pull  # noqa: F401  (with its checks and progress)
     from minidocker.network import (
         veth,  # noqa: F401
     )
