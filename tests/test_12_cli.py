@@ -284,6 +284,50 @@ def test_names_resolve_within_a_network_not_across_and_connect_is_live(daemon, t
     assert refused.stderr.count("\n") == 1
 
 
+class OneNameServer(socketserver.ThreadingUDPServer):
+    """A DNS server on ``address``:53 that knows one name (``docker run --dns`` takes no port)."""
+
+    def __init__(self, address: str, name: str, ip: str) -> None:
+        import dns.message
+        import dns.rrset
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data, sock = self.request
+                query = dns.message.from_wire(data)
+                answer = dns.message.make_response(query)
+                if str(query.question[0].name).rstrip(".") == name:
+                    answer.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A", ip))
+                else:
+                    answer.set_rcode(3)  # NXDOMAIN
+                sock.sendto(answer.to_wire(), self.client_address)
+
+        super().__init__((address, 53), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_add_host_dns_options_and_mac_on_a_user_defined_network(daemon, two_networks):
+    """``--add-host`` (host-gateway too), ``--dns`` (where the embedded DNS forwards), ``--dns-search``,
+    ``--dns-option`` and ``--mac-address`` on a user-defined network, as on the default bridge."""
+    server = OneNameServer("127.77.0.1", "outside.test", "192.0.2.99")
+    try:
+        ok(daemon.cli("run", "-d", "--name", "x12", "--network", two_networks[0], "--add-host", "db:10.1.2.3",
+                      "--add-host", "gw:host-gateway", "--dns", "127.77.0.1", "--dns-search", "example.com",
+                      "--dns-option", "ndots:2", "--mac-address", "02:aa:bb:cc:dd:01", "busybox", "sleep",
+                      "60"))
+        files = ok(daemon.cli("exec", "x12", "cat", "/etc/hosts", "/etc/resolv.conf")).splitlines()
+        assert {"10.1.2.3\tdb", "10.212.1.1\tgw", "search example.com", "nameserver 127.0.0.11",
+                "options ndots:2"} <= set(files), files
+        assert "nameserver 127.77.0.1" not in files  # the embedded DNS asks it, not the container
+        assert "link/ether 02:aa:bb:cc:dd:01" in ok(daemon.cli("exec", "x12", "ip", "link", "show", "eth0"))
+        code, out = lookup(daemon, "x12", "outside.test")
+        assert code == 0 and addresses(out, "outside.test") == {"192.0.2.99"}, out
+    finally:
+        server.shutdown()
+        server.server_close()
+        daemon.cli("rm", "-f", "x12")
+
+
 def test_the_default_bridge_has_no_name_resolution(daemon):
     ok(daemon.cli("run", "-d", "--name", "plain12", "busybox", "sleep", "60"))
     try:

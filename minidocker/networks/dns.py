@@ -181,6 +181,7 @@ class EmbeddedDNS:
         self._by_container: dict[str, _Endpoint] = {}
         self._by_netns: dict[tuple[int, int], _Endpoint] = {}
         self._forward: dict[str, bool] = {}
+        self._servers: dict[str, list[tuple[str, int]]] = {}  # container id -> its own upstreams (--dns)
         self._lock = asyncio.Lock()
 
     # -- containers ---------------------------------------------------------------------------
@@ -341,6 +342,7 @@ class EmbeddedDNS:
         """Forget ``container_id``; close its namespace's sockets if no other container uses them."""
         endpoint = self._by_container.pop(container_id, None)
         self._forward.pop(container_id, None)
+        self._servers.pop(container_id, None)
         if endpoint is None:
             return
         endpoint.members.remove(container_id)
@@ -366,8 +368,21 @@ class EmbeddedDNS:
 
     # -- answering ----------------------------------------------------------------------------
 
-    def _upstreams(self) -> list[tuple[str, int]]:
-        """The servers to forward to: the fixed list, or the host's, re-read when resolv.conf changed."""
+    def set_upstreams(self, container_id: str, servers: list[str] | None) -> None:
+        """``docker run --dns IP``: the servers this container's unknown names are forwarded to.
+
+        None or empty: the daemon's (the fixed list, or the host's).
+        Example: ``set_upstreams(cid, ["9.9.9.9"])``.
+        """
+        if servers:
+            self._servers[container_id] = [_upstream(s) for s in servers]
+        else:
+            self._servers.pop(container_id, None)
+
+    def _upstreams(self, asker: str = "") -> list[tuple[str, int]]:
+        """The servers to forward to: the asker's own, the fixed list, or the host's (re-read if changed)."""
+        if asker in self._servers:
+            return self._servers[asker]
         if self._fixed is not None:
             return self._fixed
         try:
@@ -486,13 +501,13 @@ class EmbeddedDNS:
             log.exception("embedded DNS: cannot encode the response to %s", query.question)
             return self._wire(query, dns.rcode.SERVFAIL, [], limit)
 
-    async def forward(self, query: dns.message.Message, limit: int) -> bytes:
+    async def forward(self, query: dns.message.Message, limit: int, asker: str = "") -> bytes:
         """``query`` asked of the upstreams in turn (UDP, then TCP if truncated), their answer relayed.
 
         The whole takes at most ``timeout`` seconds, shared among the upstreams still to try;
         SERVFAIL when none answered.
         """
-        upstreams = self._upstreams()
+        upstreams = self._upstreams(asker)
         deadline = time.monotonic() + self.timeout
         for index, (address, port) in enumerate(upstreams):
             budget = (deadline - time.monotonic()) / (len(upstreams) - index)
@@ -514,7 +529,7 @@ class EmbeddedDNS:
         """:meth:`respond`, forwarding when it says so."""
         result = self.respond(asker, wire, tcp)
         if isinstance(result, dns.message.Message):
-            return await self.forward(result, size_limit(result, tcp))
+            return await self.forward(result, size_limit(result, tcp), asker)
         return result
 
     # -- TCP ----------------------------------------------------------------------------------
@@ -573,7 +588,7 @@ class _Datagrams(asyncio.DatagramProtocol):
             log.exception("embedded DNS: UDP query of %s", self.endpoint.asker[:12])
 
     async def _forward(self, query: dns.message.Message, limit: int, addr: tuple[str, int]) -> None:
-        reply = await self.server.forward(query, limit)
+        reply = await self.server.forward(query, limit, self.endpoint.asker)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 

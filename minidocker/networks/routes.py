@@ -519,6 +519,7 @@ async def _adopt(app: Any, handed: Any, previous: asyncio.Task | None) -> None:
     try:
         await _dns(app).adopt(c.id, handed.pidfd, handed.udp, handed.tcp,
                               forward=any(not r.internal for r in records))
+        _dns(app).set_upstreams(c.id, c.config["HostConfig"].get("Dns"))  # docker run --dns
     except Exception as e:  # its attach after start will try again, and say why
         log.warning("embedded DNS for %s: adopting its sockets: %s", c.id[:12], e)
 
@@ -551,6 +552,7 @@ async def dns_attach(app: Any, c: Any) -> None:
     records = await _run(networks_of, app, c.id)
     if c.running and records:
         await _dns(app).attach(c.id, int(c.state["Pid"]), forward=any(not r.internal for r in records))
+        _dns(app).set_upstreams(c.id, c.config["HostConfig"].get("Dns"))
     elif "networks.dns" in app:
         await app["networks.dns"].detach(c.id)
 

@@ -49,6 +49,16 @@ def resolv_conf(host_text: str) -> str:
     return resolvconf.for_container(host_text)
 
 
+def custom_resolv_conf(text: str, custom: netfiles.Custom) -> str:
+    """``--dns-search`` and ``--dns-option`` replace those lines, as dockerd does on a user-defined network.
+
+    The nameserver stays the embedded DNS: ``--dns`` servers are where *it* forwards what it does
+    not know (:meth:`minidocker.networks.dns.EmbeddedDNS.set_upstreams`), as dockerd's resolver does.
+    Example: ``--dns-option ndots:2`` -> ``options ndots:2`` instead of ``options ndots:0``.
+    """
+    return netfiles.custom_resolv_conf(text, netfiles.Custom(search=custom.search, options=custom.options))
+
+
 def endpoints_of(spec: ContainerSpec, mode: str, store: Store) -> list[tuple[Record, dict]]:
     """The networks of the container, the one of ``--network`` first, with their endpoint settings
     (``Aliases``, ``IPAMConfig``, ``MacAddress``) from the daemon's record of the container."""
@@ -80,10 +90,12 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
     held = ports.reserve(mappings)  # a host port in use fails now
     published = [m for m, _ in held]
     hostname = spec.hostname or spec.id[:12]
+    custom = netfiles.Custom.of(args)  # --add-host, --dns-search, --dns-option; --dns: the DNS's upstreams
     directory = netfiles.files_dir(spec.id)
     cleanup.callback(netfiles.remove_files, directory)
     files = netfiles.write_files(directory, hostname, None, "bridge")
-    (directory / "resolv.conf").write_text(resolv_conf(netfiles.host_resolv_conf()))
+    resolv = custom_resolv_conf(resolv_conf(netfiles.host_resolv_conf()), custom)
+    (directory / "resolv.conf").write_text(resolv)
     spec.add_hook("before_pivot", lambda root: netfiles.bind_files(root, files))
     routed = next((r.id for r, _ in nets if not r.internal), None)
 
@@ -95,7 +107,9 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
                                   ip=wanted, mac=settings.get("MacAddress") or "",
                                   published=published if i == 0 else ())
             first = first or lease.ip
-        (directory / "hosts").write_text(netfiles.hosts_file(hostname, first))
+        gateway = nets[0][0].gateway if nets else ""
+        extra = [(name, gateway if ip == "host-gateway" else ip) for name, ip in custom.hosts]
+        (directory / "hosts").write_text(netfiles.hosts_file(hostname, first, extra))
 
     def disconnect(*_: object) -> None:
         for record, _settings in nets:
