@@ -328,6 +328,19 @@ def test_add_host_dns_options_and_mac_on_a_user_defined_network(daemon, two_netw
         daemon.cli("rm", "-f", "x12")
 
 
+def test_a_link_on_a_user_defined_network_is_an_alias_for_the_linking_container_alone(daemon, two_networks):
+    front = two_networks[0]
+    ok(daemon.cli("run", "-d", "--name", "l12", "--network", front, "busybox", "sleep", "60"))
+    ok(daemon.cli("run", "-d", "--name", "m12", "--network", front, "--link", "l12:store", "busybox", "sleep",
+                  "60"))
+    ok(daemon.cli("run", "-d", "--name", "n12", "--network", front, "busybox", "sleep", "60"))
+    ip = json.loads(ok(daemon.cli("inspect", "l12")))[0]["NetworkSettings"]["Networks"][front]["IPAddress"]
+    code, out = lookup(daemon, "m12", "store")
+    assert code == 0 and addresses(out, "store") == {ip}, out
+    code, out = lookup(daemon, "n12", "store")
+    assert code != 0, out
+
+
 def test_the_default_bridge_has_no_name_resolution(daemon):
     ok(daemon.cli("run", "-d", "--name", "plain12", "busybox", "sleep", "60"))
     try:

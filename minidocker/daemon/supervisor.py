@@ -126,7 +126,8 @@ class Supervisor:
                 raise errors.Conflict(f"container {c.id} is being removed")
             for hook in getattr(self.hooks, "container_start", None) or []:  # a plug-in may refuse
                 await hook(self.app, c)
-            if c.config["HostConfig"].get("Links") or c.config.get("LinkHosts"):
+            if (c.config["HostConfig"].get("Links") or c.config.get("LinkHosts")) and \
+                    c.config["HostConfig"].get("NetworkMode") in (None, "", "default", "bridge"):
                 await asyncio.get_running_loop().run_in_executor(None, self._link, c)
             runtime = self.runtime(c)  # one the daemon no longer knows (restarted without it): a 400
             pid = await self._spawn_monitor(c)

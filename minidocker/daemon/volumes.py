@@ -184,7 +184,7 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
             destination = m["Destination"]
             if not destination.strip("/"):
                 raise errors.InvalidArgument("invalid mount config: destination can't be '/'")
-            if m["Type"] == "tmpfs":  # --tmpfs: a new one, nosuid and nodev as Docker's
+            if m.get("Type") == "tmpfs":  # --tmpfs: a new one, nosuid and nodev as Docker's
                 fd = mkdirs_in_root(root, destination)
                 try:
                     mount("tmpfs", fd_path(fd), "tmpfs", MS_NOSUID | MS_NODEV | (0 if m["RW"] else MS_RDONLY),
@@ -202,7 +202,7 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
                     os.close(parent)
                     fd = open_in_root(root, destination, os.O_WRONLY | os.O_CREAT)  # a file over a file
             try:
-                if m["Type"] == "volume" and "nocopy" not in m["Mode"].split(","):
+                if m.get("Type") == "volume" and "nocopy" not in (m.get("Mode") or "").split(","):
                     copy_up(fd, m["Source"])
                 mount(m["Source"], fd_path(fd), None, MS_BIND | MS_REC)
             finally:

@@ -453,9 +453,16 @@ def networks_of(app: Any, container_id: str) -> list[Record]:
 
 
 def lookup(app: Any, asker: str, name: str) -> list[str] | None:
-    """``EmbeddedDNS``'s lookup: names, aliases and short ids on the networks ``asker`` is on."""
+    """``EmbeddedDNS``'s lookup: names, aliases and short ids on the networks ``asker`` is on, and the
+    aliases of its ``--link``s (dockerd's meaning of a link on a user-defined network)."""
     s, sup = store(app), app["supervisor"]
     name = name.lower().rstrip(".")
+    me = sup.containers.get(asker)
+    for link in (me.config["HostConfig"].get("Links") or []) if me is not None else []:
+        other, _, link_name = link.partition(":")  # --link db1:db here: "db" is db1, for the asker alone
+        if link_name.rpartition("/")[2].lower() == name:
+            name = other.lstrip("/").lower()
+            break
     found: list[str] = []
     known = False
     for record in networks_of(app, asker):

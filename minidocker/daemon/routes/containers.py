@@ -173,14 +173,11 @@ async def create(request: web.Request) -> web.Response:
         raise errors.InvalidArgument("No command specified")
     cid = os.urandom(32).hex()
     name = name or random_name(supervisor.names())
-    if host.get("Links"):  # legacy links: the default bridge's, checked and written as dockerd shows them
+    if host.get("Links"):  # legacy links, checked and written as dockerd shows them
         if host["NetworkMode"] in ("host", "none") or host["NetworkMode"].startswith("container:"):
             raise errors.InvalidArgument("conflicting options: host type networking can't be used with "
                                          "links. This would result in undefined behavior")
-        if host["NetworkMode"] not in ("default", "bridge"):
-            raise errors.InvalidArgument(f"links are for the default bridge: on network "
-                                         f"{host['NetworkMode']} containers find each other by name (DNS), "
-                                         "or by --network-alias")
+        # on the default bridge, resolved at start (supervisor); on a plug-in's network, the plug-in's
         host["Links"] = links.normalize(host["Links"], name, lambda other: supervisor.find(other).name)
     plugged = {"Id": cid, "Name": f"/{name}", "Config": cfg, "HostConfig": host,
                "NetworkingConfig": body.get("NetworkingConfig") or {}}
