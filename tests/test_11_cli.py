@@ -329,7 +329,8 @@ def test_cp_pause_rename_top(daemon, tmp_path):
 
 
 def test_run_flags_of_the_docker_cli(daemon, tmp_path):
-    """``--add-host``, ``--dns*``, ``--group-add``, ``--cidfile``, ``--pull never``, ``--platform``, ``--log-*``."""
+    """``--add-host``, ``--dns*``, ``--group-add``, ``--cidfile``, ``--pull never``, ``--platform``,
+    ``--log-*``, ``--device``."""
     cidfile = tmp_path / "cid"
     result = daemon.cli("run", "--rm", "--cidfile", str(cidfile), "--add-host", "db:10.1.2.3", "--dns",
                         "9.9.9.9", "--dns-search", "example.com", "--group-add", "tty", "--log-opt",
