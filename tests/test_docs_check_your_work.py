@@ -1,4 +1,4 @@
-"""Every "Check your work" block of chapters 01–09 runs as printed, in book order, in a private sandbox.
+"""Every "Check your work" block of chapters 01–16 runs as printed, in book order, in a private sandbox.
 
 The reader's starting point is the README's first command, ``./setup.sh demo``: a registry of
 ours on 127.0.0.1:5000 holding busybox, and ``minidockerd`` on ``/run/minidocker.sock`` with that
@@ -9,9 +9,10 @@ values).
 
 The book's names of host-wide things are the sandbox's own here, both ways: the state, run and
 cache directories, the socket, the bridge ``minidocker0``, its subnet 172.29.0.0/16, the nft table
-``minidocker``, the cgroup parent, and the registry ports 5000–5009. Several runs on one host (and the
-rest of the suite) then never share a path, port, bridge, table or cgroup; ``/tmp`` is shared,
-which the book's examples clean up after themselves.
+``minidocker``, the cgroup parent, the ports 5000–5019 (registries) and 7015 (chapter 15's
+dashboard), and chapter 12's subnets 10.212.*. Several runs on one host (and the rest of the suite)
+then never share a path, port, bridge, table or cgroup; ``/tmp`` is shared, which the book's
+examples clean up after themselves.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ import pytest
 from tests.docs_blocks import ROOT, Block, chapter_blocks, matches
 from tests.helpers_10_daemon import kill_monitors
 
-LAST = 9  # chapters 10-13 do not run as printed yet: the daemon's chapters assume another start
+LAST = 16
 CHAPTERS = [p for p in (ROOT / "chapters").glob("[0-9][0-9]-*.md") if 1 <= int(p.name[:2]) <= LAST]
 MARK = "__check_your_work_done__"
+PORTS = [*range(5000, 5020), 7015]  # the book's registries (5000: the demo's), and chapter 15's dashboard
 TIMEOUT = 90  # seconds, for one command
 # bash's notice of a background job's end (an interactive shell prints it as [1]+ Killed ...)
 JOB_NOTICE = re.compile(r"^bash: line \d+: +\d+ (Killed|Terminated|Done)\b.*\n", re.M)
@@ -53,11 +55,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _unused_16() -> int:
-    """A second octet N of 10.N.0.0/16 that no route of the host covers (not chapter 12's 10.212)."""
+def _unused_16(base: int = 160) -> int:
+    """A second octet N of 10.N.0.0/16, from ``base`` to ``base`` + 39, that no route of the host covers."""
     routes = Path("/proc/net/route").read_text().split("\n")[1:]
     taken = {int(f.split()[1], 16).to_bytes(4, "little")[1] for f in routes if f.split()}
-    return next(n for step in range(40) if (n := 160 + (os.getpid() + step) % 40) not in taken)
+    return next(n for step in range(40) if (n := base + (os.getpid() + step) % 40) not in taken)
 
 
 class Sandbox:
@@ -65,7 +67,7 @@ class Sandbox:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        octet, tag = _unused_16(), os.getpid()
+        octet, networks, tag = _unused_16(), _unused_16(120), os.getpid()
         self.names = {  # the book's -> ours; the longer first, so no name eats part of another
             "/run/minidocker.sock": str(directory / "run/minidocker.sock"),
             "/run/minidocker": str(directory / "run"),
@@ -76,13 +78,14 @@ class Sandbox:
             "minidocker0": f"mdcyw{tag}0",
             "ip minidocker": f"ip mdcyw_{tag}",
             "172.29.": f"10.{octet}.",
+            "10.212.": f"10.{networks}.",  # chapter 12's user-defined networks
             "02:42:ac:1d:": f"02:42:0a:{octet:02x}:",
         }
-        self.names.update({f"127.0.0.1:{5000 + n}": f"127.0.0.1:{_free_port()}" for n in range(10)})
-        self.names.update({f"--port {5000 + n}": f"--port {self.names[f'127.0.0.1:{5000 + n}'][10:]}"
-                           for n in range(10)})
-        self.names.update({f"registry-{5000 + n}": f"registry-{self.names[f'127.0.0.1:{5000 + n}'][10:]}"
-                           for n in range(10)})
+        self.names.update({f"127.0.0.1:{port}": f"127.0.0.1:{_free_port()}" for port in PORTS})
+        self.names.update({f"--port {port}": f"--port {self.names[f'127.0.0.1:{port}'][10:]}"
+                           for port in PORTS})
+        self.names.update({f"registry-{port}": f"registry-{self.names[f'127.0.0.1:{port}'][10:]}"
+                           for port in PORTS})
         self.env = {
             "PATH": ":".join(p for p in os.environ["PATH"].split(":") if ".venv" not in p),
             "HOME": str(directory / "home"), "LANG": "C.UTF-8", "TERM": "dumb",
@@ -167,7 +170,8 @@ until curl -sf http://127.0.0.1:5000/v2/ >/dev/null; do sleep 0.1; done
 .venv/bin/minidocker daemon start --registry-mirror http://127.0.0.1:5000 >/dev/null
 .venv/bin/minidocker run --rm busybox echo hello"""
 
-CLEANUP = """\
+CLEANUP = f"""\
+cd {ROOT}
 export DOCKER_HOST=unix:///run/minidocker.sock
 .venv/bin/minidocker ps -aq | xargs -r .venv/bin/minidocker rm -f >/dev/null 2>&1
 .venv/bin/minidocker network prune -f >/dev/null 2>&1
