@@ -184,7 +184,7 @@ def test_ps_imports_nothing_heavy():
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
-def test_ps_and_images_stay_within_their_import_budget(daemon):
+def test_ps_images_and_run_stay_within_their_import_budget(daemon):
     """The commands typed most import ~45 modules and none of the dear ones: counted, not timed.
 
     Each module named here cost 2-30 ms of every ``minidocker ps`` when it crept in (``http.client``
@@ -206,6 +206,18 @@ def test_ps_and_images_stay_within_their_import_budget(daemon):
             lean = ("argparse", "re", "enum", "socket", "json", "signal", "threading", "collections")
             assert [m for m in imported if m.split(".")[0] in lean] == [], imported
             assert len(imported) <= 25, f"ps imports {len(imported)} modules: {imported}"
+
+    lean = ("argparse", "re", "enum", "socket", "json", "signal", "threading", "collections", "typing",
+            "shutil", "termios", "contextlib")
+    code = ("import sys; before = set(sys.modules); from minidocker.client.cli import main; "
+            f"status = main(['-H', {daemon.host!r}, 'run', '--rm', '--network', 'none', 'busybox', 'true']); "
+            "print(status, sorted(set(sys.modules) - before))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=daemon.env)
+    status, _, modules = result.stdout.splitlines()[-1].partition(" ")
+    imported = ast.literal_eval(modules)
+    assert status == "0", result.stderr
+    assert [m for m in imported if m.split(".")[0] in lean + dear] == [], imported
+    assert len(imported) <= 25, f"run imports {len(imported)} modules: {imported}"
 
 
 def test_stats_diff_commit(daemon):
@@ -433,3 +445,26 @@ def test_ps_fast_path_flags_and_json_scanner_agree_with_argparse_and_json():
     for bad in ("", "[1,", "[1] x", '{"a" 1}'):
         with pytest.raises(json.JSONDecodeError):
             jsonscan.loads(bad)
+
+
+def test_run_reads_its_options_as_argparse_does():
+    """``run``'s quick reader of its option table gives argparse's Namespace, or leaves the words to it."""
+    from minidocker.client.run import _run_parser, quick_options
+    from minidocker.core import jsonscan
+
+    argparse_reads = _run_parser("run").parse_args
+    for argv in ([], ["--rm"], ["-it", "--rm", "--name=web", "-e", "A=1", "-e", "B", "--network", "none"],
+                 ["-d", "-p", "8080:80", "-v", "/a:/b:ro", "-m", "64m", "--cpus", "1.5", "--pids-limit", "9"],
+                 ["--restart", "on-failure:3", "--health-interval", "1m30s", "--pull", "never", "-h", "box"],
+                 ["--entrypoint", "", "--stop-timeout", "5", "--net", "a", "--net-alias", "x", "-dit"]):
+        quick = quick_options(argv)
+        assert quick is not None and vars(quick) == vars(argparse_reads(argv)), argv
+    for other in (["--help"], ["--det"], ["-eA=1"], ["-e", "-x"], ["-m", "12x"], ["--pull", "often"],
+                  ["-ix"], ["--rm=1"], ["--"], ["--cpus", "-1"]):
+        assert quick_options(other) is None, other  # left to argparse: its usage, its errors
+    for bad, words in ((["-m", "12x"], "invalid size"), (["--pull", "often"], "invalid choice"),
+                       (["--pids-limit", "x"], "invalid int value")):
+        with pytest.raises(SystemExit, match=words):
+            argparse_reads(bad)
+    for value in ({"a": [1, 2.5, None, True, "\u00e9\n\""], "b": {}, "c": (1,)}, "x", float("nan"), []):
+        assert jsonscan.dumps(value) == json.dumps(value)

@@ -4,8 +4,8 @@ The ``minidocker`` command must start instantly, so this module uses nothing but
 JSON, and ``wire`` for the little of HTTP/1.1 it speaks (``http.client`` alone would double the
 time ``minidocker ps`` takes; ``ssl`` is imported only for a TLS host). Even ``socket`` and
 ``json`` cost ``ps`` a third of its time (both import ``enum``, ``json`` also ``re``): a request
-on a UNIX socket uses the C module ``_socket`` and reads its answer with ``core.jsonscan``;
-``socket`` is imported for TCP and hijacked connections, ``json`` to send a body. It knows where
+on a UNIX socket (hijacked ones too) uses the C module ``_socket``, and ``core.jsonscan`` writes
+its body and reads its answer; ``socket`` is imported for TCP only, ``json`` never. It knows where
 the daemon is (``-H``, ``$MINIDOCKER_HOST``, else the default socket), speaks JSON, reads streams
 of JSON lines, and *hijacks* a connection for attach and exec: it sends ``Upgrade: tcp`` and,
 after the ``101 UPGRADED``, uses the raw socket both ways.
@@ -28,9 +28,9 @@ from __future__ import annotations
 import _socket
 import os
 
-from minidocker.client.wire import Response, read_head, read_line, read_response, send_request
+from minidocker.client.wire import Response, read_head, read_line, read_response, reader, send_request
 from minidocker.core.api import API_VERSION, default_socket
-from minidocker.core.jsonscan import loads
+from minidocker.core.jsonscan import dumps, loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
@@ -51,9 +51,7 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 
 
 def _dumps(body: Any) -> bytes:
-    import json  # only to send a body: ps and images send none
-
-    return json.dumps(body).encode()
+    return dumps(body).encode()
 
 
 def default_host() -> str:
@@ -174,7 +172,7 @@ class Client:
               timeout: float | None = None,
               upgrade: bool = False) -> tuple[socket.socket, _Answer | None, dict[str, str]]:
         """One request on a new connection: the socket, the answer (None after a 101) and its headers."""
-        sock = self._connect(timeout, bare=not upgrade)
+        sock = self._connect(timeout, bare=True)  # on a UNIX socket a _socket.socket, hijacked too
         unsent = None
         try:
             try:
@@ -191,7 +189,7 @@ class Client:
             raise self._unreachable(unsent or e) from None
         if status == 101:
             return sock, None, answer_headers
-        return sock, _Answer(sock, sock.makefile("rb"), status, reason, answer_headers), answer_headers
+        return sock, _Answer(sock, reader(sock), status, reason, answer_headers), answer_headers
     # --8<-- [end:send]
 
     # --8<-- [start:negotiate]

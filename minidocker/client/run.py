@@ -14,22 +14,22 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
-import signal
 import sys
-import threading
-from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
 from minidocker.core.console import parser
-from minidocker.core.units import parse_size
+from minidocker.core.jsonscan import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    from collections.abc import Callable
     from typing import Any
+
+# `run --rm IMAGE CMD` imports none of argparse, json, re, signal, threading, socket: each imports
+# enum (4-5 ms), and together they were half of what the client took. The options are read from
+# one table (RUN_OPTIONS) by `quick_options`; argparse, built from the same table, reads anything
+# else (--help, a mistake, an unusual spelling), with its usage and its errors.
 
 __all__ = ["COMMANDS", "create_body", "run", "split_run_args"]
 
@@ -57,66 +57,12 @@ def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
     return argv[:i], argv[i], argv[i + 1:]
 
 
-def _run_parser(command: str) -> Any:
-    p = parser(command, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("--detach-keys", default="", help="the keys that leave the container running "
-                                                     "(default: ctrl-p,ctrl-q)")
-    p.add_argument("--rm", action="store_true")
-    p.add_argument("--init", action="store_true")
-    p.add_argument("--runtime", default="", help="the runtime to run it on (default: the daemon's)")
-    p.add_argument("--name", default="")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("-l", "--label", action="append", default=[])
-    p.add_argument("-w", "--workdir", default="")
-    p.add_argument("--entrypoint")
-    p.add_argument("-u", "--user", default="")
-    p.add_argument("-h", "--hostname", default="")
-    p.add_argument("-p", "--publish", action="append", default=[])
-    p.add_argument("-P", "--publish-all", action="store_true")
-    p.add_argument("--expose", action="append", default=[])
-    p.add_argument("--userns", default="", help="host: no user namespace, if the daemon has --userns-remap")
-    p.add_argument("--network", "--net", action="append", default=[])
-    p.add_argument("--ip", default="")
-    p.add_argument("--ip6", default="")
-    p.add_argument("--network-alias", "--net-alias", action="append", default=[])
-    p.add_argument("--mac-address", default="")
-    p.add_argument("-v", "--volume", action="append", default=[])
-    p.add_argument("--link", action="append", default=[], help="NAME[:ALIAS]: a legacy link (default bridge)")
-    p.add_argument("-m", "--memory", type=_size, default=0)
-    p.add_argument("--cpus", type=float, default=0)
-    p.add_argument("--pids-limit", type=int, default=0)
-    p.add_argument("--stop-timeout", type=int)
-    p.add_argument("--stop-signal", default="")
-    p.add_argument("--privileged", action="store_true")
-    p.add_argument("--read-only", action="store_true")
-    for option in ("--cap-add", "--cap-drop", "--security-opt", "--ulimit"):
-        p.add_argument(option, action="append", default=[])
-    p.add_argument("--restart", type=_restart, default=None)
-    p.add_argument("--health-cmd", default="")
-    for option in ("--health-interval", "--health-timeout", "--health-start-period"):
-        p.add_argument(option, type=_duration, default=0)
-    p.add_argument("--health-retries", type=int, default=0)
-    p.add_argument("--no-healthcheck", action="store_true")
-    for option in ("--add-host", "--dns", "--dns-search", "--dns-option", "--group-add", "--device",
-                   "--log-opt"):
-        p.add_argument(option, action="append", default=[])
-    p.add_argument("--log-driver", default="")
-    p.add_argument("--cidfile", default="", help="write the container's id to this file (it must not exist)")
-    p.add_argument("--platform", default="", help="the platform of the image (OS/ARCH)")
-    p.add_argument("--pull", choices=("always", "missing", "never"), default="missing")
-    return p
-
-
 def _restart(text: str) -> dict:
     """``--restart on-failure:3`` -> ``{"Name": "on-failure", "MaximumRetryCount": 3}`` (docker's body)."""
     name, _, count = text.partition(":")
     if name not in ("no", "always", "on-failure", "unless-stopped") or (
             count and (name != "on-failure" or not count.isdigit())):
-        raise argparse.ArgumentTypeError(f"invalid restart policy {text!r}: no, always, on-failure[:N] "
-                                         "or unless-stopped")
+        raise ValueError(f"invalid restart policy {text!r}: no, always, on-failure[:N] or unless-stopped")
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
@@ -126,12 +72,172 @@ _GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m
 
 def _duration(text: str) -> int:
     """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds, as ``--health-interval`` takes it."""
+    import re
+
     parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
     if text == "0":
         return 0
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: e.g. 30s, 1m30s, 500ms")
+        raise ValueError(f"invalid duration {text!r}: e.g. 30s, 1m30s, 500ms")
     return int(sum(float(n) * _GO_UNITS[u] for n, u in parts))
+
+
+def _size(text: str) -> int:
+    """``--memory 64m`` in bytes; a bad size is a usage error in Docker's words (``invalid size: '12x'``)."""
+    from minidocker.core.units import parse_size  # it imports re: only for -m
+
+    return parse_size(text)
+
+
+def _pull(text: str) -> str:
+    """``--pull`` is one of missing, always or never (argparse's ``choices``, in its words)."""
+    if text not in ("always", "missing", "never"):
+        raise ValueError(f"invalid choice: {text!r} (choose from 'always', 'missing', 'never')")
+    return text
+
+
+# Each option of run and create: its spellings, kind (flag: on/off; one: a value; many: repeatable),
+# default, type (a function that raises ValueError on a bad value) and help.
+RUN_OPTIONS: tuple[tuple[tuple[str, ...], str, Any, Any, str], ...] = (
+    (("-d", "--detach"), "flag", False, None, ""),
+    (("-i", "--interactive"), "flag", False, None, ""),
+    (("-t", "--tty"), "flag", False, None, ""),
+    (("--detach-keys",), "one", "", None,
+     "the keys that leave the container running (default: ctrl-p,ctrl-q)"),
+    (("--rm",), "flag", False, None, ""),
+    (("--init",), "flag", False, None, ""),
+    (("--runtime",), "one", "", None, "the runtime to run it on (default: the daemon's)"),
+    (("--name",), "one", "", None, ""),
+    (("-e", "--env"), "many", None, None, ""),
+    (("-l", "--label"), "many", None, None, ""),
+    (("-w", "--workdir"), "one", "", None, ""),
+    (("--entrypoint",), "one", None, None, ""),
+    (("-u", "--user"), "one", "", None, ""),
+    (("-h", "--hostname"), "one", "", None, ""),
+    (("-p", "--publish"), "many", None, None, ""),
+    (("-P", "--publish-all"), "flag", False, None, ""),
+    (("--expose",), "many", None, None, ""),
+    (("--userns",), "one", "", None, "host: no user namespace, if the daemon has --userns-remap"),
+    (("--network", "--net"), "many", None, None, ""),
+    (("--ip",), "one", "", None, ""),
+    (("--ip6",), "one", "", None, ""),
+    (("--network-alias", "--net-alias"), "many", None, None, ""),
+    (("--mac-address",), "one", "", None, ""),
+    (("-v", "--volume"), "many", None, None, ""),
+    (("--link",), "many", None, None, "NAME[:ALIAS]: a legacy link (default bridge)"),
+    (("-m", "--memory"), "one", 0, _size, ""),
+    (("--cpus",), "one", 0, float, ""),
+    (("--pids-limit",), "one", 0, int, ""),
+    (("--stop-timeout",), "one", None, int, ""),
+    (("--stop-signal",), "one", "", None, ""),
+    (("--privileged",), "flag", False, None, ""),
+    (("--read-only",), "flag", False, None, ""),
+    *(((option,), "many", None, None, "") for option in ("--cap-add", "--cap-drop", "--security-opt",
+                                                          "--ulimit")),
+    (("--restart",), "one", None, _restart, ""),
+    (("--health-cmd",), "one", "", None, ""),
+    *(((option,), "one", 0, _duration, "") for option in ("--health-interval", "--health-timeout",
+                                                             "--health-start-period")),
+    (("--health-retries",), "one", 0, int, ""),
+    (("--no-healthcheck",), "flag", False, None, ""),
+    *(((option,), "many", None, None, "") for option in ("--add-host", "--dns", "--dns-search",
+                                                          "--dns-option", "--group-add", "--device",
+                                                          "--log-opt")),
+    (("--log-driver",), "one", "", None, ""),
+    (("--cidfile",), "one", "", None, "write the container's id to this file (it must not exist)"),
+    (("--platform",), "one", "", None, "the platform of the image (OS/ARCH)"),
+    (("--pull",), "one", "missing", _pull, "missing (default), always or never"),
+)
+
+
+def _dest(spellings: tuple[str, ...]) -> str:
+    """The attribute an option sets, as argparse names it: ``--network-alias`` -> ``network_alias``."""
+    return next(s for s in spellings if s.startswith("--")).lstrip("-").replace("-", "_")
+
+
+def _run_parser(command: str) -> Any:
+    """argparse's parser of :data:`RUN_OPTIONS`: for ``--help``, errors and what ``quick_options`` leaves."""
+    import argparse
+
+    def checked(convert: Any) -> Any:
+        def check(text: str) -> Any:  # our converters' messages, as argparse shows a type's own error
+            try:
+                return convert(text)
+            except ValueError as e:
+                if convert in (int, float):
+                    raise
+                raise argparse.ArgumentTypeError(str(e)) from None
+        check.__name__ = convert.__name__
+        return check
+
+    p = parser(command, "[OPTIONS] IMAGE [COMMAND] [ARG...]")
+    for spellings, kind, default, convert, text in RUN_OPTIONS:
+        extra: dict = {"help": text} if text else {}
+        if kind == "flag":
+            p.add_argument(*spellings, action="store_true", **extra)
+        elif kind == "many":
+            p.add_argument(*spellings, action="append", default=[], **extra)
+        else:
+            typed = {"type": checked(convert)} if convert else {}
+            p.add_argument(*spellings, default=default, **typed, **extra)
+    return p
+
+
+class Options:
+    """Options parsed by :func:`quick_options`: the attributes argparse's ``Namespace`` would have."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+_SPELLINGS = {s: option for option in RUN_OPTIONS for s in option[0]}
+
+
+def quick_options(argv: list[str]) -> Options | None:
+    """``run``'s options without argparse, as argparse reads them; None for anything it leaves to argparse.
+
+    It reads the common spellings: ``--name web``, ``--name=web``, ``-e K=V``, ``-it``. Anything else
+    (``--help``, an abbreviation, ``-eK=V``, a value that starts with ``-``, a bad value) returns
+    None: the caller's argparse parser (:func:`_run_parser`) reads it then, with its errors.
+
+    Example::
+
+        >>> opts = quick_options(["--rm", "-e", "A=1", "--network=none"])
+        >>> opts.rm, opts.env, opts.network, opts.detach
+        (True, ['A=1'], ['none'], False)
+    """
+    values: dict[str, Any] = {_dest(o[0]): [] if o[1] == "many" else o[2] for o in RUN_OPTIONS}
+    i = 0
+    while i < len(argv):
+        word, i = argv[i], i + 1
+        name, given, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        option = _SPELLINGS.get(name)
+        if option is None:
+            letters = [_SPELLINGS.get(f"-{c}") for c in word[1:]] if not word.startswith("--") else [None]
+            if len(word) < 3 or any(o is None or o[1] != "flag" for o in letters):
+                return None
+            values.update((_dest(o[0]), True) for o in letters if o is not None)
+            continue
+        spellings, kind, _, convert, _ = option
+        if kind == "flag":
+            if given:
+                return None
+            values[_dest(spellings)] = True
+            continue
+        if not given:
+            if i >= len(argv) or argv[i].startswith("-"):
+                return None
+            value, i = argv[i], i + 1
+        if convert:
+            try:
+                value = convert(value)
+            except ValueError:
+                return None
+        if kind == "many":
+            values[_dest(spellings)].append(value)
+        else:
+            values[_dest(spellings)] = value
+    return Options(**values)
 
 
 def _healthcheck(opts: Any) -> dict | None:
@@ -149,14 +255,6 @@ def _healthcheck(opts: Any) -> dict | None:
     if opts.health_retries < 0:
         raise SystemExit("docker: --health-retries cannot be negative.")
     return check or None
-
-
-def _size(text: str) -> int:
-    """``--memory 64m`` in bytes; a bad size is a usage error in Docker's words (``invalid size: '12x'``)."""
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _ports(specs: list[str]) -> tuple[dict, dict]:
@@ -186,6 +284,8 @@ def _security_opt(item: str) -> str:
     key, sep, value = item.partition("=") if "=" in item else item.partition(":")
     if key != "seccomp" or not sep or value in ("unconfined", "builtin") or value.lstrip().startswith("{"):
         return item
+    import json
+
     try:
         with open(value, "rb") as f:
             profile = json.load(f)
@@ -325,7 +425,7 @@ def _device(text: str) -> dict:
 
 def _create(client: Client, argv: list[str], command_name: str) -> tuple[str, Any]:
     options, image, command = split_run_args(argv)
-    opts = _run_parser(command_name).parse_args(options)
+    opts = quick_options(options) or _run_parser(command_name).parse_args(options)
     body = create_body(opts, image, command)
     _, endpoints = networks(opts)
     if opts.cidfile and os.path.exists(opts.cidfile):  # the docker CLI's words, before anything is made
@@ -381,34 +481,20 @@ def run(client: Client, argv: list[str]) -> int:
     sock = client.hijack(f"/containers/{cid}/attach", {"stream": True, "stdout": True, "stderr": True,
                                                         "stdin": opts.interactive,
                                                         "detachKeys": opts.detach_keys or None})
-    result: dict = {}
-    waiting = threading.Event()
-
-    def wait_for_exit() -> None:  # the answer's headers arrive at once, the body at the exit
-        try:
-            response = client.request("POST", f"/containers/{cid}/wait",
-                                      {"condition": "removed" if opts.rm else "next-exit"})
-            waiting.set()
-            result.update(json.loads(response.read()))
-        except Exception as e:
-            result["error"] = e
-        waiting.set()
-
-    waiter = threading.Thread(target=wait_for_exit, daemon=True)
-    waiter.start()
-    waiting.wait()
+    # the answer's headers arrive at once, its body at the exit: asked before the start, read after
+    waiting = client.request("POST", f"/containers/{cid}/wait",
+                             {"condition": "removed" if opts.rm else "next-exit"})
     try:
         client.request("POST", f"/containers/{cid}/start").read()
     except APIError as e:
         sock.close()
+        waiting.close()
         print(f"minidocker: Error response from daemon: {e}", file=sys.stderr)
         return _start_error_code(str(e))
     if _stream(client, sock, f"/containers/{cid}", opts.tty, opts.interactive, cid, opts.detach_keys):
+        waiting.close()
         return 0  # detached, as docker run -it: the container runs on
-    waiter.join(timeout=30)
-    if "error" in result:
-        raise result["error"]
-    return int(result.get("StatusCode", 125))
+    return int(loads(waiting.read()).get("StatusCode", 125))
 # --8<-- [end:run]
 
 
@@ -419,7 +505,6 @@ def _stream(client: Client, sock: Any, resize_path: str, tty: bool, interactive:
     True if the user typed the detach keys (a terminal's only, as the docker CLI: piped input is data).
     """
     from minidocker.client import terminal
-    from minidocker.core import detachkeys
 
     def resize(*_: object) -> None:
         rows, columns = terminal.terminal_size()
@@ -434,21 +519,25 @@ def _stream(client: Client, sock: Any, resize_path: str, tty: bool, interactive:
         except (APIError, OSError):
             pass
 
+    import _signal  # the C module: signal's enums cost 2 ms
+
     stdin_fd = 0 if interactive else None
     detached = False
     if tty:
+        from minidocker.core import detachkeys
+
         try:
             escape = detachkeys.EscapeWatcher(detachkeys.parse(detach_keys or detachkeys.DEFAULT))
         except ValueError as e:
             raise SystemExit(f"minidocker: invalid detach keys ({detach_keys}): {e}") from None
         resize()
-        signal.signal(signal.SIGWINCH, resize)
+        _signal.signal(_signal.SIGWINCH, resize)
         with terminal.raw_terminal(0) if interactive else _nothing():
             detached = terminal.pump(sock, True, stdin_fd, escape if interactive else None)
     else:
         if cid:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, forward)
+            for sig in (_signal.SIGINT, _signal.SIGTERM):
+                _signal.signal(sig, forward)
         terminal.pump(sock, False, stdin_fd)
     sock.close()
     return detached

@@ -18,18 +18,21 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import os
 import select
-import shutil
-import socket
 import sys
-import termios
-import tty as _tty
-from collections.abc import Iterator
 
-from minidocker.core.detachkeys import EscapeWatcher
 from minidocker.core.streams import STDERR, Demux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only
+    import socket
+
+    from minidocker.core.detachkeys import EscapeWatcher
+
+# `run` without -t imports this module for its pump alone: what a terminal needs (termios, tty,
+# shutil) is imported where it is used, and the socket is the client's bare _socket.socket.
 
 __all__ = ["pump", "raw_terminal", "terminal_size"]
 
@@ -39,22 +42,31 @@ def terminal_size(fd: int = 1) -> tuple[int, int]:
     try:
         size = os.get_terminal_size(fd)
     except OSError:
+        import shutil
+
         size = shutil.get_terminal_size()
     return size.lines, size.columns
 
 
-@contextlib.contextmanager
-def raw_terminal(fd: int) -> Iterator[None]:
+class raw_terminal:  # a class, not a contextlib.contextmanager: contextlib costs `run` 3 ms
     """Put terminal ``fd`` in raw mode for the block; restore it however the block ends."""
-    if not os.isatty(fd):
-        yield
-        return
-    saved = termios.tcgetattr(fd)
-    _tty.setraw(fd)
-    try:
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.saved = fd, None
+
+    def __enter__(self) -> None:
+        if os.isatty(self.fd):
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setraw(self.fd)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -102,14 +114,18 @@ def pump(sock: socket.socket, tty: bool, stdin_fd: int | None, escape: EscapeWat
             if detached:
                 return True
             if not typed:  # our input ended: half-close, keep reading the output
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
+                try:
+                    sock.shutdown(_socket.SHUT_WR)
+                except OSError:
+                    pass
                 sources.remove(stdin_fd)
                 stdin_fd = None
 # --8<-- [end:pump]
 
 
 def flush() -> None:
-    with contextlib.suppress(OSError):
+    try:
         sys.stdout.flush()
         sys.stderr.flush()
+    except OSError:
+        pass

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the client may hand us a bare _socket.socket: importing soc
     import socket
     from collections.abc import Callable, Iterator
 
-__all__ = ["ProtocolError", "Response", "read_head", "read_line", "read_response", "send_request"]
+__all__ = ["ProtocolError", "Response", "read_head", "read_line", "read_response", "reader", "send_request"]
 
 MAX_LINE = 65536  # the longest status, header or chunk-size line we accept
 MAX_HEADERS = 100
@@ -224,9 +224,14 @@ class _Receiver(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
+def reader(sock: socket.socket) -> io.BufferedReader:
+    """A buffered reader of ``sock``: its ``makefile``, or for a bare ``_socket.socket`` our own."""
+    return sock.makefile("rb") if hasattr(sock, "makefile") else io.BufferedReader(_Receiver(sock))
+
+
 def read_response(sock: socket.socket, cls: type[Response] = Response) -> Response:
     """Read the status line and headers from ``sock``; the body is left to the :class:`Response`."""
-    file = sock.makefile("rb") if hasattr(sock, "makefile") else io.BufferedReader(_Receiver(sock))
+    file = reader(sock)
     try:
         return cls(sock, file, *read_head(lambda: read_line(file)))
     except BaseException:

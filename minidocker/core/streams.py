@@ -16,9 +16,12 @@ Example::
 
 from __future__ import annotations
 
-import socket
 import struct
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for annotations only: a client's pump (run without -t) imports this module
+    import socket
+    from typing import Any
 
 __all__ = ["CONTROL", "STDERR", "STDIN", "STDOUT", "SYSTEM", "Conn", "Demux", "frame"]
 
