@@ -36,6 +36,7 @@ from minidocker.core.process import EngineError
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
     import tarfile  # imported where a tar is written: a stage's start needs only the fingerprints
+    import threading
     from typing import BinaryIO
 
 __all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "HashingWriter", "LayerError",
@@ -45,6 +46,7 @@ WHITEOUT_PREFIX = ".wh."  # OCI: "dir/.wh.NAME" deletes NAME of the layers below
 OPAQUE = ".wh..wh..opq"  # OCI: "dir/.wh..wh..opq" hides everything below dir in the layers below
 OVERLAY_OPAQUE = "trusted.overlay.opaque"  # overlayfs: xattr "y" on a directory of a lower layer
 CHUNK = 1 << 20
+_THREADED = 256 << 10  # HashingReader: a block this big is hashed in a thread, beside the unpack
 SETTLED_SECONDS = 2.0  # tree_fingerprint: younger changes may hide in one tick of a filesystem's clock
 
 
@@ -108,21 +110,63 @@ class HashingReader:
     It also counts its position and can seek *forward* (by reading), which is all ``tarfile``'s
     random-access mode needs from a stream read in order; its stream mode (``r|``) would copy its
     whole buffer at every 512-byte header.
+
+    It reads the stream a block (:data:`CHUNK`) at a time and hands out the block's bytes: one
+    system call and one hash update per megabyte, not per 512-byte header. A block is hashed in a
+    thread of its own while the caller uses the one before (``hashlib`` lets go of the GIL): on a
+    machine with two cores the hash costs an unpack almost nothing. At most one such thread runs,
+    and it ends with its block: nothing is left running if the reader is dropped halfway.
     """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream, self._sha, self.size = stream, hashlib.sha256(), 0
+        self._block, self._at = b"", 0  # read from the stream, hashed (or being hashed), not yet handed out
+        self._hashing: threading.Thread | None = None
 
-    def read(self, n: int = -1) -> bytes:
+    def _fill(self, n: int) -> bytes:
+        """The next block of the stream (at least ``n`` bytes unless it ends), sent to the hash."""
         try:
-            data = self._stream.read(n)
+            data = self._stream.read(max(n, CHUNK))
         except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; zstd's too
             raise LayerError(f"layer is not valid compressed data: {e}") from None
         except Exception as e:
             if type(e).__name__ == "ZstdError":
                 raise LayerError(f"layer is not valid zstd data: {e}") from None
             raise
-        self._sha.update(data)
+        self._wait()
+        if len(data) >= _THREADED:
+            import threading  # only for big blocks: a stage that only checks a small layer needs none
+
+            self._hashing = threading.Thread(target=self._sha.update, args=(data,), daemon=True)
+            self._hashing.start()
+        else:
+            self._sha.update(data)
+        return data
+
+    def _wait(self) -> None:
+        if self._hashing is not None:
+            self._hashing.join()
+            self._hashing = None
+
+    def read(self, n: int = -1) -> bytes:
+        """``n`` bytes (fewer only at the stream's end), or all that is left."""
+        if n is None or n < 0:
+            parts = [self._block[self._at:]]
+            while part := self._fill(CHUNK):
+                parts.append(part)
+            data, self._block, self._at = b"".join(parts), b"", 0
+        elif self._at + n <= len(self._block):
+            data = self._block[self._at:self._at + n]
+            self._at += n
+        else:
+            parts = [self._block[self._at:]]
+            missing = n - len(parts[0])
+            self._block, self._at = b"", 0
+            while missing > 0 and (block := self._fill(missing)):
+                parts.append(block[:missing])
+                self._block, self._at = block, min(missing, len(block))
+                missing -= self._at
+            data = b"".join(parts)
         self.size += len(data)
         return data
 
@@ -144,6 +188,8 @@ class HashingReader:
             pass
 
     def diff_id(self) -> str:
+        """``sha256:`` of what was read from the stream (call :meth:`drain` first for the whole tar)."""
+        self._wait()
         return "sha256:" + self._sha.hexdigest()
 
 
