@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -48,6 +47,7 @@ from minidocker.cgroups import stage as cgroups
 from minidocker.core import paths as _paths
 from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
+from minidocker.core.jsonscan import dumps, loads
 from minidocker.core.process import EngineError
 from minidocker.core.spec import ContainerSpec
 from minidocker.core.syscalls import MNT_DETACH, mount, umount2
@@ -117,7 +117,7 @@ class ContainerFS:
         """The existing filesystem of container ``container_id``."""
         path = store.root / "containers" / _check_id(container_id) / "layers"
         try:
-            return cls(store, container_id, json.loads(path.read_text()))
+            return cls(store, container_id, loads(path.read_text()))
         except FileNotFoundError:
             raise EngineError(f"no filesystem for container {container_id!r}") from None
 
@@ -146,7 +146,7 @@ class ContainerFS:
                 os.chown(directory, image_root.st_uid, image_root.st_gid)
                 os.chmod(directory, stat.S_IMODE(image_root.st_mode))
             fs._make_init_layer()
-            (fs.dir / "layers").write_text(json.dumps(fs.diff_ids) + "\n")
+            (fs.dir / "layers").write_text(dumps(fs.diff_ids) + "\n")
         except BaseException:
             fs.remove()
             raise

@@ -23,9 +23,9 @@ import ctypes
 import os
 import stat
 import struct
+from collections import namedtuple
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core import syscalls as _syscalls
@@ -132,15 +132,14 @@ def restrict(cgroup: Cgroup, rules: Sequence[str] = DOCKER_DEVICES) -> None:
 # --8<-- [end:restrict]
 
 
-class Device(NamedTuple):
-    """One ``--device``: the host's node, where the container sees it, what the cgroup allows of it."""
+class Device(namedtuple("Device", "host inside permissions kind rdev mode")):  # not typing's: 3 ms a start
+    """One ``--device``: the host's node, where the container sees it, what the cgroup allows of it.
 
-    host: str
-    inside: str
-    permissions: str  # some of "rwm"
-    kind: str  # "c" or "b"
-    rdev: int
-    mode: int  # the host node's permission bits
+    ``host`` and ``inside`` are paths, ``permissions`` some of ``rwm``, ``kind`` ``c`` or ``b``,
+    ``rdev`` the node's device number and ``mode`` its permission bits on the host.
+    """
+
+    __slots__ = ()
 
     @property
     def rule(self) -> str:

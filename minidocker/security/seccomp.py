@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import os
 import struct
 import sys
@@ -237,6 +236,8 @@ def load_profile(value: str) -> dict:
                 text = f.read()
         except OSError as e:
             raise EngineError(f"seccomp profile {value!r}: {e.strerror}") from None
+    import json  # only for a profile of the user's: the default one is built here
+
     try:
         profile = json.loads(text)
     except json.JSONDecodeError as e:
@@ -443,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--bpf"]:
         text = "\n".join(bpf.disassemble(compile_profile(default_profile(), DOCKER_DEFAULT)))
     elif not args:
+        import json
+
         text = json.dumps(default_profile(), indent=2)
     else:
         print("usage: python -m minidocker.security.seccomp [--bpf]", file=sys.stderr)
