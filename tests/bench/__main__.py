@@ -22,7 +22,8 @@ RESULTS = Path(__file__).resolve().parent / "results.md"
 NEEDS = {"runtime": ["runc", "crun"], "run": ["docker", "podman", "registry"],
          "pull": ["docker", "podman", "skopeo", "registry"], "many": ["docker", "podman", "registry"],
          "large": ["docker", "podman", "registry"], "cli": ["docker", "podman", "registry"],
-         "unpack": [], "soak": ["docker", "registry"], "oci": ["runc", "crun", "registry"]}
+         "unpack": [], "soak": ["docker", "registry"], "oci": ["runc", "crun", "registry"],
+         "build": ["docker", "podman", "registry"]}
 
 # scenarios run only when named: the soak's 10,000 containers take about an hour
 ONLY_BY_NAME = ("soak",)

@@ -10,7 +10,8 @@ the rows, so a quick check can run one tiny scenario. Row keys: ``minidocker-nam
 3. ``pull``: a generated 6-layer, ~66 MB image from the local registry, into an empty store;
 4. ``many``: 50 containers started concurrently, then removed (:mod:`tests.bench.many`);
 5. ``large``: ``run --rm`` on a ~500 MB image beside busybox: start time must not grow with size;
-6. ``cli``: ``ps`` and ``images``, the commands typed most.
+6. ``cli``: ``ps`` and ``images``, the commands typed most;
+9. ``build``: a fully cached rebuild, against Docker's classic builder.
 """
 
 from __future__ import annotations
@@ -190,6 +191,35 @@ def cli(ctx: Context, runs: int, warmup: int, only: Sequence[str]) -> list[Table
     return tables
 
 
+def build(ctx: Context, runs: int, warmup: int, only: Sequence[str]) -> list[Table]:
+    """9. A fully cached rebuild of chapter 08's benchmark context, beside Docker's classic builder.
+
+    The warm-up builds fill each engine's cache (at least one is always made); every measured run
+    finds every step there, so what is timed is the client packing and sending the context and
+    the builder matching each step to its cache.
+    """
+    from tests.bench.chapter08_build import make_context
+
+    context = ctx.base / "build-context"
+    if not context.exists():
+        make_context(context)
+    rows = []
+    for name in ENGINES:
+        if not _wanted(only, name):
+            continue
+        row = _engine_row(ctx, name, ["build", "-q", "-t", "bench-build:latest", str(context)])
+        if row.measure is not None and name == "docker":  # Docker's classic builder, as chapter 08 compares
+            engine = ctx.engine(name)
+            argv = engine.argv("build", "-q", "-t", "bench-build:latest", str(context))
+            row.measure = command(argv, {**engine.env, "DOCKER_BUILDKIT": "0"})
+        rows.append(row)
+    series = alternate(rows, runs, max(warmup, 1), ctx.say, ctx.reap)
+    notes = ["tests/bench/chapter08_build.py's Dockerfile and context (FROM busybox, ENV, WORKDIR, two "
+             "COPYs, three RUNs, EXPOSE, USER, CMD); Docker with DOCKER_BUILDKIT=0"]
+    return [Table("9", "Fully cached `build` (every step from the cache)", "ms", series, runs, max(warmup, 1),
+                  notes)]
+
+
 # name -> (scenario, default measured runs, default warm-up runs)
 SCENARIOS: dict[str, tuple[Callable[..., list[Table]], int, int]] = {
     "runtime": (runtime, 20, 2),
@@ -201,4 +231,5 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Table]], int, int]] = {
     "unpack": (unpack.unpack, 5, 1),
     "soak": (soak.soak, 10000, 2),
     "oci": (oci, 15, 2),
+    "build": (build, 15, 2),
 }
