@@ -222,6 +222,10 @@ def hostile(outside: Path) -> dict[str, list]:
         "relative symlink then write": [entry("up", "symlink", linkname="../../../../../../.."),
                                         entry(f"up{outside}/evil", data=b"x")],
         "symlink then directory": [link_out, entry("s/sub/", "dir")],
+        # the unpack keeps walked directories open (untar.Parents): one replaced must be walked again
+        "directory replaced by a symlink, then written through": [
+            entry("s/", "dir"), entry("s/sub/", "dir"), entry("s/sub/f", data=b"x"), link_out,
+            entry("s/sub/evil", data=b"x")],
         "hard link out": [entry("hl", "hardlink", linkname="../../../../outside/secret")],
         "hard link absolute": [entry("hl", "hardlink", linkname=str(outside / "secret"))],
         "hard link through a symlink": [link_out, entry("hl", "hardlink", linkname="s/secret")],
