@@ -130,7 +130,9 @@ def network_options(host: dict, config: dict) -> None:
     try:
         for item in host.get("ExtraHosts") or []:
             netfiles.parse_add_host(str(item))
-        parse_mac(config.get("MacAddress"), "bridge" if mode in ("default", "bridge") else mode)
+        # a MAC is for a bridge: the default one or a user-defined network's (chapter 12)
+        shared = mode in ("host", "none") or mode.startswith("container:")
+        parse_mac(config.get("MacAddress"), mode if shared else "bridge")
     except EngineError as e:
         raise errors.InvalidArgument(str(e)) from None
 
