@@ -97,6 +97,15 @@ def start(client: Client, extra: list[str]) -> int:
     return 1
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs: gone, or a zombie its parent has not reaped yet, is not running."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def stop(client: Client, pidfile: str | None = None) -> int:
     """SIGTERM the daemon ``client`` talks to (or ``pidfile``'s) and wait for it to go (containers keep
     running)."""
@@ -106,9 +115,7 @@ def stop(client: Client, pidfile: str | None = None) -> int:
         return 0
     os.kill(pid, signal.SIGTERM)
     for _ in range(200):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             break
         time.sleep(0.05)
     print(f"minidockerd (pid {pid}) stopped")
