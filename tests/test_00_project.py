@@ -150,6 +150,47 @@ def test_every_listing_has_prose_before_it() -> None:
         assert back_to_back == [], f"{chapter.name}: no prose before {back_to_back}"
 
 
+MAX_LISTING = 40  # lines a reader takes in at once; a longer function is shown in parts, with '# …'
+INCLUDE = re.compile(r'^\s*--8<-- "(?P<path>[^":]+)(?::(?P<name>[\w-]+))?"\s*$')
+MARKER = re.compile(r"# --8<-- \[(start|end):([\w-]+)\]")
+
+
+def _snippet_lines(path: str, name: str | None) -> int:
+    """How many lines the snippet ``name`` of ``path`` shows (the file's, without a name); markers hidden."""
+    lines = (ROOT / path).read_text().splitlines()
+    if name is None:
+        return sum(1 for line in lines if not MARKER.search(line))
+    shown, inside = 0, False
+    for line in lines:
+        marker = MARKER.search(line)
+        if marker and marker.group(2) == name:
+            if marker.group(1) == "end":
+                break
+            inside = True
+        elif inside and not marker:
+            shown += 1
+    return shown
+
+
+def test_no_listing_is_longer_than_a_reader_takes_in() -> None:
+    """A ```python listing shows at most MAX_LISTING lines: its snippets' lines, plus one for each ``# …``
+    that stands for the lines left out (a long function is shown in parts: markers in the code)."""
+    long = []
+    for chapter in sorted((ROOT / "chapters").glob("*.md")):
+        for block in re.findall(r"^[ \t]*```python\n(.*?)^[ \t]*```", chapter.read_text(), re.S | re.M):
+            included = [INCLUDE.match(line) for line in block.splitlines() if line.strip()]
+            count = sum(_snippet_lines(m["path"], m["name"]) if m else 1 for m in included)
+            if count > MAX_LISTING:
+                long.append(f"{chapter.name}: {count} lines: {[m['name'] for m in included if m]}")
+    assert long == [], "\n".join(long)
+
+
+def test_the_listing_length_counts_snippets_and_elisions() -> None:
+    """The count the test above relies on: a section's lines without nested markers, '# …' as one."""
+    assert _snippet_lines("minidocker/overlay/untar.py", "unpack_member") > MAX_LISTING  # shown in parts
+    assert _snippet_lines("minidocker/overlay/untar.py", "unpack_member_part1") == 2  # the signature
+
+
 def test_snippet_markers_are_paired_and_unique() -> None:
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()

@@ -112,23 +112,28 @@ def _select(source_fs: ImageFS, pattern: str, *, context: bool,
 #   its tree below directory(target); an archive (ADD): one archive Entry; a file: into target if it
 #   is a directory, else as target; refuse .wh. names; sort the entries; _checksum them.
 # --8<-- [start:plan]
+# --8<-- [start:plan_part1]
 def plan(source_fs: ImageFS, sources: list[str], dest: str, image_fs: ImageFS, *, workdir: str = "/",
          chown: str | None = None, chmod: str | None = None, context: bool = True,
          add: bool = False) -> Plan:
+    # --8<-- [end:plan_part1]
     """Work out the layer a ``COPY sources... dest`` (or ``ADD``) writes onto the image ``image_fs``.
 
     Docker's rules: a relative ``dest`` is below WORKDIR; several sources need a ``dest/``; a
     directory's *contents* are copied; a file goes *into* ``dest`` when it ends with ``/`` or is a
     directory of the image; new files belong to root unless ``--chown``.
     """
+    # --8<-- [start:plan_part2]
     what = "ADD" if add else "COPY"
     owner = image_fs.lookup_user(chown) if chown else (0, 0)
     mode = int(chmod, 8) if chmod else None
     selected = [s for pattern in sources for s in _select(source_fs, pattern, context=context, what=what)]
     as_dir = dest.endswith("/") or posixpath.basename(dest) in (".", "..")
+    # --8<-- [end:plan_part2]
     if len(selected) > 1 and not as_dir:
         raise CopyError(f"When using {what} with more than one source file, the destination must be a "
                         f"directory and end with a / ({dest})")
+    # --8<-- [start:plan_part3]
     target = posixpath.normpath(posixpath.join(workdir or "/", dest))
     one_dir = len(selected) == 1 and stat.S_ISDIR(selected[0][2].st_mode)
     result = Plan(kind="multi" if len(selected) > 1 else "dir" if one_dir else "file")
@@ -154,13 +159,16 @@ def plan(source_fs: ImageFS, sources: list[str], dest: str, image_fs: ImageFS, *
             if not name:
                 raise CopyError(f"{what} failed: cannot replace the image's root directory with a file")
             entries[name] = Entry(name, real, *owner, mode)
+    # --8<-- [end:plan_part3]
     for entry in entries.values():
         if any(part.startswith(WHITEOUT_PREFIX) for part in entry.name.split("/")):
             raise CopyError(f"{what} failed: /{entry.name}: names starting with {WHITEOUT_PREFIX} are "
                             "reserved for deletions in image layers")
+    # --8<-- [start:plan_part4]
     result.entries = sorted(entries.values(), key=lambda e: (e.name, e.archive))
     result.checksum = _checksum(result.entries)
     return result
+# --8<-- [end:plan_part4]
 # --8<-- [end:plan]
 
 

@@ -114,13 +114,16 @@ class Dockerfile:
 #   and blank lines; join a line ending with the escape character (regex escape + [ \t]*$) with the
 #   next ones, skipping comment and blank lines inside (note a warning for the blank ones).
 # --8<-- [start:logical_lines]
+# --8<-- [start:logical_lines_part1]
 def logical_lines(text: str, filename: str = "Dockerfile") -> tuple[str, list[tuple[int, str]], list[str]]:
+    # --8<-- [end:logical_lines_part1]
     """Split the text into ``(escape character, [(first line number, logical line)], warnings)``.
 
     Parser directives are read first; then comments are dropped, and continuation lines (ending
     with the escape character, maybe followed by blanks) are joined. Inside a continuation,
     comment lines and empty lines are skipped (Docker warns about the empty ones).
     """
+    # --8<-- [start:logical_lines_part2]
     escape, seen, looking = "\\", set(), True
     lines = text.removeprefix("\ufeff").split("\n")
     result, warnings, i = [], [], 0
@@ -131,6 +134,7 @@ def logical_lines(text: str, filename: str = "Dockerfile") -> tuple[str, list[tu
         if not match or match.group(1).lower() not in ("escape", "syntax"):
             looking = False
             return
+        # --8<-- [end:logical_lines_part2]
         name = match.group(1).lower()
         if name in seen:
             raise DockerfileError(f"{filename}:{number}: only one {name} parser directive can be used")
@@ -141,6 +145,7 @@ def logical_lines(text: str, filename: str = "Dockerfile") -> tuple[str, list[tu
                                       "use \\ or `")
             escape = match.group(2)
 
+    # --8<-- [start:logical_lines_part3]
     while i < len(lines):
         raw = lines[i].rstrip("\r")
         i += 1
@@ -165,6 +170,7 @@ def logical_lines(text: str, filename: str = "Dockerfile") -> tuple[str, list[tu
             warnings.append(f"{filename}:{start}: empty continuation line (Docker will make it an error)")
         result.append((start, line))
     return escape, result, warnings
+# --8<-- [end:logical_lines_part3]
 # --8<-- [end:logical_lines]
 
 
@@ -269,12 +275,15 @@ def _flags(keyword: str, raw: list[str], fail) -> tuple[tuple[str, str | None], 
 #   exec form; per keyword: RUN/CMD/ENTRYPOINT/SHELL one string or the array, COPY/ADD/VOLUME/EXPOSE/
 #   FROM words, ENV/LABEL pairs (old form KEY VALUE), ARG words, HEALTHCHECK, ONBUILD (recursive).
 # --8<-- [start:instruction]
+# --8<-- [start:instruction_part1]
 def instruction(number: int, text: str, escape: str = "\\", filename: str = "Dockerfile") -> Instruction:
+    # --8<-- [end:instruction_part1]
     """Parse one logical line into an :class:`Instruction`, checking what can be checked now."""
 
     def fail(message: str) -> None:
         raise DockerfileError(f"{filename}:{number}: {message}")
 
+    # --8<-- [start:instruction_part2]
     parts = re.split(r"\s+", text.strip(), maxsplit=1)
     keyword, rest = parts[0].upper(), parts[1] if len(parts) > 1 else ""
     if keyword not in INSTRUCTIONS:
@@ -296,6 +305,7 @@ def instruction(number: int, text: str, escape: str = "\\", filename: str = "Doc
         if not rest or (array == [] and keyword in ("RUN", "SHELL")):
             fail(f"{keyword} requires at least one argument")
         return make(array, json=True) if array is not None else make([rest])
+    # --8<-- [end:instruction_part2]
     if keyword in ("COPY", "ADD", "VOLUME", "EXPOSE", "FROM"):
         words = array if array is not None and keyword in ("COPY", "ADD", "VOLUME") else rest.split()
         if keyword in ("COPY", "ADD") and len(words) < 2:
@@ -309,19 +319,23 @@ def instruction(number: int, text: str, escape: str = "\\", filename: str = "Doc
             fail(f"{keyword} requires at least one argument" + (" (an empty string is not a path)"
                                                                 if words else ""))
         return make(words, json=array is not None)
+    # --8<-- [start:instruction_part3]
     if keyword in ("ENV", "LABEL"):
         words = _words(rest, escape)
         if not words:
             fail(f"{keyword} requires at least one argument: {keyword} KEY=VALUE...")
         if "=" not in words[0]:  # the old form: ENV KEY VALUE WITH SPACES
+            # --8<-- [end:instruction_part3]
             parts = re.split(r"\s+", rest, maxsplit=1)
             if len(parts) < 2:
                 fail(f"{keyword} must have two arguments: {keyword} KEY=VALUE (or {keyword} KEY VALUE)")
             return make([], pairs=((parts[0], parts[1]),))
+        # --8<-- [start:instruction_part4]
         for word in words:
             if "=" not in word or word.startswith("="):
                 fail(f"syntax error: can't find = in {word!r}: use {keyword} NAME=VALUE")
         return make([], pairs=tuple(tuple(w.split("=", 1)) for w in words))
+    # --8<-- [end:instruction_part4]
     if keyword == "ARG":
         words = _words(rest, escape)
         if not words:
@@ -360,9 +374,11 @@ def instruction(number: int, text: str, escape: str = "\\", filename: str = "Doc
         if trigger.keyword in ("ONBUILD", "FROM", "MAINTAINER"):
             fail(f"{trigger.keyword} isn't allowed as an ONBUILD trigger")
         return make([rest], trigger=trigger)
+    # --8<-- [start:instruction_part5]
     if not rest:  # WORKDIR, USER, STOPSIGNAL, MAINTAINER: the rest of the line, as one string
         fail(f"{keyword} requires exactly one argument")
     return make([rest])
+# --8<-- [end:instruction_part5]
 # --8<-- [end:instruction]
 
 

@@ -114,13 +114,16 @@ def _number(option: str, value: str | float, kind: type = float) -> float:
 #   pids over MAX_PIDS is an error;
 #   parse_cpuset() checks the CPU list. Return Limits(memory, swap, cpus, shares, pids, cpuset).
 # --8<-- [start:parse_limits]
+# --8<-- [start:parse_limits_part1]
 def parse_limits(memory: str | int | None = None, memory_swap: str | int | None = None,
                  cpus: str | float | None = None, cpu_shares: str | int | None = None,
                  pids_limit: str | int | None = None, cpuset_cpus: str | None = None) -> Limits:
+    # --8<-- [end:parse_limits_part1]
     """Check Docker-style options and turn them into :class:`Limits`; :class:`EngineError` if invalid.
 
     Every check happens here, before a cgroup exists: bad input creates nothing.
     """
+    # --8<-- [start:parse_limits_part2]
     mem = _size("--memory", memory) if memory not in (None, "") else None
     if mem == 0:
         mem = None  # like Docker: 0 means no limit
@@ -157,4 +160,5 @@ def parse_limits(memory: str | int | None = None, memory_swap: str | int | None 
                           "(0 or -1 means no limit)")
     cpuset = parse_cpuset(cpuset_cpus, ncpu) if cpuset_cpus not in (None, "") else None
     return Limits(mem, swap, cpu, shares, pids, cpuset)
+# --8<-- [end:parse_limits_part2]
 # --8<-- [end:parse_limits]

@@ -269,9 +269,9 @@ def main(argv: list[str] | None = None, tools: dict[str, Tool] | None = None,
     except APIError as e:
         print(f"Error response from daemon: {e}", file=sys.stderr)
         return 125 if command in ("run", "create") else 1
+    # --8<-- [end:main_part4]
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
-    # --8<-- [end:main_part4]
 # --8<-- [end:main]

@@ -282,6 +282,7 @@ def build(client: Client, project: Project, service: Service, out: Any = None, n
 
 
 # --8<-- [start:up]
+# --8<-- [start:up_part1]
 def up(client: Client, project: Project, *, services: list[str] | None = None, build_first: bool = False,
        force_recreate: bool = False, no_deps: bool = False, out: Any = None) -> list[str]:
     """Converge the daemon on ``project`` (its ``services``, with their dependencies unless
@@ -313,12 +314,14 @@ def up(client: Client, project: Project, *, services: list[str] | None = None, b
             run.wait_for(service)
             for number in range(1, service.replicas + 1):
                 if number in kept:
+                    # --8<-- [end:up_part1]
                     c = kept[number]
                     cname = c["Names"][0].lstrip("/")
                     if c["State"] != "running":
                         run.start(service, c["Id"], cname)
                     else:
                         run.say(f" Container {cname}  Running")
+                    # --8<-- [start:up_part2]
                     continue
                 cid = run.create(service, number)
                 run.start(service, cid, project.container_name(service, number))
@@ -326,6 +329,7 @@ def up(client: Client, project: Project, *, services: list[str] | None = None, b
     except BaseException:
         run.undo()
         raise
+# --8<-- [end:up_part2]
 # --8<-- [end:up]
 
 

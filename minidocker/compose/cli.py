@@ -140,16 +140,21 @@ def _port(p: dict) -> str:
 
 
 # --8<-- [start:logs]
+# --8<-- [start:logs_part1]
 def logs(client: Client, project: Project, services: list[str], follow: bool = False,
          tail: str = "all", colour: bool | None = None, timestamps: bool = False) -> int:
+    # --8<-- [end:logs_part1]
     """Every container's log, merged line by line as it comes, each prefixed ``service-N  | `` in the
     service's colour (when the output is a terminal), as Compose prints them."""
+    # --8<-- [start:logs_part2]
     from minidocker.core.streams import Demux
 
     found = [c for c in apply.containers(client, project.name)
              if not services or c["Labels"].get(SERVICE) in services]
+    # --8<-- [end:logs_part2]
     if colour is None:
         colour = sys.stdout.isatty()
+    # --8<-- [start:logs_part3]
     prefixes = [f"{c['Labels'].get(SERVICE, '')}-{c['Labels'].get(NUMBER, '1')}" for c in found]
     width = max((len(p) for p in prefixes), default=0)
     order = list(dict.fromkeys(c["Labels"].get(SERVICE, "") for c in found))
@@ -172,11 +177,13 @@ def logs(client: Client, project: Project, services: list[str], follow: bool = F
                 for line in lines:
                     sys.stdout.write(head + line.decode(errors="replace") + "\n")
                 sys.stdout.flush()
+        # --8<-- [end:logs_part3]
         if pending:
             with lock:
                 sys.stdout.write(head + pending.decode(errors="replace") + "\n")
                 sys.stdout.flush()
 
+    # --8<-- [start:logs_part4]
     threads = [threading.Thread(target=pump, args=(c, p), daemon=True) for c, p in zip(found, prefixes,
                                                                                           strict=True)]
     for t in threads:
@@ -185,6 +192,7 @@ def logs(client: Client, project: Project, services: list[str], follow: bool = F
         while t.is_alive():
             t.join(0.2)
     return 0
+# --8<-- [end:logs_part4]
 # --8<-- [end:logs]
 
 

@@ -89,15 +89,19 @@ def known_options() -> set[str]:
 #   --network when set (an option the stages lack: EngineError); -p per port binding, -P's exposed ports;
 #   security.docker_argv(host); then IMAGE -- PATH ARGS...
 # --8<-- [start:stage_argv]
+# --8<-- [start:stage_argv_part1]
 def stage_argv(config: dict) -> list[str]:
+    # --8<-- [end:stage_argv_part1]
     """Docker's container config as the latest stage's command line: ``[OPTIONS] IMAGE CMD...``.
 
     The daemon has already merged the image's config into the container's (``docker inspect``
     shows the result), so the command goes with ``--entrypoint ""``: the image's is not added twice.
     """
+    # --8<-- [start:stage_argv_part2]
     cfg, host = config["Config"], config["HostConfig"]
     known = known_options()
     argv = ["--hostname", cfg.get("Hostname") or config["Id"][:12], "--pull", "never", "--entrypoint", ""]
+    # --8<-- [end:stage_argv_part2]
     if host.get("Init"):
         argv.append("--init")
     if config.get("IdMap"):  # the daemon's --userns-remap (see api_containers.user_namespace)
@@ -111,6 +115,7 @@ def stage_argv(config: dict) -> list[str]:
     for option, value in (("-w", cfg.get("WorkingDir")), ("-u", cfg.get("User"))):
         if value:
             argv += [option, value]
+    # --8<-- [start:stage_argv_part3]
     mode = "none" if cfg.get("NetworkDisabled") else host.get("NetworkMode") or "default"
     cpus = (host.get("NanoCpus") or 0) / 1e9 or (host.get("CpuQuota") or 0) / (
         host.get("CpuPeriod") or 100_000)  # docker run --cpu-quota: CPUs' worth too
@@ -137,16 +142,19 @@ def stage_argv(config: dict) -> list[str]:
         if option not in known:
             raise EngineError(f"{option} is not supported by this engine: its chapter's stage is missing")
         argv += [f"{option}={value}"] if str(value).startswith("-") else [option, str(value)]
+    # --8<-- [end:stage_argv_part3]
     bound = host.get("PortBindings") or {}
     for port, bindings in bound.items():
         for b in bindings or [{}]:
             where = ":".join(x for x in (b.get("HostIp"), b.get("HostPort") or "") if x is not None)
             argv += ["-p", f"{where}:{port}" if b.get("HostIp") or b.get("HostPort") else port]
+    # --8<-- [start:stage_argv_part4]
     if host.get("PublishAllPorts") and mode in ("default", "bridge"):  # -P: the rest on free host ports
         for port in sorted(set(cfg.get("ExposedPorts") or {}) - set(bound)):
             argv += ["-p", port]
     argv += security.docker_argv(host)
     return [*argv, config["Image"], "--", config["Path"], *config["Args"]]
+# --8<-- [end:stage_argv_part4]
 # --8<-- [end:stage_argv]
 
 

@@ -261,12 +261,15 @@ class Monitor:
 
     # ---- the container ----------------------------------------------------------------------
     # --8<-- [start:start]
+    # --8<-- [start:start_part1]
     def _start(self, runtime: dict) -> dict:
+        # --8<-- [end:start_part1]
         """Create the container through the engine's stages, as its parent; report pid or error.
 
         ``runtime`` is the daemon's word on who starts it (:mod:`minidocker.daemon.runtimes`): our
         engine, or the launcher a plug-in registered for its kind, given the spec the stages made.
         """
+        # --8<-- [start:start_part2]
         if self.container is not None or self.finished:
             return {"error": "already started"}
         cfg = self.config["Config"]
@@ -302,6 +305,7 @@ class Monitor:
         if self.prober:
             self.prober.container_started()
         return {"pid": self.container.pid}
+    # --8<-- [end:start_part2]
     # --8<-- [end:start]
 
     def _stdio(self) -> stdio.Stdio:

@@ -171,7 +171,9 @@ def _tmpfs(target: str, data: str, rw: bool) -> dict:
 
 
 # --8<-- [start:volume_mounts]
+# --8<-- [start:volume_mounts_part1]
 def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
+    # --8<-- [end:volume_mounts_part1]
     """A ``before_pivot`` hook: bind-mount each source at its target in the container's tree.
 
     The target is made and found inside the root as the container sees it (``core.rootpath``):
@@ -179,6 +181,7 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
     never the host's ``/etc/x``; and the mount goes on the descriptor found, not on a path.
     """
 
+    # --8<-- [start:volume_mounts_part2]
     def hook(root: str) -> None:
         for m in mounts:
             destination = m["Destination"]
@@ -213,6 +216,7 @@ def volume_mounts(mounts: list[dict]) -> Callable[[str], None]:
                 _change(root, destination, PROPAGATION[m["Propagation"]])
 
     return hook
+# --8<-- [end:volume_mounts_part2]
 # --8<-- [end:volume_mounts]
 
 

@@ -47,6 +47,7 @@ def _reader(sock: socket.socket, loop: asyncio.AbstractEventLoop, queue: asyncio
 
 
 # --8<-- [start:terminal]
+# --8<-- [start:terminal_part1]
 async def terminal(client: Client, request: web.Request, container: str) -> web.WebSocketResponse:
     """Open a shell in ``container`` and join it to the page's WebSocket until either side ends."""
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
@@ -76,10 +77,12 @@ async def terminal(client: Client, request: web.Request, container: str) -> web.
                 if "input" in command:
                     await asyncio.to_thread(sock.sendall, str(command["input"]).encode())
                 elif "resize" in command:
+                    # --8<-- [end:terminal_part1]
                     cols, rows = (int(n) for n in command["resize"])
                     with contextlib.suppress(APIError):  # a shell that just ended cannot be resized
                         await asyncio.to_thread(client.json, "POST", f"/exec/{exec_id}/resize",
                                                 {"h": rows, "w": cols})
+    # --8<-- [start:terminal_part2]
     finally:  # the page went away (or the shell ended): end the shell, then hang up
         with contextlib.suppress(OSError):  # a daemon keeps an exec running when its client goes, as
             await asyncio.to_thread(sock.sendall, HANG_UP)  # Docker's does: Ctrl-C, then Ctrl-D ends it
@@ -89,4 +92,5 @@ async def terminal(client: Client, request: web.Request, container: str) -> web.
         sock.close()
         await sending
     return ws
+# --8<-- [end:terminal_part2]
 # --8<-- [end:terminal]

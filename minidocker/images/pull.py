@@ -278,8 +278,8 @@ def _fetch_layers(reg: Registry, repository: str, layers: list[tuple[dict[str, A
                 store.commit_blob(tmp, descriptor["digest"])
                 with lock:
                     added.append(descriptor["digest"])
-        size, last[0] = os.path.getsize(store.blob_path(descriptor["digest"])), 0.0
         # --8<-- [end:fetch_layers_part3]
+        size, last[0] = os.path.getsize(store.blob_path(descriptor["digest"])), 0.0
 
         def extracting(done: int) -> None:
             if failed.is_set():

@@ -126,12 +126,15 @@ def loopback_up() -> None:
 #   pid, write the id maps, run spec.hooks("on_created"), then write b"go" (kill PID 1 if any of that
 #   fails); a report on the report pipe means EngineError(report, container.wait()).
 # --8<-- [start:start]
+# --8<-- [start:start_part1]
 def start(spec: ContainerSpec) -> Container:
+    # --8<-- [end:start_part1]
     """Create the namespaces and the container's PID 1, run the hooks, and return once CMD is exec'd.
 
     Raises :class:`EngineError` with the container's own reason (exit 127 for a missing command,
     126 for one that can't be executed, 125 for a failed set-up); nothing is left running then.
     """
+    # --8<-- [start:start_part2]
     if not os.path.isdir(spec.rootfs):
         raise EngineError(f"rootfs {spec.rootfs!r} is not a directory: build one with "
                           "'python -m minidocker.rootfs'")
@@ -168,6 +171,7 @@ def start(spec: ContainerSpec) -> Container:
     if problem:
         raise EngineError(problem, container.wait())
     return container
+# --8<-- [end:start_part2]
 # --8<-- [end:start]
 
 

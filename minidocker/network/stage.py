@@ -339,14 +339,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 #   ports now, attach in on_created (then rewrite hosts with the address), detach in on_exit and on
 #   cleanup.
 # --8<-- [start:configure]
+# --8<-- [start:configure_part1]
 def configure(args: argparse.Namespace, spec: ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
+    # --8<-- [end:configure_part1]
     """Plug the container into the network chosen by ``--network``, and give it its DNS files.
 
     The veth can only be created once the container's network namespace exists: that is the
     ``on_created`` hook. Its end is registered on ``cleanup`` *and* on ``on_exit``: the address and
     the ports are given back as soon as the container exits, or if it never started.
     """
+    # --8<-- [start:configure_part2]
     if args.network not in MODES:
         if (other := _registered(args.network)) is not None:
             other(args, spec, cleanup)  # a later chapter's mode (a user-defined network)
@@ -380,6 +383,7 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
 
         spec.add_hook("on_created", connect)
         spec.add_hook("on_exit", lambda status: net.detach(spec.id))
+# --8<-- [end:configure_part2]
 # --8<-- [end:configure]
 
 

@@ -82,6 +82,7 @@ def endpoints_of(spec: ContainerSpec, mode: str, store: Store) -> list[tuple[Rec
 
 
 # --8<-- [start:configure]
+# --8<-- [start:configure_part1]
 def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib.ExitStack) -> None:
     """Plug the container into its user-defined networks once its network namespace exists."""
     store = Store()
@@ -112,6 +113,7 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
         (directory / "hosts").write_text(netfiles.hosts_file(hostname, first, extra))
 
     def disconnect(*_: object) -> None:
+        # --8<-- [end:configure_part1]
         for record, _settings in nets:
             with contextlib.suppress(Exception):
                 driver.detach(store, record, spec.id)
@@ -119,11 +121,13 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
             sock.close()
         held.clear()
 
+    # --8<-- [start:configure_part2]
     cleanup.callback(disconnect)
     spec.add_hook("on_created", connect)
     if nets:  # 127.0.0.11 answers from PID 1's first instruction: the sockets go to the daemon now
         spec.add_hook("on_created", lambda pid: handoff.hand_over(spec.id, pid))
     spec.add_hook("on_exit", disconnect)
+# --8<-- [end:configure_part2]
 # --8<-- [end:configure]
 
 

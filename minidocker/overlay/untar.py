@@ -241,8 +241,10 @@ def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
 #   .wh.NAME -> mknod NAME as a 0/0 char device; dirs: mkdir, set_metadata, times later;
 #   anything else: remove what is there, then _create_leaf.
 # --8<-- [start:unpack_member]
+# --8<-- [start:unpack_member_part1]
 def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
                   dir_times: dict[tuple[str, ...], tuple[int, int]], parents: Parents | None = None) -> int:
+    # --8<-- [end:unpack_member_part1]
     """Create one member below ``root_fd``, in overlayfs form; return the bytes of content written.
 
     Everything happens relative to the member's verified parent directory: a member can only
@@ -250,6 +252,7 @@ def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
     ``.wh.NAME`` a character device 0/0 named NAME, ``.wh..wh..opq`` an xattr on the directory.
     ``parents`` keeps the directories already walked open (see :class:`Parents`).
     """
+    # --8<-- [start:unpack_member_part2]
     parts = split_name(member.name)
     if not parts:  # "./": the layer root's own metadata
         if member.isdir():
@@ -276,6 +279,7 @@ def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
                 os.setxattr(fd, OVERLAY_OPAQUE, b"y")
                 os.close(fd)
         elif member.isdir():
+            # --8<-- [end:unpack_member_part2]
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
                 _remove(name, parent, existing)
             if existing is None or not stat.S_ISDIR(existing.st_mode):
@@ -288,6 +292,7 @@ def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
             finally:
                 os.close(fd)
             dir_times[tuple(parts)] = _times_ns(member)  # set last: creating children changes them
+        # --8<-- [start:unpack_member_part3]
         else:
             if existing is not None:
                 if parents and stat.S_ISDIR(existing.st_mode):
@@ -298,6 +303,7 @@ def unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
     finally:
         if not parents:
             os.close(parent)
+# --8<-- [end:unpack_member_part3]
 # --8<-- [end:unpack_member]
 
 

@@ -103,7 +103,9 @@ def _descriptor(value: Any, where: str) -> tuple[str, int]:
 #   a manifest references config + layers (not those with "urls"), an index its "manifests";
 #   every problem is InvalidArgument(..., code="MANIFEST_INVALID").
 # --8<-- [start:parse_manifest]
+# --8<-- [start:parse_manifest_part1]
 def parse_manifest(body: bytes, content_type: str) -> Manifest:
+    # --8<-- [end:parse_manifest_part1]
     """Check that ``body`` is an image manifest or index we can serve; say what it references.
 
     The media type is the request's ``Content-Type`` (kept exactly as pushed, and returned as
@@ -115,6 +117,7 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
         raise InvalidArgument(f"the manifest is not JSON: {e}", code="MANIFEST_INVALID") from None
     if not isinstance(document, dict) or document.get("schemaVersion") != 2:
         raise InvalidArgument("only schemaVersion 2 manifests are supported", code="MANIFEST_INVALID")
+    # --8<-- [start:parse_manifest_part2]
     declared = document.get("mediaType")
     content_type = content_type.split(";")[0].strip()
     if content_type in _GENERIC_TYPES:
@@ -149,6 +152,7 @@ def parse_manifest(body: bytes, content_type: str) -> Manifest:
     manifest.descriptor_extras = {k: v for k, v in (("artifactType", artifact_type),
                                                     ("annotations", document.get("annotations"))) if v}
     return manifest
+# --8<-- [end:parse_manifest_part2]
 # --8<-- [end:parse_manifest]
 
 

@@ -182,7 +182,9 @@ def _outside(index: int, refused: Collection[int]) -> list[list[dict]]:
 #   WITH_CAPABILITY entry (includes caps) with clone without namespace flags (MASKED_EQ; on s390 it
 #   is argument 1) and clone3 -> ENOSYS, both excluded when CAP_SYS_ADMIN, after the SYS_ADMIN one.
 # --8<-- [start:default_profile]
+# --8<-- [start:default_profile_part1]
 def default_profile() -> dict:
+    # --8<-- [end:default_profile_part1]
     """Docker's default policy, in Docker's profile format: allow what programs need, EPERM the rest.
 
     Rule for rule the profile of moby/profiles (June 2026). ``socket`` is refused for the families
@@ -195,6 +197,7 @@ def default_profile() -> dict:
         >>> [r["args"][0]["op"] for r in default_profile()["syscalls"] if r["names"] == ["socket"]]
         ['SCMP_CMP_LT', 'SCMP_CMP_EQ', 'SCMP_CMP_GT']
     """
+    # --8<-- [start:default_profile_part2]
     allow, no_admin, s390 = "SCMP_ACT_ALLOW", {"caps": ["CAP_SYS_ADMIN"]}, ["s390", "s390x"]
 
     def no_namespace(index: int) -> list[dict]:  # (flags & CLONE_NEW_ANY) == 0
@@ -224,6 +227,7 @@ def default_profile() -> dict:
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
             "archMap": [{"architecture": arch, "subArchitectures": subs} for arch, subs in ARCH_MAP.items()],
             "syscalls": rules}
+# --8<-- [end:default_profile_part2]
 # --8<-- [end:default_profile]
 
 
@@ -364,8 +368,10 @@ def _refusal(default: int, profile: dict) -> int:
 #   label, ret action, the label, and a reload of nr (the conditions changed A); finally ret the
 #   default action. bpf.assemble() it all.
 # --8<-- [start:compile_profile]
+# --8<-- [start:compile_profile_part1]
 def compile_profile(profile: dict, capabilities: Collection[str], machine: str | None = None,
                     release: str | None = None) -> bytes:
+    # --8<-- [end:compile_profile_part1]
     """The profile as a BPF program for ``machine``, for a container holding ``capabilities``.
 
     One block per rule, in the profile's order; the first rule that matches decides. A syscall no
@@ -380,6 +386,7 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
         >>> hex(bpf.run(program, seccomp_data(0x40000000 | 39)))   # x32 getpid
         '0x50001'
     """
+    # --8<-- [start:compile_profile_part2]
     machine = machine or os.uname().machine  # platform.machine(), without importing platform
     release = release or os.uname().release
     if machine not in AUDIT_ARCH:
@@ -406,6 +413,7 @@ def compile_profile(profile: dict, capabilities: Collection[str], machine: str |
         code += [bpf.ret(action), bpf.Label(skip), bpf.ld(0)]
     code.append(bpf.ret(default))
     return bpf.assemble(code)
+# --8<-- [end:compile_profile_part2]
 # --8<-- [end:compile_profile]
 
 

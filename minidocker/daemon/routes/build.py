@@ -143,9 +143,9 @@ async def post_build(request: web.Request) -> web.StreamResponse:
                 gone = True
         try:
             image_id = await job
+        # --8<-- [end:post_build_part4]
             if quiet:
                 await response.write(json.dumps({"stream": image_id + "\n"}).encode() + b"\r\n")
-        # --8<-- [end:post_build_part4]
         except Exception as e:  # the headers are gone: the error is the stream's last line
             detail: dict[str, Any] = {"message": str(e)}
             code = getattr(e, "exit_code", 0)

@@ -76,6 +76,7 @@ class Relay:
         self.connected.set()
 
     # --8<-- [start:relay]
+    # --8<-- [start:relay_part1]
     async def run(self) -> None:
         """Copy frames monitor -> client and input client -> monitor, until the monitor hangs up."""
         await self.connected.wait()
@@ -100,6 +101,7 @@ class Relay:
                     if data:
                         self.writer.write(frame(STDIN, data))
                         await self.writer.drain()
+                    # --8<-- [end:relay_part1]
                     if self.detached:  # the client leaves; the process stays, its stdin open
                         self.raw.close()
                         return
@@ -107,6 +109,7 @@ class Relay:
                 self.writer.write(frame(CONTROL, b'{"close_stdin": true}'))
                 await self.writer.drain()
 
+        # --8<-- [start:relay_part2]
         down = asyncio.ensure_future(downstream())
         up = asyncio.ensure_future(upstream())
         lost = asyncio.ensure_future(self.raw.lost.wait())
@@ -119,6 +122,7 @@ class Relay:
                 task.cancel()
             with contextlib.suppress(Exception):
                 self.writer.close()
+    # --8<-- [end:relay_part2]
     # --8<-- [end:relay]
 
     def send_control(self, message: dict) -> None:
@@ -212,6 +216,7 @@ def _exec(request: web.Request) -> dict[str, Any]:
 
 
 # --8<-- [start:exec_start]
+# --8<-- [start:exec_start_part1]
 @routes.post("/exec/{id}/start")
 async def exec_start(request: web.Request) -> web.StreamResponse:
     """Run the exec in the container's monitor; relay its streams; record its exit code first."""
@@ -221,8 +226,10 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
         raise errors.Conflict(f"exec {info['ID']} has already run")
     c = sup(request).find(info["ContainerID"])
     if not c.running:
+        # --8<-- [end:exec_start_part1]
         raise errors.NotRunning(c.id)
     tty = info["_request"]["Tty"]
+    # --8<-- [start:exec_start_part2]
     if isinstance(body, dict) and body.get("ConsoleSize"):
         info["_request"]["ConsoleSize"] = body["ConsoleSize"]
 
@@ -233,8 +240,10 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     detached = isinstance(body, dict) and body.get("Detach")
     raw = None if detached else await hijack(request, RAW if tty else MULTIPLEXED)
     relay = Relay(c, raw or _Sink(), info["_request"], info["OpenStdin"], tty, on_control,
+                  # --8<-- [end:exec_start_part2]
                   detach_keys(request, info["DetachKeys"]))
     info["_relay"] = relay
+    # --8<-- [start:exec_start_part3]
     events.container_event(request.app, c, "exec_start: " + " ".join(info["_request"]["Cmd"]),
                            execID=info["ID"])
     await relay.connect()
@@ -253,6 +262,7 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
     if info["Running"]:  # the container went away under it
         info.update(Running=False, ExitCode=info["ExitCode"] if info["ExitCode"] is not None else 137)
     return finished(request, raw)
+# --8<-- [end:exec_start_part3]
 # --8<-- [end:exec_start]
 
 
