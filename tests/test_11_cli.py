@@ -405,6 +405,13 @@ def test_attach_detach_export_import_and_df(daemon, tmp_path):
         assert child.exitstatus == 0
         child = pexpect.spawn(base[0], [*base[1:], "attach", "att"], env=daemon.env, encoding="utf-8",
                               timeout=15)
+        for _ in range(50):  # what is typed before attach is connected is not kept: until a prompt shows
+            child.send("\r")
+            try:
+                child.expect("# ", timeout=0.3)
+                break
+            except pexpect.TIMEOUT:
+                continue
         child.sendline("echo hel''lo")
         child.expect("hello")
         child.send("\x10\x11")

@@ -59,7 +59,10 @@ def observe(dockerd: Dockerd, runtime: str) -> dict[str, object]:
     client = [dockerd.client or "docker", "-H", f"unix://{dockerd.socket}"]
     out, status = under_a_terminal([*client, "run", "-it", "--rm", "--runtime", runtime, "busybox",
                                     "sh", "-c", "tty; exit 6"])
-    seen["-it"] = (out.replace(b"\r", b""), status)
+    # dockerd runs here with --ip-forward=false: the CLI warns on the terminal when the host's forwarding
+    # happens to be off (a state of the host, not of the runtime)
+    warning = b"WARNING: IPv4 forwarding is disabled. Networking will not work.\n"
+    seen["-it"] = (out.replace(b"\r", b"").replace(warning, b""), status)
     limit = docker("run", "--rm", "--runtime", runtime, "--memory", "64m", "busybox",
                    "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes", check=False)
     seen["--memory"] = limit.stdout.strip() or limit.stderr

@@ -60,7 +60,7 @@ class raw_terminal:  # a class, not a contextlib.contextmanager: contextlib cost
             import tty
 
             self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd, termios.TCSANOW)  # not TCSAFLUSH: what was typed ahead is kept, as docker
+            tty.setraw(self.fd)
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
