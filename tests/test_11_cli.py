@@ -475,3 +475,14 @@ def test_run_reads_its_options_as_argparse_does():
             argparse_reads(bad)
     for value in ({"a": [1, 2.5, None, True, "\u00e9\n\""], "b": {}, "c": (1,)}, "x", float("nan"), []):
         assert jsonscan.dumps(value) == json.dumps(value)
+
+
+def test_run_it_keeps_the_exit_status_when_input_comes_after_the_container_closed(daemon):
+    """``script`` whose own stdin is at an end writes to the terminal after the container has exited:
+    sending that to the closed attach is a broken pipe, which must not pass for our stdout's (exit 0)."""
+    command = (f"{sys.executable} -m minidocker -H {daemon.host} run -it --rm busybox "
+               "sh -c 'echo hi; exit 7'; echo status=$?")
+    for _ in range(3):
+        done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                              env=daemon.env, stdin=subprocess.DEVNULL, timeout=60)
+        assert done.stdout.replace("\r", "").endswith("hi\nstatus=7\n"), done.stdout

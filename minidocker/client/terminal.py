@@ -60,7 +60,7 @@ class raw_terminal:  # a class, not a contextlib.contextmanager: contextlib cost
             import tty
 
             self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
+            tty.setraw(self.fd, termios.TCSANOW)
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
@@ -83,12 +83,15 @@ def _write_all(fd: int, data: bytes) -> None:
 #   TLS: sock.pending() bytes are ready without select. With escape: stdin through escape.feed, and return
 #   True at the detach keys (False when the socket ends).
 # --8<-- [start:pump]
+# --8<-- [start:pump_part1]
 def pump(sock: socket.socket, tty: bool, stdin_fd: int | None, escape: EscapeWatcher | None = None) -> bool:
+    # --8<-- [end:pump_part1]
     """Copy ``stdin_fd`` -> ``sock`` and ``sock`` -> stdout/stderr until the container ends the stream.
 
     With ``escape`` (a terminal's detach keys) the keys typed are watched: True once they were typed
     (they are not sent), False when the stream ended.
     """
+    # --8<-- [start:pump_part2]
     demux = Demux()
     sources: list = [sock] + ([stdin_fd] if stdin_fd is not None else [])
     while True:
@@ -110,7 +113,12 @@ def pump(sock: socket.socket, tty: bool, stdin_fd: int | None, escape: EscapeWat
             typed = os.read(stdin_fd, 65536)
             data, detached = escape.feed(typed) if escape is not None and typed else (typed, False)
             if data:
-                sock.sendall(data)
+                try:
+                    sock.sendall(data)
+                except (BrokenPipeError, ConnectionResetError):  # its input is closed (it may have
+                    sources.remove(stdin_fd)  # exited): read the rest of its output and its status,
+                    stdin_fd = None  # never take this for our stdout's broken pipe
+                    continue
             if detached:
                 return True
             if not typed:  # our input ended: half-close, keep reading the output
@@ -120,6 +128,7 @@ def pump(sock: socket.socket, tty: bool, stdin_fd: int | None, escape: EscapeWat
                     pass
                 sources.remove(stdin_fd)
                 stdin_fd = None
+# --8<-- [end:pump_part2]
 # --8<-- [end:pump]
 
 
