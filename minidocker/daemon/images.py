@@ -187,13 +187,32 @@ def paused(pid: int) -> Iterator[None]:
         yield
 
 
+def store_gzip_blob(store: ImageStore, plain: Any) -> tuple[str, int]:
+    """A layer tar stored gzip-compressed as a blob (commit, import): its digest and size.
+
+    Compressed as a stream, so a big layer never sits in memory; written to a temporary file and
+    renamed into place once whole (``commit_blob``), so a crash leaves no half blob.
+    """
+    import gzip
+    import os
+    import shutil
+
+    with store.temp_file() as (tmp, out):
+        writer = HashingWriter(out)
+        with gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) as gz:
+            shutil.copyfileobj(plain, gz, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+        digest, size = writer.digest(), writer.size
+        if not store.has_blob(digest):
+            store.commit_blob(tmp, digest)
+    return digest, size
+
+
 def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: str | None,
                   config: dict[str, Any]) -> str:
     """Write the config and manifest of "the image + one layer" and record it."""
-    import gzip
     import json
-    import os
-    import shutil
     import time
 
     from minidocker.core import digests
@@ -202,15 +221,8 @@ def _commit_image(store: ImageStore, fs: ContainerFS, committed: Any, repo_tag: 
 
     base: Image = next(i for i in store.list() if i.diff_ids == fs.diff_ids[:len(i.diff_ids)]
                        and len(i.diff_ids) == len(fs.diff_ids))
-    with store.temp_file() as (tmp, out):  # compressed as a stream: a big layer never sits in memory
-        writer = HashingWriter(out)
-        with Path(committed.tar).open("rb") as tar, gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) as gz:
-            shutil.copyfileobj(tar, gz, 1 << 20)
-        out.flush()
-        os.fsync(out.fileno())
-        layer_digest, layer_size = writer.digest(), writer.size
-        if not store.has_blob(layer_digest):
-            store.commit_blob(tmp, layer_digest)
+    with Path(committed.tar).open("rb") as tar:
+        layer_digest, layer_size = store_gzip_blob(store, tar)
     new_config = json.loads(json.dumps(base.config))
     new_config["config"] = {**(new_config.get("config") or {}), **config}
     new_config["rootfs"]["diff_ids"] = [*base.diff_ids, committed.diff_id]

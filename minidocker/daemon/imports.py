@@ -19,20 +19,19 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from minidocker.core import digests, errors
 from minidocker.daemon import commitchanges
+from minidocker.daemon.images import store_gzip_blob
 from minidocker.images import manifest, reference
 from minidocker.overlay.layers import import_rootfs
-from minidocker.overlay.tar import HashingWriter, LayerError, open_layer
+from minidocker.overlay.tar import LayerError, open_layer
 
 __all__ = ["MAX_IMPORT", "import_image"]
 
@@ -52,15 +51,8 @@ def import_image(store: Any, tar: Path, repo_tag: str | None, changes: list[str]
     except LayerError as e:
         raise errors.InvalidArgument(f"cannot import the archive: {e}") from None
     try:
-        with store.temp_file() as (tmp, out):  # the layer's blob: the same tar, gzip-compressed
-            writer = HashingWriter(out)
-            with open_layer(tar) as plain, gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) as gz:
-                shutil.copyfileobj(plain, gz, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-            blob, size = writer.digest(), writer.size
-            if not store.has_blob(blob):
-                store.commit_blob(tmp, blob)
+        with open_layer(tar) as plain:  # the layer's blob: the same tar, gzip-compressed
+            blob, size = store_gzip_blob(store, plain)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         image_config = {
             "architecture": _ARCH.get(platform.machine(), platform.machine()), "os": "linux",
