@@ -9,6 +9,8 @@ import re
 import resource
 import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -325,3 +327,29 @@ def test_devices_cgroup_fails_closed(attack_root, monkeypatch, failure):
     finally:
         cgroup.remove()
     assert not marker.exists()
+
+
+def _imported(*argv: str) -> list[str]:
+    """The modules a ``python -X importtime ARGV`` imports, in order (its exit status checked)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [line.rpartition("|")[2].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and not line.endswith("imported package")]
+
+
+def test_a_start_stays_within_its_import_budget(rootfs):
+    """A ``--network none`` start imports about 100 modules, none of the dear ones: counted, not timed.
+
+    Each module named here cost 2-10 ms of every container's start when it crept in (``dataclasses``
+    brings ``inspect``, ``ast`` and ``dis``; ``typing``, ``json``, ``tarfile``, ``threading``, ...); a
+    count of what the interpreter's own start does not import catches the rest.
+    """
+    started = set(_imported("-c", "pass"))
+    argv = ("-m", "minidocker.security.stage", "--network", "none", rootfs, "--", "true")
+    _imported(*argv)  # the first start of a directory records its fingerprint (tarfile, threading ...)
+    imported = [m for m in _imported(*argv) if m not in started]
+    dear = ("dataclasses", "inspect", "ast", "dis", "tokenize", "typing", "json", "tarfile", "tempfile",
+            "threading", "socket", "subprocess", "asyncio", "pyroute2", "secrets", "random", "platform",
+            "email", "http", "uuid", "datetime")
+    assert [m for m in imported if m.split(".")[0] in dear] == [], imported
+    assert len(imported) <= 110, f"the stage imports {len(imported)} modules: {imported}"

@@ -31,8 +31,8 @@ import os
 import re
 import signal
 import time
+from collections import namedtuple
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minidocker.cgroups import v1 as cgroups_v1
@@ -41,6 +41,7 @@ from minidocker.cgroups.files import pids_in, read_text, rmdir_tree, write
 from minidocker.cgroups.resources import Limits, Stats
 from minidocker.core import paths as _paths
 from minidocker.core.process import EngineError
+from minidocker.core.record import Record
 
 __all__ = ["Cgroup", "Hierarchy", "cgroup_mode", "hierarchies"]
 
@@ -68,10 +69,10 @@ def cgroup_mode(mountinfo: str = "/proc/self/mountinfo") -> str:
     return "hybrid" if types else "none"
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(namedtuple("Hierarchy", "version mountpoint controllers")):
     """One mounted cgroup tree: v1 or v2, where its root is mounted, and the controllers it holds."""
 
+    __slots__ = ()
     version: int
     mountpoint: Path
     controllers: frozenset[str]
@@ -125,8 +126,7 @@ def _layout(found: Sequence[Hierarchy]) -> tuple[int, list[Hierarchy]]:
                       "(see 'minidocker doctor')")
 
 
-@dataclass
-class Cgroup:
+class Cgroup(Record):
     """A container's cgroup: the same relative ``name`` in each tree the host has (one tree on v2).
 
     Example (as root)::
@@ -137,10 +137,15 @@ class Cgroup:
         cgroup.remove()                 # kill what is left, rmdir
     """
 
-    name: str  # e.g. "minidocker/abc123"
-    version: int  # 1 or 2
-    hierarchies: list[Hierarchy] = field(default_factory=list)
-    directories: list[Path] = field(default_factory=list)  # the container's directory in each
+    _fields = ("name", "version", "hierarchies", "directories")
+    __slots__ = _fields
+
+    def __init__(self, name: str, version: int, hierarchies: list[Hierarchy] | None = None,
+                 directories: list[Path] | None = None) -> None:
+        self.name = name  # e.g. "minidocker/abc123"
+        self.version = version  # 1 or 2
+        self.hierarchies = [] if hierarchies is None else hierarchies
+        self.directories = [] if directories is None else directories  # the container's directory in each
 
     @classmethod
     def create(cls, container_id: str, limits: Limits | None = None, *, parent: str | None = None,

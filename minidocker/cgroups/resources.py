@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 
 from minidocker.core.process import EngineError
 from minidocker.core.units import parse_size  # the one size parser; re-exported for this chapter's stage
@@ -34,16 +34,17 @@ MAX_PIDS = 4 * 1024 * 1024  # PID_MAX_LIMIT on 64-bit machines: pids.max takes n
 MAX_SIZE = (1 << 63) - 1  # memory limits are signed 64-bit numbers of bytes in the kernel
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(namedtuple("Limits", "memory memory_swap cpus cpu_shares pids cpuset_cpus",
+                        defaults=(None,) * 6)):
     """What a container may use. ``None`` means "no limit" (the kernel's default, ``max``)."""
 
-    memory: int | None = None  # bytes of RAM
-    memory_swap: int | None = None  # bytes of RAM + swap; -1: unlimited swap
-    cpus: float | None = None  # CPUs' worth of time per period (0.5: half of one CPU)
-    cpu_shares: int | None = None  # relative weight when CPUs are contended (1024 is the default)
-    pids: int | None = None  # most tasks (processes and threads) at once
-    cpuset_cpus: str | None = None  # which CPUs it may run on, "0-1,3"
+    __slots__ = ()
+    memory: int | None  # bytes of RAM
+    memory_swap: int | None  # bytes of RAM + swap; -1: unlimited swap
+    cpus: float | None  # CPUs' worth of time per period (0.5: half of one CPU)
+    cpu_shares: int | None  # relative weight when CPUs are contended (1024 is the default)
+    pids: int | None  # most tasks (processes and threads) at once
+    cpuset_cpus: str | None  # which CPUs it may run on, "0-1,3"
 
     def controllers(self) -> set[str]:
         """The cgroup controllers these limits need."""
@@ -59,20 +60,22 @@ class Limits:
         return needed
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(namedtuple("Stats", "memory memory_peak memory_limit cpu_ns periods throttled_periods "
+                       "throttled_ns pids pids_limit oom_kills",
+                       defaults=(0, None, None, 0, 0, 0, 0, 0, None, 0))):
     """What a cgroup has used, read from its own accounting files (same fields on v1 and v2)."""
 
-    memory: int = 0  # bytes charged now (pages, page cache, kernel memory)
-    memory_peak: int | None = None  # the most ever charged; None where the kernel does not say
-    memory_limit: int | None = None  # None: no limit
-    cpu_ns: int = 0  # CPU time used, all CPUs together, in nanoseconds
-    periods: int = 0  # CFS periods that had a quota in force
-    throttled_periods: int = 0  # ... of which the group used up its quota and was stopped
-    throttled_ns: int = 0  # total time stopped
-    pids: int = 0  # tasks now
-    pids_limit: int | None = None
-    oom_kills: int = 0  # processes the OOM killer killed in this cgroup
+    __slots__ = ()
+    memory: int  # bytes charged now (pages, page cache, kernel memory); default 0
+    memory_peak: int | None  # the most ever charged; None (the default) where the kernel does not say
+    memory_limit: int | None  # None: no limit
+    cpu_ns: int  # CPU time used, all CPUs together, in nanoseconds
+    periods: int  # CFS periods that had a quota in force
+    throttled_periods: int  # ... of which the group used up its quota and was stopped
+    throttled_ns: int  # total time stopped
+    pids: int  # tasks now
+    pids_limit: int | None
+    oom_kills: int  # processes the OOM killer killed in this cgroup
 
 
 def parse_cpuset(text: str, available: int | None = None) -> str:

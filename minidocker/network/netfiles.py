@@ -27,8 +27,8 @@ import ipaddress
 import os
 import stat
 import sys
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from minidocker.core.paths import private_dir, state_dir
@@ -56,15 +56,15 @@ ff02::2\tip6-allrouters
 """
 
 
-@dataclass(frozen=True)
-class Custom:
+class Custom(namedtuple("Custom", "hosts dns search options", defaults=((), (), (), ()))):
     """What ``docker run`` may add to the three files: ``--add-host``, ``--dns``, ``--dns-search``,
     ``--dns-option``. Empty: the files as the host's and the container's own name make them."""
 
-    hosts: tuple[tuple[str, str], ...] = ()  # (name, address), in the order given
-    dns: tuple[str, ...] = ()
-    search: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
+    __slots__ = ()
+    hosts: tuple[tuple[str, str], ...]  # (name, address), in the order given
+    dns: tuple[str, ...]
+    search: tuple[str, ...]
+    options: tuple[str, ...]
 
     @classmethod
     def of(cls, args: Any) -> Custom:
@@ -179,12 +179,13 @@ def remove_files(directory: Path) -> None:
 
 
 def write_files(directory: Path, hostname: str, ip: str | None, mode: str,
-                custom: Custom = Custom()) -> dict[str, str]:
+                custom: Custom | None = None) -> dict[str, str]:
     """Write the three files for a container into ``directory``; return ``{target: source}``.
 
     ``mode`` is the network mode: with ``host`` the container shares the host's network, so it
     gets the host's ``hosts`` and ``resolv.conf`` (its loopback *is* the host's), plus ``custom``'s.
     """
+    custom = Custom() if custom is None else custom
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if mode == "host":
         hosts = Path("/etc/hosts").read_text() if os.path.exists("/etc/hosts") else LOCALHOST

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from minidocker.core.process import EngineError
 
@@ -35,18 +35,20 @@ if TYPE_CHECKING:  # for annotations only
 __all__ = ["PortMapping", "parse_publish", "reserve"]
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(namedtuple("PortMapping", "container_port host_port host_ip protocol",
+                             defaults=(0, "", "tcp"))):
     """``host_ip:host_port`` on the host leads to ``container_port`` in the container.
 
-    ``host_port`` 0 means "any free port" (chosen by :func:`reserve`); ``host_ip`` "" means every
-    address of the host, as ``0.0.0.0`` does for a server.
+    ``host_port`` 0 (the default) means "any free port" (chosen by :func:`reserve`); ``host_ip`` ""
+    (the default) means every address of the host, as ``0.0.0.0`` does for a server; ``protocol``
+    is ``tcp`` unless ``udp`` is asked for.
     """
 
+    __slots__ = ()
     container_port: int
-    host_port: int = 0
-    host_ip: str = ""
-    protocol: str = "tcp"
+    host_port: int
+    host_ip: str
+    protocol: str
 
     def __str__(self) -> str:
         """As ``docker ps`` shows it: ``0.0.0.0:8080->80/tcp``."""
@@ -125,7 +127,7 @@ def reserve(mappings: Sequence[PortMapping]) -> list[tuple[PortMapping, socket.s
                     raise EngineError(f"cannot publish {mapping}: {address} is not an address of this "
                                       "host") from None
                 raise EngineError(f"cannot publish {mapping}: {e.strerror}") from None
-            taken[-1] = (replace(mapping, host_port=sock.getsockname()[1]), sock)
+            taken[-1] = (mapping._replace(host_port=sock.getsockname()[1]), sock)
     except BaseException:
         for _, sock in taken:
             sock.close()

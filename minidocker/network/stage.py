@@ -28,17 +28,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ipaddress
 import os
 import sys
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from minidocker.core import paths as _paths
 from minidocker.core import stage as _stage
 from minidocker.core import watchdog as _watchdog
 from minidocker.core.paths import state_dir
 from minidocker.core.process import EngineError
+from minidocker.core.record import Record
 from minidocker.core.spec import ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import netfiles, ports
@@ -75,20 +77,22 @@ def _registered(mode: str) -> Any:
     return None
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
+class NetworkConfig(namedtuple("NetworkConfig", "bridge subnet table",
+                               defaults=("minidocker0", "172.29.0.0/16", "minidocker"))):
     """The names of one bridge network: they are global on the host, so they are configurable."""
 
-    bridge: str = "minidocker0"
-    subnet: str = "172.29.0.0/16"
-    table: str = "minidocker"
+    __slots__ = ()
+    bridge: str
+    subnet: str
+    table: str
 
     @classmethod
     def from_env(cls) -> NetworkConfig:
         """The configuration from ``MINIDOCKER_BRIDGE``, ``MINIDOCKER_SUBNET``, ``MINIDOCKER_NFT_TABLE``."""
-        config = cls(os.environ.get("MINIDOCKER_BRIDGE") or cls.bridge,
-                     os.environ.get("MINIDOCKER_SUBNET") or cls.subnet,
-                     os.environ.get("MINIDOCKER_NFT_TABLE") or cls.table)
+        default = cls()
+        config = cls(os.environ.get("MINIDOCKER_BRIDGE") or default.bridge,
+                     os.environ.get("MINIDOCKER_SUBNET") or default.subnet,
+                     os.environ.get("MINIDOCKER_NFT_TABLE") or default.table)
         if not 0 < len(config.bridge) < 16 or "/" in config.bridge or " " in config.bridge:
             raise EngineError(f"invalid bridge name {config.bridge!r}: 1 to 15 characters, no '/' or space")
         if not config.table.replace("_", "").isalnum():
@@ -100,19 +104,17 @@ class NetworkConfig:
         return config
 
 
-@dataclass
-class Endpoint:
+class Endpoint(Record):
     """A container's place on the network: what ``docker inspect`` shows under NetworkSettings."""
 
-    container_id: str
-    ip: str
-    prefixlen: int
-    gateway: str
-    mac: str
-    bridge: str
-    veth: str
-    mtu: int
-    ports: list[PortMapping] = field(default_factory=list)
+    _fields = ("container_id", "ip", "prefixlen", "gateway", "mac", "bridge", "veth", "mtu", "ports")
+    __slots__ = _fields
+
+    def __init__(self, container_id: str, ip: str, prefixlen: int, gateway: str, mac: str, bridge: str,
+                 veth: str, mtu: int, ports: list[PortMapping] | None = None) -> None:
+        self.container_id, self.ip, self.prefixlen, self.gateway = container_id, ip, prefixlen, gateway
+        self.mac, self.bridge, self.veth, self.mtu = mac, bridge, veth, mtu
+        self.ports = [] if ports is None else ports
 
 
 class Network:
@@ -179,7 +181,7 @@ class Network:
                     lease = self.ipam.allocate(container_id, pid)
                     lease.veth = f"veth{secrets.token_hex(4)[:7]}"
                     lease.mtu = bridge.host_mtu(ipr)
-                    lease.ports = [vars(m) for m in published]
+                    lease.ports = [m._asdict() for m in published]
                     lease.mac = mac or ""
                     self.ipam.update(lease)
                     firewall.publish(self.config.table, container_id, lease.ip, published)
@@ -382,9 +384,14 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
             (directory / "hosts").write_text(netfiles.hosts_file(hostname, endpoint.ip, extra))
 
         spec.add_hook("on_created", connect)
-        spec.add_hook("on_exit", lambda status: net.detach(spec.id))
+        spec.add_hook("on_exit", functools.partial(_detach, net, spec.id))
 # --8<-- [end:configure_part2]
 # --8<-- [end:configure]
+
+
+def _detach(net: Network, container_id: str, _status: int) -> None:
+    """The ``on_exit`` hook: the address and ports go back as soon as PID 1 has exited."""
+    net.detach(container_id)
 
 
 def parse_mac(text: str | None, mode: str) -> str | None:

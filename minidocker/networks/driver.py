@@ -187,7 +187,7 @@ def attach(store: Store, record: Record, container_id: str, pid: int, ifname: st
                 lease = allocate(ipam, record, container_id, pid, ip)
                 lease.veth = f"veth{secrets.token_hex(4)[:7]}"
                 lease.mtu = _bridge.host_mtu(ipr)
-                lease.ports = [vars(m) for m in published]
+                lease.ports = [m._asdict() for m in published]
                 ipam.update(lease)
             if published:
                 with store.locked():

@@ -22,8 +22,8 @@ Example::
 from __future__ import annotations
 
 import struct
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 __all__ = ["Insn", "Label", "and_", "assemble", "disassemble", "ja", "jeq", "jge", "jgt", "jset", "ld",
            "ret", "run"]
@@ -38,20 +38,20 @@ _JUMPS = {JMP_JEQ_K: "jeq", JMP_JGT_K: "jgt", JMP_JGE_K: "jge", JMP_JSET_K: "jse
 MAX_INSNS = 4096  # the kernel's BPF_MAXINSNS
 
 
-@dataclass(frozen=True)
-class Insn:
+class Insn(namedtuple("Insn", "code k jt jf", defaults=(0, 0, 0))):
     """One instruction; ``jt``/``jf`` (and ``k`` of ``ja``) may name a :class:`Label` until assembled."""
 
+    __slots__ = ()
     code: int
-    k: int | str = 0
-    jt: int | str = 0
-    jf: int | str = 0
+    k: int | str
+    jt: int | str
+    jf: int | str
 
 
-@dataclass(frozen=True)
-class Label:
+class Label(namedtuple("Label", "name")):
     """A place in the program that jumps can name; it takes no room."""
 
+    __slots__ = ()
     name: str
 
 

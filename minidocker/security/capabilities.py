@@ -22,8 +22,8 @@ Example (in the container, as root, last thing before exec)::
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError
@@ -49,15 +49,16 @@ DOCKER_DEFAULT = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class CapabilitySets:
+class CapabilitySets(namedtuple("CapabilitySets", "bounding permitted effective inheritable ambient",
+                                defaults=(frozenset(), frozenset()))):
     """The five capability sets of a process, as sets of names without the ``CAP_`` prefix."""
 
+    __slots__ = ()
     bounding: frozenset[str]
     permitted: frozenset[str]
     effective: frozenset[str]
-    inheritable: frozenset[str] = frozenset()
-    ambient: frozenset[str] = frozenset()
+    inheritable: frozenset[str]  # empty by default, as ambient
+    ambient: frozenset[str]
 
 
 def normalize(name: str) -> str:

@@ -32,13 +32,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections import namedtuple
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from minidocker.cgroups.cgroup import Cgroup
 from minidocker.core import stage as _stage
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError
+from minidocker.core.record import Record
 from minidocker.core.spec import ORDER_FINAL, ORDER_RESTRICT, ContainerSpec
 from minidocker.namespaces import stage as namespaces
 from minidocker.network import stage as network
@@ -51,25 +52,34 @@ __all__ = ["STAGES", "SWITCH_USER", "Hardening", "SecurityOptions", "docker_argv
 SWITCH_USER = frozenset({"SETUID", "SETGID"})
 
 
-@dataclass
-class SecurityOptions:
+class SecurityOptions(Record):
     """What ``docker run`` lets a user change about a container's security (Docker's names)."""
 
-    privileged: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)  # "seccomp=...", "no-new-privileges", ...
-    read_only: bool = False  # --read-only: the root filesystem
-    ulimits: list[str] = field(default_factory=list)  # "nofile=1024:2048"
-    masked_paths: list[str] | None = None  # None: Docker's; the API's HostConfig.MaskedPaths
-    readonly_paths: list[str] | None = None
-    devices: list[str] = field(default_factory=list)  # --device /dev/HOST[:/dev/INSIDE[:rwm]]
+    _fields = ("privileged", "cap_add", "cap_drop", "security_opt", "read_only", "ulimits", "masked_paths",
+               "readonly_paths", "devices")
+    __slots__ = _fields
+
+    def __init__(self, privileged: bool = False, cap_add: list[str] | None = None,
+                 cap_drop: list[str] | None = None, security_opt: list[str] | None = None,
+                 read_only: bool = False, ulimits: list[str] | None = None,
+                 masked_paths: list[str] | None = None, readonly_paths: list[str] | None = None,
+                 devices: list[str] | None = None) -> None:
+        self.privileged = privileged
+        self.cap_add = [] if cap_add is None else cap_add
+        self.cap_drop = [] if cap_drop is None else cap_drop
+        self.security_opt = [] if security_opt is None else security_opt  # "seccomp=...", "no-new-privileges"
+        self.read_only = read_only  # --read-only: the root filesystem
+        self.ulimits = [] if ulimits is None else ulimits  # "nofile=1024:2048"
+        self.masked_paths = masked_paths  # None: Docker's; the API's HostConfig.MaskedPaths
+        self.readonly_paths = readonly_paths
+        self.devices = [] if devices is None else devices  # --device /dev/HOST[:/dev/INSIDE[:rwm]]
 
 
-@dataclass(frozen=True)
-class Hardening:
+class Hardening(namedtuple("Hardening", "capabilities seccomp seccomp_flags no_new_privileges masked_paths "
+                           "readonly_paths read_only_root rlimits privileged devices", defaults=((),))):
     """The options worked out and checked, in the engine, before the container exists."""
 
+    __slots__ = ()
     capabilities: frozenset[str]
     seccomp: bytes | None  # the compiled filter; None: unconfined
     seccomp_flags: int
@@ -79,7 +89,7 @@ class Hardening:
     read_only_root: bool
     rlimits: dict[str, tuple[int, int]]
     privileged: bool
-    devices: tuple[devices.Device, ...] = ()
+    devices: tuple[devices.Device, ...]  # none by default
 
 
 def _security_opts(items: Sequence[str]) -> tuple[str, bool, bool]:
