@@ -52,6 +52,22 @@ def test_pull_and_images(docker):
     assert re.search(r"^busybox:latest [0-9a-f]{12}$", images.stdout, re.M)
 
 
+def test_images_tables_as_dockers_cli_prints_them(docker, daemon):
+    """Our ``images`` shows the rows docker's CLI shows for the same daemon (cells; the padding is ours)."""
+    assert daemon.cli("tag", "busybox", "other/box:2").returncode == 0
+    try:
+        for args in ([], ["--digests"], ["-a", "--no-trunc"], ["other/box"], ["-f", "reference=busy*"]):
+            theirs, ours = docker("images", *args), daemon.cli("images", *args)
+            assert theirs.returncode == ours.returncode == 0, ours.stderr + theirs.stderr
+            cells = [sorted(re.split(r"\s{2,}", row) for row in out.stdout.splitlines())
+                     for out in (theirs, ours)]
+            assert cells[0] == cells[1], args
+        # the same IDs; docker 20.10's CLI repeats one for each of its tags, ours prints each once (as before)
+        assert set(docker("images", "-q").stdout.split()) == set(daemon.cli("images", "-q").stdout.split())
+    finally:
+        daemon.cli("rmi", "other/box:2")
+
+
 def test_run_rm_output_and_exit_code(docker):
     result = docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")

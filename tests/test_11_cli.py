@@ -192,9 +192,9 @@ def test_ps_images_and_run_stay_within_their_import_budget(daemon):
     """
     dear = ("http", "email", "ssl", "urllib", "typing", "shutil", "datetime", "dataclasses", "inspect",
             "asyncio", "aiohttp", "pyroute2")
-    for verb in ("ps", "images"):
+    for verb in (["ps"], ["images"], ["images", "-a", "--digests"]):
         code = ("import sys; before = set(sys.modules); from minidocker.client.cli import main; "
-                f"status = main(['-H', {daemon.host!r}, {verb!r}]); "
+                f"status = main(['-H', {daemon.host!r}, *{verb!r}]); "
                 "print(status, sorted(set(sys.modules) - before))")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=daemon.env)
         status, _, modules = result.stdout.splitlines()[-1].partition(" ")
@@ -202,10 +202,10 @@ def test_ps_images_and_run_stay_within_their_import_budget(daemon):
         assert status == "0", result.stderr
         assert [m for m in imported if m.split(".")[0] in dear] == [], verb
         assert len(imported) <= 60, f"{verb} imports {len(imported)} modules: {imported}"
-        if verb == "ps":  # each of these imports enum (4-5 ms): ps parses flags and JSON without them
-            lean = ("argparse", "re", "enum", "socket", "json", "signal", "threading", "collections")
-            assert [m for m in imported if m.split(".")[0] in lean] == [], imported
-            assert len(imported) <= 25, f"ps imports {len(imported)} modules: {imported}"
+        # each of these imports enum (4-5 ms): ps and images parse flags and JSON without them
+        lean = ("argparse", "re", "enum", "socket", "json", "signal", "threading", "collections")
+        assert [m for m in imported if m.split(".")[0] in lean] == [], (verb, imported)
+        assert len(imported) <= 25, f"{verb} imports {len(imported)} modules: {imported}"
 
     lean = ("argparse", "re", "enum", "socket", "json", "signal", "threading", "collections", "typing",
             "shutil", "termios", "contextlib")
@@ -433,6 +433,31 @@ def test_attach_detach_export_import_and_df(daemon, tmp_path):
         child.close(force=True)
         daemon.cli("rm", "-f", "att")
         daemon.cli("rmi", "flat:cli")
+
+
+def test_images_flags_digests_and_filters(daemon):
+    """``images`` reads its flags without argparse; an abbreviation goes through argparse: the same output."""
+    assert daemon.cli("tag", "busybox", "other/box:2").returncode == 0
+    try:
+        for quick, slow in ((["-a"], ["--al"]), (["-q"], ["--qui"]), (["--no-trunc"], ["--no-tr"]),
+                            (["--digests", "-a"], ["--dig", "--al"])):
+            fast, argparsed = daemon.cli("images", *quick), daemon.cli("images", *slow)
+            assert fast.returncode == 0 and (fast.stdout, fast.stderr) == (argparsed.stdout, argparsed.stderr)
+        digest = daemon.client.json("GET", "/images/busybox/json")["RepoDigests"][0].partition("@")[2]
+        table = [line.split() for line in daemon.cli("images", "--digests").stdout.splitlines()]
+        assert table[0] == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+        assert ["busybox", "latest", digest] in [row[:3] for row in table]
+        assert ["other/box", "2", "<none>"] in [row[:3] for row in table]  # a tag of ours: never pulled
+        shown = daemon.cli("images", "--digests", "--format", "{{.Repository}}:{{.Tag}} {{.Digest}}")
+        assert f"busybox:latest {digest}" in shown.stdout.splitlines()
+        for args in (["other/box"], ["-f", "reference=other/*"], ["--filter=reference=*box:2"]):
+            rows = daemon.cli("images", *args).stdout.splitlines()[1:]
+            assert [row.split()[:2] for row in rows] == [["other/box", "2"]], (args, rows)
+        assert daemon.cli("images", "-q", "-f", "dangling=true").stdout.strip() == ""
+        bad = daemon.cli("images", "-f", "colour=blue")
+        assert bad.returncode == 1 and bad.stderr == "Error response from daemon: invalid filter 'colour'\n"
+    finally:
+        daemon.cli("rmi", "other/box:2")
 
 
 def test_ps_fast_path_flags_and_json_scanner_agree_with_argparse_and_json():

@@ -12,19 +12,23 @@ Example::
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
 
 from minidocker.client.client import APIError, Client
-from minidocker.core.console import ago, confirm, parser, render_template, table
+from minidocker.core.console import ago, confirm, flags, parser, render_template, table
 from minidocker.core.units import human_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
+    from collections.abc import Callable
     from typing import IO, Any
 
 __all__ = ["COMMANDS", "pull_image"]
+
+# json is imported where it is used (volume inspect, system prune): with argparse it brings re and enum,
+# which `images` does not need, as `ps` does not (client/containers.py).
+IMAGES_FLAGS = {"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet", "--no-trunc": "no_trunc",
+                "--digests": "digests"}
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -84,25 +88,50 @@ def push(client: Client, argv: list[str]) -> int:
 
 
 def images(client: Client, argv: list[str]) -> int:
-    p = parser("images", "[-q] [-a] [--format TEMPLATE]")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format")
-    opts = p.parse_args(argv)
-    found = sorted(client.json("GET", "/images/json", {"all": opts.all}), key=lambda i: -i["Created"])
+    """``images [-a] [-q] [--no-trunc] [--digests] [-f FILTER] [--format TEMPLATE] [REPOSITORY[:TAG]]``."""
+    opts = flags(argv, IMAGES_FLAGS)  # images, images -a, images -q --digests: no argparse
+    if opts is None:
+        p = parser("images", "[-a] [-q] [--no-trunc] [--digests] [-f FILTER] [--format TEMPLATE] "
+                             "[REPOSITORY[:TAG]]")
+        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("-a", "--all", action="store_true")
+        p.add_argument("--no-trunc", action="store_true")
+        p.add_argument("--digests", action="store_true", help="show each repository's digest")
+        p.add_argument("-f", "--filter", action="append", default=[],
+                       help="dangling=true, label=K[=V], reference=GLOB, before=IMAGE, since=IMAGE")
+        p.add_argument("--format")
+        p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]", help="only the images it names")
+        opts = p.parse_args(argv)
+    filters: dict[str, list[str]] = {}
+    for item in getattr(opts, "filter", []):
+        key, _, value = item.partition("=")
+        filters.setdefault(key, []).append(value)
+    if getattr(opts, "reference", None):  # images busybox: a reference filter, as docker sends it
+        filters.setdefault("reference", []).append(opts.reference)
+    if filters:
+        from minidocker.core.jsonscan import dumps
+    found = sorted(client.json("GET", "/images/json", {"all": opts.all, "filters": dumps(filters)
+                                                       if filters else None}), key=lambda i: -i["Created"])
     rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
     for image in found:
         short = image["Id"] if opts.no_trunc else image["Id"].removeprefix("sha256:")[:12]
+        digests = {}  # repository -> its digest (docker's DIGEST column: <none> for a tag never pulled)
+        for ref in image.get("RepoDigests") or []:
+            repo, _, digest = ref.partition("@")
+            digests.setdefault(repo, digest)
         for ref in image["RepoTags"] or ["<none>:<none>"]:
             repo, _, tag = ref.rpartition(":")
-            rows.append([repo, tag, short, ago(image["Created"]), human_size(image["Size"])])
+            digest = [digests.get(repo, "<none>")] if opts.digests else []
+            rows.append([repo, tag, *digest, short, ago(image["Created"]), human_size(image["Size"])])
+    if opts.digests:
+        rows[0][2:2] = ["DIGEST"]
     if opts.quiet:
-        print("\n".join(dict.fromkeys(r[2] for r in rows[1:])))
-    elif opts.format:
+        print("\n".join(dict.fromkeys(r[-3] for r in rows[1:])))
+    elif getattr(opts, "format", None):
         for row in rows[1:]:
-            print(render_template(opts.format, {"Repository": row[0], "Tag": row[1], "ID": row[2],
-                                                "CreatedSince": row[3], "Size": row[4]}))
+            print(render_template(opts.format, {"Repository": row[0], "Tag": row[1], "ID": row[-3],
+                                                "CreatedSince": row[-2], "Size": row[-1],
+                                                **({"Digest": row[2]} if opts.digests else {})}))
     else:
         print(table(rows))
     return 0
@@ -211,6 +240,8 @@ def volume(client: Client, argv: list[str]) -> int:
         else:
             print(table([["DRIVER", "VOLUME NAME"], *([v["Driver"], v["Name"]] for v in found)]))
     elif opts.action == "inspect":
+        import json
+
         print(json.dumps([client.json("GET", f"/volumes/{n}") for n in opts.names], indent=4))
     elif opts.action == "prune":
         if not opts.force and not confirm("WARNING! This will remove all local volumes not used by at "
@@ -288,7 +319,9 @@ def system(client: Client, argv: list[str]) -> int:
         prune("/volumes/prune", "VolumesDeleted", "Deleted Volumes")
     from urllib.parse import quote
 
-    filters = quote(json.dumps({"dangling": ["false" if opts.all else "true"]}))
+    from minidocker.core.jsonscan import dumps
+
+    filters = quote(dumps({"dangling": ["false" if opts.all else "true"]}))
     prune(f"/images/prune?filters={filters}", "ImagesDeleted", "Deleted Images",
           lambda event: "\n".join(f"{k.lower()}: {v}" for k, v in event.items()))
     prune("/build/prune", "CachesDeleted", "Deleted build cache objects")
@@ -367,7 +400,9 @@ def image_prune(client: Client, argv: list[str]) -> int:
         return 0
     from urllib.parse import quote
 
-    filters = quote(json.dumps({"dangling": ["false" if opts.all else "true"]}))
+    from minidocker.core.jsonscan import dumps
+
+    filters = quote(dumps({"dangling": ["false" if opts.all else "true"]}))
     answer = client.json("POST", f"/images/prune?filters={filters}")
     if answer.get("ImagesDeleted"):
         print("Deleted Images:\n" + "\n".join(f"{k.lower()}: {v}" for event in answer["ImagesDeleted"]

@@ -167,23 +167,34 @@ async def list_images(request: web.Request) -> web.Response:
     for key in filters:
         if key not in ("dangling", "label", "reference", "before", "since"):
             raise errors.InvalidArgument(f"invalid filter '{key}'")
-    return web.json_response([i for i in found if await _image_matches(request, i, filters)])
+    found = [i for i in found if await _image_matches(request, i, filters)]
+    if patterns := filters.get("reference"):  # as dockerd: an image is listed under the names that match
+        found = [{**i, "RepoTags": tags, "RepoDigests": digests}
+                 for i in found for tags, digests in [_references(i, patterns)]]
+    return web.json_response(found)
+
+
+def _references(image: dict, patterns: list[str]) -> tuple[list[str], list[str]]:
+    """The image's tags and digests that a ``reference`` filter's glob names, whole or by repository."""
+    import fnmatch
+
+    def named(ref: str, separator: str) -> bool:
+        return any(fnmatch.fnmatchcase(n, p) for n in (ref, ref.rsplit(separator, 1)[0]) for p in patterns)
+
+    return ([t for t in image.get("RepoTags") or [] if t != "<none>:<none>" and named(t, ":")],
+            [d for d in image.get("RepoDigests") or [] if named(d, "@")])
 
 
 async def _image_matches(request: web.Request, image: dict, filters: dict[str, list[str]]) -> bool:
     """``docker images --filter``: dangling, label (all of them), reference (a glob), before, since."""
-    import fnmatch
-
     tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
     for value in filters.get("dangling") or []:
         if (value.lower() in ("1", "true")) != (not tags):
             return False
     if not events.labels_match(filters.get("label") or [], image.get("Labels") or {}):
         return False
-    if patterns := filters.get("reference"):
-        names = [n for t in tags for n in (t, t.rsplit(":", 1)[0])]
-        if not any(fnmatch.fnmatchcase(n, p) for n in names for p in patterns):
-            return False
+    if (patterns := filters.get("reference")) and not any(_references(image, patterns)):
+        return False
     for key in ("before", "since"):
         for ref in filters.get(key) or []:
             other = await _blocking(store(request).inspect, ref)
