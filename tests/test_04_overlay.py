@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -126,6 +127,75 @@ def test_a_layer_streams_from_a_pipe(store, tmp_path):
         diff_id = store.add(gz.stdout)
     assert diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
     assert (store.path(diff_id) / "big").stat().st_size == 3 << 20
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out its bytes in pieces of odd sizes, as a pipe may."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at, self.sizes = data, 0, [1, 511, 513, 70000, 1 << 20, 3]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.sizes[self.at % len(self.sizes)], len(self.data) - self.at)
+        buffer[:n] = self.data[self.at:self.at + n]
+        self.at += n
+        return n
+
+
+def test_headers_are_read_as_tarfile_reads_them():
+    """The unpack parses plain headers itself and leaves the rest to tarfile: members come out the same."""
+    from minidocker.overlay import untar
+
+    big = os.urandom((1 << 20) - 700)  # headers that straddle the reader's 1 MiB blocks
+    members = [entry("d/", "dir"), entry("d/big", data=big), entry("d/" + "p" * 120 + "/x", data=b"x"),
+               entry("l" * 120, data=b"long"), entry("d/\u00e9t\u00e9", data=b"utf-8"),
+               entry("d/s", "symlink", linkname="big"), entry("d/h", "hardlink", linkname="d/big"),
+               entry("old/", data=b"", type=tarfile.AREGTYPE), entry("d/after", data=big[:5000]),
+               entry("x", data=b"xattr", pax_headers={"SCHILY.xattr.user.a": "1"}),
+               entry("big-id", uid=1 << 30, gid=5), entry("t", data=b"t", mtime=1700000000.5)]
+    archives = {}
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+            for info, data in members:
+                with contextlib.suppress(ValueError):  # ustar cannot hold some of them
+                    tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+        archives[fmt] = buffer.getvalue()
+    buffer = io.BytesIO()  # a global header: it applies to every member after it (tarfile's job)
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"uid": "7"}) as tar:
+        for info, data in members[:4]:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    archives["global"] = buffer.getvalue()
+
+    class Counted(tarfile.TarFile):
+        calls = 0
+
+        def next(self):
+            Counted.calls += 1
+            return super().next()
+
+    def seen(tar, next_member):
+        found = []
+        while (member := next_member(tar)) is not None:
+            found.append((member.name, member.get_info(), member.offset, member.offset_data,
+                          member.pax_headers))
+        return found
+
+    for fmt, data in archives.items():
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            expected = seen(tar, tarfile.TarFile.next)
+        reader = _tar.HashingReader(io.BufferedReader(Trickle(data), 4096))
+        Counted.calls = 0
+        with Counted.open(fileobj=reader, mode="r:") as tar:
+            assert seen(tar, untar._next_member) == expected, fmt
+        reader.drain()
+        assert reader.diff_id() == "sha256:" + hashlib.sha256(data).hexdigest()
+        assert len(expected) >= 4
+        if fmt == tarfile.USTAR_FORMAT:  # all plain: tarfile reads the first (in open) and the end
+            assert Counted.calls == 3
 
 
 def test_a_wrong_diff_id_is_refused_and_nothing_is_kept(store, tmp_path):

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -47,6 +48,8 @@ OPAQUE = ".wh..wh..opq"  # OCI: "dir/.wh..wh..opq" hides everything below dir in
 OVERLAY_OPAQUE = "trusted.overlay.opaque"  # overlayfs: xattr "y" on a directory of a lower layer
 CHUNK = 1 << 20
 _THREADED = 256 << 10  # HashingReader: a block this big is hashed in a thread, beside the unpack
+_QUEUED = 16  # HashingReader: blocks read ahead of the hash at most (16 MiB with CHUNK)
+_LINGER = 0.2  # HashingReader: seconds its hashing thread waits for another block before it ends
 SETTLED_SECONDS = 2.0  # tree_fingerprint: younger changes may hide in one tick of a filesystem's clock
 
 
@@ -112,16 +115,21 @@ class HashingReader:
     whole buffer at every 512-byte header.
 
     It reads the stream a block (:data:`CHUNK`) at a time and hands out the block's bytes: one
-    system call and one hash update per megabyte, not per 512-byte header. A block is hashed in a
-    thread of its own while the caller uses the one before (``hashlib`` lets go of the GIL): on a
-    machine with two cores the hash costs an unpack almost nothing. At most one such thread runs,
-    and it ends with its block: nothing is left running if the reader is dropped halfway.
+    system call and one hash update per megabyte, not per 512-byte header. Big blocks are hashed
+    in a thread beside the caller (``hashlib`` lets go of the GIL), which takes them in order from
+    a queue of at most :data:`_QUEUED` blocks: the caller waits for the hash only when it is that
+    far ahead, so on a machine with two cores the hash costs an unpack almost nothing. The thread
+    ends when the queue stays empty for :data:`_LINGER` seconds (or at once when the digest is
+    asked for): nothing is left running for long if the reader is dropped halfway.
     """
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream, self._sha, self.size = stream, hashlib.sha256(), 0
-        self._block, self._at = b"", 0  # read from the stream, hashed (or being hashed), not yet handed out
-        self._hashing: threading.Thread | None = None
+        self._block, self._at = b"", 0  # read from the stream, hashed (or queued), not yet handed out
+        self._queue: collections.deque[bytes] = collections.deque()  # blocks for the hashing thread, in order
+        self._hashing: threading.Condition | None = None  # made with the first big block
+        self._running = False  # a hashing thread is working through the queue
+        self._ending = False  # the hash is wanted now: no more blocks will come
 
     def _fill(self, n: int) -> bytes:
         """The next block of the stream (at least ``n`` bytes unless it ends), sent to the hash."""
@@ -133,20 +141,53 @@ class HashingReader:
             if type(e).__name__ == "ZstdError":
                 raise LayerError(f"layer is not valid zstd data: {e}") from None
             raise
-        self._wait()
-        if len(data) >= _THREADED:
-            import threading  # only for big blocks: a stage that only checks a small layer needs none
-
-            self._hashing = threading.Thread(target=self._sha.update, args=(data,), daemon=True)
-            self._hashing.start()
+        if len(data) >= _THREADED or self._running:
+            self._hash_later(data)
         else:
             self._sha.update(data)
         return data
 
+    def _hash_later(self, data: bytes) -> None:
+        """Queue ``data`` for the hashing thread (started if none runs); wait while the queue is full."""
+        if self._hashing is None:
+            import threading  # only for big blocks: a stage that only checks a small layer needs none
+
+            self._hashing = threading.Condition()
+        with self._hashing:
+            while len(self._queue) >= _QUEUED:
+                self._hashing.wait()
+            self._queue.append(data)
+            self._hashing.notify_all()
+            if not self._running:
+                self._running = True
+                import threading
+
+                threading.Thread(target=self._hash_queue, daemon=True).start()
+
+    def _hash_queue(self) -> None:
+        """The hashing thread: hash the queued blocks in order; end when none came for :data:`_LINGER` s."""
+        assert self._hashing is not None
+        while True:
+            with self._hashing:
+                if not self._queue and not self._ending:
+                    self._hashing.wait(_LINGER)  # a thread's start costs more than a block's hash
+                if not self._queue:
+                    self._running = False
+                    self._hashing.notify_all()
+                    return
+                data = self._queue[0]
+            self._sha.update(data)
+            with self._hashing:
+                self._queue.popleft()
+                self._hashing.notify_all()
+
     def _wait(self) -> None:
         if self._hashing is not None:
-            self._hashing.join()
-            self._hashing = None
+            with self._hashing:
+                self._ending = True  # the hashing thread: end as soon as the queue is empty
+                self._hashing.notify_all()
+                while self._running:
+                    self._hashing.wait()
 
     def read(self, n: int = -1) -> bytes:
         """``n`` bytes (fewer only at the stream's end), or all that is left."""
@@ -169,6 +210,24 @@ class HashingReader:
             data = b"".join(parts)
         self.size += len(data)
         return data
+
+    def peek(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer only at the stream's end), left to be read: a header to look at."""
+        if self._at + n > len(self._block):
+            rest = self._block[self._at:]
+            self._block, self._at = rest + self._fill(n - len(rest)), 0
+            while len(self._block) < n and (more := self._fill(n - len(self._block))):
+                self._block += more
+        return self._block[self._at:self._at + n]
+
+    def read_view(self, n: int) -> memoryview:
+        """Up to ``n`` bytes, as a view of the block read (empty only at the stream's end): no copy."""
+        if self._at >= len(self._block):
+            self._block, self._at = self._fill(n), 0
+        view = memoryview(self._block)[self._at:self._at + n]
+        self._at += len(view)
+        self.size += len(view)
+        return view
 
     def tell(self) -> int:
         return self.size
