@@ -29,8 +29,6 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 from minidocker.core.process import EngineError
 
@@ -38,6 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
     import tarfile  # imported where a tar is written: a stage's start needs only the fingerprints
     import threading
+    from collections.abc import Iterator
     from typing import BinaryIO
 
 __all__ = ["OPAQUE", "OVERLAY_OPAQUE", "WHITEOUT_PREFIX", "HashingReader", "HashingWriter", "LayerError",
@@ -400,6 +399,7 @@ def add_at(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str, *, fd: in
 def pack_tree(root: str | os.PathLike, out: BinaryIO) -> None:
     """Write the tree under ``root`` to ``out`` as a tar, sorted, so the same tree gives the same bytes."""
     import tarfile  # only when a tree is packed: a stage's start needs only its fingerprint
+    from pathlib import Path  # only here: it imports urllib, 3 ms of every unpack's start
 
     root = Path(root)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
