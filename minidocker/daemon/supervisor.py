@@ -117,8 +117,10 @@ class Supervisor:
         if not by_policy:
             self._cancel_restart(c)
             await self._restart_settled(c)
-            c.restart.update(Retries=0, Delay=0.0, ManuallyStopped=False)
-            restart.save(c.dir, c.restart)
+            fresh = {**c.restart, "Retries": 0, "Delay": 0.0, "ManuallyStopped": False}
+            if fresh != c.restart:  # a new container's record is already fresh: no write, no fsync
+                c.restart.update(fresh)
+                restart.save(c.dir, c.restart)
         async with c.lock:
             if c.running:
                 raise errors.NotModified("container already started")
@@ -407,11 +409,12 @@ class Supervisor:
             return
         c.removing = True
         await self._call("container_removed", c)
-        for callback in self.on_removed:
-            await callback(c)
         for attach in c.pending_attach:
             attach.cancel()
-        await asyncio.get_running_loop().run_in_executor(None, _delete_tree, c.dir)
+        # its files and its filesystem (the image service's callback) go side by side, each in a thread:
+        # `run --rm` waits for both
+        await asyncio.gather(asyncio.get_running_loop().run_in_executor(None, _delete_tree, c.dir),
+                             *(callback(c) for callback in self.on_removed))
         self.containers.pop(c.id, None)
         c.removed.set()
         events.container_event(self.app, c, "destroy")

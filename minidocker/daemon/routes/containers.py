@@ -155,13 +155,17 @@ async def create(request: web.Request) -> web.Response:
     if host["NetworkMode"] == "host" and not cfg.get("Hostname"):  # as Docker: the host's name
         cfg["Hostname"] = os.uname().nodename
     id_map = user_namespace(request.app["config"], host)
-    known = {v["Name"] for v in volumes.list_volumes()}
+    image_volumes = (image.get("Config") or {}).get("Volumes")
+    # the volumes there are, to tell which this container makes: read (each volume's file) only when it
+    # may name one
+    may_name = host.get("Binds") or host.get("Mounts") or cfg.get("Volumes") or image_volumes
+    known = {v["Name"] for v in volumes.list_volumes()} if may_name else set()
     if not isinstance(host.get("Mounts") or [], list) or not isinstance(host.get("Tmpfs") or {}, dict):
         raise errors.InvalidArgument("invalid HostConfig: Mounts must be a list and Tmpfs an object")
     mounts = volumes.parse_binds(host.get("Binds") or []) + volumes.parse_mounts(host.get("Mounts") or [],
                                                                                  host.get("Tmpfs") or {})
-    if cfg.get("Volumes") or (image.get("Config") or {}).get("Volumes"):  # the image's VOLUMEs and -v /path
-        cfg["Volumes"] = {**((image.get("Config") or {}).get("Volumes") or {}), **(cfg.get("Volumes") or {})}
+    if cfg.get("Volumes") or image_volumes:  # the image's VOLUMEs and -v /path
+        cfg["Volumes"] = {**(image_volumes or {}), **(cfg.get("Volumes") or {})}
     mounts += volumes.anonymous_volumes(cfg.get("Volumes"), mounts)
     for m in mounts:  # the named volumes made here: as by POST /volumes/create
         if m["Type"] == "volume" and m["Name"] not in known:
