@@ -330,6 +330,19 @@ def test_hostile_layer_is_refused_and_leaves_nothing(case, store, tmp_path):
     assert os.stat(outside / "secret").st_nlink == 1
 
 
+def test_a_negative_size_is_refused(store, tmp_path):
+    """A size of -1 (a PAX record can say so) would pour the rest of the tar into one file."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info, _ = entry("pour", size=-1)
+        tar.addfile(info)
+        for info, data in (entry("etc/", "dir"), entry("etc/passwd", data=b"root::0:0::/:/bin/sh\n")):
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    with pytest.raises(LayerError, match="'pour' has a negative size"):
+        store.add(write(tmp_path / "l.tar", buffer.getvalue()))
+    assert stored(store) == []
+
+
 def test_replacing_a_symlink_by_a_file_does_not_write_through_it(store, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")

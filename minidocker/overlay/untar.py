@@ -208,6 +208,8 @@ def _copy_data(tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
     tar stands at the member's data (always, read in order): tarfile's file object would add three
     layers of calls and a copy per read. A sparse member goes through tarfile, which knows its map.
     """
+    if member.size < 0:  # a forged header: the rest of the tar would go into this file
+        raise _refuse(member.name, "has a negative size")
     reader = tar.fileobj
     if member.issparse() or not isinstance(reader, HashingReader) or reader.tell() != member.offset_data:
         source = tar.extractfile(member)
