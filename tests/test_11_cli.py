@@ -192,7 +192,7 @@ def test_ps_images_and_run_stay_within_their_import_budget(daemon):
     """
     dear = ("http", "email", "ssl", "urllib", "typing", "shutil", "datetime", "dataclasses", "inspect",
             "asyncio", "aiohttp", "pyroute2")
-    for verb in (["ps"], ["images"], ["images", "-a", "--digests"]):
+    for verb in (["ps"], ["images"], ["images", "-a", "--digests"], ["images", "--format", "{{json .ID}}"]):
         code = ("import sys; before = set(sys.modules); from minidocker.client.cli import main; "
                 f"status = main(['-H', {daemon.host!r}, *{verb!r}]); "
                 "print(status, sorted(set(sys.modules) - before))")
@@ -477,6 +477,41 @@ def test_ps_fast_path_flags_and_json_scanner_agree_with_argparse_and_json():
     for bad in ("", "[1,", "[1] x", '{"a" 1}'):
         with pytest.raises(json.JSONDecodeError):
             jsonscan.loads(bad)
+
+
+def test_flags_with_values_and_templates_without_re_agree_with_argparse_and_re():
+    """``images --format T``: read by ``flags``, rendered without ``re`` and ``json``; the same results."""
+    import argparse
+
+    from minidocker.core.console import flags, render_template
+
+    p = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    p.add_argument("-a", action="store_true", dest="all")
+    p.add_argument("--format")
+    for argv in (["--format", "{{.ID}}"], ["-a", "--format={{.ID}}"], ["--format", "x", "--format", "y"],
+                 ["--format=-a"], []):
+        opts = flags(argv, {"-a": "all"}, {"--format": "format"})
+        assert opts is not None and vars(opts) == vars(p.parse_args(argv)), argv
+    for argv in (["--format"], ["--format", "-a"], ["--format", "-"], ["--format", "x", "y"], ["--form=x"]):
+        assert flags(argv, {"-a": "all"}, {"--format": "format"}) is None, argv  # argparse reads these
+    value = {"ID": "4bf2", "Tags": ["a", "b"], "Size": 3, "On": True, "Labels": {"k": "v"}, "Nil": None}
+
+    def with_re(template: str) -> str:  # what render_template did with a regular expression
+        def one(match: re.Match) -> str:
+            expression = match.group(1).strip()
+            if expression.startswith("json "):
+                return json.dumps(console._lookup(value, expression[5:].strip()))
+            return console._show(console._lookup(value, expression))
+
+        return re.sub(r"\{\{(.*?)\}\}", one, template)
+
+    from minidocker.core import console
+
+    for template in ("{{.ID}}", "{{ .ID }}:{{json .Tags}}\t{{.Size}} {{.On}} {{.Labels}} {{.Nil}}",
+                     "{{.No.Such}}", "{{{.ID}}}", "{{}}", "{{.ID", "}}{{.ID}}{{", "{{.I\nD}} {{.ID}}",
+                     "{{a\n{{.ID}}", "",
+                     "{{json .}}", "no fields", "{{ json .Labels }}{{.ID}}}}", "{{.ID}}\r{{.Size\r}}"):
+        assert render_template(template, value) == with_re(template), template
 
 
 def test_run_reads_its_options_as_argparse_does():

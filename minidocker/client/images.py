@@ -89,7 +89,7 @@ def push(client: Client, argv: list[str]) -> int:
 
 def images(client: Client, argv: list[str]) -> int:
     """``images [-a] [-q] [--no-trunc] [--digests] [-f FILTER] [--format TEMPLATE] [REPOSITORY[:TAG]]``."""
-    opts = flags(argv, IMAGES_FLAGS)  # images, images -a, images -q --digests: no argparse
+    opts = flags(argv, IMAGES_FLAGS, {"--format": "format"})  # images -a, -q, --format T: no argparse
     if opts is None:
         p = parser("images", "[-a] [-q] [--no-trunc] [--digests] [-f FILTER] [--format TEMPLATE] "
                              "[REPOSITORY[:TAG]]")

@@ -17,7 +17,6 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every command 2-3 ms
     import argparse
-    import re
     from typing import Any
 
 # argparse, json and re are imported where they are used: each imports enum, and together they were
@@ -71,18 +70,30 @@ def _show(value: Any) -> str:
 
 
 def render_template(template: str, value: Any) -> str:
-    """The part of Go templates people use with ``--format``: ``{{.A.B}}`` and ``{{json .A}}``."""
+    """The part of Go templates people use with ``--format``: ``{{.A.B}}`` and ``{{json .A}}``.
 
-    import json
-    import re
+    A field is the shortest ``{{...}}`` without a line break inside (what ``re.sub(r"\\{\\{(.*?)\\}\\}")``
+    finds), read without ``re`` and ``json``: ``images --format`` imports neither (``enum`` with them).
 
-    def one(match: re.Match) -> str:
-        expression = match.group(1).strip()
-        if expression.startswith("json "):
-            return json.dumps(_lookup(value, expression[5:].strip()))
-        return _show(_lookup(value, expression))
+    Example::
 
-    return re.sub(r"\{\{(.*?)\}\}", one, template)
+        >>> render_template("{{.Name}} {{json .Tags}}", {"Name": "web", "Tags": ["a"]})
+        'web ["a"]'
+    """
+    from minidocker.core.jsonscan import dumps
+
+    out, at = [], 0
+    while (start := template.find("{{", at)) >= 0 and (end := template.find("}}", start + 2)) >= 0:
+        expression = template[start + 2:end]
+        if "\n" in expression:  # no field starts here: look again from the next character
+            out.append(template[at:start + 1])
+            at = start + 1
+            continue
+        expression = expression.strip()
+        out += [template[at:start], dumps(_lookup(value, expression[5:].strip())) if
+                expression.startswith("json ") else _show(_lookup(value, expression))]
+        at = end + 2
+    return "".join(out) + template[at:]
 
 
 def parser(command: str, usage: str) -> argparse.ArgumentParser:
@@ -109,27 +120,42 @@ class Flags:
             setattr(self, name, name in given)
 
 
-def flags(argv: list[str], names: dict[str, str]) -> Flags | None:
+def flags(argv: list[str], names: dict[str, str], values: dict[str, str] | None = None) -> Flags | None:
     """On/off options (``-a``, ``--all``, ``-aq``) without argparse; None if ``argv`` holds anything else.
 
     argparse costs a command about 4 ms to import and to look up its messages' translations; the
-    commands typed most (``ps``, ``ps -a``, ``images``) take only flags. Anything else (``--help``,
-    an option with a value, a mistake) returns None: the caller's argparse parser reads it then,
-    with its usage and its errors. ``names`` maps each spelling to its attribute.
+    commands typed most (``ps``, ``ps -a``, ``images``) take only flags. Long options with a value
+    (``values``: ``--format T`` or ``--format=T``, the last one given wins) are read too. Anything
+    else (``--help``, another option, a value that looks like an option, a mistake) returns None: the
+    caller's argparse parser reads it then, with its usage and its errors. ``names`` and ``values``
+    map each spelling to its attribute (a value not given is None).
 
     Example::
 
-        >>> opts = flags(["-aq"], {"-a": "all", "--all": "all", "-q": "quiet"})
-        >>> opts.all, opts.quiet
-        (True, True)
+        >>> opts = flags(["-aq", "--format", "{{.ID}}"], {"-a": "all", "-q": "quiet"}, {"--format": "format"})
+        >>> opts.all, opts.quiet, opts.format
+        (True, True, '{{.ID}}')
     """
+    values = values or {}
     given: set[str] = set()
-    for word in argv:
+    found: dict[str, str | None] = dict.fromkeys(values.values())
+    words = iter(argv)
+    for word in words:
+        option, equals, value = word.partition("=")
+        if option in values:
+            value = value if equals else next(words, None)
+            if value is None or (not equals and value.startswith("-")):
+                return None  # argparse says what is missing
+            found[values[option]] = value
+            continue
         spellings = [word] if word.startswith("--") or len(word) == 2 else [f"-{c}" for c in word[1:]]
         if len(word) < 2 or not word.startswith("-") or any(s not in names for s in spellings):
             return None
         given.update(names[s] for s in spellings)
-    return Flags(names, given)
+    opts = Flags(names, given)
+    for name, value in found.items():
+        setattr(opts, name, value)
+    return opts
 
 
 def confirm(message: str) -> bool:
