@@ -409,12 +409,11 @@ class Supervisor:
             return
         c.removing = True
         await self._call("container_removed", c)
+        for callback in self.on_removed:
+            await callback(c)
         for attach in c.pending_attach:
             attach.cancel()
-        # its files and its filesystem (the image service's callback) go side by side, each in a thread:
-        # `run --rm` waits for both
-        await asyncio.gather(asyncio.get_running_loop().run_in_executor(None, _delete_tree, c.dir),
-                             *(callback(c) for callback in self.on_removed))
+        await asyncio.get_running_loop().run_in_executor(None, _delete_tree, c.dir)
         self.containers.pop(c.id, None)
         c.removed.set()
         events.container_event(self.app, c, "destroy")
