@@ -425,3 +425,23 @@ def test_only_stdio_and_preserved_descriptors_reach_the_container(state_root: Pa
         seen.append(subprocess.run(["sh", "-c", command], cwd=bundle, stdin=subprocess.DEVNULL,
                                    capture_output=True, text=True, timeout=60).stdout)
     assert seen == ["0 1 2 3 4\n", "0 1 2 3\n"]  # the last one is the shell's own, reading the directory
+
+
+def test_each_command_stays_within_its_import_budget() -> None:
+    """``start``, ``delete`` (and ``kill``, ``state``) import no dear module; ``create`` only chapters 02-06.
+
+    Counted, not timed: each named module cost 2-10 ms of each of the three runtime calls a
+    container takes when it crept in (``typing``, ``json``, ``subprocess`` for hooks, ``socket`` for
+    the console socket, ``shutil``; ``dataclasses`` with ``inspect``, ``ast`` and ``dis`` for create).
+    """
+    dear = ("typing", "json", "subprocess", "socket", "shutil", "threading", "dataclasses", "inspect", "ast",
+            "tempfile", "tarfile", "asyncio", "aiohttp", "pyroute2")
+    for modules, budget in (("minidocker.oci.cli", 65), ("minidocker.oci.cli, minidocker.oci.specconv", 110)):
+        code = (f"import sys; before = set(sys.modules); import {modules}; "
+                "print(sorted(set(sys.modules) - before))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        imported = json.loads(result.stdout.replace("'", '"'))
+        heavy = [m for m in imported if m.split(".")[0] in dear]
+        allowed = ("shutil",) if "specconv" in modules else ()  # chapter 04's overlay stage removes with it
+        assert [m for m in heavy if m not in allowed] == [], (modules, heavy)
+        assert len(imported) <= budget, f"import {modules}: {len(imported)} modules: {imported}"

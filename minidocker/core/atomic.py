@@ -16,10 +16,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
+
+from minidocker.core.jsonscan import dumps, loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # for annotations only: importing typing costs every start of a stage 3 ms
@@ -69,7 +70,7 @@ def write_json(path: Path, value: Any, mode: int = 0o666) -> None:
 
     ``mode`` as for :func:`atomic_write` (0o600 for what holds secrets, such as a container's ``Env``).
     """
-    atomic_write(path, json.dumps(value, separators=(",", ":")), mode)
+    atomic_write(path, dumps(value, separators=(",", ":")), mode)
 # --8<-- [end:write_json]
 
 
@@ -77,8 +78,12 @@ def read_json(path: Path, default: Any = None) -> Any:
     """The JSON value in ``path``, or ``default`` if the file does not exist (or is unreadable)."""
     try:
         with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            text = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return default
+    try:
+        return loads(text)
+    except ValueError:  # json.JSONDecodeError: not JSON
         return default
 
 

@@ -69,9 +69,11 @@ def _unserializable(value: object) -> None:
     raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, separators: tuple[str, str] = (", ", ": ")) -> str:
     """``value`` as JSON text, exactly as :func:`json.dumps` with its defaults writes it (ASCII only,
-    ``", "`` and ``": "`` between items, ``NaN`` allowed, a cycle a ``ValueError``)."""
-    encode = _json.make_encoder({}, _unserializable, _json.encode_basestring_ascii, None, ": ", ", ",
-                                False, False, True)
+    ``", "`` and ``": "`` between items unless ``separators`` says otherwise, as json's does, ``NaN``
+    allowed, a cycle a ``ValueError``)."""
+    item_separator, key_separator = separators
+    encode = _json.make_encoder({}, _unserializable, _json.encode_basestring_ascii, None, key_separator,
+                                item_separator, False, False, True)
     return "".join(encode(value, 0))

@@ -15,7 +15,6 @@ Warnings (a config field we do not honour) go to the log, or to stderr without o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from minidocker.core import jsonscan
 from minidocker.core.atomic import rfc3339
 from minidocker.core.process import EngineError
 from minidocker.oci import lifecycle
@@ -46,7 +46,7 @@ class Log:
             return
         if level == "debug" and not self.debug:
             return
-        line = (json.dumps({"level": level, "msg": msg, "time": rfc3339()}) if self.fmt == "json"
+        line = (jsonscan.dumps({"level": level, "msg": msg, "time": rfc3339()}) if self.fmt == "json"
                 else f'time="{rfc3339()}" level={level} msg="{msg}"')
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -205,6 +205,8 @@ def _run(args: argparse.Namespace, root: Path, log: Log) -> int:
 
 def _state(args: argparse.Namespace, root: Path, log: Log) -> int:
     box = _box(args, root)
+    import json  # for its indent: the JSON of create, start and delete goes through core/jsonscan
+
     print(json.dumps(_public_state(box, box.load()), indent=2))
     return 0
 
@@ -274,7 +276,7 @@ def _read_json(path: str) -> dict:
     try:
         with open(path, "rb") as f:
             data = f.read(lifecycle.MAX_CONFIG + 1)
-        value = json.loads(data)
+        value = jsonscan.loads(data)
     except OSError as e:
         raise EngineError(f"{path}: {e.strerror}") from None
     except ValueError as e:
@@ -289,7 +291,7 @@ def _ps(args: argparse.Namespace, root: Path, log: Log) -> int:
     cgroup = lifecycle.cgroup_of(box.load())
     pids = sorted(cgroup.pids()) if cgroup else []
     if args.format == "json":
-        print(json.dumps(pids))
+        print(jsonscan.dumps(pids))
         return 0
     print("PID   CMD")
     for pid in pids:
@@ -312,7 +314,7 @@ def _list(args: argparse.Namespace, root: Path, log: Log) -> int:
         for row in rows:
             print(row["id"])
     elif args.format == "json":
-        print(json.dumps(rows or None))
+        print(jsonscan.dumps(rows or None))
     else:
         from minidocker.core.console import table
 
@@ -329,7 +331,7 @@ def _update(args: argparse.Namespace, root: Path, log: Log) -> int:
         raise EngineError("container not running")
     resources: dict = {}
     if args.resources:
-        resources = json.load(sys.stdin) if args.resources == "-" else _read_json(args.resources)
+        resources = jsonscan.loads(sys.stdin.read()) if args.resources == "-" else _read_json(args.resources)
     memory, cpu, pids = (dict(resources.get(k) or {}) for k in ("memory", "cpu", "pids"))
     for target, key, value in ((memory, "limit", args.memory), (pids, "limit", args.pids_limit),
                                (cpu, "quota", args.cpu_quota), (cpu, "period", args.cpu_period),
@@ -364,13 +366,15 @@ def _events(args: argparse.Namespace, root: Path, log: Log) -> int:
         cgroup = lifecycle.cgroup_of(state)
         if cgroup is None or box.status(state) == "stopped":
             raise EngineError("container not running")
-        print(json.dumps(stats_event(box.id, cgroup.stats())), flush=True)
+        print(jsonscan.dumps(stats_event(box.id, cgroup.stats())), flush=True)
         if args.stats:
             return 0
         time.sleep(max(args.interval, 0.1))
 
 
 def _features(args: argparse.Namespace, root: Path, log: Log) -> int:
+    import json
+
     from minidocker.oci import defaults
 
     print(json.dumps(defaults.features(), indent=4))
@@ -378,6 +382,8 @@ def _features(args: argparse.Namespace, root: Path, log: Log) -> int:
 
 
 def _spec(args: argparse.Namespace, root: Path, log: Log) -> int:
+    import json
+
     from minidocker.oci import defaults
 
     if args.spec_rootless:

@@ -13,9 +13,7 @@ Example::
 
 from __future__ import annotations
 
-import json
-import subprocess
-
+from minidocker.core.jsonscan import dumps
 from minidocker.core.process import EngineError
 
 __all__ = ["HOOK_NAMES", "run_hooks", "state_json"]
@@ -34,10 +32,15 @@ def run_hooks(hooks: dict, name: str, state: dict) -> None:
     """Run each hook of ``name`` in order, the state on its stdin; the first failure stops them.
 
     ``args[0]`` is the program's own name (as execve's argv), ``env`` its whole environment, and
-    ``timeout`` (seconds) kills it.
+    ``timeout`` (seconds) kills it. A hook that runs in the container (``startContainer``, after
+    pivot_root) finds ``subprocess`` imported already: :func:`preload` in the engine, before.
     """
-    data = json.dumps(state).encode()
-    for hook in hooks.get(name) or []:
+    if not hooks.get(name):
+        return
+    import subprocess  # only for a config with hooks: create, start and delete start quicker without
+
+    data = dumps(state).encode()
+    for hook in hooks[name]:
         args = hook.get("args") or [hook["path"]]
         env = dict(item.split("=", 1) for item in hook.get("env") or [] if "=" in item)
         try:
@@ -52,3 +55,9 @@ def run_hooks(hooks: dict, name: str, state: dict) -> None:
             raise EngineError(f"{name} hook {hook['path']} failed with exit status {done.returncode}"
                               + (f": {said[-1][:200]}" if said else ""))
 # --8<-- [end:run_hooks]
+
+
+def preload(hooks: dict) -> None:
+    """Import what :func:`run_hooks` needs now, in the engine, for hooks that run in the container."""
+    if any(hooks.get(name) for name in HOOK_NAMES):
+        import subprocess  # noqa: F401  # after pivot_root the engine's modules are out of reach

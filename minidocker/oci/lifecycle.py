@@ -20,13 +20,11 @@ the engine's children inherit them.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from minidocker.cgroups import v1 as cgroups_v1
 from minidocker.cgroups import v2 as cgroups_v2
@@ -34,11 +32,13 @@ from minidocker.cgroups.cgroup import Cgroup
 from minidocker.cgroups.files import read_text, write
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.atomic import atomic_write, rfc3339
+from minidocker.core.jsonscan import loads
 from minidocker.core.process import EngineError, exit_code, forwarding_signals
 from minidocker.core.spec import ORDER_FINAL, ORDER_FIRST
-from minidocker.oci import console, hooks
+from minidocker.oci import hooks
 from minidocker.oci.state import ContainerDir, start_time
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # start, kill, delete and state import none of chapters 02 and 06's engine: see create
     from minidocker.cgroups.resources import Limits
     from minidocker.oci import specconv
@@ -63,7 +63,7 @@ def load_config(bundle: Path) -> dict:
     if len(data) > MAX_CONFIG:
         raise EngineError(f"{path} is larger than {MAX_CONFIG >> 20} MiB")
     try:
-        config = json.loads(data)
+        config = loads(data)
     except ValueError as e:
         raise EngineError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(config, dict):
@@ -180,6 +180,7 @@ def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, c
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # init's parent and init -> us: "pid N", "ready", "error ..."
     fifo = os.open(box.fifo, os.O_PATH | os.O_CLOEXEC)  # reopened by the init after pivot_root
     conn = _terminal(converted, console_socket) if converted.terminal else None
+    hooks.preload(converted.hooks)  # startContainer's run in the init, after pivot_root
 
     def on_created(pid: int) -> None:  # in the init's parent, before the init goes
         if converted.oom_score_adj is not None:
@@ -203,6 +204,8 @@ def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, c
     # --8<-- [start:start_init_fork]
     spec.add_hook("on_created", on_created)
     if converted.terminal:
+        from minidocker.oci import console  # imported here, before the init pivots away from it
+
         size = converted.console_size
         spec.add_hook("before_exec", lambda: console.take_terminal(conn, size), order=ORDER_FIRST)
     spec.add_hook("before_exec", wait_for_start, order=ORDER_FINAL - 1)
@@ -226,6 +229,8 @@ def _terminal(converted: specconv.Converted, console_socket: str | None) -> int 
     """With process.terminal: the console socket, connected (None: share the caller's terminal)."""
     if console_socket is None and not os.isatty(0):
         raise EngineError("cannot allocate tty if runc will detach without setting console socket")
+    from minidocker.oci import console  # only with a terminal: sockets are dear to import
+
     return None if console_socket is None else console.connect(console_socket)
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from minidocker.cgroups.resources import Limits
 from minidocker.core import syscalls as _syscalls
 from minidocker.core.process import EngineError
+from minidocker.core.record import Record
 from minidocker.core.spec import ORDER_FINAL, ORDER_RESTRICT, ORDER_SWITCH_USER, ContainerSpec, IdMap
 from minidocker.security import capabilities, seccomp
 from minidocker.security import stage as security
@@ -90,21 +90,28 @@ ALWAYS_ALLOWED = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm
                   "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
 
 
-@dataclass
-class Converted:
+class Converted(Record):
     """What one config.json means: the spec the engine runs, and what the runtime does around it."""
 
-    spec: ContainerSpec
-    limits: Limits
-    cgroup_parent: str | None  # None: the project's default parent
-    cgroup_name: str
-    device_rules: tuple[str, ...] | None  # the devices cgroup's allow-list; None: every device
-    join: dict[str, str] = field(default_factory=dict)  # chapter 02's namespace name -> path to join
-    hooks: dict[str, list[dict]] = field(default_factory=dict)  # OCI hook name -> hooks
-    terminal: bool = False
-    console_size: tuple[int, int] | None = None  # (rows, columns)
-    oom_score_adj: int | None = None
-    warnings: list[str] = field(default_factory=list)
+    _fields = ("spec", "limits", "cgroup_parent", "cgroup_name", "device_rules", "join", "hooks", "terminal",
+               "console_size", "oom_score_adj", "warnings")
+    __slots__ = _fields
+
+    def __init__(self, spec: ContainerSpec, limits: Limits, cgroup_parent: str | None, cgroup_name: str,
+                 device_rules: tuple[str, ...] | None, join: dict[str, str] | None = None,
+                 hooks: dict[str, list[dict]] | None = None, terminal: bool = False,
+                 console_size: tuple[int, int] | None = None, oom_score_adj: int | None = None,
+                 warnings: list[str] | None = None) -> None:
+        self.spec, self.limits = spec, limits
+        self.cgroup_parent = cgroup_parent  # None: the project's default parent
+        self.cgroup_name = cgroup_name
+        self.device_rules = device_rules  # the devices cgroup's allow-list; None: every device
+        self.join = {} if join is None else join  # chapter 02's namespace name -> path to join
+        self.hooks = {} if hooks is None else hooks  # OCI hook name -> hooks
+        self.terminal = terminal
+        self.console_size = console_size  # (rows, columns)
+        self.oom_score_adj = oom_score_adj
+        self.warnings = [] if warnings is None else warnings
 
 
 def _get(config: dict, dotted: str) -> object:

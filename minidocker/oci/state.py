@@ -15,9 +15,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 from minidocker.core.atomic import read_json, write_json
@@ -100,7 +100,24 @@ class ContainerDir:
     # --8<-- [end:status]
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Delete the directory and the runtime's own files in it (state.json, exec.fifo), if it is there.
+
+        Those are all it ever holds, side by side: ``shutil`` (2 ms to import, with bz2 and lzma) only
+        for whatever else someone put there.
+        """
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path / name)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            import shutil
+
+            shutil.rmtree(self.path, ignore_errors=True)
 
     @staticmethod
     def all(root: Path) -> list[ContainerDir]:
