@@ -434,6 +434,27 @@ def test_commit_stacked_on_the_image_reproduces_the_containers_view(store, base,
         fs.remove()
 
 
+def test_a_container_that_changed_nothing_commits_an_empty_layer(store, base, tmp_path):
+    """A commit of no change is a tar of only its end: the unpack reads no member, seeks nowhere back."""
+    from minidocker.overlay import untar
+
+    fs = ContainerFS.create(store, "c1", [base])
+    try:
+        layer = commit(fs, store, tar_path=tmp_path / "layer.tar")
+    finally:
+        fs.remove()
+    data = layer.tar.read_bytes()
+    with tarfile.open(layer.tar) as tar:
+        assert tar.getmembers() == []
+    assert os.listdir(store.path(layer.diff_id)) == []
+    (tmp_path / "empty").mkdir()
+    reader = _tar.HashingReader(io.BufferedReader(Trickle(data), 4096))
+    assert untar.unpack(reader, tmp_path / "empty") == 0
+    reader.drain()
+    assert reader.diff_id() == layer.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert os.listdir(tmp_path / "empty") == []
+
+
 def test_commit_never_follows_a_directory_swapped_for_a_host_symlink(store, base, tmp_path, monkeypatch):
     """CVE-2018-15664's class: between the walk's listing of the upper directory and its reading of
     /data, the container makes /data a symlink to a host directory. The layer holds /data's own files

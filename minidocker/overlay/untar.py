@@ -412,10 +412,13 @@ def _next_member(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
     tarfile spends about 25 µs of Python on each header (a call per field, PAX and GNU cases); a
     layer of small files is mostly headers. PAX and GNU extended headers, sparse files, global
     headers and the archive's end still go through ``tar.next()``, which reads on from where this
-    left the tar: the offsets are kept as it keeps them.
+    left the tar: the offsets are kept as it keeps them. An archive that ends before its first
+    member (a commit of a container that changed nothing) leaves ``tar.offset`` at 0 with the end's
+    block read: ``tar.next()`` says None for it, where a seek back to the offset would fail.
     """
     reader = tar.fileobj
-    if tar.firstmember is not None or tar.pax_headers or not isinstance(reader, HashingReader):
+    if (tar.firstmember is not None or not tar.offset or tar.pax_headers
+            or not isinstance(reader, HashingReader)):
         return tar.next()
     if tar.offset != reader.tell():  # past the data left unread, as tarfile does
         reader.seek(tar.offset - 1)
