@@ -30,7 +30,6 @@ from minidocker.cgroups import v1 as cgroups_v1
 from minidocker.cgroups import v2 as cgroups_v2
 from minidocker.cgroups.cgroup import Cgroup
 from minidocker.cgroups.files import read_text, write
-from minidocker.core import syscalls as _syscalls
 from minidocker.core.atomic import atomic_write, rfc3339
 from minidocker.core.jsonscan import loads
 from minidocker.core.process import EngineError, exit_code, forwarding_signals
@@ -153,6 +152,8 @@ def bind_cgroups(root: str, cgroup: Cgroup) -> None:
     A fresh cgroup mount would show the host's whole tree; runc binds the container's part of each
     hierarchy instead, and so do we (docker 20.10 on a v1 host shares the host's cgroup namespace).
     """
+    from minidocker.core import syscalls as _syscalls  # ctypes: create's, never start's or delete's
+
     flags = _syscalls.MS_NOSUID | _syscalls.MS_NODEV | _syscalls.MS_NOEXEC
     target = os.path.join(root, "sys/fs/cgroup")
     bind_ro = _syscalls.MS_REMOUNT | _syscalls.MS_BIND | _syscalls.MS_RDONLY | flags
@@ -176,6 +177,8 @@ def bind_cgroups(root: str, cgroup: Cgroup) -> None:
 def _start_init(box: ContainerDir, converted: specconv.Converted, state: dict, console_socket: str | None
                 ) -> tuple[int, int]:
     """Fork the init's parent, which runs chapter 02's engine; once the init waits: its pid, the parent's."""
+    from minidocker.core import syscalls as _syscalls  # imported by create's specconv already
+
     spec = converted.spec
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)  # init's parent and init -> us: "pid N", "ready", "error ..."
     fifo = os.open(box.fifo, os.O_PATH | os.O_CLOEXEC)  # reopened by the init after pivot_root
@@ -236,6 +239,7 @@ def _terminal(converted: specconv.Converted, console_socket: str | None) -> int 
 
 def _init_parent(converted: specconv.Converted, ready_w: int) -> None:
     """In the init's parent: join the namespaces given by path, run chapter 02's engine. Never returns."""
+    from minidocker.core import syscalls as _syscalls
     from minidocker.namespaces import stage as namespaces
 
     try:
@@ -384,6 +388,8 @@ def run(box: ContainerDir, bundle: Path, *, detach: bool, pid_file: str | None =
 
     As a subreaper, the runtime is handed the init when its parent exits after the exec.
     """
+    from minidocker.core import syscalls as _syscalls
+
     if not detach:
         _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
     with forwarding_signals() as signals:
