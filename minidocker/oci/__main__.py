@@ -1,8 +1,6 @@
 """``python -m minidocker.oci``: the OCI runtime's command line, as ``minidocker-runtime``."""
 
-import sys
-
-from minidocker.oci.cli import main
+from minidocker.oci.cli import command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -25,10 +25,11 @@ from pathlib import Path
 from minidocker.core import jsonscan
 from minidocker.core.atomic import rfc3339
 from minidocker.core.process import EngineError
+from minidocker.core.stage import exit_now
 from minidocker.oci import lifecycle
 from minidocker.oci.state import DEFAULT_ROOT, ContainerDir
 
-__all__ = ["Log", "main", "parse_signal"]
+__all__ = ["Log", "command", "main", "parse_signal"]
 
 VERSION = "minidocker-runtime version 0.14.0\ncommit: minidocker\nspec: 1.0.2-dev"
 
@@ -141,6 +142,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--rootless", dest="spec_rootless", action="store_true")
     command("version", "print the version", with_id=False)
     return parser
+
+
+def command() -> None:
+    """The ``minidocker-runtime`` program: :func:`main`, then an exit without the interpreter's teardown.
+
+    Why: each container costs three runtime commands (create, start, delete); tearing down the
+    modules and collecting garbage at each exit took 7 ms of each, for no one (output is flushed
+    first, and an ``atexit`` handler or a profiler still gets the normal exit: ``core/stage.exit_now``).
+    """
+    exit_now(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
