@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -109,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # exercise 03.10: Configure the stage, and say when the OOM killer struck
 # hint: parse_limits() from the options (before anything exists), apply(), remove_on_exit(); an
-#   on_exit hook prints one line to stderr when cgroup.stats().oom_kills is not 0.
+#   on_exit hook: functools.partial(report_oom, cgroup, limits.memory) (one line if the OOM killer struck).
 # --8<-- [start:configure]
 def configure(args: argparse.Namespace, spec: ContainerSpec,
               cleanup: contextlib.ExitStack) -> None:
@@ -118,15 +119,16 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
                           args.cpuset_cpus)
     cgroup = apply(spec, limits)
     remove_on_exit(cgroup, cleanup)
-
-    def report_oom(_status: int) -> None:
-        kills = cgroup.stats().oom_kills
-        if kills:
-            print(f"minidocker: the container ran out of memory (limit {_mib(limits.memory)}): "
-                  f"the kernel's OOM killer killed {kills} of its processes", file=sys.stderr)
-
-    spec.add_hook("on_exit", report_oom)
+    spec.add_hook("on_exit", functools.partial(report_oom, cgroup, limits.memory))
 # --8<-- [end:configure]
+
+
+def report_oom(cgroup: Cgroup, memory: int | None, _status: int) -> None:
+    """After the container: one line on stderr if the kernel's OOM killer struck in ``cgroup``."""
+    kills = cgroup.stats().oom_kills
+    if kills:
+        print(f"minidocker: the container ran out of memory (limit {_mib(memory)}): "
+              f"the kernel's OOM killer killed {kills} of its processes", file=sys.stderr)
 
 
 # --8<-- [start:remove_on_exit]
@@ -141,15 +143,15 @@ def remove_on_exit(cgroup: Cgroup, cleanup: contextlib.ExitStack) -> None:
     except BaseException:
         cgroup.remove()
         raise
-
-    def finish() -> None:
-        try:
-            _remove(cgroup)
-        finally:
-            disarm()
-
-    cleanup.callback(finish)
+    cleanup.callback(_remove_and_disarm, cgroup, disarm)  # data, not a closure: see core.watchdog.Disarm
 # --8<-- [end:remove_on_exit]
+
+
+def _remove_and_disarm(cgroup: Cgroup, disarm: _watchdog.Disarm) -> None:
+    try:
+        _remove(cgroup)
+    finally:
+        disarm()
 
 
 def _remove(cgroup: Cgroup) -> None:

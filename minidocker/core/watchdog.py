@@ -19,23 +19,23 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
 
-__all__ = ["python_argv", "start"]
+__all__ = ["Disarm", "python_argv", "start"]
 
 
 # exercise 03.13: Run a clean-up command even if the engine is killed
 # hint: os.pipe2(O_CLOEXEC) and fork a watchdog: it setsid()s, ignores SIGINT/TERM/HUP/QUIT, makes
 #   the read end its fd 3 (os.dup2, then os.set_inheritable) and execs /bin/sh -c with a script that
 #   reads a word from fd 3 or else execs "$@" (name, then argv); os._exit(127) if exec fails. The
-#   engine closes the read end and returns disarm(): write b"done\n", close the write end, waitpid.
+#   engine closes the read end and returns Disarm(the write end, the watchdog's pid).
 # --8<-- [start:start]
-def start(argv: list[str], name: str) -> Callable[[], None]:
+def start(argv: list[str], name: str) -> Disarm:
     """Fork a watchdog that runs ``argv`` if this process dies; call the returned ``disarm()`` when done.
 
     The watchdog is a shell named ``name``: a forked copy of a Python engine would soon hold
     megabytes of its own, a waiting ``sh`` holds a few hundred KiB. Only if the engine died does
-    it ``exec`` the command. ``disarm()`` tells it all is done and waits for it to exit.
+    it ``exec`` the command. The returned :class:`Disarm`, called, tells it all is done and waits
+    for it to exit.
     """
     done_r, done_w = os.pipe2(os.O_CLOEXEC)
     try:
@@ -55,14 +55,29 @@ def start(argv: list[str], name: str) -> Callable[[], None]:
         finally:
             os._exit(127)
     os.close(done_r)
-
-    def disarm() -> None:
-        os.write(done_w, b"done\n")
-        os.close(done_w)
-        os.waitpid(watchdog, 0)
-
-    return disarm
+    return Disarm(done_w, watchdog)
 # --8<-- [end:start]
+
+
+class Disarm:
+    """``disarm()``: tell the watchdog all is done, and wait for it to go.
+
+    A small class rather than a closure, so that what an engine must still do can be handed to
+    another process as data (chapter 10's monitor does): the pipe's write end and the watchdog's
+    pid are all there is to it. The watchdog may then be another process's child: whoever is its
+    parent reaps it.
+    """
+
+    def __init__(self, fd: int, pid: int) -> None:
+        self.fd, self.pid = fd, pid
+
+    def __call__(self) -> None:
+        os.write(self.fd, b"done\n")
+        os.close(self.fd)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # handed over: its parent (a subreaper) reaps it
+            pass
 
 
 def python_argv(code: str, *args: str) -> list[str]:

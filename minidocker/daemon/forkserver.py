@@ -22,13 +22,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import NoReturn
 
 from minidocker.core import syscalls as _syscalls
-from minidocker.core.paths import umask
+from minidocker.core.paths import run_dir, umask
 
 __all__ = ["main", "preload", "serve"]
 
@@ -54,6 +57,14 @@ def preload() -> None:
     from minidocker.daemon import plugins
 
     plugins.discover()  # later chapters register their network modes (chapter 05's register_mode)
+    from minidocker.daemon import monitor
+
+    scratch = Path(tempfile.mkdtemp(prefix="forkserver-", dir=run_dir()))
+    try:
+        monitor.rehearse(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    gc.collect()
 
 
 # --8<-- [start:serve]

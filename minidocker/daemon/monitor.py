@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from minidocker.cgroups.cgroup import Cgroup
+from minidocker.core import syscalls as _syscalls
 from minidocker.core.atomic import read_json, rfc3339, write_json
 from minidocker.core.paths import run_dir, state_dir, umask
-from minidocker.core.process import EngineError
+from minidocker.core.process import EngineError, exit_code
 from minidocker.core.spec import ORDER_FIRST
 from minidocker.core.streams import CONTROL, STDERR, STDIN, STDOUT, Conn, frame
 from minidocker.core.units import parse_size
-from minidocker.daemon import engine, health, runtimes, stdio
+from minidocker.daemon import engine, handover, health, runtimes, stdio
 from minidocker.daemon.containers import start_time
 from minidocker.daemon.execs import ExecSession
 from minidocker.daemon.logs import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, JsonLog
@@ -65,9 +66,9 @@ def socket_path(container_id: str) -> Path:
 class Monitor:
     """The event loop of one container's monitor."""
 
-    def __init__(self, container_id: str, listener: socket.socket) -> None:
+    def __init__(self, container_id: str, listener: socket.socket, directory: Path | None = None) -> None:
         self.id = container_id
-        self.dir = state_dir() / "containers" / container_id
+        self.dir = directory or state_dir() / "containers" / container_id
         self.config = read_json(self.dir / "config.json")
         self.listener = listener
         self.selector = selectors.DefaultSelector()
@@ -79,6 +80,8 @@ class Monitor:
         self.pidfd: int | None = None
         self.spec: Any = None
         self.finished = False
+        self.handed: tuple[bytes, list[int]] | None = None  # the start worker's clean-up (see handover)
+        self.keeper: tuple[int, socket.socket] | None = None  # ... or the worker itself, kept
         self.prober = health.Prober.of(self.config, self.dir)  # the healthcheck, if the container has one
         log_config = self.config["HostConfig"].get("LogConfig", {}).get("Config") or {}
         max_size = log_config.get("max-size")
@@ -272,24 +275,14 @@ class Monitor:
         # --8<-- [start:start_part2]
         if self.container is not None or self.finished:
             return {"error": "already started"}
-        cfg = self.config["Config"]
         try:
             kind = runtime.get("kind", "engine")
             launch = None if kind == "engine" else runtimes.LAUNCHERS[kind]  # a plug-in's
             self._stdio()
-            argv = engine.stage_argv(self.config)
-            with self.io.as_standard_fds():
-                self.spec = engine.container_spec(self.id, argv, self.cleanup)
-                if cfg.get("Tty"):
-                    self.spec.env.setdefault("TERM", "xterm")
-                    self.spec.add_hook("before_exec", stdio.take_terminal, order=ORDER_FIRST)
-                if self.config.get("Mounts"):
-                    self.spec.add_hook("before_pivot", volume_mounts(self.config["Mounts"]))
-                    self.spec.rootfs_propagation = rootfs_propagation(self.config["Mounts"])
-                if launch:
-                    self.container = launch(runtime, self.spec, self.config)
-                else:
-                    self.container = engine.start(self.spec)
+            if launch is None:  # our engine: its stages run in a worker, PID 1 becomes our child
+                self.container = self._start_in_worker()
+            else:
+                self._start_here(engine.stage_argv(self.config), launch, runtime)
             self.io.started()
         except EngineError as e:
             self._record_exit(e.exit_code, str(e))
@@ -307,6 +300,102 @@ class Monitor:
         return {"pid": self.container.pid}
     # --8<-- [end:start_part2]
     # --8<-- [end:start]
+
+    def _start_here(self, argv: list[str], launch: Any, runtime: dict) -> None:
+        """Another runtime's launcher (a plug-in's) starts it, from this process: the monitor keeps all."""
+        with self.io.as_standard_fds():
+            self.spec = self._container_spec(argv, self.cleanup)
+            self.container = launch(runtime, self.spec, self.config)
+
+    def _container_spec(self, argv: list[str], cleanup: contextlib.ExitStack) -> Any:
+        """The stages configure the container (with the daemon's own terminal and volume hooks)."""
+        cfg = self.config["Config"]
+        spec = engine.container_spec(self.id, argv, cleanup)
+        if cfg.get("Tty"):
+            spec.env.setdefault("TERM", "xterm")
+            spec.add_hook("before_exec", stdio.take_terminal, order=ORDER_FIRST)
+        if self.config.get("Mounts"):
+            spec.add_hook("before_pivot", volume_mounts(self.config["Mounts"]))
+            spec.rootfs_propagation = rootfs_propagation(self.config["Mounts"])
+        return spec
+
+    # --8<-- [start:start_in_worker]
+    def _start_in_worker(self) -> Started:
+        """Run the stages in a forked worker that starts PID 1 as *our* child, takes what must happen at
+        the exit over as data (:mod:`minidocker.daemon.handover`), and exits with its dirtied pages."""
+        ours, theirs = socket.socketpair()
+        worker = os.fork()
+        if worker == 0:
+            ours.close()
+            self._worker(theirs)
+        theirs.close()
+        try:
+            reply, blob, fds = _receive(ours)
+        except BaseException:
+            ours.close()
+            os.kill(worker, 9)
+            os.waitpid(worker, 0)
+            raise
+        if reply.get("keeper"):  # a clean-up that is not data: the worker stays, and does it
+            print(f"minidocker: the start worker stays: {reply['keeper']}", file=sys.stderr, flush=True)
+            self.keeper = (worker, ours)
+        else:
+            ours.close()
+            os.waitpid(worker, 0)
+        if "error" in reply:
+            _reap_zombies()  # a PID 1 that failed to exec, now ours
+            raise EngineError(reply["error"], reply["code"])
+        if not reply.get("keeper"):
+            self.handed = (blob, fds)
+        self.spec = _ExecView(reply["env"], reply["cwd"])
+        return Started(reply["pid"])
+    # --8<-- [end:start_in_worker]
+
+    def _worker(self, sock: socket.socket) -> NoReturn:
+        """In the start worker: configure and start; send pid, env, cwd and the clean-up; exit."""
+        try:
+            self.listener.close()
+            for conn in self.conns.values():
+                conn.sock.close()
+            stack = handover.RecordingStack()
+            try:
+                with self.io.as_standard_fds():
+                    spec = self._container_spec(engine.stage_argv(self.config), stack)
+                    container = engine.start(spec, reap=False)
+            except EngineError as e:
+                stack.close()
+                _send(sock, {"error": str(e), "code": e.exit_code})
+                os._exit(0)
+            except Exception as e:
+                with contextlib.suppress(Exception):
+                    stack.close()
+                _send(sock, {"error": f"starting the container: {e}", "code": 125})
+                os._exit(0)
+            reply = {"pid": container.pid, "env": spec.env, "cwd": spec.cwd}
+            try:
+                blob, fds = handover.pack(stack, spec, self.dir)
+            except handover.NotData as e:
+                self.io.close()  # the container's stdio is the monitor's alone (EOF, stdin's end)
+                _send(sock, {**reply, "keeper": str(e)})
+                self._keep(sock, spec, stack)
+            _send(sock, reply, blob, fds)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+        os._exit(0)  # handed over: no clean-up here
+
+    @staticmethod
+    def _keep(sock: socket.socket, spec: Any, stack: contextlib.ExitStack) -> NoReturn:
+        """A kept worker: wait for PID 1's wait status, then run the ``on_exit`` hooks and the clean-up."""
+        status = sock.recv(64)
+        for hook in spec.hooks("on_exit") if status else []:
+            with contextlib.suppress(Exception):
+                hook(int(status))
+        with contextlib.suppress(Exception):
+            stack.close()
+        with contextlib.suppress(OSError):
+            sock.sendall(b"done")
+        os._exit(0)
 
     def _stdio(self) -> stdio.Stdio:
         """The container's stdio, made on first need (an attach with stdin may come before start)."""
@@ -382,6 +471,8 @@ class Monitor:
 
     def _exit(self) -> NoReturn:
         with contextlib.suppress(Exception):
+            self._teardown()
+        with contextlib.suppress(Exception):
             self.cleanup.close()  # what the stages set up: cgroups, network, mounts
         if self.io:
             self.io.close()
@@ -389,6 +480,30 @@ class Monitor:
         with contextlib.suppress(OSError):
             os.unlink(socket_path(self.id))
         os._exit(0)
+
+    # --8<-- [start:teardown]
+    def _teardown(self) -> None:
+        """What the start worker handed over runs in a child of ours (every module is loaded already)."""
+        status = getattr(self.container, "status", None)
+        if self.keeper:
+            worker, sock = self.keeper
+            with contextlib.suppress(OSError):
+                sock.sendall(b"%d" % status if status is not None else b"")
+                sock.recv(16)  # "done", or its end
+            sock.close()
+            os.waitpid(worker, 0)
+        elif self.handed:
+            blob, fds = self.handed
+            child = os.fork()
+            if child == 0:
+                handover.run(blob, status if status is not None else 0, fds)
+                sys.stderr.flush()
+                os._exit(0)
+            os.waitpid(child, 0)
+            for fd in fds:  # a published port is free once we have closed our copy too
+                os.close(fd)
+            (self.dir / handover.LEFT).unlink(missing_ok=True)  # done: nothing for the daemon to do
+    # --8<-- [end:teardown]
 
     # ---- exec -------------------------------------------------------------------------------
     def _exec(self, conn: Conn, request: dict) -> None:
@@ -421,6 +536,109 @@ class Monitor:
         self._finish(conn)
 
 
+class Started:
+    """A container started by the worker: PID 1 is our child; its ``on_exit`` hooks are handed over."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None  # its raw wait status, once it has exited
+
+    def wait(self) -> int:
+        if self.status is None:
+            self.status = os.waitpid(self.pid, 0)[1]
+        return exit_code(self.status)
+
+
+class _ExecView:
+    """What ``docker exec`` needs of the container's spec: the environment and working directory."""
+
+    def __init__(self, env: dict[str, str], cwd: str) -> None:
+        self.env, self.cwd = env, cwd
+
+
+def _send(sock: socket.socket, reply: dict, blob: bytes = b"", fds: list[int] | None = None) -> None:
+    """One message: a length and JSON, then ``blob``; descriptors ride on its first byte."""
+    head = json.dumps({**reply, "blob": len(blob)}).encode()
+    data = len(head).to_bytes(4, "big") + head + blob
+    sent = socket.send_fds(sock, [data[:1]], fds) if fds else sock.send(data[:1])
+    sock.sendall(data[sent:])
+
+
+def _receive(sock: socket.socket) -> tuple[dict, bytes, list[int]]:
+    first, fds, _, _ = socket.recv_fds(sock, 1, 64)
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    data = bytearray(first)
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EngineError("the start worker died")
+        data += chunk
+    size = int.from_bytes(data[:4], "big")
+    reply = json.loads(bytes(data[4:4 + size]))
+    blob = bytes(data[4 + size:])
+    while len(blob) < reply["blob"]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EngineError("the start worker died")
+        blob += chunk
+    return reply, blob, fds
+
+
+def _reap_zombies() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+# --8<-- [start:rehearse]
+def rehearse(scratch: Path, times: int = 10) -> None:
+    """Run, in the fork server, the code every monitor runs while it waits, with no container.
+
+    CPython 3.11 rewrites a function's bytecode as it warms up (PEP 659's specializing interpreter),
+    and a page written in a fork becomes that fork's own copy: code first run in every monitor
+    would be copied into every monitor. Warmed here, it stays shared.
+    """
+    (scratch / "config.json").write_text('{"Config": {}, "HostConfig": {}}')
+    for _ in range(times):
+        path = scratch / "m.sock"
+        path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with umask(0o177):
+            listener.bind(str(path))
+        listener.listen(4)
+        listener.setblocking(False)
+        monitor = Monitor("rehearsal", listener, scratch)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))
+        client.sendall(b'{"op": "attach", "streams": [1, 2], "stdin": false}\n{"op": "nothing"}\n')
+        for _ in range(4):
+            interest = {listener.fileno(): selectors.EVENT_READ}
+            for fd, conn in monitor.conns.items():
+                interest[fd] = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbuf else 0)
+            monitor._watch(interest)
+            for key, events in monitor.selector.select(timeout=0.01):
+                monitor._dispatch(key.fd, events)
+        monitor._stdio()
+        monitor.io.started()
+        monitor.io.close()
+        Started(0), _ExecView({}, "/"), log_path("rehearsal"), socket_path("rehearsal")
+        ours, theirs = socket.socketpair()
+        _send(theirs, {"pid": 1, "env": {}, "cwd": "/"}, b"blob", [theirs.fileno()])
+        for fd in _receive(ours)[2]:
+            os.close(fd)
+        write_json(scratch / "state.json", {"Status": "running", "MonitorStart": start_time(os.getpid()),
+                                            "StartedAt": rfc3339()})
+        os.close(os.pidfd_open(os.getpid()))
+        for conn in list(monitor.conns.values()):
+            monitor._drop(conn)
+        for sock in (client, ours, theirs, listener):
+            sock.close()
+        monitor.selector.close()
+        monitor.log.close()
+# --8<-- [end:rehearse]
+
+
 def run(container_id: str, ready_fd: int) -> NoReturn:
     """Listen on the container's socket, write ``ready`` to ``ready_fd`` (then closed), and serve."""
     path = socket_path(container_id)
@@ -430,6 +648,7 @@ def run(container_id: str, ready_fd: int) -> NoReturn:
         listener.bind(str(path))
     listener.listen(64)
     listener.setblocking(False)
+    _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)  # PID 1, started by a worker, is ours
     monitor = Monitor(container_id, listener)
     os.write(ready_fd, f"ready {os.getpid()}\n".encode())
     os.close(ready_fd)

@@ -33,7 +33,7 @@ from typing import Any
 from minidocker.core import errors
 from minidocker.core.atomic import write_json
 from minidocker.core.paths import private_dir, run_dir, state_dir
-from minidocker.daemon import events, restart
+from minidocker.daemon import events, handover, restart
 from minidocker.daemon.containers import Container, pid_is_monitor, seconds
 from minidocker.daemon.logs import private
 from minidocker.daemon.monitor import socket_path
@@ -90,6 +90,8 @@ class Supervisor:
             elif c.running:  # the monitor died without recording an exit (SIGKILL, reboot)
                 c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
                 write_json(c.dir / "state.json", c.state)
+            if not c.running:
+                await self._clean_up_left(c)
             if not c.running and c.config["HostConfig"].get("AutoRemove") and c.state["Status"] == "exited":
                 await self.remove(c, force=True, volumes=True)
             elif not c.running and restart.on_boot(c.config["HostConfig"].get("RestartPolicy"), c.restart,
@@ -223,6 +225,28 @@ class Supervisor:
         if c.state.get("Status") in ("running", "starting"):
             c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
             write_json(c.dir / "state.json", c.state)
+        if (c.dir / handover.LEFT).exists():  # it died before its clean-up: do it before anything else
+            asyncio.get_running_loop().create_task(self._clean_up_left(c, then=self._settled))
+        else:
+            self._settled(c)
+
+    # --8<-- [start:clean_up_left]
+    async def _clean_up_left(self, c: Container, then: Any = None) -> None:
+        """What a dead monitor's container still held (its cgroup, address, ports, mounts), released
+        from the clean-up its start worker handed over (:mod:`minidocker.daemon.handover`)."""
+        if (c.dir / handover.LEFT).exists():
+            logging.getLogger("minidockerd").warning("cleaning up after %s's monitor", c.id[:12])
+            with open(c.dir / "monitor.log", "ab", opener=private) as log:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "minidocker.daemon.handover", str(c.dir),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            await process.wait()
+        if then is not None:
+            then(c)
+    # --8<-- [end:clean_up_left]
+
+    def _settled(self, c: Container) -> None:
+        """The monitor is gone and so is all its container held: say so, and apply the restart policy."""
         c.monitor_gone.set()
         c.exit_count += 1
         events.container_event(self.app, c, "die", exitCode=int(c.state.get("ExitCode") or 0))

@@ -27,7 +27,7 @@ from minidocker.core import stage as _stage
 from minidocker.core.process import EngineError
 from minidocker.core.spec import ORDER_SWITCH_USER, ContainerSpec
 from minidocker.images import config as imageconfig
-from minidocker.images.store import ImageStore, marked_in_use
+from minidocker.images.store import ImageStore, mark_in_use, unmark_in_use
 from minidocker.namespaces import stage as namespaces
 from minidocker.security import stage as security
 
@@ -54,7 +54,8 @@ def configure_image(args: argparse.Namespace, spec: ContainerSpec, cleanup: cont
     image = ensure_image(args.image, store=ImageStore(), policy=args.pull, platform=args.platform)
     spec.image_config = image.config
     spec.layers = list(image.diff_ids)  # bottom first: the overlay stage stacks them as --layer
-    cleanup.enter_context(marked_in_use(image.id, spec.id))
+    mark_in_use(image.id, spec.id)
+    cleanup.callback(unmark_in_use, spec.id)
 # --8<-- [end:configure_image]
 
 

@@ -48,7 +48,7 @@ from minidocker.images import reference
 from minidocker.network.ipam import process_identity
 from minidocker.overlay import layers
 
-__all__ = ["Image", "ImageStore", "containers_using", "marked_in_use"]
+__all__ = ["Image", "ImageStore", "containers_using", "mark_in_use", "unmark_in_use"]
 
 _HEX = re.compile(r"(?:sha256:)?([a-f0-9]{1,64})")
 
@@ -91,17 +91,16 @@ def containers_using(image_id: str) -> list[str]:
     return users
 
 
-@contextlib.contextmanager
-def marked_in_use(image_id: str, container_id: str) -> Iterator[None]:
-    """While the block runs, ``rmi`` refuses to remove ``image_id``: a container uses it."""
+def mark_in_use(image_id: str, container_id: str) -> None:
+    """Until :func:`unmark_in_use` (or this process's end), ``rmi`` refuses to remove ``image_id``."""
     directory = run_dir() / "images-in-use"
     directory.mkdir(exist_ok=True)
-    mark = directory / container_id
-    mark.write_text(f"{os.getpid()} {image_id}\n")
-    try:
-        yield
-    finally:
-        mark.unlink(missing_ok=True)
+    (directory / container_id).write_text(f"{os.getpid()} {image_id}\n")
+
+
+def unmark_in_use(container_id: str) -> None:
+    """The container is done with its image (see :func:`mark_in_use`)."""
+    (run_dir() / "images-in-use" / container_id).unlink(missing_ok=True)
 
 
 class ImageStore:

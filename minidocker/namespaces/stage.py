@@ -63,10 +63,11 @@ NAMESPACES = {"mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "p
 class Container:
     """A started container: the host pid of its PID 1, and how to wait for it."""
 
-    def __init__(self, spec: ContainerSpec, pid: int, status: int | None = None) -> None:
+    def __init__(self, spec: ContainerSpec, pid: int, status: int | None = None, child: bool = True) -> None:
         self.spec = spec
         self.pid = pid
         self.status = status  # raw wait status once it has exited
+        self.child = child  # False: PID 1 is our parent's child (see start's ``reap``)
 
     def __repr__(self) -> str:
         return f"Container(spec={self.spec!r}, pid={self.pid!r}, status={self.status!r})"
@@ -77,10 +78,32 @@ class Container:
         With ``signals`` (see :func:`run`), pass the engine's signals on to it meanwhile.
         """
         if self.status is None:
-            self.status = signals.wait(self.pid) if signals else os.waitpid(self.pid, 0)[1]
+            if not self.child:
+                self.status = _zombie_status(self.pid)
+            else:
+                self.status = signals.wait(self.pid) if signals else os.waitpid(self.pid, 0)[1]
             for hook in self.spec.hooks("on_exit"):
                 hook(self.status)
         return exit_code(self.status)
+
+
+def _zombie_status(pid: int) -> int:
+    """Wait for ``pid``, not our child, to exit; its wait status, read before its parent reaps it.
+
+    A pidfd becomes readable when the process exits, child or not; ``/proc/PID/stat``'s 52nd field
+    is then its wait status (proc(5)), for as long as it is a zombie: its parent (a daemon's
+    monitor, see :func:`start`) reaps it only once told the pid is done with.
+    """
+    import select  # only a daemon's monitor needs it
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        select.select([pidfd], [], [])
+    finally:
+        os.close(pidfd)
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rpartition(b")")[2].split()
+    return int(fields[52 - 3])
 
 
 # exercise 02.11: Map root inside to an unprivileged range outside
@@ -121,25 +144,28 @@ def loopback_up() -> None:
 
 
 # exercise 02.2: Start a container from the engine's side
-# hint: check the rootfs; become a subreaper (prctl PR_SET_CHILD_SUBREAPER) so that PID 1 is handed
-#   to you; three os.pipe2(os.O_CLOEXEC) pipes (pid, go, report); fork _setup_child(); read PID 1's
-#   pid, write the id maps, run spec.hooks("on_created"), then write b"go" (kill PID 1 if any of that
-#   fails); a report on the report pipe means EngineError(report, container.wait()).
+# hint: check the rootfs; become a subreaper (prctl PR_SET_CHILD_SUBREAPER, int(reap)) so that PID 1
+#   is handed to you (Container(spec, pid, child=reap)); three os.pipe2(os.O_CLOEXEC) pipes (pid, go,
+#   report); fork _setup_child(); read PID 1's pid, write the id maps, run spec.hooks("on_created"),
+#   then write b"go" (kill PID 1 if any of that fails); a report on the report pipe means
+#   EngineError(report, container.wait()).
 # --8<-- [start:start]
 # --8<-- [start:start_part1]
-def start(spec: ContainerSpec) -> Container:
+def start(spec: ContainerSpec, reap: bool = True) -> Container:
     # --8<-- [end:start_part1]
     """Create the namespaces and the container's PID 1, run the hooks, and return once CMD is exec'd.
 
     Raises :class:`EngineError` with the container's own reason (exit 127 for a missing command,
     126 for one that can't be executed, 125 for a failed set-up); nothing is left running then.
+    With ``reap=False`` PID 1 goes to our parent instead, which must be a subreaper: chapter 10's
+    monitor starts containers from a short-lived child of its own.
     """
     # --8<-- [start:start_part2]
     if not os.path.isdir(spec.rootfs):
         raise EngineError(f"rootfs {spec.rootfs!r} is not a directory: build one with "
                           "'python -m minidocker.rootfs'")
     # PID 1 is the *grandchild*: when the set-up child exits, the kernel hands it to us.
-    _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    _syscalls.prctl(_syscalls.PR_SET_CHILD_SUBREAPER, int(reap))
     pid_r, pid_w = os.pipe2(os.O_CLOEXEC)  # set-up child -> engine: the pid of PID 1
     go_r, go_w = os.pipe2(os.O_CLOEXEC)  # engine -> PID 1: the host side is ready
     report_r, report_w = os.pipe2(os.O_CLOEXEC)  # PID 1 -> engine: why it failed; EOF on exec
@@ -153,7 +179,7 @@ def start(spec: ContainerSpec) -> Container:
     if not pid_text:
         os.close(go_w)
         raise EngineError(read_report(report_r) or "could not create the namespaces")
-    container = Container(spec, int(pid_text))
+    container = Container(spec, int(pid_text), child=reap)
     try:
         if spec.id_map:
             write_id_maps(container.pid, spec.id_map)

@@ -313,7 +313,7 @@ def configure(args: argparse.Namespace, spec: ContainerSpec,
     if spec.id_map:  # its root, an unprivileged host user, walks down to merged/ (core.paths)
         _paths.let_in(fs.dir, spec.id_map.outside)
     if args.keep:
-        cleanup.callback(print, f"minidocker: kept the container's filesystem: {spec.id}", file=sys.stderr)
+        cleanup.callback(_say_kept, spec.id)
         cleanup.callback(fs.unmount)
     else:
         remove_on_exit(fs, spec, cleanup)
@@ -334,15 +334,19 @@ def remove_on_exit(fs: ContainerFS, spec: ContainerSpec, cleanup: contextlib.Exi
         fs.remove()
         raise
     spec.add_hook("on_created", fs.claim)  # the container's PID 1 too: unmount only once it is gone
-
-    def finish() -> None:
-        try:
-            fs.remove()
-        finally:
-            disarm()
-
-    cleanup.callback(finish)
+    cleanup.callback(_remove_and_disarm, fs, disarm)
 # --8<-- [end:remove_on_exit]
+
+
+def _remove_and_disarm(fs: ContainerFS, disarm: _watchdog.Disarm) -> None:
+    try:
+        fs.remove()
+    finally:
+        disarm()
+
+
+def _say_kept(container_id: str) -> None:
+    print(f"minidocker: kept the container's filesystem: {container_id}", file=sys.stderr)
 
 
 def _remove_left() -> None:
