@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 from collections.abc import Sequence
 
@@ -111,24 +112,28 @@ def configure(args: argparse.Namespace, spec: ContainerSpec, cleanup: contextlib
         gateway = nets[0][0].gateway if nets else ""
         extra = [(name, gateway if ip == "host-gateway" else ip) for name, ip in custom.hosts]
         (directory / "hosts").write_text(netfiles.hosts_file(hostname, first, extra))
-
-    def disconnect(*_: object) -> None:
-        # --8<-- [end:configure_part1]
-        for record, _settings in nets:
-            with contextlib.suppress(Exception):
-                driver.detach(store, record, spec.id)
-        for _m, sock in held:
-            sock.close()
-        held.clear()
+    # --8<-- [end:configure_part1]
 
     # --8<-- [start:configure_part2]
-    cleanup.callback(disconnect)
+    # data, not a closure: chapter 10's monitor hands it from process to process (daemon/handover.py)
+    unplug = functools.partial(disconnect, store, [record for record, _ in nets], spec.id, held)
+    cleanup.callback(unplug)
     spec.add_hook("on_created", connect)
     if nets:  # 127.0.0.11 answers from PID 1's first instruction: the sockets go to the daemon now
         spec.add_hook("on_created", lambda pid: handoff.hand_over(spec.id, pid))
-    spec.add_hook("on_exit", disconnect)
+    spec.add_hook("on_exit", unplug)
 # --8<-- [end:configure_part2]
 # --8<-- [end:configure]
+
+
+def disconnect(store: Store, records: list[Record], container_id: str, held: list, *_: object) -> None:
+    """Take the container off its networks and free its published ports; the second call does nothing."""
+    for record in records:
+        with contextlib.suppress(Exception):
+            driver.detach(store, record, container_id)
+    for _m, sock in held:
+        sock.close()
+    held.clear()
 
 
 def running_container(ref: str) -> tuple[str, int]:
@@ -175,19 +180,25 @@ def configure_joined(args: argparse.Namespace, spec: ContainerSpec, cleanup: con
         spec.env["HOSTNAME"] = spec.hostname
     spec.add_hook("before_pivot", lambda root: netfiles.bind_files(root, files))
 
-    held = [theirs, ours]
-
-    def step_back(*_: object) -> None:
-        if held:
-            _syscalls.setns(ours, _syscalls.CLONE_NEWNET)
-            for fd in held:
-                os.close(fd)
-            held.clear()
-
+    step_back = StepBack(theirs, ours)
     cleanup.callback(step_back)  # if the start fails before PID 1 exists
     _syscalls.setns(theirs, _syscalls.CLONE_NEWNET)  # the last thing: later stages set up no network
     spec.add_hook("on_created", step_back, order=ORDER_FIRST)
 # --8<-- [end:configure_joined]
+
+
+class StepBack:
+    """Back into the engine's own network namespace, once (an object: see :func:`disconnect`)."""
+
+    def __init__(self, theirs: int, ours: int) -> None:
+        self.held = [theirs, ours]
+
+    def __call__(self, *_: object) -> None:
+        if self.held:
+            _syscalls.setns(self.held[1], _syscalls.CLONE_NEWNET)
+            for fd in self.held:
+                os.close(fd)
+            self.held.clear()
 
 
 def resolver(mode: str) -> object:
