@@ -57,6 +57,9 @@ def preload() -> None:
     from minidocker.daemon import plugins
 
     plugins.discover()  # later chapters register their network modes (chapter 05's register_mode)
+    from minidocker.security import capabilities, seccomp
+
+    seccomp.default_filter(capabilities.DOCKER_DEFAULT)  # compiled once, for every container's start
     from minidocker.daemon import monitor
 
     scratch = Path(tempfile.mkdtemp(prefix="forkserver-", dir=run_dir()))

@@ -115,20 +115,30 @@ def pack(stack: RecordingStack, spec: ContainerSpec, directory: Path) -> tuple[b
 def run(blob: bytes, status: int, fds: list[int] | None = None) -> None:
     """After PID 1 exited with wait status ``status``: its ``on_exit`` hooks, then the clean-up, last first.
 
-    ``fds`` are the descriptors :func:`pack` gave (None: they died with the monitor). Each step runs
-    even if one before it failed (as an ``ExitStack`` does); a failure is logged.
+    ``fds`` are the descriptors :func:`pack` gave (None: they died with the monitor); they are all
+    closed when it returns. Each step runs even if one before it failed (as an ``ExitStack`` does);
+    a failure is logged.
     """
+    sockets: list[socket.socket] = []
+
     class Unpacker(pickle.Unpickler):
         def persistent_load(self, pid: Any) -> Any:
             if pid == "disarmed":
                 return _disarmed
-            return socket.socket(fileno=fds[pid[1]]) if fds is not None else _Closed()
+            if fds is None:
+                return _Closed()
+            sockets.append(socket.socket(fileno=fds[pid[1]]))
+            return sockets[-1]
 
-    steps, on_exit = Unpacker(io.BytesIO(blob)).load()
-    for hook in on_exit:
-        _guarded(hook, (status,), {})
-    for callback, args, kwds in reversed(steps):
-        _guarded(callback, args, kwds)
+    try:
+        steps, on_exit = Unpacker(io.BytesIO(blob)).load()
+        for hook in on_exit:
+            _guarded(hook, (status,), {})
+        for callback, args, kwds in reversed(steps):
+            _guarded(callback, args, kwds)
+    finally:
+        for sock in sockets:
+            sock.close()
 # --8<-- [end:run]
 
 

@@ -82,6 +82,7 @@ class Monitor:
         self.finished = False
         self.handed: tuple[bytes, list[int]] | None = None  # the start worker's clean-up (see handover)
         self.keeper: tuple[int, socket.socket] | None = None  # ... or the worker itself, kept
+        self.worker: tuple[int, int] | None = None  # the start worker's pidfd and pid, until reaped
         self.prober = health.Prober.of(self.config, self.dir)  # the healthcheck, if the container has one
         log_config = self.config["HostConfig"].get("LogConfig", {}).get("Config") or {}
         max_size = log_config.get("max-size")
@@ -103,7 +104,7 @@ class Monitor:
                     interest[fd] = 0 if stalled else selectors.EVENT_READ
                 if source.stdin is not None and source.stdin_buffer:
                     interest[source.stdin] = interest.get(source.stdin, 0) | selectors.EVENT_WRITE
-            for fd in (self.pidfd, *self.execs, *(s.pidfd for s in probes)):
+            for fd in (self.pidfd, *self.execs, *(s.pidfd for s in probes), *(self.worker or ())[:1]):
                 if fd is not None:
                     interest[fd] = selectors.EVENT_READ
             self._watch(interest)
@@ -148,6 +149,8 @@ class Monitor:
                 self._read(conn)
         elif fd == self.pidfd:
             self._container_exited()
+        elif self.worker and fd == self.worker[0]:
+            self._reap_worker()
         elif fd in self.execs:
             self._exec_exited(fd)
         elif self.prober and self.prober.session and fd == self.prober.session.pidfd:
@@ -341,8 +344,9 @@ class Monitor:
             self.keeper = (worker, ours)
         else:
             ours.close()
-            os.waitpid(worker, 0)
+            self.worker = os.pidfd_open(worker), worker  # reaped by the loop: the reply need not wait
         if "error" in reply:
+            self._reap_worker()
             _reap_zombies()  # a PID 1 that failed to exec, now ours
             raise EngineError(reply["error"], reply["code"])
         if not reply.get("keeper"):
@@ -383,6 +387,15 @@ class Monitor:
             traceback.print_exc()
             sys.stderr.flush()
         os._exit(0)  # handed over: no clean-up here
+
+    def _reap_worker(self) -> None:
+        if self.worker:
+            pidfd, pid = self.worker
+            self.worker = None
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(pidfd)
+            os.close(pidfd)
+            os.waitpid(pid, 0)
 
     @staticmethod
     def _keep(sock: socket.socket, spec: Any, stack: contextlib.ExitStack) -> NoReturn:
@@ -483,7 +496,8 @@ class Monitor:
 
     # --8<-- [start:teardown]
     def _teardown(self) -> None:
-        """What the start worker handed over runs in a child of ours (every module is loaded already)."""
+        """What the start worker handed over runs here, as the monitor exits: what it writes to no longer
+        costs anything (every module is loaded already)."""
         status = getattr(self.container, "status", None)
         if self.keeper:
             worker, sock = self.keeper
@@ -492,16 +506,10 @@ class Monitor:
                 sock.recv(16)  # "done", or its end
             sock.close()
             os.waitpid(worker, 0)
-        elif self.handed:
+        elif self.handed:  # here: the monitor is about to exit, what it writes to now costs nothing
+            self._reap_worker()  # its copies of the ports' sockets are closed then
             blob, fds = self.handed
-            child = os.fork()
-            if child == 0:
-                handover.run(blob, status if status is not None else 0, fds)
-                sys.stderr.flush()
-                os._exit(0)
-            os.waitpid(child, 0)
-            for fd in fds:  # a published port is free once we have closed our copy too
-                os.close(fd)
+            handover.run(blob, status if status is not None else 0, fds)
             (self.dir / handover.LEFT).unlink(missing_ok=True)  # done: nothing for the daemon to do
     # --8<-- [end:teardown]
 

@@ -361,6 +361,22 @@ def _refusal(default: int, profile: dict) -> int:
     return ACTIONS["SCMP_ACT_ERRNO"] | (profile.get("defaultErrnoRet") or errno.EPERM) & 0xFFFF
 
 
+_DEFAULT_FILTERS: dict[frozenset[str], tuple[bytes, int]] = {}
+
+
+def default_filter(capabilities: Collection[str]) -> tuple[bytes, int]:
+    """Docker's default profile compiled for ``capabilities`` (program and flags), once per process.
+
+    Compiling it takes a few milliseconds of Python. A daemon's fork server compiles it for the
+    default capabilities before it forks, and every container's start finds it there.
+    """
+    key = frozenset(capabilities)
+    if key not in _DEFAULT_FILTERS:
+        profile = default_profile()
+        _DEFAULT_FILTERS[key] = compile_profile(profile, key), profile_flags(profile)
+    return _DEFAULT_FILTERS[key]
+
+
 # exercise 06.7: Compile a profile to a BPF program
 # hint: check seccomp_data.arch (offset 4, else KILL_PROCESS); load nr (offset 0); on x86_64, x32
 #   numbers get _refusal() whatever the default; numbers above the table ENOSYS (unless the

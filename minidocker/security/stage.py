@@ -112,7 +112,8 @@ def _security_opts(items: Sequence[str]) -> tuple[str, bool, bool]:
 # exercise 06.13: Work out the hardening from the options, before anything exists
 # hint: caps = capabilities.tweak(cap_add, cap_drop, privileged); _security_opts() gives the seccomp
 #   setting, no-new-privileges and systempaths; no filter when privileged or "unconfined", else
-#   load_profile() (or default_profile() for "builtin") and compile_profile(profile, caps); no masked
+#   seccomp.default_filter(caps) for "builtin" (compiled once per process), else load_profile() and
+#   compile_profile(profile, caps), profile_flags(profile); no masked
 #   or read-only paths when privileged or systempaths=unconfined; rlimits.parse(ulimits).
 # --8<-- [start:plan]
 def plan(options: SecurityOptions) -> Hardening:
@@ -125,9 +126,10 @@ def plan(options: SecurityOptions) -> Hardening:
     caps = capabilities.tweak(options.cap_add, options.cap_drop, options.privileged)
     profile_opt, no_new_privs, confined = _security_opts(options.security_opt)
     program, flags = None, 0
-    if not options.privileged and profile_opt != "unconfined":
-        profile = seccomp.default_profile() if profile_opt in ("builtin", "") else \
-            seccomp.load_profile(profile_opt)
+    if not options.privileged and profile_opt in ("builtin", ""):
+        program, flags = seccomp.default_filter(caps)  # compiled once per process
+    elif not options.privileged and profile_opt != "unconfined":
+        profile = seccomp.load_profile(profile_opt)
         program, flags = seccomp.compile_profile(profile, caps), seccomp.profile_flags(profile)
     system = confined and not options.privileged
     masked = options.masked_paths if options.masked_paths is not None else masking.MASKED_PATHS
