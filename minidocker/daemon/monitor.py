@@ -297,7 +297,8 @@ class Monitor:
         write_json(self.dir / "state.json", {
             "Status": "running", "Pid": self.container.pid, "MonitorPid": os.getpid(),
             "MonitorStart": start_time(os.getpid()),
-            "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""})
+            "StartedAt": rfc3339(), "FinishedAt": "", "ExitCode": 0, "OOMKilled": False, "Error": ""},
+            durable=False)  # a running container: after a crash of the host, the daemon settles it
         if self.prober:
             self.prober.container_started()
         return {"pid": self.container.pid}
