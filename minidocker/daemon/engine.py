@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -75,12 +76,17 @@ exec_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_ho
 exec_final_hooks: list[Callable[[dict], list[Callable[[], None]]]] = [security.exec_final_hooks]
 
 
-def known_options() -> set[str]:
+def known_options() -> frozenset[str]:
     """Every option string the assembled stages accept (``--hostname``, ``--memory``, ...)."""
+    return _options_of(STAGES)
+
+
+@functools.lru_cache(maxsize=4)
+def _options_of(stages: tuple[_stage.Stage, ...]) -> frozenset[str]:
     parser = argparse.ArgumentParser(add_help=False)
-    for stage in STAGES:
+    for stage in stages:
         stage.add_arguments(parser)
-    return {option for action in parser._actions for option in action.option_strings}
+    return frozenset(option for action in parser._actions for option in action.option_strings)
 
 
 # exercise 10.3: The container's config as the engine's command line

@@ -60,6 +60,11 @@ def preload() -> None:
     from minidocker.security import capabilities, seccomp
 
     seccomp.default_filter(capabilities.DOCKER_DEFAULT)  # compiled once, for every container's start
+    from minidocker.daemon import engine
+    from minidocker.images import run as imagerun
+
+    engine.known_options()  # and the engine's parsers, made once
+    imagerun.parse(["image"], stages=engine.STAGES, prog=engine.PROG)
     from minidocker.daemon import monitor
 
     scratch = Path(tempfile.mkdtemp(prefix="forkserver-", dir=run_dir()))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -97,9 +98,9 @@ STAGES = (_stage.Stage("image", add_image_arguments, configure_image), *security
           _stage.Stage("image-config", add_config_arguments, configure_config))
 
 
-def parse(argv: Sequence[str], *, stages: Sequence[_stage.Stage] = STAGES,
-          prog: str = PROG) -> argparse.Namespace:
-    """``[OPTIONS] IMAGE [CMD [ARG...]]``, as ``docker run`` (no ``--`` needed; one is allowed)."""
+@functools.lru_cache(maxsize=8)
+def _parser(stages: tuple[_stage.Stage, ...], prog: str) -> argparse.ArgumentParser:
+    """The parser of ``stages``, made once per process (a daemon's fork server makes the engine's)."""
     parser = _stage._Parser(prog=prog, usage=f"{prog} [OPTIONS] IMAGE [CMD [ARG...]]",
                             description="Run a command in a new container, on an image.")
     for stage in stages:
@@ -107,7 +108,13 @@ def parse(argv: Sequence[str], *, stages: Sequence[_stage.Stage] = STAGES,
     parser.add_argument("image", metavar="IMAGE", help="image name, ID or NAME@DIGEST")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     parser.set_defaults(rootfs=None)  # no ROOTFS: the image's layers are the root
-    args = parser.parse_args(list(argv))
+    return parser
+
+
+def parse(argv: Sequence[str], *, stages: Sequence[_stage.Stage] = STAGES,
+          prog: str = PROG) -> argparse.Namespace:
+    """``[OPTIONS] IMAGE [CMD [ARG...]]``, as ``docker run`` (no ``--`` needed; one is allowed)."""
+    args = _parser(tuple(stages), prog).parse_args(list(argv))
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     return args
