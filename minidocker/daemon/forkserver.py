@@ -59,7 +59,7 @@ def preload() -> None:
     plugins.discover()  # later chapters register their network modes (chapter 05's register_mode)
     from minidocker.security import capabilities, seccomp
 
-    seccomp.default_filter(capabilities.DOCKER_DEFAULT)  # compiled once, for every container's start
+    seccomp.default_filter(capabilities.DOCKER_DEFAULT, keep=True)  # compiled once, for every start
     from minidocker.daemon import engine
     from minidocker.images import run as imagerun
 

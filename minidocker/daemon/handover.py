@@ -12,14 +12,14 @@ What must still happen is the stages' clean-up (a :class:`RecordingStack`) and t
 hooks: module-level functions and picklable objects (a cgroup, a filesystem, a network). The worker
 writes them to the container's directory (:data:`LEFT`, root-only) and sends them to the monitor;
 the stages' watchdogs (chapter 03), one ``sh`` each per container, are then disarmed. When the
-container has exited, the monitor forks once more and :func:`run` does the clean-up in that child,
-every module already imported, and removes the file. If the monitor itself dies, the daemon runs
+container has exited, the monitor does the clean-up with :func:`run` as it exits, every module
+already imported, and removes the file. If the monitor itself dies, the daemon runs
 what the file says (``python -m minidocker.daemon.handover DIR``), at once or, if it is down too, as
 it starts: as containerd cleans up after a dead shim. A stage whose clean-up is not data (a
 closure) is not handed over: its worker stays, with its watchdogs, and cleans up when told the
 container's status or when the monitor's end of their socket closes.
 
-Example (in the start worker, then in the monitor's child after the container exited)::
+Example (in the start worker, then in the monitor after the container exited)::
 
     stack = RecordingStack()
     spec = engine.container_spec(cid, argv, stack)

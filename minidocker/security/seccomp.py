@@ -38,7 +38,8 @@ from minidocker.core.process import EngineError
 from minidocker.security import bpf
 from minidocker.security.syscall_table import numbers
 
-__all__ = ["ACTIONS", "compile_profile", "default_profile", "install", "load_profile", "seccomp_data"]
+__all__ = ["ACTIONS", "compile_profile", "default_filter", "default_profile", "install", "load_profile",
+           "seccomp_data"]
 
 # <linux/seccomp.h>: what a filter returns. The low 16 bits carry data (the errno for ERRNO).
 ACTIONS = {
@@ -361,20 +362,24 @@ def _refusal(default: int, profile: dict) -> int:
     return ACTIONS["SCMP_ACT_ERRNO"] | (profile.get("defaultErrnoRet") or errno.EPERM) & 0xFFFF
 
 
-_DEFAULT_FILTERS: dict[frozenset[str], tuple[bytes, int]] = {}
+_KEPT_FILTERS: dict[frozenset[str], tuple[bytes, int]] = {}
 
 
-def default_filter(capabilities: Collection[str]) -> tuple[bytes, int]:
-    """Docker's default profile compiled for ``capabilities`` (program and flags), once per process.
+def default_filter(capabilities: Collection[str], keep: bool = False) -> tuple[bytes, int]:
+    """Docker's default profile compiled for ``capabilities``: the program and its flags.
 
-    Compiling it takes a few milliseconds of Python. A daemon's fork server compiles it for the
-    default capabilities before it forks, and every container's start finds it there.
+    Compiling it takes a few milliseconds of Python. With ``keep`` the result stays for the rest of
+    this process: a daemon's fork server compiles it so for the default capabilities before it
+    forks, and every container's start finds it there. Elsewhere each call compiles.
     """
     key = frozenset(capabilities)
-    if key not in _DEFAULT_FILTERS:
-        profile = default_profile()
-        _DEFAULT_FILTERS[key] = compile_profile(profile, key), profile_flags(profile)
-    return _DEFAULT_FILTERS[key]
+    if key in _KEPT_FILTERS:
+        return _KEPT_FILTERS[key]
+    profile = default_profile()
+    result = compile_profile(profile, key), profile_flags(profile)
+    if keep:
+        _KEPT_FILTERS[key] = result
+    return result
 
 
 # exercise 06.7: Compile a profile to a BPF program

@@ -112,7 +112,7 @@ def _security_opts(items: Sequence[str]) -> tuple[str, bool, bool]:
 # exercise 06.13: Work out the hardening from the options, before anything exists
 # hint: caps = capabilities.tweak(cap_add, cap_drop, privileged); _security_opts() gives the seccomp
 #   setting, no-new-privileges and systempaths; no filter when privileged or "unconfined", else
-#   seccomp.default_filter(caps) for "builtin" (compiled once per process), else load_profile() and
+#   seccomp.default_filter(caps) for "builtin", else load_profile() and
 #   compile_profile(profile, caps), profile_flags(profile); no masked
 #   or read-only paths when privileged or systempaths=unconfined; rlimits.parse(ulimits).
 # --8<-- [start:plan]
@@ -127,7 +127,7 @@ def plan(options: SecurityOptions) -> Hardening:
     profile_opt, no_new_privs, confined = _security_opts(options.security_opt)
     program, flags = None, 0
     if not options.privileged and profile_opt in ("builtin", ""):
-        program, flags = seccomp.default_filter(caps)  # compiled once per process
+        program, flags = seccomp.default_filter(caps)  # kept from the fork server's, in a daemon
     elif not options.privileged and profile_opt != "unconfined":
         profile = seccomp.load_profile(profile_opt)
         program, flags = seccomp.compile_profile(profile, caps), seccomp.profile_flags(profile)
