@@ -150,6 +150,17 @@ def running_daemon(directory: Path, mirror: str, *extra: str, env: dict[str, str
     assert not left, f"monitors or fork servers outlived their containers and daemon (killed now): {left}"
 
 
+@contextlib.contextmanager
+def own_daemon(daemon: Daemon, directory: Path):
+    """A daemon of a test's own, beside the module's ``daemon`` (its registry), that the test may kill:
+    the module's, restarted or killed, would count as a leak. busybox is pulled."""
+    env = {"MINIDOCKER_STATE": str(directory / "state"), "MINIDOCKER_RUN": str(directory / "run")}
+    with running_daemon(directory, daemon.registry.url, env=env) as d:
+        for _ in d.client.stream_json("POST", "/images/create", {"fromImage": "busybox", "tag": "latest"}):
+            pass
+        yield d
+
+
 def daemon_fixture(tmp_path_factory):
     """The body of each chapter 10 test module's ``daemon`` fixture: registry + daemon + busybox."""
     base = tmp_path_factory.mktemp("d07")

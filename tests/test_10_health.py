@@ -12,7 +12,7 @@ import pytest
 
 from minidocker.client.client import APIError
 from minidocker.daemon.containers import seconds
-from tests.helpers_10_daemon import daemon_fixture, running_daemon
+from tests.helpers_10_daemon import daemon_fixture, own_daemon
 
 MS = 1_000_000
 
@@ -175,10 +175,7 @@ def test_an_images_healthcheck_is_used_and_can_be_overridden(daemon, tmp_path: P
 @pytest.fixture
 def own(daemon, tmp_path: Path):
     """A daemon of the test's own, that it may kill (the module's would count as a leak when restarted)."""
-    env = {"MINIDOCKER_STATE": str(tmp_path / "state"), "MINIDOCKER_RUN": str(tmp_path / "run")}
-    with running_daemon(tmp_path, daemon.registry.url, env=env) as d:
-        for _ in d.client.stream_json("POST", "/images/create", {"fromImage": "busybox", "tag": "latest"}):
-            pass
+    with own_daemon(daemon, tmp_path) as d:
         yield d
 
 

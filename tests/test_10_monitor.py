@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import leaks
-from tests.helpers_10_daemon import daemon_fixture, running_daemon
+from tests.helpers_10_daemon import daemon_fixture, own_daemon
 from tests.test_10_ports import fetch
 
 
@@ -31,10 +31,7 @@ def daemon(tmp_path_factory):
 @pytest.fixture
 def own(daemon, tmp_path: Path):
     """A daemon of the test's own, that it may kill."""
-    env = {"MINIDOCKER_STATE": str(tmp_path / "state"), "MINIDOCKER_RUN": str(tmp_path / "run")}
-    with running_daemon(tmp_path, daemon.registry.url, env=env) as d:
-        for _ in d.client.stream_json("POST", "/images/create", {"fromImage": "busybox", "tag": "latest"}):
-            pass
+    with own_daemon(daemon, tmp_path) as d:
         assert d.cli("run", "--rm", "busybox", "true").returncode == 0  # the bridge exists from now on
         yield d
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from minidocker.client.client import APIError
-from tests.helpers_10_daemon import daemon_fixture, running_daemon
+from tests.helpers_10_daemon import daemon_fixture, own_daemon
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +23,7 @@ def daemon(tmp_path_factory):
 @pytest.fixture
 def own(daemon, tmp_path: Path):
     """A daemon of the test's own, that it may kill (the module's would count as a leak when restarted)."""
-    env = {"MINIDOCKER_STATE": str(tmp_path / "state"), "MINIDOCKER_RUN": str(tmp_path / "run")}
-    with running_daemon(tmp_path, daemon.registry.url, env=env) as d:
-        for _ in d.client.stream_json("POST", "/images/create", {"fromImage": "busybox", "tag": "latest"}):
-            pass
+    with own_daemon(daemon, tmp_path) as d:
         yield d
 
 

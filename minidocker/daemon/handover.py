@@ -150,8 +150,12 @@ def run_left(directory: Path) -> bool:
         return False
     with os.fdopen(fd, "rb") as f:
         blob = f.read(MAX_LEFT + 1)
-    if len(blob) <= MAX_LEFT:
+    try:
+        if len(blob) > MAX_LEFT:
+            raise ValueError(f"over {MAX_LEFT} bytes")
         run(blob, signal.SIGKILL)  # the monitor is gone: PID 1 died with it (PR_SET_PDEATHSIG)
+    except (pickle.UnpicklingError, ValueError, EOFError, AttributeError, ImportError) as e:
+        print(f"minidocker: cannot run the clean-up left in {directory / LEFT}: {e}", file=sys.stderr)
     (directory / LEFT).unlink(missing_ok=True)
     return True
 

@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from minidocker.core import errors
@@ -231,7 +232,7 @@ class Supervisor:
             self._settled(c)
 
     # --8<-- [start:clean_up_left]
-    async def _clean_up_left(self, c: Container, then: Any = None) -> None:
+    async def _clean_up_left(self, c: Container, then: Callable[[Container], None] | None = None) -> None:
         """What a dead monitor's container still held (its cgroup, address, ports, mounts), released
         from the clean-up its start worker handed over (:mod:`minidocker.daemon.handover`)."""
         if (c.dir / handover.LEFT).exists():
