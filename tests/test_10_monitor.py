@@ -129,3 +129,18 @@ def test_a_killed_monitor_leaves_nothing_behind(own, daemon_down):
     assert started.returncode == 0, started.stderr
     assert fetch(f"http://127.0.0.1:{port}/") == "up\n"
     assert own.cli("rm", "-f", cid).returncode == 0
+
+
+def test_a_start_right_after_a_monitor_died_waits_for_its_clean_up(own):
+    """The clean-up a dead monitor left names the container's cgroup, lease and mounts: a start (or a
+    removal) meanwhile waits for it, or the late clean-up would take the new run's."""
+    cid, port = _serve(own)
+    os.kill(_state(own, cid)["MonitorPid"], signal.SIGKILL)
+    _until(lambda: _state(own, cid)["Status"] == "exited")  # the daemon saw it die; the clean-up runs
+    started = own.cli("start", cid)
+    assert started.returncode == 0, started.stderr
+    assert _state(own, cid)["Status"] == "running"
+    assert fetch(f"http://127.0.0.1:{port}/") == "up\n"
+    assert all(_held(own, cid, port).values()), _held(own, cid, port)
+    assert own.cli("rm", "-f", cid).returncode == 0
+    assert not any(_held(own, cid, port).values()), _held(own, cid, port)

@@ -107,6 +107,7 @@ class Container:
         self.pending_attach: list[Any] = []  # attach requests waiting for the start
         self.monitor_pid = 0
         self.monitor_gone = asyncio.Event()
+        self.left_clean_up: Any = None  # the task running what a dead monitor left (supervisor.py)
         self.removing = False
         self.exec_ids: list[str] = []
         self.restart = restart.load(directory)  # the restart policy's record (daemon/restart.py)

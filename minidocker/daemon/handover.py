@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from minidocker.core.atomic import atomic_write
 from minidocker.core.spec import ContainerSpec
 from minidocker.core.watchdog import Disarm
 
@@ -104,7 +105,8 @@ def pack(stack: RecordingStack, spec: ContainerSpec, directory: Path) -> tuple[b
     except (pickle.PicklingError, TypeError, AttributeError) as e:
         raise NotData(str(e)) from None
     blob = out.getvalue()
-    _write(directory / LEFT, blob)
+    # whole or not at all, root's alone; no fsync: after a crash of the host there is nothing to clean up
+    atomic_write(directory / LEFT, blob, 0o600, durable=False)
     for disarm in disarms:
         disarm()
     return blob, fds
@@ -160,16 +162,6 @@ def run_left(directory: Path) -> bool:
     return True
 
 
-def _write(path: Path, blob: bytes) -> None:
-    """Whole or not at all (renamed into place), root-only; not fsync'd: after a crash of the host
-    there is nothing left to clean up."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.rename(tmp, path)
-
-
 class _Closed:
     """A socket that was closed when the monitor holding it died."""
 
@@ -192,6 +184,9 @@ def _guarded(callback: Callable[..., Any], args: tuple, kwds: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m minidocker.daemon.handover DIR``: the daemon's clean-up after a dead monitor."""
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m minidocker.daemon.handover CONTAINER_DIRECTORY", file=sys.stderr)
+        return 2
     run_left(Path(argv[0]))
     sys.stderr.flush()
     return 0

@@ -164,6 +164,7 @@ class Supervisor:
 
     async def _spawn_monitor(self, c: Container) -> int:
         """A new monitor for ``c``: forked by the fork server, or else a fresh ``python -m``."""
+        await self._left_cleaned_up(c)  # the last one's, if it died: it names this container's cgroup
         line = b""
         if self.forkserver is not None and self.forkserver.poll() is not None:  # it died: another
             self.forkserver.wait()
@@ -227,7 +228,8 @@ class Supervisor:
             c.state.update(Status="exited", Pid=0, ExitCode=255, Error="the container's monitor died")
             write_json(c.dir / "state.json", c.state)
         if (c.dir / handover.LEFT).exists():  # it died before its clean-up: do it before anything else
-            asyncio.get_running_loop().create_task(self._clean_up_left(c, then=self._settled))
+            clean_up = self._clean_up_left(c, then=self._settled)
+            c.left_clean_up = asyncio.get_running_loop().create_task(clean_up)
         else:
             self._settled(c)
 
@@ -235,16 +237,26 @@ class Supervisor:
     async def _clean_up_left(self, c: Container, then: Callable[[Container], None] | None = None) -> None:
         """What a dead monitor's container still held (its cgroup, address, ports, mounts), released
         from the clean-up its start worker handed over (:mod:`minidocker.daemon.handover`)."""
-        if (c.dir / handover.LEFT).exists():
-            logging.getLogger("minidockerd").warning("cleaning up after %s's monitor", c.id[:12])
-            with open(c.dir / "monitor.log", "ab", opener=private) as log:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "minidocker.daemon.handover", str(c.dir),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            await process.wait()
-        if then is not None:
-            then(c)
+        try:
+            if (c.dir / handover.LEFT).exists():
+                logging.getLogger("minidockerd").warning("cleaning up after %s's monitor", c.id[:12])
+                with open(c.dir / "monitor.log", "ab", opener=private) as log:
+                    process = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "minidocker.daemon.handover", str(c.dir),
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                await process.wait()
+        finally:  # even if it could not run: the container is not left "dying" for ever
+            if then is not None:
+                then(c)
     # --8<-- [end:clean_up_left]
+
+    async def _left_cleaned_up(self, c: Container) -> None:
+        """Wait for the clean-up a dead monitor left, if it is running: a start or a removal meanwhile
+        would race it (it removes the cgroup, lease and mounts named after this container)."""
+        task = c.left_clean_up
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     def _settled(self, c: Container) -> None:
         """The monitor is gone and so is all its container held: say so, and apply the restart policy."""
@@ -423,6 +435,7 @@ class Supervisor:
         With ``volumes`` (``docker rm -v``, and ``run --rm``), its anonymous volumes too."""
         self._cancel_restart(c)
         await self._restart_settled(c)
+        await self._left_cleaned_up(c)  # it reads its file from the directory about to go
         if c.running or c.state.get("Status") == "starting":
             if not force:
                 raise errors.Conflict(f"You cannot remove a running container {c.id}. Stop the "
